@@ -1,0 +1,75 @@
+//! Authentication: who a JWT says the caller is. Verification is pinned to
+//! one configured algorithm (HS256 with a shared secret, or RS256 with a PEM
+//! public key or a JWKS file); the token's own header never chooses it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::Role;
+
+mod jwt;
+
+pub use jwt::{TokenMinter, TokenVerifier};
+
+/// The caller as the rest of the system sees them, defaults applied: `name`
+/// falls back to the user id, `pools` to `["default"]` for agents and admins
+/// and is empty for customers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    pub user_id: String,
+    pub name: String,
+    pub role: Role,
+    pub pools: Vec<String>,
+}
+
+/// Why a token was refused; `code()` is the CONNECT_ERROR `data.code`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("no token was given")]
+    MissingToken,
+    #[error("the token is not valid: {0}")]
+    InvalidToken(String),
+    #[error("the token has expired")]
+    TokenExpired,
+}
+
+impl AuthError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            AuthError::MissingToken => "missing_token",
+            AuthError::InvalidToken(_) => "invalid_token",
+            AuthError::TokenExpired => "token_expired",
+        }
+    }
+}
+
+/// The algorithm every token must be signed with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwtAlgorithm {
+    Hs256,
+    Rs256,
+}
+
+/// Where verification keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwtKeySource {
+    /// HS256 shared secret.
+    Secret(String),
+    /// RS256 public key, PEM text.
+    PublicKeyPem(String),
+    /// RS256 keys as a JWKS document (JSON text); the token's `kid` picks one.
+    Jwks(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtSettings {
+    pub algorithm: JwtAlgorithm,
+    pub key: JwtKeySource,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+}
+
+/// A key configuration that cannot work (bad PEM, bad JWKS, a key that
+/// does not fit the algorithm).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid JWT configuration: {0}")]
+pub struct JwtConfigError(pub String);

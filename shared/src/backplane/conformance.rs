@@ -1,0 +1,1 @@
+//! Conformance suite every backplane implementation must pass.

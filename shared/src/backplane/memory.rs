@@ -1,0 +1,1 @@
+//! In-process backplane (standalone mode).

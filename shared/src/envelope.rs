@@ -1,0 +1,223 @@
+//! Internal wire envelopes, MessagePack-encoded: commands a gateway appends to
+//! a partition stream, replies a worker sends back to one gateway, and
+//! deliveries (pre-encoded client frames) fanned out over pub/sub.
+
+use bytes::Bytes;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::protocol::{Message, ReadPosition, Role, Session, NAMESPACE};
+use crate::{ChatError, Timestamp};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error("cannot encode envelope: {0}")]
+    Encode(#[from] rmp_serde::encode::Error),
+    #[error("cannot decode envelope: {0}")]
+    Decode(#[from] rmp_serde::decode::Error),
+}
+
+pub fn encode<T: Serialize>(value: &T) -> Result<Bytes, EnvelopeError> {
+    Ok(Bytes::from(rmp_serde::to_vec_named(value)?))
+}
+
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, EnvelopeError> {
+    Ok(rmp_serde::from_slice(bytes)?)
+}
+
+/// Who issued a command, as the gateway authenticated them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    pub user_id: String,
+    pub name: String,
+    pub role: Role,
+    pub pools: Vec<String>,
+}
+
+impl Actor {
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+
+    pub fn is_agent_of(&self, pool: &str) -> bool {
+        self.role == Role::Agent && self.pools.iter().any(|p| p == pool)
+    }
+}
+
+/// Where the answer to a command goes: a gateway's reply channel and the
+/// request id it is waiting on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplyTo {
+    pub gateway_id: String,
+    pub request_id: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandEnvelope {
+    pub reply_to: Option<ReplyTo>,
+    pub actor: Actor,
+    pub issued_at: Timestamp,
+    pub command: Command,
+}
+
+/// Every write in the system; only the worker applies them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    CreateSession {
+        session_id: String,
+        pool: String,
+        subject: Option<String>,
+        first_message: Option<String>,
+    },
+    SendMessage {
+        session_id: String,
+        content: String,
+        client_msg_id: Option<String>,
+    },
+    Assign {
+        session_id: String,
+        agent_id: Option<String>,
+    },
+    Transfer {
+        session_id: String,
+        agent_id: Option<String>,
+        pool: Option<String>,
+    },
+    Close {
+        session_id: String,
+        reason: Option<String>,
+    },
+    MarkRead {
+        session_id: String,
+        up_to_seq: i64,
+    },
+    /// Something that feeds a pool's stats changed outside the store (an
+    /// agent connected or left): recompute and push them.
+    RefreshStats { pool: String },
+}
+
+impl Command {
+    /// The key that picks the command's partition: its session, or for
+    /// stats its pool, so that one session's commands stay in order.
+    pub fn partition_key(&self) -> &str {
+        match self {
+            Command::CreateSession { session_id, .. }
+            | Command::SendMessage { session_id, .. }
+            | Command::Assign { session_id, .. }
+            | Command::Transfer { session_id, .. }
+            | Command::Close { session_id, .. }
+            | Command::MarkRead { session_id, .. } => session_id,
+            Command::RefreshStats { pool } => pool,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Command::CreateSession { .. } => "create_session",
+            Command::SendMessage { .. } => "send_message",
+            Command::Assign { .. } => "assign",
+            Command::Transfer { .. } => "transfer",
+            Command::Close { .. } => "close",
+            Command::MarkRead { .. } => "mark_read",
+            Command::RefreshStats { .. } => "refresh_stats",
+        }
+    }
+}
+
+/// The worker's answer to one command.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    pub request_id: u64,
+    pub outcome: Result<ReplyBody, ChatError>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ReplyBody {
+    Session(Session),
+    /// `duplicate` is true when the `clientMsgId` was already stored and
+    /// `message` is the original.
+    Message { message: Message, duplicate: bool },
+    ReadPosition(ReadPosition),
+    Done,
+}
+
+/// One event fanned out to sockets. `frame` is the finished Socket.IO text
+/// packet, encoded once by the publisher and forwarded as-is.
+///
+/// The same delivery may be published on several channels (`audience`, in
+/// order). A socket that belongs to several of them must see it once: a
+/// gateway delivering it from `audience[i]` skips sockets that are members of
+/// any earlier channel of the list, since those get it from there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    pub event: String,
+    pub audience: Vec<String>,
+    pub session_id: Option<String>,
+    /// Set on `new-message`: lets each socket drop repeats and repair gaps.
+    pub seq: Option<i64>,
+    /// Set on `user-typing`: the typist's own socket does not get it.
+    pub except_socket: Option<String>,
+    pub frame: String,
+}
+
+/// Encodes a server-to-client Socket.IO EVENT packet in namespace `/chat`:
+/// `42/chat,["name",payload]`.
+pub fn event_frame<T: Serialize>(event: &str, payload: &T) -> Result<String, serde_json::Error> {
+    let body = serde_json::to_string(&(event, payload))?;
+    Ok(format!("42{NAMESPACE},{body}"))
+}
+
+/// Encodes an ACK packet answering the client's ack id: `43/chat,7[payload]`.
+pub fn ack_frame<T: Serialize>(ack_id: u64, payload: &T) -> Result<String, serde_json::Error> {
+    let body = serde_json::to_string(&[payload])?;
+    Ok(format!("43{NAMESPACE},{ack_id}{body}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn command_round_trips_through_messagepack() {
+        let envelope = CommandEnvelope {
+            reply_to: Some(ReplyTo {
+                gateway_id: "g1".into(),
+                request_id: 9,
+            }),
+            actor: Actor {
+                user_id: "u".into(),
+                name: "U".into(),
+                role: Role::Customer,
+                pools: vec![],
+            },
+            issued_at: Timestamp(5),
+            command: Command::SendMessage {
+                session_id: "s".into(),
+                content: "hi".into(),
+                client_msg_id: Some("c".into()),
+            },
+        };
+        let bytes = encode(&envelope).unwrap();
+        assert_eq!(decode::<CommandEnvelope>(&bytes).unwrap(), envelope);
+        assert!(decode::<CommandEnvelope>(b"\x01garbage").is_err());
+    }
+
+    #[test]
+    fn reply_with_error_round_trips() {
+        let reply = Reply {
+            request_id: 1,
+            outcome: Err(ChatError::session_closed()),
+        };
+        let back: Reply = decode(&encode(&reply).unwrap()).unwrap();
+        assert_eq!(back, reply);
+    }
+
+    #[test]
+    fn frames_follow_socket_io_encoding() {
+        assert_eq!(
+            event_frame("new-message", &json!({"a": 1})).unwrap(),
+            r#"42/chat,["new-message",{"a":1}]"#
+        );
+        assert_eq!(ack_frame(12, &json!({"ok": true})).unwrap(), r#"43/chat,12[{"ok":true}]"#);
+    }
+}

@@ -1,0 +1,18 @@
+//! Everything the gateway and the worker must agree on: the public protocol
+//! types, token verification, configuration pieces, the internal wire
+//! envelopes, and the two seams (backplane and store) with their
+//! implementations.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod backplane;
+pub mod envelope;
+pub mod error;
+pub mod names;
+pub mod protocol;
+pub mod store;
+pub mod time;
+pub mod validate;
+
+pub use error::{ChatError, ErrorCode};
+pub use time::Timestamp;

@@ -1,0 +1,263 @@
+//! Payloads that clients send: Socket.IO event payloads (§3) and REST bodies
+//! (§5). Each has a `parse` that turns arbitrary JSON into either a validated
+//! value or an `invalid_payload` error naming what is wrong.
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::validate;
+use crate::ChatError;
+
+/// Deserialises `value` into `T`, reporting serde's complaint as an
+/// `invalid_payload` message (it names the field and the expected type).
+pub fn from_json<T: DeserializeOwned>(value: Value) -> Result<T, ChatError> {
+    if !value.is_object() {
+        return Err(ChatError::invalid("the payload must be a JSON object"));
+    }
+    serde_json::from_value(value).map_err(|e| ChatError::invalid(e.to_string()))
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JoinSession {
+    pub session_id: String,
+    #[serde(default)]
+    pub last_seq: Option<i64>,
+}
+
+impl JoinSession {
+    pub fn parse(value: Value) -> Result<Self, ChatError> {
+        let join: JoinSession = from_json(value)?;
+        validate::session_id(&join.session_id)?;
+        if let Some(last) = join.last_seq {
+            validate::seq(last, "lastSeq")?;
+        }
+        Ok(join)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LeaveSession {
+    pub session_id: String,
+}
+
+impl LeaveSession {
+    pub fn parse(value: Value) -> Result<Self, ChatError> {
+        let leave: LeaveSession = from_json(value)?;
+        validate::session_id(&leave.session_id)?;
+        Ok(leave)
+    }
+}
+
+/// A message to send; `content` is already trimmed once parsed.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SendMessage {
+    pub session_id: String,
+    pub content: String,
+    pub client_msg_id: String,
+}
+
+impl SendMessage {
+    pub fn parse(value: Value) -> Result<Self, ChatError> {
+        let mut send: SendMessage = from_json(value)?;
+        validate::session_id(&send.session_id)?;
+        send.content = validate::content(&send.content)?;
+        validate::client_msg_id(&send.client_msg_id)?;
+        Ok(send)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Typing {
+    pub session_id: String,
+    pub is_typing: bool,
+}
+
+impl Typing {
+    pub fn parse(value: Value) -> Result<Self, ChatError> {
+        let typing: Typing = from_json(value)?;
+        validate::session_id(&typing.session_id)?;
+        Ok(typing)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MarkRead {
+    pub session_id: String,
+    pub up_to_seq: i64,
+}
+
+impl MarkRead {
+    pub fn parse(value: Value) -> Result<Self, ChatError> {
+        let mark: MarkRead = from_json(value)?;
+        validate::session_id(&mark.session_id)?;
+        validate::seq(mark.up_to_seq, "upToSeq")?;
+        Ok(mark)
+    }
+}
+
+/// `POST /sessions` body.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateSessionBody {
+    #[serde(default)]
+    pub subject: Option<String>,
+    #[serde(default)]
+    pub pool: Option<String>,
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+impl CreateSessionBody {
+    pub fn parse(value: Value) -> Result<Self, ChatError> {
+        let mut body: CreateSessionBody = from_json(value)?;
+        body.subject = validate::optional_text(body.subject, "subject", validate::MAX_SUBJECT_CHARS)?;
+        if let Some(pool) = &body.pool {
+            validate::pool(pool)?;
+        }
+        body.message = match body.message {
+            Some(text) => Some(validate::content(&text)?),
+            None => None,
+        };
+        Ok(body)
+    }
+}
+
+/// `POST /sessions/{id}/messages` body.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PostMessageBody {
+    pub content: String,
+    pub client_msg_id: String,
+}
+
+impl PostMessageBody {
+    pub fn parse(value: Value) -> Result<Self, ChatError> {
+        let mut body: PostMessageBody = from_json(value)?;
+        body.content = validate::content(&body.content)?;
+        validate::client_msg_id(&body.client_msg_id)?;
+        Ok(body)
+    }
+}
+
+/// `POST /sessions/{id}/assign` body.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AssignBody {
+    #[serde(default)]
+    pub agent_id: Option<String>,
+}
+
+impl AssignBody {
+    pub fn parse(value: Value) -> Result<Self, ChatError> {
+        let body: AssignBody = from_json(value)?;
+        if let Some(agent) = &body.agent_id {
+            validate::user_id(agent, "agentId")?;
+        }
+        Ok(body)
+    }
+}
+
+/// `POST /sessions/{id}/transfer` body.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransferBody {
+    #[serde(default)]
+    pub agent_id: Option<String>,
+    #[serde(default)]
+    pub pool: Option<String>,
+}
+
+impl TransferBody {
+    pub fn parse(value: Value) -> Result<Self, ChatError> {
+        let body: TransferBody = from_json(value)?;
+        if let Some(agent) = &body.agent_id {
+            validate::user_id(agent, "agentId")?;
+        }
+        if let Some(pool) = &body.pool {
+            validate::pool(pool)?;
+        }
+        Ok(body)
+    }
+}
+
+/// `POST /sessions/{id}/close` body.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CloseBody {
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+impl CloseBody {
+    pub fn parse(value: Value) -> Result<Self, ChatError> {
+        let mut body: CloseBody = from_json(value)?;
+        body.reason = validate::optional_text(body.reason, "reason", validate::MAX_REASON_CHARS)?;
+        Ok(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorCode;
+    use serde_json::json;
+
+    #[test]
+    fn send_message_is_trimmed_and_validated() {
+        let send = SendMessage::parse(json!({"sessionId": "s1", "content": "  hi  ", "clientMsgId": "c1"})).unwrap();
+        assert_eq!(send.content, "hi");
+
+        for bad in [
+            json!({"sessionId": "s1", "content": "   ", "clientMsgId": "c1"}),
+            json!({"sessionId": "s1", "content": 5, "clientMsgId": "c1"}),
+            json!({"sessionId": "s1", "content": "x"}),
+            json!({"sessionId": "s1", "content": "x", "clientMsgId": ""}),
+            json!({"sessionId": "s1", "content": "x", "clientMsgId": "a".repeat(65)}),
+            json!({"sessionId": "", "content": "x", "clientMsgId": "c"}),
+            json!({"sessionId": 7, "content": "x", "clientMsgId": "c"}),
+            json!({"sessionId": "s1", "content": "é".repeat(4001), "clientMsgId": "c"}),
+            json!("not an object"),
+            json!(null),
+        ] {
+            let err = SendMessage::parse(bad.clone()).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidPayload, "{bad}");
+        }
+        // 4000 code points are fine even when they take more bytes.
+        let long = SendMessage::parse(json!({"sessionId": "s1", "content": "é".repeat(4000), "clientMsgId": "c"})).unwrap();
+        assert_eq!(long.content.chars().count(), 4000);
+    }
+
+    #[test]
+    fn join_session_last_seq_is_optional_and_non_negative() {
+        assert_eq!(JoinSession::parse(json!({"sessionId": "s"})).unwrap().last_seq, None);
+        assert_eq!(JoinSession::parse(json!({"sessionId": "s", "lastSeq": null})).unwrap().last_seq, None);
+        assert_eq!(JoinSession::parse(json!({"sessionId": "s", "lastSeq": 4})).unwrap().last_seq, Some(4));
+        assert!(JoinSession::parse(json!({"sessionId": "s", "lastSeq": -1})).is_err());
+        assert!(JoinSession::parse(json!({"sessionId": "s", "lastSeq": "4"})).is_err());
+        assert!(JoinSession::parse(json!({"sessionId": "s", "lastSeq": 1.5})).is_err());
+    }
+
+    #[test]
+    fn typing_and_mark_read_need_their_fields() {
+        assert!(Typing::parse(json!({"sessionId": "s", "isTyping": true})).unwrap().is_typing);
+        assert!(Typing::parse(json!({"sessionId": "s", "isTyping": "yes"})).is_err());
+        assert_eq!(MarkRead::parse(json!({"sessionId": "s", "upToSeq": 3})).unwrap().up_to_seq, 3);
+        assert!(MarkRead::parse(json!({"sessionId": "s"})).is_err());
+    }
+
+    #[test]
+    fn create_session_body_defaults_and_limits() {
+        assert_eq!(CreateSessionBody::parse(json!({})).unwrap(), CreateSessionBody::default());
+        let body = CreateSessionBody::parse(json!({"subject": " Help ", "pool": "billing", "message": " hi "})).unwrap();
+        assert_eq!(body.subject.as_deref(), Some("Help"));
+        assert_eq!(body.message.as_deref(), Some("hi"));
+        assert!(CreateSessionBody::parse(json!({"pool": ""})).is_err());
+        assert!(CreateSessionBody::parse(json!({"message": "  "})).is_err());
+    }
+}

@@ -1,0 +1,152 @@
+//! Payloads the server emits (§4) and the shapes of REST answers (§5).
+
+use serde::{Deserialize, Serialize};
+
+use super::{Message, ReadPosition, Role, Session};
+use crate::{ChatError, Timestamp};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Connected {
+    pub user_id: String,
+    pub name: String,
+    pub role: Role,
+    pub pools: Vec<String>,
+    pub socket_id: String,
+    pub server_time: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionJoined {
+    pub session: Session,
+    pub messages: Vec<Message>,
+    pub has_more: bool,
+    pub read_positions: Vec<ReadPosition>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserTyping {
+    pub session_id: String,
+    pub user_id: String,
+    pub name: String,
+    pub role: Role,
+    pub is_typing: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessagesRead {
+    pub session_id: String,
+    pub user_id: String,
+    pub role: Role,
+    pub up_to_seq: i64,
+    pub read_at: Timestamp,
+}
+
+/// `{ session }`: the payload of `session-updated` and `new-pending-session`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionEnvelope {
+    pub session: Session,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClosedBy {
+    pub user_id: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionClosed {
+    pub session_id: String,
+    pub closed_by: ClosedBy,
+    pub reason: Option<String>,
+    pub closed_at: Timestamp,
+}
+
+/// `{ items, nextCursor }` of `GET /sessions`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionPage {
+    pub items: Vec<Session>,
+    pub next_cursor: Option<String>,
+}
+
+/// `{ items, hasMore }` of `GET /sessions/{id}/messages`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessagePage {
+    pub items: Vec<Message>,
+    pub has_more: bool,
+}
+
+/// `{ error: Error }`: the body of every failed REST call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorResponse {
+    pub error: ChatError,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn session_closed_payload_matches_protocol() {
+        let closed = SessionClosed {
+            session_id: "s1".into(),
+            closed_by: ClosedBy {
+                user_id: "a1".into(),
+                role: Role::Agent,
+            },
+            reason: None,
+            closed_at: Timestamp(0),
+        };
+        assert_eq!(
+            serde_json::to_value(closed).unwrap(),
+            json!({"sessionId": "s1", "closedBy": {"userId": "a1", "role": "agent"},
+                   "reason": null, "closedAt": "1970-01-01T00:00:00.000Z"})
+        );
+    }
+
+    #[test]
+    fn typing_and_read_payloads_match_protocol() {
+        let typing = UserTyping {
+            session_id: "s".into(),
+            user_id: "u".into(),
+            name: "U".into(),
+            role: Role::Customer,
+            is_typing: true,
+        };
+        assert_eq!(
+            serde_json::to_value(typing).unwrap(),
+            json!({"sessionId": "s", "userId": "u", "name": "U", "role": "customer", "isTyping": true})
+        );
+        let read = MessagesRead {
+            session_id: "s".into(),
+            user_id: "u".into(),
+            role: Role::Agent,
+            up_to_seq: 2,
+            read_at: Timestamp(0),
+        };
+        assert_eq!(
+            serde_json::to_value(read).unwrap(),
+            json!({"sessionId": "s", "userId": "u", "role": "agent", "upToSeq": 2,
+                   "readAt": "1970-01-01T00:00:00.000Z"})
+        );
+    }
+
+    #[test]
+    fn rest_error_body_wraps_the_error() {
+        let body = ErrorResponse {
+            error: ChatError::not_found("no such session"),
+        };
+        assert_eq!(
+            serde_json::to_value(body).unwrap(),
+            json!({"error": {"code": "not_found", "message": "no such session"}})
+        );
+    }
+}

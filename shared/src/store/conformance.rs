@@ -1,0 +1,1 @@
+//! Conformance suite every store implementation must pass.

@@ -1,0 +1,173 @@
+//! The store seam: the durable record of sessions, messages, read positions
+//! and known user names. `sqlite` implements it for standalone mode; a
+//! PostgreSQL implementation serves the cluster.
+//!
+//! The store holds no business rules. The worker loads what a batch of
+//! commands touches (`load_batch`), decides every outcome in memory, and
+//! writes the result in one transaction (`commit`). Each session row carries
+//! a `version`; a commit whose expected versions no longer match, or whose
+//! message collides with an existing one, fails as a whole with
+//! `StoreError::Conflict`, so that two workers that ever overlap on a
+//! partition can never assign the same `seq` twice or skip one.
+//!
+//! Every implementation must pass the suite in `conformance`.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+
+use crate::protocol::{Message, MessagePage, ReadPosition, Session};
+use crate::Timestamp;
+
+pub mod sqlite;
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The batch raced another writer; reload and decide again.
+    #[error("write conflict: {0}")]
+    Conflict(String),
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("store error: {0}")]
+    Internal(String),
+}
+
+/// A session row: the public `Session` plus what the store keeps for
+/// concurrency control and statistics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRecord {
+    pub session: Session,
+    /// Bumped by one on every update of the row.
+    pub version: i64,
+    /// When an agent first took the session (waits are measured to it).
+    pub first_assigned_at: Option<Timestamp>,
+    /// When an agent first answered, and how long after assignment.
+    pub first_response_at: Option<Timestamp>,
+    pub first_response_ms: Option<i64>,
+}
+
+/// What a batch of commands needs to read before deciding.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchKeys {
+    pub session_ids: Vec<String>,
+    /// (session id, sender id, client message id) of messages to send.
+    pub client_messages: Vec<(String, String, String)>,
+    /// (session id, user id) of read positions to move.
+    pub read_positions: Vec<(String, String)>,
+    /// Users whose stored display name is needed.
+    pub user_ids: Vec<String>,
+}
+
+/// The current state of everything named in `BatchKeys`; absent keys are
+/// simply missing from the maps.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BatchSnapshot {
+    pub sessions: HashMap<String, SessionRecord>,
+    pub messages_by_client_id: HashMap<(String, String, String), Message>,
+    pub read_positions: HashMap<(String, String), i64>,
+    pub user_names: HashMap<String, String>,
+}
+
+/// One change of a batch, applied in order within one transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mutation {
+    InsertSession(SessionRecord),
+    /// Replaces the row if its version is still `expected_version`; the
+    /// record's own `version` is the new one.
+    UpdateSession {
+        record: SessionRecord,
+        expected_version: i64,
+    },
+    /// Fails the batch with `Conflict` if (session, seq) or (session,
+    /// sender, client message id) already exists.
+    InsertMessage(Message),
+    /// Sets a read position (insert or update).
+    SetReadPosition {
+        session_id: String,
+        position: ReadPosition,
+        read_at: Timestamp,
+    },
+    RememberUser { user_id: String, name: String },
+}
+
+/// Which sessions a `list_sessions` caller may see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionScope {
+    Customer(String),
+    Pools(Vec<String>),
+    All,
+}
+
+/// Position after which a session list continues: newest first, ordered by
+/// (created_at, id) descending.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionCursor {
+    pub created_at: Timestamp,
+    pub id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionQuery {
+    pub scope: SessionScope,
+    pub status: Option<crate::protocol::SessionStatus>,
+    pub pool: Option<String>,
+    pub limit: usize,
+    pub after: Option<SessionCursor>,
+}
+
+/// Which slice of a session's messages to read; results are always
+/// ascending by `seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageRange {
+    /// The first `limit` with seq greater than this.
+    After(i64),
+    /// The last `limit` with seq less than this.
+    Before(i64),
+    /// The last `limit` of the session.
+    Latest,
+}
+
+/// The store's part of a pool's stats; the worker adds presence.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolFigures {
+    pub pending_sessions: i64,
+    pub active_sessions: i64,
+    pub closed_today: i64,
+    /// Creation time of the oldest session pending now.
+    pub oldest_pending_created_at: Option<Timestamp>,
+    /// Mean of (first_assigned_at - created_at) over sessions first assigned
+    /// since `day_start`, in seconds.
+    pub avg_wait_seconds: Option<f64>,
+    /// Mean of first_response_ms over sessions first answered since
+    /// `day_start`, in seconds.
+    pub avg_first_response_seconds: Option<f64>,
+    pub messages_today: i64,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn load_batch(&self, keys: &BatchKeys) -> Result<BatchSnapshot, StoreError>;
+
+    /// Applies every mutation in one transaction, or none.
+    async fn commit(&self, mutations: Vec<Mutation>) -> Result<(), StoreError>;
+
+    async fn get_session(&self, id: &str) -> Result<Option<Session>, StoreError>;
+
+    /// Up to `query.limit` sessions, newest first.
+    async fn list_sessions(&self, query: &SessionQuery) -> Result<Vec<Session>, StoreError>;
+
+    /// Up to `limit` messages of the range, ascending by seq, with whether
+    /// more exist beyond them in the direction read.
+    async fn messages(&self, session_id: &str, range: MessageRange, limit: usize) -> Result<MessagePage, StoreError>;
+
+    /// Read positions of a session, ordered by user id.
+    async fn read_positions(&self, session_id: &str) -> Result<Vec<ReadPosition>, StoreError>;
+
+    async fn pool_figures(&self, pool: &str, day_start: Timestamp) -> Result<PoolFigures, StoreError>;
+
+    /// Cheap liveness probe for readiness checks.
+    async fn ping(&self) -> Result<(), StoreError>;
+}

@@ -1,0 +1,115 @@
+//! Input rules shared by the Socket.IO events and the REST API, so that both
+//! entry points accept and refuse exactly the same things.
+
+use crate::ChatError;
+
+pub const MAX_CONTENT_CHARS: usize = 4000;
+pub const MAX_CLIENT_MSG_ID_CHARS: usize = 64;
+pub const MAX_ID_CHARS: usize = 128;
+pub const MAX_POOL_CHARS: usize = 64;
+pub const MAX_SUBJECT_CHARS: usize = 200;
+pub const MAX_REASON_CHARS: usize = 500;
+
+/// Trims `raw` and checks it holds 1..=4000 Unicode code points.
+pub fn content(raw: &str) -> Result<String, ChatError> {
+    let trimmed = raw.trim();
+    let chars = trimmed.chars().count();
+    if chars == 0 {
+        return Err(ChatError::invalid("content must not be empty"));
+    }
+    if chars > MAX_CONTENT_CHARS {
+        return Err(ChatError::invalid(format!(
+            "content must be at most {MAX_CONTENT_CHARS} characters"
+        )));
+    }
+    Ok(trimmed.to_owned())
+}
+
+pub fn client_msg_id(id: &str) -> Result<(), ChatError> {
+    let chars = id.chars().count();
+    if chars == 0 || chars > MAX_CLIENT_MSG_ID_CHARS {
+        return Err(ChatError::invalid(format!(
+            "clientMsgId must be 1 to {MAX_CLIENT_MSG_ID_CHARS} characters"
+        )));
+    }
+    Ok(())
+}
+
+pub fn session_id(id: &str) -> Result<(), ChatError> {
+    if id.is_empty() || id.chars().count() > MAX_ID_CHARS {
+        return Err(ChatError::invalid("sessionId must be a non-empty string"));
+    }
+    Ok(())
+}
+
+pub fn user_id(id: &str, field: &str) -> Result<(), ChatError> {
+    if id.is_empty() || id.chars().count() > MAX_ID_CHARS {
+        return Err(ChatError::invalid(format!(
+            "{field} must be 1 to {MAX_ID_CHARS} characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Pool names appear in channel names and metrics, so they are kept to a
+/// small safe alphabet.
+pub fn pool(name: &str) -> Result<(), ChatError> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_POOL_CHARS
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ChatError::invalid(format!(
+            "pool must be 1 to {MAX_POOL_CHARS} characters of letters, digits, '-', '_' or '.'"
+        )))
+    }
+}
+
+pub fn seq(value: i64, field: &str) -> Result<(), ChatError> {
+    if value < 0 {
+        return Err(ChatError::invalid(format!("{field} must not be negative")));
+    }
+    Ok(())
+}
+
+/// Trims an optional free-text field; blank becomes absent.
+pub fn optional_text(
+    raw: Option<String>,
+    field: &str,
+    max_chars: usize,
+) -> Result<Option<String>, ChatError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let trimmed = raw.trim();
+    if trimmed.is_empty() {
+        return Ok(None);
+    }
+    if trimmed.chars().count() > max_chars {
+        return Err(ChatError::invalid(format!(
+            "{field} must be at most {max_chars} characters"
+        )));
+    }
+    Ok(Some(trimmed.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_counts_code_points_not_bytes() {
+        assert!(content(&"😀".repeat(4000)).is_ok());
+        assert!(content(&"😀".repeat(4001)).is_err());
+        assert_eq!(content("\n\t x \n").unwrap(), "x");
+    }
+
+    #[test]
+    fn pools_use_a_safe_alphabet() {
+        assert!(pool("billing-eu_1.x").is_ok());
+        assert!(pool("a b").is_err());
+        assert!(pool("chat:*").is_err());
+        assert!(pool(&"a".repeat(65)).is_err());
+    }
+}
