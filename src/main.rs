@@ -1,1 +1,74 @@
-fn main() {}
+//! `support-chat`: the standalone chat server (gateway + worker, in-process
+//! backplane, SQLite). Configuration comes from environment variables; see
+//! README.md.
+#![forbid(unsafe_code)]
+
+use anyhow::Context;
+use chat_shared::config::Env;
+use support_chat::{start, StandaloneConfig};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    let config = match StandaloneConfig::from_env(&Env::from_process()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("support-chat: {error}");
+            std::process::exit(2);
+        }
+    };
+    if config.gateway.development_secret {
+        tracing::warn!(
+            "JWT_SECRET is not set: using the built-in DEVELOPMENT secret. Anyone can mint tokens. \
+             Never expose this server; set JWT_SECRET (or JWT_PUBLIC_KEY_FILE / JWT_JWKS_FILE) for real use."
+        );
+    }
+    if config.gateway.dev_tokens {
+        tracing::warn!("POST /api/dev/token is enabled: it mints tokens for any user and role");
+    }
+    let running = start(config).await.context("starting the chat server")?;
+    let shown_host = if running.addr.ip().is_unspecified() {
+        std::net::IpAddr::from([127, 0, 0, 1])
+    } else {
+        running.addr.ip()
+    };
+    println!("support-chat listening on http://{}:{}", shown_host, running.addr.port());
+    if let Some(admin) = running.admin_addr {
+        println!("support-chat admin endpoints on http://{}:{}", shown_host, admin.port());
+    }
+    wait_for_signal().await;
+    tracing::info!("signal received; draining");
+    running.stop().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}

@@ -1,1 +1,23 @@
-//! placeholder
+//! The gateway: terminates client connections (Socket.IO over WebSocket and
+//! REST), authenticates and validates, turns writes into commands for the
+//! worker, and pushes fanned-out events to its local sockets. It keeps no
+//! state that another gateway would need: any pod can serve any client.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod commands;
+pub mod config;
+pub mod events;
+pub mod http_error;
+pub mod hub;
+pub mod metrics;
+pub mod ops;
+pub mod presence;
+pub mod rate_limit;
+pub mod requests;
+pub mod rest;
+pub mod sio;
+pub mod state;
+
+pub use app::{Gateway, GatewayError};
+pub use config::GatewayConfig;

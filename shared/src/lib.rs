@@ -6,10 +6,12 @@
 
 pub mod auth;
 pub mod backplane;
+pub mod config;
 pub mod envelope;
 pub mod error;
 pub mod names;
 pub mod protocol;
+pub mod stats;
 pub mod store;
 pub mod time;
 pub mod validate;

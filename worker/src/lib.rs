@@ -1,1 +1,13 @@
-//! placeholder
+//! The worker: the single writer of the record. It owns command partitions
+//! through leases, applies each batch of commands in one store transaction,
+//! and only then answers the callers and fans the resulting events out.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod decide;
+pub mod processor;
+pub mod runner;
+pub mod stats;
+
+pub use config::WorkerConfig;
+pub use runner::Worker;

@@ -14,6 +14,7 @@ pub use jwt::{TokenMinter, TokenVerifier};
 /// falls back to the user id, `pools` to `["default"]` for agents and admins
 /// and is empty for customers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Identity {
     pub user_id: String,
     pub name: String,

@@ -1,1 +1,760 @@
 //! Conformance suite every backplane implementation must pass.
+//!
+//! Written once against `&dyn Backplane`, so the in-process and the Redis
+//! backplanes are held to exactly the same behaviour. Every check works on
+//! partitions, channels, pools and keys of its own, derived from a fresh
+//! random value, so runs sharing one Redis server (or one backplane) do not
+//! see each other's data.
+//!
+//! Durations are real and short (tens to hundreds of milliseconds). Where an
+//! event can be awaited it is, under a timeout; sleeping is used only when
+//! the passage of time is itself what is checked (expiry, idleness) or to
+//! show that something does *not* arrive.
+//!
+//! The checks panic on failure, like assertions in a test.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::time::{sleep, timeout, Instant};
+
+use super::{Backplane, ChannelMessage, StreamEntry, SubscriptionEvent};
+
+/// Upper bound for anything that should happen "promptly"; generous so a
+/// loaded CI machine does not cause false failures.
+const PROMPTLY: Duration = Duration::from_secs(5);
+
+/// How long to wait before concluding that a message will not arrive.
+const QUIET: Duration = Duration::from_millis(100);
+
+/// Runs every check in turn.
+pub async fn run_all(backplane: &dyn Backplane) {
+    ping(backplane).await;
+    append_read_ack(backplane).await;
+    read_new_only_reads_given_partitions(backplane).await;
+    read_new_times_out_when_empty(backplane).await;
+    read_new_wakes_up_on_append(backplane).await;
+    claim_pending_after_min_idle(backplane).await;
+    dead_letter_acks(backplane).await;
+    trim_keeps_unprocessed_entries(backplane).await;
+    lease_exclusive_and_renewable(backplane).await;
+    lease_expiry_hands_over_with_larger_token(backplane).await;
+    lease_release_frees_at_once(backplane).await;
+    pubsub_subscribe_then_publish(backplane).await;
+    pubsub_preserves_order(backplane).await;
+    pubsub_reaches_every_subscriber(backplane).await;
+    pubsub_channels_are_isolated(backplane).await;
+    pubsub_unsubscribe_stops_delivery(backplane).await;
+    presence_counts_distinct_users(backplane).await;
+    presence_expires(backplane).await;
+    throttle_once_per_period(backplane).await;
+}
+
+/// A namespace of names and partitions no other check or run uses.
+struct Scope {
+    tag: String,
+    partition_base: u32,
+}
+
+impl Scope {
+    fn new() -> Self {
+        let random = uuid::Uuid::new_v4();
+        // Partition numbers are spread over most of the u32 range, leaving
+        // room for a handful of consecutive ones per check.
+        let partition_base = (random.as_u128() % 4_000_000_000) as u32;
+        Scope {
+            tag: random.simple().to_string(),
+            partition_base,
+        }
+    }
+
+    fn partition(&self, n: u32) -> u32 {
+        self.partition_base + n
+    }
+
+    fn name(&self, label: &str) -> String {
+        format!("conformance:{}:{label}", self.tag)
+    }
+}
+
+/// Stream ids compared as the numbers they stand for: `<ms>-<n>` (Redis)
+/// or a plain counter.
+fn id_order(id: &str) -> (u64, u64) {
+    let mut parts = id.splitn(2, '-');
+    let major = parts.next().and_then(|p| p.parse().ok());
+    let minor = parts.next().map_or(Some(0), |p| p.parse().ok());
+    match (major, minor) {
+        (Some(major), Some(minor)) => (major, minor),
+        _ => panic!("stream id {id:?} is not a number or <ms>-<n>"),
+    }
+}
+
+fn ids(entries: &[StreamEntry]) -> Vec<String> {
+    entries.iter().map(|e| e.id.clone()).collect()
+}
+
+fn payloads(entries: &[StreamEntry]) -> Vec<Bytes> {
+    entries.iter().map(|e| e.payload.clone()).collect()
+}
+
+async fn append(backplane: &dyn Backplane, partition: u32, payload: &str) {
+    backplane
+        .append_command(partition, Bytes::from(payload.to_owned()))
+        .await
+        .expect("append_command");
+}
+
+async fn read_now(
+    backplane: &dyn Backplane,
+    partitions: &[u32],
+    consumer: &str,
+) -> Vec<StreamEntry> {
+    backplane
+        .read_new(partitions, consumer, 100, Duration::from_millis(10))
+        .await
+        .expect("read_new")
+}
+
+async fn claim(
+    backplane: &dyn Backplane,
+    partition: u32,
+    consumer: &str,
+    min_idle: Duration,
+) -> Vec<StreamEntry> {
+    backplane
+        .claim_pending(partition, consumer, min_idle, 100)
+        .await
+        .expect("claim_pending")
+}
+
+async fn next_message(receiver: &mut UnboundedReceiver<SubscriptionEvent>) -> ChannelMessage {
+    loop {
+        match timeout(PROMPTLY, receiver.recv()).await {
+            Ok(Some(SubscriptionEvent::Message(message))) => return message,
+            // A reconnect notice is not a message; keep waiting.
+            Ok(Some(SubscriptionEvent::Resubscribed)) => continue,
+            Ok(None) => panic!("subscription closed while a message was expected"),
+            Err(_) => panic!("no message within {PROMPTLY:?}"),
+        }
+    }
+}
+
+/// Asserts nothing but reconnect notices arrives within `QUIET`.
+async fn assert_quiet(receiver: &mut UnboundedReceiver<SubscriptionEvent>) {
+    let deadline = Instant::now() + QUIET;
+    loop {
+        match tokio::time::timeout_at(deadline, receiver.recv()).await {
+            Err(_) => return,
+            Ok(Some(SubscriptionEvent::Resubscribed)) => continue,
+            Ok(Some(SubscriptionEvent::Message(message))) => {
+                panic!("unexpected message {message:?}")
+            }
+            Ok(None) => return,
+        }
+    }
+}
+
+pub async fn ping(backplane: &dyn Backplane) {
+    backplane.ping().await.expect("ping");
+}
+
+/// Entries come back in append order with increasing ids, once, and are
+/// never delivered again after an ack.
+pub async fn append_read_ack(backplane: &dyn Backplane) {
+    let scope = Scope::new();
+    let p = scope.partition(0);
+    for n in 0..5 {
+        append(backplane, p, &format!("cmd-{n}")).await;
+    }
+
+    let first = backplane
+        .read_new(&[p], "consumer-a", 3, Duration::from_millis(10))
+        .await
+        .expect("read_new");
+    assert_eq!(first.len(), 3, "read_new must honour max");
+    let rest = read_now(backplane, &[p], "consumer-a").await;
+    assert_eq!(rest.len(), 2);
+
+    let all: Vec<StreamEntry> = first.into_iter().chain(rest).collect();
+    let expected: Vec<Bytes> = (0..5).map(|n| Bytes::from(format!("cmd-{n}"))).collect();
+    assert_eq!(
+        payloads(&all),
+        expected,
+        "entries must come in append order"
+    );
+    for entry in &all {
+        assert_eq!(entry.partition, p);
+        assert_eq!(entry.deliveries, 1, "first delivery counts as 1");
+    }
+    for pair in all.windows(2) {
+        assert!(
+            id_order(&pair[0].id) < id_order(&pair[1].id),
+            "ids must increase: {} then {}",
+            pair[0].id,
+            pair[1].id
+        );
+    }
+
+    // Delivered entries are pending, not new: another reader gets nothing.
+    assert!(read_now(backplane, &[p], "consumer-b").await.is_empty());
+
+    backplane.ack(p, &ids(&all)).await.expect("ack");
+    assert!(read_now(backplane, &[p], "consumer-a").await.is_empty());
+    assert!(
+        claim(backplane, p, "consumer-b", Duration::ZERO)
+            .await
+            .is_empty(),
+        "acked entries must not be claimable"
+    );
+
+    // Acking again, or acking ids never issued, is harmless.
+    backplane.ack(p, &ids(&all)).await.expect("repeated ack");
+}
+
+pub async fn read_new_only_reads_given_partitions(backplane: &dyn Backplane) {
+    let scope = Scope::new();
+    let (p1, p2, p3) = (scope.partition(0), scope.partition(1), scope.partition(2));
+    append(backplane, p1, "one").await;
+    append(backplane, p2, "two").await;
+
+    let read = read_now(backplane, &[p1, p3], "c").await;
+    assert_eq!(payloads(&read), vec![Bytes::from("one")]);
+    assert_eq!(read[0].partition, p1);
+
+    let read = read_now(backplane, &[p2], "c").await;
+    assert_eq!(payloads(&read), vec![Bytes::from("two")]);
+    assert_eq!(read[0].partition, p2);
+
+    backplane.ack(p1, &[]).await.expect("empty ack");
+}
+
+pub async fn read_new_times_out_when_empty(backplane: &dyn Backplane) {
+    let scope = Scope::new();
+    let block = Duration::from_millis(100);
+    let start = Instant::now();
+    let read = backplane
+        .read_new(&[scope.partition(0)], "c", 10, block)
+        .await
+        .expect("read_new");
+    let waited = start.elapsed();
+    assert!(read.is_empty());
+    assert!(
+        waited >= block - Duration::from_millis(10),
+        "read_new returned after {waited:?}, before its block of {block:?}"
+    );
+    assert!(waited < PROMPTLY, "read_new blocked for {waited:?}");
+}
+
+/// A reader blocked on several partitions wakes up as soon as one of them
+/// gets an entry, well before its block time.
+pub async fn read_new_wakes_up_on_append(backplane: &dyn Backplane) {
+    let scope = Scope::new();
+    let (p1, p2) = (scope.partition(0), scope.partition(1));
+    let delay = Duration::from_millis(50);
+    let block = PROMPTLY * 2;
+
+    let partitions = [p1, p2];
+    let start = Instant::now();
+    let (read, ()) = tokio::join!(backplane.read_new(&partitions, "c", 10, block), async {
+        sleep(delay).await;
+        append(backplane, p2, "late").await;
+    });
+    let waited = start.elapsed();
+    let read = read.expect("read_new");
+    assert_eq!(payloads(&read), vec![Bytes::from("late")]);
+    assert_eq!(read[0].partition, p2);
+    assert!(waited >= delay, "entry read before it was appended?");
+    assert!(
+        waited < PROMPTLY,
+        "read_new took {waited:?} to notice an append"
+    );
+}
+
+/// An entry nobody acks can be taken over by another consumer once it has
+/// been idle long enough, not before; each takeover counts a delivery.
+pub async fn claim_pending_after_min_idle(backplane: &dyn Backplane) {
+    let scope = Scope::new();
+    let p = scope.partition(0);
+    let min_idle = Duration::from_millis(200);
+    append(backplane, p, "first").await;
+    append(backplane, p, "second").await;
+
+    let read = read_now(backplane, &[p], "crashed").await;
+    assert_eq!(read.len(), 2);
+
+    assert!(
+        claim(backplane, p, "rescuer", min_idle).await.is_empty(),
+        "entries must not be claimable before min_idle"
+    );
+    assert!(
+        claim(backplane, scope.partition(1), "rescuer", Duration::ZERO)
+            .await
+            .is_empty(),
+        "claiming an unused partition yields nothing"
+    );
+
+    sleep(min_idle + Duration::from_millis(50)).await;
+    let claimed = claim(backplane, p, "rescuer", min_idle).await;
+    assert_eq!(ids(&claimed), ids(&read), "oldest first, same ids");
+    assert_eq!(payloads(&claimed), payloads(&read));
+    for entry in &claimed {
+        assert_eq!(entry.deliveries, 2);
+        assert_eq!(entry.partition, p);
+    }
+
+    // A claim restarts the idle time.
+    assert!(claim(backplane, p, "third", min_idle).await.is_empty());
+
+    // `max` is honoured, and a zero min_idle takes over at once.
+    let one = backplane
+        .claim_pending(p, "third", Duration::ZERO, 1)
+        .await
+        .expect("claim_pending");
+    assert_eq!(ids(&one), vec![read[0].id.clone()]);
+    assert_eq!(one[0].deliveries, 3);
+
+    // Claimed entries are still not "new".
+    assert!(read_now(backplane, &[p], "other").await.is_empty());
+
+    backplane.ack(p, &ids(&read)).await.expect("ack");
+    assert!(claim(backplane, p, "rescuer", Duration::ZERO)
+        .await
+        .is_empty());
+}
+
+pub async fn dead_letter_acks(backplane: &dyn Backplane) {
+    let scope = Scope::new();
+    let p = scope.partition(0);
+    append(backplane, p, "poison").await;
+    append(backplane, p, "fine").await;
+    let read = read_now(backplane, &[p], "c").await;
+    assert_eq!(read.len(), 2);
+
+    backplane
+        .dead_letter(&read[0], "cannot decode")
+        .await
+        .expect("dead_letter");
+    let pending = claim(backplane, p, "c", Duration::ZERO).await;
+    assert_eq!(
+        ids(&pending),
+        vec![read[1].id.clone()],
+        "a dead-lettered entry is acked; the other one stays pending"
+    );
+    assert!(read_now(backplane, &[p], "c").await.is_empty());
+    backplane.ack(p, &[read[1].id.clone()]).await.expect("ack");
+}
+
+/// Trimming never loses work: undelivered and pending entries survive it.
+pub async fn trim_keeps_unprocessed_entries(backplane: &dyn Backplane) {
+    let scope = Scope::new();
+    let p = scope.partition(0);
+    for n in 0..3 {
+        append(backplane, p, &format!("old-{n}")).await;
+    }
+    let read = read_now(backplane, &[p], "c").await;
+    assert_eq!(read.len(), 3);
+    backplane.ack(p, &[read[0].id.clone()]).await.expect("ack");
+    append(backplane, p, "new").await;
+
+    backplane.trim(p).await.expect("trim");
+    backplane
+        .trim(scope.partition(1))
+        .await
+        .expect("trim of an unused partition");
+
+    let pending = claim(backplane, p, "c", Duration::ZERO).await;
+    assert_eq!(ids(&pending), ids(&read[1..]));
+    let fresh = read_now(backplane, &[p], "c").await;
+    assert_eq!(payloads(&fresh), vec![Bytes::from("new")]);
+    assert!(id_order(&fresh[0].id) > id_order(&read[2].id));
+}
+
+pub async fn lease_exclusive_and_renewable(backplane: &dyn Backplane) {
+    let scope = Scope::new();
+    let (p, other) = (scope.partition(0), scope.partition(1));
+    let ttl = Duration::from_millis(300);
+
+    let lease = backplane
+        .acquire_lease(p, "worker-a", ttl)
+        .await
+        .expect("acquire_lease")
+        .expect("a free partition can be leased");
+    assert_eq!(lease.partition, p);
+    assert!(
+        backplane
+            .acquire_lease(p, "worker-b", ttl)
+            .await
+            .expect("acquire_lease")
+            .is_none(),
+        "a held lease is exclusive"
+    );
+    assert!(
+        backplane
+            .acquire_lease(other, "worker-b", ttl)
+            .await
+            .expect("acquire_lease")
+            .is_some(),
+        "leases are per partition"
+    );
+
+    // Renewing well before expiry pushes the expiry out.
+    sleep(Duration::from_millis(100)).await;
+    assert!(backplane
+        .renew_lease(lease, "worker-a", Duration::from_millis(600))
+        .await
+        .expect("renew_lease"));
+    sleep(Duration::from_millis(300)).await;
+    assert!(
+        backplane
+            .acquire_lease(p, "worker-b", ttl)
+            .await
+            .expect("acquire_lease")
+            .is_none(),
+        "a renewed lease outlives its first ttl"
+    );
+
+    // Only the holder, with its token, can renew.
+    assert!(!backplane
+        .renew_lease(lease, "worker-b", ttl)
+        .await
+        .expect("renew_lease"));
+    let forged = super::Lease {
+        partition: p,
+        token: lease.token.wrapping_add(1),
+    };
+    assert!(!backplane
+        .renew_lease(forged, "worker-a", ttl)
+        .await
+        .expect("renew_lease"));
+
+    backplane
+        .release_lease(lease, "worker-a")
+        .await
+        .expect("release_lease");
+}
+
+/// Once a lease expires another holder gets it with a strictly larger
+/// token, and the previous holder can neither renew nor release it.
+pub async fn lease_expiry_hands_over_with_larger_token(backplane: &dyn Backplane) {
+    let scope = Scope::new();
+    let p = scope.partition(0);
+    let ttl = Duration::from_millis(100);
+
+    let old = backplane
+        .acquire_lease(p, "worker-a", ttl)
+        .await
+        .expect("acquire_lease")
+        .expect("free partition");
+    sleep(ttl + Duration::from_millis(100)).await;
+
+    let new = backplane
+        .acquire_lease(p, "worker-b", Duration::from_secs(10))
+        .await
+        .expect("acquire_lease")
+        .expect("an expired lease can be taken");
+    assert!(
+        new.token > old.token,
+        "fencing token must grow: {} then {}",
+        old.token,
+        new.token
+    );
+
+    assert!(
+        !backplane
+            .renew_lease(old, "worker-a", ttl)
+            .await
+            .expect("renew_lease"),
+        "a stale holder must not renew"
+    );
+    backplane
+        .release_lease(old, "worker-a")
+        .await
+        .expect("stale release");
+    assert!(
+        backplane
+            .acquire_lease(p, "worker-c", ttl)
+            .await
+            .expect("acquire_lease")
+            .is_none(),
+        "a stale release must not free the new holder's lease"
+    );
+    assert!(backplane
+        .renew_lease(new, "worker-b", Duration::from_secs(10))
+        .await
+        .expect("renew_lease"));
+
+    backplane
+        .release_lease(new, "worker-b")
+        .await
+        .expect("release_lease");
+}
+
+pub async fn lease_release_frees_at_once(backplane: &dyn Backplane) {
+    let scope = Scope::new();
+    let p = scope.partition(0);
+    let long = Duration::from_secs(30);
+
+    let first = backplane
+        .acquire_lease(p, "worker-a", long)
+        .await
+        .expect("acquire_lease")
+        .expect("free partition");
+    backplane
+        .release_lease(first, "worker-a")
+        .await
+        .expect("release_lease");
+    let second = backplane
+        .acquire_lease(p, "worker-b", long)
+        .await
+        .expect("acquire_lease")
+        .expect("a released lease is free at once");
+    assert!(second.token > first.token);
+    assert!(!backplane
+        .renew_lease(first, "worker-a", long)
+        .await
+        .expect("renew_lease"));
+    backplane
+        .release_lease(second, "worker-b")
+        .await
+        .expect("release_lease");
+}
+
+pub async fn pubsub_subscribe_then_publish(backplane: &dyn Backplane) {
+    let scope = Scope::new();
+    let channel = scope.name("session");
+    let (subscriber, mut events) = backplane.subscriber().await.expect("subscriber");
+    subscriber.subscribe(&channel).await.expect("subscribe");
+    // Subscribing twice must not double deliveries.
+    subscriber
+        .subscribe(&channel)
+        .await
+        .expect("subscribe again");
+
+    backplane
+        .publish(&channel, Bytes::from_static(b"hello"))
+        .await
+        .expect("publish");
+    let message = next_message(&mut events).await;
+    assert_eq!(message.channel, channel);
+    assert_eq!(message.payload, Bytes::from_static(b"hello"));
+    assert_quiet(&mut events).await;
+
+    // Publishing where nobody listens is fine.
+    backplane
+        .publish(&scope.name("nobody"), Bytes::new())
+        .await
+        .expect("publish without subscribers");
+}
+
+pub async fn pubsub_preserves_order(backplane: &dyn Backplane) {
+    let scope = Scope::new();
+    let channel = scope.name("ordered");
+    let (subscriber, mut events) = backplane.subscriber().await.expect("subscriber");
+    subscriber.subscribe(&channel).await.expect("subscribe");
+
+    for n in 0..100 {
+        backplane
+            .publish(&channel, Bytes::from(format!("{n}")))
+            .await
+            .expect("publish");
+    }
+    for n in 0..100 {
+        let message = next_message(&mut events).await;
+        assert_eq!(message.payload, Bytes::from(format!("{n}")));
+    }
+}
+
+pub async fn pubsub_reaches_every_subscriber(backplane: &dyn Backplane) {
+    let scope = Scope::new();
+    let channel = scope.name("pool");
+    let (first, mut first_events) = backplane.subscriber().await.expect("subscriber");
+    let (second, mut second_events) = backplane.subscriber().await.expect("subscriber");
+    first.subscribe(&channel).await.expect("subscribe");
+    second.subscribe(&channel).await.expect("subscribe");
+
+    backplane
+        .publish(&channel, Bytes::from_static(b"all"))
+        .await
+        .expect("publish");
+    for events in [&mut first_events, &mut second_events] {
+        let message = next_message(events).await;
+        assert_eq!(message.channel, channel);
+        assert_eq!(message.payload, Bytes::from_static(b"all"));
+    }
+}
+
+/// One connection receives the messages of all its channels, tagged with
+/// the channel, and nothing of channels it did not subscribe to.
+pub async fn pubsub_channels_are_isolated(backplane: &dyn Backplane) {
+    let scope = Scope::new();
+    let (a, b, c) = (scope.name("a"), scope.name("b"), scope.name("c"));
+    let (subscriber, mut events) = backplane.subscriber().await.expect("subscriber");
+    subscriber.subscribe(&a).await.expect("subscribe");
+    subscriber.subscribe(&b).await.expect("subscribe");
+
+    backplane
+        .publish(&c, Bytes::from_static(b"not for us"))
+        .await
+        .expect("publish");
+    backplane
+        .publish(&a, Bytes::from_static(b"to a"))
+        .await
+        .expect("publish");
+    backplane
+        .publish(&b, Bytes::from_static(b"to b"))
+        .await
+        .expect("publish");
+
+    let first = next_message(&mut events).await;
+    assert_eq!(
+        (first.channel.as_str(), &first.payload[..]),
+        (a.as_str(), &b"to a"[..])
+    );
+    let second = next_message(&mut events).await;
+    assert_eq!(
+        (second.channel.as_str(), &second.payload[..]),
+        (b.as_str(), &b"to b"[..])
+    );
+    assert_quiet(&mut events).await;
+}
+
+pub async fn pubsub_unsubscribe_stops_delivery(backplane: &dyn Backplane) {
+    let scope = Scope::new();
+    let (left, kept) = (scope.name("left"), scope.name("kept"));
+    let (subscriber, mut events) = backplane.subscriber().await.expect("subscriber");
+    subscriber.subscribe(&left).await.expect("subscribe");
+    subscriber.subscribe(&kept).await.expect("subscribe");
+    subscriber.unsubscribe(&left).await.expect("unsubscribe");
+
+    backplane
+        .publish(&left, Bytes::from_static(b"gone"))
+        .await
+        .expect("publish");
+    backplane
+        .publish(&kept, Bytes::from_static(b"marker"))
+        .await
+        .expect("publish");
+    let message = next_message(&mut events).await;
+    assert_eq!(message.channel, kept, "unsubscribed channel was delivered");
+    assert_quiet(&mut events).await;
+
+    // Subscribing again works.
+    subscriber.subscribe(&left).await.expect("subscribe");
+    backplane
+        .publish(&left, Bytes::from_static(b"back"))
+        .await
+        .expect("publish");
+    let message = next_message(&mut events).await;
+    assert_eq!(message.channel, left);
+    assert_eq!(message.payload, Bytes::from_static(b"back"));
+
+    // Unsubscribing from a channel never subscribed is harmless.
+    subscriber
+        .unsubscribe(&scope.name("never"))
+        .await
+        .expect("unsubscribe");
+}
+
+/// A user present through two gateways counts once, and stays present
+/// until the last of them goes.
+pub async fn presence_counts_distinct_users(backplane: &dyn Backplane) {
+    let scope = Scope::new();
+    let (pool, other_pool) = (scope.name("pool"), scope.name("other"));
+    let ttl = Duration::from_secs(30);
+
+    assert_eq!(backplane.presence_count(&pool).await.expect("count"), 0);
+    backplane
+        .presence_heartbeat(&pool, "agent-1", "gw-1", ttl)
+        .await
+        .expect("heartbeat");
+    backplane
+        .presence_heartbeat(&pool, "agent-1", "gw-2", ttl)
+        .await
+        .expect("heartbeat");
+    backplane
+        .presence_heartbeat(&pool, "agent-2", "gw-1", ttl)
+        .await
+        .expect("heartbeat");
+    // A repeated heartbeat is not a new presence.
+    backplane
+        .presence_heartbeat(&pool, "agent-2", "gw-1", ttl)
+        .await
+        .expect("heartbeat");
+    assert_eq!(backplane.presence_count(&pool).await.expect("count"), 2);
+    assert_eq!(
+        backplane.presence_count(&other_pool).await.expect("count"),
+        0,
+        "pools are separate"
+    );
+
+    backplane
+        .presence_remove(&pool, "agent-1", "gw-1")
+        .await
+        .expect("remove");
+    assert_eq!(
+        backplane.presence_count(&pool).await.expect("count"),
+        2,
+        "agent-1 is still present through gw-2"
+    );
+    backplane
+        .presence_remove(&pool, "agent-1", "gw-2")
+        .await
+        .expect("remove");
+    assert_eq!(backplane.presence_count(&pool).await.expect("count"), 1);
+    backplane
+        .presence_remove(&pool, "agent-2", "gw-1")
+        .await
+        .expect("remove");
+    assert_eq!(backplane.presence_count(&pool).await.expect("count"), 0);
+    backplane
+        .presence_remove(&pool, "agent-2", "gw-1")
+        .await
+        .expect("removing twice is harmless");
+}
+
+pub async fn presence_expires(backplane: &dyn Backplane) {
+    let scope = Scope::new();
+    let pool = scope.name("pool");
+    let ttl = Duration::from_millis(300);
+
+    backplane
+        .presence_heartbeat(&pool, "short", "gw-1", ttl)
+        .await
+        .expect("heartbeat");
+    backplane
+        .presence_heartbeat(&pool, "refreshed", "gw-1", ttl)
+        .await
+        .expect("heartbeat");
+    sleep(Duration::from_millis(150)).await;
+    backplane
+        .presence_heartbeat(&pool, "refreshed", "gw-1", ttl)
+        .await
+        .expect("heartbeat");
+    assert_eq!(backplane.presence_count(&pool).await.expect("count"), 2);
+
+    // 350 ms in: "short" expired at 300, "refreshed" lives until 450.
+    sleep(Duration::from_millis(200)).await;
+    assert_eq!(backplane.presence_count(&pool).await.expect("count"), 1);
+
+    sleep(Duration::from_millis(200)).await;
+    assert_eq!(backplane.presence_count(&pool).await.expect("count"), 0);
+}
+
+pub async fn throttle_once_per_period(backplane: &dyn Backplane) {
+    let scope = Scope::new();
+    let (key, other) = (scope.name("stats"), scope.name("other"));
+    let period = Duration::from_millis(200);
+
+    assert!(backplane.throttle(&key, period).await.expect("throttle"));
+    assert!(!backplane.throttle(&key, period).await.expect("throttle"));
+    assert!(!backplane.throttle(&key, period).await.expect("throttle"));
+    assert!(
+        backplane.throttle(&other, period).await.expect("throttle"),
+        "keys are separate"
+    );
+
+    sleep(period + Duration::from_millis(50)).await;
+    assert!(backplane.throttle(&key, period).await.expect("throttle"));
+    assert!(!backplane.throttle(&key, period).await.expect("throttle"));
+}

@@ -1,1 +1,992 @@
 //! Conformance suite every store implementation must pass.
+//!
+//! The checks are written once against `&dyn Store`, so the SQLite file of
+//! standalone mode and the PostgreSQL database of the cluster are held to
+//! exactly the same behaviour. Each check makes its own session ids,
+//! customers and pool names (random suffixes) and never assumes an empty
+//! store, so checks may run concurrently, repeatedly, and against a
+//! database that other runs share.
+//!
+//! `run_all` runs every check; each is also public so an implementation's
+//! tests can run them one by one for clearer failures.
+
+use std::collections::HashMap;
+
+use uuid::Uuid;
+
+use crate::protocol::{Message, ReadPosition, Role, Session, SessionStatus};
+use crate::store::{
+    BatchKeys, BatchSnapshot, MessageRange, Mutation, SessionCursor, SessionQuery, SessionRecord,
+    SessionScope, Store, StoreError,
+};
+use crate::Timestamp;
+
+/// Runs every check in turn.
+pub async fn run_all(store: &dyn Store) {
+    ping_answers(store).await;
+    empty_commit_is_a_no_op(store).await;
+    session_round_trip(store).await;
+    duplicate_session_conflicts(store).await;
+    update_checks_version(store).await;
+    failed_batch_writes_nothing(store).await;
+    racing_updates_have_one_winner(store).await;
+    duplicate_seq_conflicts(store).await;
+    duplicate_client_msg_id_conflicts(store).await;
+    null_client_ids_never_collide(store).await;
+    load_batch_returns_known_keys(store).await;
+    remember_user_keeps_latest_name(store).await;
+    message_pages(store).await;
+    list_sessions_filters(store).await;
+    list_sessions_pages_by_cursor(store).await;
+    read_positions_set_and_update(store).await;
+    pool_figures_counts(store).await;
+    pool_figures_of_an_empty_pool(store).await;
+}
+
+pub async fn ping_answers(store: &dyn Store) {
+    if let Err(err) = store.ping().await {
+        panic!("ping failed: {err}");
+    }
+}
+
+pub async fn empty_commit_is_a_no_op(store: &dyn Store) {
+    commit_ok(store, Vec::new(), "empty batch").await;
+}
+
+/// Every field comes back as written, `None`s included, through both
+/// `get_session` and `load_batch`.
+pub async fn session_round_trip(store: &dyn Store) {
+    let full = SessionRecord {
+        session: Session {
+            id: unique("session"),
+            customer_id: unique("customer"),
+            customer_name: "Carla Ortiz".into(),
+            agent_id: Some(unique("agent")),
+            agent_name: Some("Ann Ågren".into()),
+            pool: unique("pool"),
+            status: SessionStatus::Closed,
+            subject: Some("Billing: “double charge” 💳".into()),
+            created_at: at(1_000),
+            assigned_at: Some(at(2_000)),
+            closed_at: Some(at(9_000)),
+            last_seq: 7,
+            last_message_at: Some(at(8_000)),
+        },
+        version: 5,
+        first_assigned_at: Some(at(1_500)),
+        first_response_at: Some(at(3_000)),
+        first_response_ms: Some(1_500),
+    };
+    let bare = pending_session(&unique("pool"), at(1_000));
+    commit_ok(
+        store,
+        vec![
+            Mutation::InsertSession(full.clone()),
+            Mutation::InsertSession(bare.clone()),
+        ],
+        "insert two sessions",
+    )
+    .await;
+
+    for record in [&full, &bare] {
+        let id = &record.session.id;
+        let found = ok(store.get_session(id).await, "get_session");
+        assert_eq!(found.as_ref(), Some(&record.session), "get_session({id})");
+        assert_eq!(
+            stored_record(store, id).await.as_ref(),
+            Some(record),
+            "load_batch of session {id}"
+        );
+    }
+    let missing = ok(store.get_session(&unique("missing")).await, "get_session");
+    assert_eq!(missing, None, "an unknown session id gives None");
+}
+
+/// Inserting a session id that exists already is a race lost, not a crash.
+pub async fn duplicate_session_conflicts(store: &dyn Store) {
+    let record = new_session(store, &unique("pool")).await;
+    let mut again = record.clone();
+    again.session.customer_name = "Someone Else".into();
+    commit_conflicts(
+        store,
+        vec![Mutation::InsertSession(again)],
+        "inserting an existing session id",
+    )
+    .await;
+    assert_eq!(
+        stored_record(store, &record.session.id).await,
+        Some(record),
+        "the existing session is untouched"
+    );
+}
+
+pub async fn update_checks_version(store: &dyn Store) {
+    let record = new_session(store, &unique("pool")).await;
+    let assigned = assigned_to(&record, &unique("agent"));
+    commit_ok(
+        store,
+        vec![Mutation::UpdateSession {
+            record: assigned.clone(),
+            expected_version: record.version,
+        }],
+        "update at the current version",
+    )
+    .await;
+    assert_eq!(
+        stored_record(store, &record.session.id).await.as_ref(),
+        Some(&assigned),
+        "the update is stored with its new version"
+    );
+
+    let mut stale = assigned.clone();
+    stale.version = assigned.version + 1;
+    stale.session.status = SessionStatus::Closed;
+    stale.session.closed_at = Some(at(50_000));
+    commit_conflicts(
+        store,
+        vec![Mutation::UpdateSession {
+            record: stale,
+            expected_version: record.version,
+        }],
+        "update at a stale version",
+    )
+    .await;
+    assert_eq!(
+        stored_record(store, &record.session.id).await,
+        Some(assigned),
+        "a stale update changes nothing"
+    );
+}
+
+/// A batch fails as a whole: the mutations before the failing one are
+/// rolled back too, whichever kind of conflict stops it.
+pub async fn failed_batch_writes_nothing(store: &dyn Store) {
+    let record = new_session(store, &unique("pool")).await;
+    let id = record.session.id.clone();
+    let customer = record.session.customer_id.clone();
+    let user = unique("user");
+    let first = message(&id, 1, &customer, Some("c-1"));
+    let mut stale = assigned_to(&record, &unique("agent"));
+    stale.version = record.version + 7;
+    commit_conflicts(
+        store,
+        vec![
+            Mutation::RememberUser {
+                user_id: user.clone(),
+                name: "Ann".into(),
+            },
+            Mutation::InsertMessage(first.clone()),
+            Mutation::SetReadPosition {
+                session_id: id.clone(),
+                position: read_position(&customer, Role::Customer, 1),
+                read_at: at(1_000),
+            },
+            Mutation::UpdateSession {
+                record: stale,
+                expected_version: record.version + 6,
+            },
+        ],
+        "batch ending in a stale update",
+    )
+    .await;
+    let keys = BatchKeys {
+        session_ids: vec![id.clone()],
+        client_messages: vec![(id.clone(), customer.clone(), "c-1".into())],
+        read_positions: vec![(id.clone(), customer.clone())],
+        user_ids: vec![user],
+    };
+    let snapshot = ok(store.load_batch(&keys).await, "load_batch");
+    assert_eq!(
+        snapshot.sessions.get(&id),
+        Some(&record),
+        "session unchanged"
+    );
+    assert!(
+        snapshot.messages_by_client_id.is_empty(),
+        "no message stored"
+    );
+    assert!(
+        snapshot.read_positions.is_empty(),
+        "no read position stored"
+    );
+    assert!(snapshot.user_names.is_empty(), "no user name stored");
+    assert_eq!(
+        seqs(store, &id, MessageRange::Latest, 10).await,
+        (vec![], false)
+    );
+
+    commit_ok(store, vec![Mutation::InsertMessage(first)], "first message").await;
+    commit_conflicts(
+        store,
+        vec![
+            Mutation::UpdateSession {
+                record: assigned_to(&record, &unique("agent")),
+                expected_version: record.version,
+            },
+            Mutation::InsertMessage(message(&id, 1, &customer, Some("c-2"))),
+        ],
+        "batch ending in a colliding message",
+    )
+    .await;
+    assert_eq!(
+        stored_record(store, &id).await,
+        Some(record),
+        "the update before the colliding message is rolled back"
+    );
+}
+
+/// Two writers updating the same version at once: exactly one wins.
+pub async fn racing_updates_have_one_winner(store: &dyn Store) {
+    let record = new_session(store, &unique("pool")).await;
+    let (agent_a, agent_b) = (unique("agent"), unique("agent"));
+    let update = |agent: &str| {
+        vec![Mutation::UpdateSession {
+            record: assigned_to(&record, agent),
+            expected_version: record.version,
+        }]
+    };
+    let (a, b) = tokio::join!(
+        store.commit(update(&agent_a)),
+        store.commit(update(&agent_b))
+    );
+    let winner = match (&a, &b) {
+        (Ok(()), Err(StoreError::Conflict(_))) => &agent_a,
+        (Err(StoreError::Conflict(_)), Ok(())) => &agent_b,
+        _ => panic!("expected exactly one winner and one Conflict, got {a:?} and {b:?}"),
+    };
+    let stored = ok(store.get_session(&record.session.id).await, "get_session");
+    assert_eq!(
+        stored.and_then(|s| s.agent_id).as_ref(),
+        Some(winner),
+        "the stored agent is the winner's"
+    );
+}
+
+pub async fn duplicate_seq_conflicts(store: &dyn Store) {
+    let record = new_session(store, &unique("pool")).await;
+    let id = &record.session.id;
+    let customer = &record.session.customer_id;
+    let original = message(id, 1, customer, Some("c-1"));
+    commit_ok(
+        store,
+        vec![Mutation::InsertMessage(original.clone())],
+        "seq 1",
+    )
+    .await;
+
+    let mut other_sender = message(id, 1, &unique("agent"), Some("c-2"));
+    other_sender.sender_role = Role::Agent;
+    commit_conflicts(
+        store,
+        vec![Mutation::InsertMessage(other_sender)],
+        "a second seq 1 from another sender",
+    )
+    .await;
+    commit_conflicts(
+        store,
+        vec![Mutation::InsertMessage(message(id, 1, customer, None))],
+        "a second seq 1 without client id",
+    )
+    .await;
+    let page = ok(
+        store.messages(id, MessageRange::Latest, 10).await,
+        "messages",
+    );
+    assert_eq!(page.items, vec![original], "only the first seq 1 is stored");
+}
+
+pub async fn duplicate_client_msg_id_conflicts(store: &dyn Store) {
+    let record = new_session(store, &unique("pool")).await;
+    let id = &record.session.id;
+    let customer = &record.session.customer_id;
+    let agent = unique("agent");
+    commit_ok(
+        store,
+        vec![Mutation::InsertMessage(message(
+            id,
+            1,
+            customer,
+            Some("c-1"),
+        ))],
+        "first use of a client id",
+    )
+    .await;
+    commit_conflicts(
+        store,
+        vec![Mutation::InsertMessage(message(
+            id,
+            2,
+            customer,
+            Some("c-1"),
+        ))],
+        "same sender, same client id, new seq",
+    )
+    .await;
+    commit_ok(
+        store,
+        vec![Mutation::InsertMessage(message(id, 2, &agent, Some("c-1")))],
+        "the same client id from another sender",
+    )
+    .await;
+    let other = new_session(store, &record.session.pool).await;
+    commit_ok(
+        store,
+        vec![Mutation::InsertMessage(message(
+            &other.session.id,
+            1,
+            customer,
+            Some("c-1"),
+        ))],
+        "the same sender and client id in another session",
+    )
+    .await;
+    assert_eq!(
+        seqs(store, id, MessageRange::Latest, 10).await,
+        (vec![1, 2], false)
+    );
+}
+
+pub async fn null_client_ids_never_collide(store: &dyn Store) {
+    let record = new_session(store, &unique("pool")).await;
+    let id = &record.session.id;
+    let customer = &record.session.customer_id;
+    let first = message(id, 1, customer, None);
+    let second = message(id, 2, customer, None);
+    commit_ok(store, vec![Mutation::InsertMessage(first.clone())], "first").await;
+    commit_ok(
+        store,
+        vec![Mutation::InsertMessage(second.clone())],
+        "a second message without client id from the same sender",
+    )
+    .await;
+    let page = ok(
+        store.messages(id, MessageRange::Latest, 10).await,
+        "messages",
+    );
+    assert_eq!(page.items, vec![first, second]);
+}
+
+/// `load_batch` returns what exists for the keys and leaves out the rest.
+pub async fn load_batch_returns_known_keys(store: &dyn Store) {
+    let record = new_session(store, &unique("pool")).await;
+    let id = record.session.id.clone();
+    let customer = record.session.customer_id.clone();
+    let user = unique("user");
+    let sent = message(&id, 1, &customer, Some("c-1"));
+    commit_ok(
+        store,
+        vec![
+            Mutation::InsertMessage(sent.clone()),
+            Mutation::SetReadPosition {
+                session_id: id.clone(),
+                position: read_position(&customer, Role::Customer, 1),
+                read_at: at(2_000),
+            },
+            Mutation::RememberUser {
+                user_id: user.clone(),
+                name: "Ann Agent".into(),
+            },
+        ],
+        "message, read position and user",
+    )
+    .await;
+
+    let keys = BatchKeys {
+        session_ids: vec![id.clone(), unique("missing")],
+        client_messages: vec![
+            (id.clone(), customer.clone(), "c-1".into()),
+            (id.clone(), customer.clone(), "c-404".into()),
+            (id.clone(), unique("someone"), "c-1".into()),
+        ],
+        read_positions: vec![(id.clone(), customer.clone()), (id.clone(), unique("user"))],
+        user_ids: vec![user.clone(), unique("user")],
+    };
+    let snapshot = ok(store.load_batch(&keys).await, "load_batch");
+    let expected = BatchSnapshot {
+        sessions: HashMap::from([(id.clone(), record)]),
+        messages_by_client_id: HashMap::from([(
+            (id.clone(), customer.clone(), "c-1".into()),
+            sent,
+        )]),
+        read_positions: HashMap::from([((id, customer), 1)]),
+        user_names: HashMap::from([(user, "Ann Agent".into())]),
+    };
+    assert_eq!(
+        snapshot, expected,
+        "known keys present, unknown ones absent"
+    );
+
+    let empty = ok(store.load_batch(&BatchKeys::default()).await, "load_batch");
+    assert_eq!(empty, BatchSnapshot::default(), "no keys, empty snapshot");
+}
+
+pub async fn remember_user_keeps_latest_name(store: &dyn Store) {
+    let user = unique("user");
+    let remember = |name: &str| Mutation::RememberUser {
+        user_id: user.clone(),
+        name: name.into(),
+    };
+    commit_ok(store, vec![remember("Ann")], "first name").await;
+    commit_ok(store, vec![remember("Annie")], "renamed").await;
+    assert_eq!(user_name(store, &user).await.as_deref(), Some("Annie"));
+    commit_ok(
+        store,
+        vec![remember("Anna"), remember("Anne")],
+        "two names in one batch",
+    )
+    .await;
+    assert_eq!(
+        user_name(store, &user).await.as_deref(),
+        Some("Anne"),
+        "the last mutation of a batch wins"
+    );
+}
+
+/// Pages in every direction, with `has_more` exact on the boundaries.
+pub async fn message_pages(store: &dyn Store) {
+    let record = new_session(store, &unique("pool")).await;
+    let id = &record.session.id;
+    let customer = &record.session.customer_id;
+    let messages: Vec<Message> = (1..=5)
+        .map(|seq| message(id, seq, customer, Some(&format!("c-{seq}"))))
+        .collect();
+    commit_ok(
+        store,
+        messages
+            .iter()
+            .cloned()
+            .map(Mutation::InsertMessage)
+            .collect(),
+        "five messages",
+    )
+    .await;
+
+    let all = vec![1, 2, 3, 4, 5];
+    let cases: Vec<(MessageRange, usize, Vec<i64>, bool)> = vec![
+        (MessageRange::After(0), 2, vec![1, 2], true),
+        (MessageRange::After(2), 2, vec![3, 4], true),
+        (MessageRange::After(2), 3, vec![3, 4, 5], false),
+        (MessageRange::After(3), 2, vec![4, 5], false),
+        (MessageRange::After(4), 2, vec![5], false),
+        (MessageRange::After(5), 2, vec![], false),
+        (MessageRange::After(0), 5, all.clone(), false),
+        (MessageRange::After(0), 10, all.clone(), false),
+        (MessageRange::Before(6), 2, vec![4, 5], true),
+        (MessageRange::Before(4), 2, vec![2, 3], true),
+        (MessageRange::Before(4), 3, vec![1, 2, 3], false),
+        (MessageRange::Before(3), 2, vec![1, 2], false),
+        (MessageRange::Before(2), 2, vec![1], false),
+        (MessageRange::Before(1), 2, vec![], false),
+        (MessageRange::Before(100), 10, all.clone(), false),
+        (MessageRange::Latest, 2, vec![4, 5], true),
+        (MessageRange::Latest, 4, vec![2, 3, 4, 5], true),
+        (MessageRange::Latest, 5, all.clone(), false),
+        (MessageRange::Latest, 10, all, false),
+    ];
+    for (range, limit, expected, has_more) in cases {
+        assert_eq!(
+            seqs(store, id, range, limit).await,
+            (expected, has_more),
+            "{range:?} with limit {limit}: (seqs, has_more)"
+        );
+    }
+
+    let page = ok(
+        store.messages(id, MessageRange::After(0), 5).await,
+        "messages",
+    );
+    assert_eq!(page.items, messages, "messages come back field for field");
+    assert_eq!(
+        seqs(store, &unique("missing"), MessageRange::Latest, 10).await,
+        (vec![], false),
+        "an unknown session has no messages"
+    );
+}
+
+/// Scope, status and pool filters, newest first.
+pub async fn list_sessions_filters(store: &dyn Store) {
+    let (pool_a, pool_b) = (unique("pool"), unique("pool"));
+    let customer = unique("customer");
+    let someone = unique("customer");
+    let a1 = session_of(&pool_a, &customer, SessionStatus::Pending, at(1_000));
+    let a2 = session_of(&pool_a, &someone, SessionStatus::Active, at(2_000));
+    let a3 = session_of(&pool_a, &customer, SessionStatus::Closed, at(3_000));
+    let b1 = session_of(&pool_b, &customer, SessionStatus::Pending, at(2_500));
+    let b2 = session_of(&pool_b, &someone, SessionStatus::Pending, at(4_000));
+    let all = [&a1, &a2, &a3, &b1, &b2];
+    commit_ok(
+        store,
+        all.iter()
+            .map(|r| Mutation::InsertSession((*r).clone()))
+            .collect(),
+        "five sessions in two pools",
+    )
+    .await;
+
+    let both = SessionScope::Pools(vec![pool_a.clone(), pool_b.clone()]);
+    let pending = Some(SessionStatus::Pending);
+    let cases: Vec<(&str, SessionQuery, Vec<&SessionRecord>)> = vec![
+        (
+            "a customer's own sessions",
+            query(SessionScope::Customer(customer.clone()), None, None),
+            vec![&a3, &b1, &a1],
+        ),
+        (
+            "a customer's pending sessions",
+            query(SessionScope::Customer(customer.clone()), pending, None),
+            vec![&b1, &a1],
+        ),
+        (
+            "a customer's sessions in one pool",
+            query(
+                SessionScope::Customer(customer.clone()),
+                None,
+                Some(&pool_a),
+            ),
+            vec![&a3, &a1],
+        ),
+        (
+            "one pool",
+            query(SessionScope::Pools(vec![pool_a.clone()]), None, None),
+            vec![&a3, &a2, &a1],
+        ),
+        (
+            "two pools",
+            query(both.clone(), None, None),
+            vec![&b2, &a3, &b1, &a2, &a1],
+        ),
+        (
+            "two pools, pending",
+            query(both.clone(), pending, None),
+            vec![&b2, &b1, &a1],
+        ),
+        (
+            "two pools, narrowed to one",
+            query(both.clone(), None, Some(&pool_b)),
+            vec![&b2, &b1],
+        ),
+        (
+            "a pool filter outside the scope",
+            query(
+                SessionScope::Pools(vec![pool_a.clone()]),
+                None,
+                Some(&pool_b),
+            ),
+            vec![],
+        ),
+        (
+            "no pools in scope",
+            query(SessionScope::Pools(vec![]), None, None),
+            vec![],
+        ),
+        (
+            "everything, one pool",
+            query(SessionScope::All, None, Some(&pool_b)),
+            vec![&b2, &b1],
+        ),
+        (
+            "everything, one pool, active",
+            query(
+                SessionScope::All,
+                Some(SessionStatus::Active),
+                Some(&pool_a),
+            ),
+            vec![&a2],
+        ),
+        (
+            "two pools, limit 2",
+            SessionQuery {
+                limit: 2,
+                ..query(both, None, None)
+            },
+            vec![&b2, &a3],
+        ),
+    ];
+    for (what, query, expected) in cases {
+        let expected: Vec<Session> = expected.into_iter().map(|r| r.session.clone()).collect();
+        let listed = ok(store.list_sessions(&query).await, what);
+        assert_eq!(listed, expected, "list_sessions: {what}");
+    }
+}
+
+/// Paging by cursor visits every session once, in order, including
+/// sessions created in the same millisecond (ordered by id).
+pub async fn list_sessions_pages_by_cursor(store: &dyn Store) {
+    let pool = unique("pool");
+    let customer = unique("customer");
+    let mut records: Vec<SessionRecord> = [1_000, 2_000, 2_000, 2_000, 3_000, 4_000, 4_000]
+        .into_iter()
+        .map(|ms| session_of(&pool, &customer, SessionStatus::Pending, at(ms)))
+        .collect();
+    commit_ok(
+        store,
+        records
+            .iter()
+            .cloned()
+            .map(Mutation::InsertSession)
+            .collect(),
+        "seven sessions",
+    )
+    .await;
+    records.sort_by(|x, y| {
+        (y.session.created_at, &y.session.id).cmp(&(x.session.created_at, &x.session.id))
+    });
+    let expected: Vec<String> = records.into_iter().map(|r| r.session.id).collect();
+
+    let scopes = [
+        query(SessionScope::Pools(vec![pool.clone()]), None, None),
+        query(SessionScope::Customer(customer), None, None),
+        query(SessionScope::All, None, Some(&pool)),
+    ];
+    for base in scopes {
+        let whole = ok(store.list_sessions(&base).await, "list_sessions");
+        assert_eq!(ids(&whole), expected, "one page, newest first, ties by id");
+        for limit in [1, 3, 7] {
+            let (visited, pages) = page_through(store, &base, limit).await;
+            assert_eq!(visited, expected, "{:?} in pages of {limit}", base.scope);
+            assert_eq!(
+                pages,
+                expected.len().div_ceil(limit) + 1,
+                "pages of {limit}"
+            );
+        }
+    }
+}
+
+pub async fn read_positions_set_and_update(store: &dyn Store) {
+    let record = new_session(store, &unique("pool")).await;
+    let id = record.session.id.clone();
+    let set = |user: &str, role: Role, up_to_seq: i64| Mutation::SetReadPosition {
+        session_id: id.clone(),
+        position: read_position(user, role, up_to_seq),
+        read_at: at(up_to_seq * 1_000),
+    };
+    commit_ok(
+        store,
+        vec![set("bob", Role::Agent, 3), set("alice", Role::Customer, 1)],
+        "two read positions",
+    )
+    .await;
+    assert_eq!(
+        ok(store.read_positions(&id).await, "read_positions"),
+        vec![
+            read_position("alice", Role::Customer, 1),
+            read_position("bob", Role::Agent, 3)
+        ],
+        "read positions ordered by user id"
+    );
+
+    commit_ok(store, vec![set("alice", Role::Customer, 4)], "move alice").await;
+    assert_eq!(
+        ok(store.read_positions(&id).await, "read_positions"),
+        vec![
+            read_position("alice", Role::Customer, 4),
+            read_position("bob", Role::Agent, 3)
+        ],
+        "an update replaces the position"
+    );
+    let keys = BatchKeys {
+        read_positions: vec![(id.clone(), "alice".into())],
+        ..BatchKeys::default()
+    };
+    let snapshot = ok(store.load_batch(&keys).await, "load_batch");
+    assert_eq!(snapshot.read_positions.get(&(id, "alice".into())), Some(&4));
+    assert_eq!(
+        ok(
+            store.read_positions(&unique("missing")).await,
+            "read_positions"
+        ),
+        vec![],
+        "an unknown session has no read positions"
+    );
+}
+
+/// Every figure of a pool, with sessions and messages on both sides of the
+/// day boundary, and a neighbouring pool that must not leak in.
+pub async fn pool_figures_counts(store: &dyn Store) {
+    let pool = unique("pool");
+    let day = at(0);
+    let ms = |offset: i64| Timestamp(day.millis() + offset);
+
+    let pending_new = in_pool(&pool, SessionStatus::Pending, ms(1_000));
+    let pending_old = in_pool(&pool, SessionStatus::Pending, ms(-5_000));
+    // Waited 12 s, assigned and answered today (3 s).
+    let mut active_today = in_pool(&pool, SessionStatus::Active, ms(-10_000));
+    active_today.first_assigned_at = Some(ms(2_000));
+    active_today.first_response_at = Some(ms(5_000));
+    active_today.first_response_ms = Some(3_000);
+    // Assigned yesterday (no wait today), answered today (1 s).
+    let mut active_yesterday = in_pool(&pool, SessionStatus::Active, ms(-100_000));
+    active_yesterday.first_assigned_at = Some(ms(-50_000));
+    active_yesterday.first_response_at = Some(ms(0));
+    active_yesterday.first_response_ms = Some(1_000);
+    // Waited 4 s today, never answered, closed today.
+    let mut closed_today = in_pool(&pool, SessionStatus::Closed, ms(1_000));
+    closed_today.first_assigned_at = Some(ms(5_000));
+    closed_today.session.closed_at = Some(ms(20_000));
+    // Everything happened yesterday, up to the last millisecond.
+    let mut closed_yesterday = in_pool(&pool, SessionStatus::Closed, ms(-200_000));
+    closed_yesterday.first_assigned_at = Some(ms(-150_000));
+    closed_yesterday.first_response_at = Some(ms(-140_000));
+    closed_yesterday.first_response_ms = Some(10_000);
+    closed_yesterday.session.closed_at = Some(ms(-1));
+    let neighbour = in_pool(&unique("pool"), SessionStatus::Active, ms(1_000));
+
+    let sessions = [
+        &pending_new,
+        &pending_old,
+        &active_today,
+        &active_yesterday,
+        &closed_today,
+        &closed_yesterday,
+        &neighbour,
+    ];
+    let mut batch: Vec<Mutation> = sessions
+        .iter()
+        .map(|r| Mutation::InsertSession((*r).clone()))
+        .collect();
+    // Messages today: two in `active_today`, one at the very start of the
+    // day in `active_yesterday`; the others are yesterday's or elsewhere.
+    let stamped = [
+        (&active_today, 1, ms(-5_000)),
+        (&active_today, 2, ms(5_000)),
+        (&active_today, 3, ms(6_000)),
+        (&active_yesterday, 1, ms(0)),
+        (&closed_yesterday, 1, ms(-1)),
+        (&neighbour, 1, ms(2_000)),
+    ];
+    for (record, seq, created_at) in stamped {
+        let mut m = message(&record.session.id, seq, &record.session.customer_id, None);
+        m.created_at = created_at;
+        batch.push(Mutation::InsertMessage(m));
+    }
+    commit_ok(store, batch, "a day of a pool").await;
+
+    let figures = ok(store.pool_figures(&pool, day).await, "pool_figures");
+    assert_eq!(figures.pending_sessions, 2, "pending sessions");
+    assert_eq!(figures.active_sessions, 2, "active sessions");
+    assert_eq!(figures.closed_today, 1, "sessions closed today");
+    assert_eq!(
+        figures.oldest_pending_created_at,
+        Some(ms(-5_000)),
+        "oldest pending session"
+    );
+    assert_close(figures.avg_wait_seconds, 8.0, "average wait (12 s and 4 s)");
+    assert_close(
+        figures.avg_first_response_seconds,
+        2.0,
+        "average first response (3 s and 1 s)",
+    );
+    assert_eq!(figures.messages_today, 3, "messages today");
+}
+
+pub async fn pool_figures_of_an_empty_pool(store: &dyn Store) {
+    let figures = ok(
+        store.pool_figures(&unique("pool"), at(0)).await,
+        "pool_figures",
+    );
+    assert_eq!(figures.pending_sessions, 0);
+    assert_eq!(figures.active_sessions, 0);
+    assert_eq!(figures.closed_today, 0);
+    assert_eq!(figures.oldest_pending_created_at, None);
+    assert_eq!(figures.avg_wait_seconds, None);
+    assert_eq!(figures.avg_first_response_seconds, None);
+    assert_eq!(figures.messages_today, 0);
+}
+
+// ---------------------------------------------------------------------------
+// Helpers
+
+/// 2026-01-01T00:00:00Z, the start of a UTC day; test times are offsets
+/// from it so that figures for "today" are predictable.
+const DAY_START_MS: i64 = 1_767_225_600_000;
+
+fn at(offset_ms: i64) -> Timestamp {
+    Timestamp(DAY_START_MS + offset_ms)
+}
+
+fn unique(label: &str) -> String {
+    format!("{label}-{}", Uuid::new_v4().simple())
+}
+
+fn ok<T>(result: Result<T, StoreError>, what: &str) -> T {
+    result.unwrap_or_else(|err| panic!("{what} failed: {err}"))
+}
+
+async fn commit_ok(store: &dyn Store, mutations: Vec<Mutation>, what: &str) {
+    if let Err(err) = store.commit(mutations).await {
+        panic!("{what}: commit failed: {err}");
+    }
+}
+
+async fn commit_conflicts(store: &dyn Store, mutations: Vec<Mutation>, what: &str) {
+    match store.commit(mutations).await {
+        Err(StoreError::Conflict(_)) => {}
+        other => panic!("{what}: expected Conflict, got {other:?}"),
+    }
+}
+
+fn session_of(
+    pool: &str,
+    customer: &str,
+    status: SessionStatus,
+    created_at: Timestamp,
+) -> SessionRecord {
+    SessionRecord {
+        session: Session {
+            id: unique("session"),
+            customer_id: customer.into(),
+            customer_name: "Carla".into(),
+            agent_id: None,
+            agent_name: None,
+            pool: pool.into(),
+            status,
+            subject: None,
+            created_at,
+            assigned_at: None,
+            closed_at: None,
+            last_seq: 0,
+            last_message_at: None,
+        },
+        version: 1,
+        first_assigned_at: None,
+        first_response_at: None,
+        first_response_ms: None,
+    }
+}
+
+fn pending_session(pool: &str, created_at: Timestamp) -> SessionRecord {
+    session_of(
+        pool,
+        &unique("customer"),
+        SessionStatus::Pending,
+        created_at,
+    )
+}
+
+fn in_pool(pool: &str, status: SessionStatus, created_at: Timestamp) -> SessionRecord {
+    session_of(pool, &unique("customer"), status, created_at)
+}
+
+async fn new_session(store: &dyn Store, pool: &str) -> SessionRecord {
+    let record = pending_session(pool, at(1_000));
+    commit_ok(
+        store,
+        vec![Mutation::InsertSession(record.clone())],
+        "insert session",
+    )
+    .await;
+    record
+}
+
+/// The next version of `record`, assigned to `agent`.
+fn assigned_to(record: &SessionRecord, agent: &str) -> SessionRecord {
+    let mut next = record.clone();
+    next.version = record.version + 1;
+    next.session.status = SessionStatus::Active;
+    next.session.agent_id = Some(agent.into());
+    next.session.agent_name = Some("Ann".into());
+    next.session.assigned_at = Some(at(2_000));
+    next.first_assigned_at = Some(at(2_000));
+    next
+}
+
+fn message(session_id: &str, seq: i64, sender_id: &str, client_msg_id: Option<&str>) -> Message {
+    Message {
+        id: unique("message"),
+        session_id: session_id.into(),
+        seq,
+        sender_id: sender_id.into(),
+        sender_name: "Carla".into(),
+        sender_role: Role::Customer,
+        content: format!("message {seq}"),
+        client_msg_id: client_msg_id.map(Into::into),
+        created_at: at(seq * 1_000),
+    }
+}
+
+fn read_position(user_id: &str, role: Role, up_to_seq: i64) -> ReadPosition {
+    ReadPosition {
+        user_id: user_id.into(),
+        role,
+        up_to_seq,
+    }
+}
+
+fn query(scope: SessionScope, status: Option<SessionStatus>, pool: Option<&str>) -> SessionQuery {
+    SessionQuery {
+        scope,
+        status,
+        pool: pool.map(Into::into),
+        limit: 50,
+        after: None,
+    }
+}
+
+fn ids(sessions: &[Session]) -> Vec<String> {
+    sessions.iter().map(|s| s.id.clone()).collect()
+}
+
+/// Follows cursors until an empty page; returns the ids seen and the number
+/// of pages read (the empty one included).
+async fn page_through(
+    store: &dyn Store,
+    base: &SessionQuery,
+    limit: usize,
+) -> (Vec<String>, usize) {
+    let mut visited = Vec::new();
+    let mut after = None;
+    for pages in 1..=100 {
+        let page_query = SessionQuery {
+            limit,
+            after: after.clone(),
+            ..base.clone()
+        };
+        let page = ok(store.list_sessions(&page_query).await, "list_sessions page");
+        assert!(page.len() <= limit, "a page holds at most {limit}");
+        let Some(last) = page.last() else {
+            return (visited, pages);
+        };
+        after = Some(SessionCursor {
+            created_at: last.created_at,
+            id: last.id.clone(),
+        });
+        visited.extend(ids(&page));
+    }
+    panic!("paging did not end after 100 pages");
+}
+
+async fn stored_record(store: &dyn Store, id: &str) -> Option<SessionRecord> {
+    let keys = BatchKeys {
+        session_ids: vec![id.into()],
+        ..BatchKeys::default()
+    };
+    let mut snapshot = ok(store.load_batch(&keys).await, "load_batch");
+    snapshot.sessions.remove(id)
+}
+
+async fn user_name(store: &dyn Store, user_id: &str) -> Option<String> {
+    let keys = BatchKeys {
+        user_ids: vec![user_id.into()],
+        ..BatchKeys::default()
+    };
+    let mut snapshot = ok(store.load_batch(&keys).await, "load_batch");
+    snapshot.user_names.remove(user_id)
+}
+
+async fn seqs(
+    store: &dyn Store,
+    session_id: &str,
+    range: MessageRange,
+    limit: usize,
+) -> (Vec<i64>, bool) {
+    let page = ok(store.messages(session_id, range, limit).await, "messages");
+    (page.items.iter().map(|m| m.seq).collect(), page.has_more)
+}
+
+fn assert_close(actual: Option<f64>, expected: f64, what: &str) {
+    match actual {
+        Some(value) if (value - expected).abs() < 1e-9 => {}
+        other => panic!("{what}: expected {expected}, got {other:?}"),
+    }
+}

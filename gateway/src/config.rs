@@ -1,0 +1,114 @@
+//! The gateway's settings, from environment variables, checked at start.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chat_shared::auth::JwtSettings;
+use chat_shared::config::{jwt_from_env, ConfigError, Env};
+
+/// The largest Engine.IO frame accepted; a bigger one closes that
+/// connection (REST bodies over it get 413).
+pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GatewayConfig {
+    /// Address to bind (`HOST`, default 0.0.0.0).
+    pub host: IpAddr,
+    /// Public port (`PORT`, default 3001; 0 picks a free one).
+    pub port: u16,
+    /// Port for /healthz, /readyz and /metrics alone (`ADMIN_PORT`).
+    pub admin_port: Option<u16>,
+    pub jwt: JwtSettings,
+    /// True when running on the built-in development secret.
+    pub development_secret: bool,
+    /// Whether `POST /api/dev/token` mints tokens (`DEV_TOKENS`).
+    pub dev_tokens: bool,
+    /// `send-message` token bucket (`RATE_LIMIT_PER_SEC`, `RATE_LIMIT_BURST`).
+    pub rate_limit_per_sec: u32,
+    pub rate_limit_burst: u32,
+    /// Command partitions (`PARTITIONS`); must match the workers.
+    pub partitions: u32,
+    /// Backplane key prefix (`KEY_PREFIX`, default `chat`).
+    pub key_prefix: String,
+    /// How long an event or REST call waits for the worker (`REQUEST_TIMEOUT_MS`).
+    pub request_timeout: Duration,
+    pub ping_interval: Duration,
+    pub ping_timeout: Duration,
+    /// Frames queued per socket before it is cut off (`OUTBOUND_QUEUE`).
+    pub outbound_queue: usize,
+    /// Built web UI to serve at `/` (`WEB_DIR`), if it exists.
+    pub web_dir: PathBuf,
+    /// Presence heartbeat expiry of connected agents.
+    pub presence_ttl: Duration,
+}
+
+impl GatewayConfig {
+    /// Reads the configuration; `standalone` allows the development secret.
+    pub fn from_env(env: &Env, standalone: bool) -> Result<Self, ConfigError> {
+        let (jwt, development_secret) = jwt_from_env(env, standalone)?;
+        let partitions: u32 = env.parse("PARTITIONS", 16)?;
+        if partitions == 0 || partitions > 1024 {
+            return Err(ConfigError("PARTITIONS must be between 1 and 1024".into()));
+        }
+        let outbound_queue: usize = env.parse("OUTBOUND_QUEUE", 256)?;
+        if outbound_queue < 8 {
+            return Err(ConfigError("OUTBOUND_QUEUE must be at least 8".into()));
+        }
+        let config = GatewayConfig {
+            host: env.parse("HOST", IpAddr::from([0, 0, 0, 0]))?,
+            port: env.parse("PORT", 3001)?,
+            admin_port: env.optional("ADMIN_PORT")?,
+            jwt,
+            development_secret,
+            dev_tokens: env.flag("DEV_TOKENS", standalone && development_secret)?,
+            rate_limit_per_sec: env.parse("RATE_LIMIT_PER_SEC", 20)?,
+            rate_limit_burst: env.parse("RATE_LIMIT_BURST", 40)?,
+            partitions,
+            key_prefix: env.string("KEY_PREFIX", "chat"),
+            request_timeout: env.millis("REQUEST_TIMEOUT_MS", Duration::from_secs(10))?,
+            ping_interval: env.millis("PING_INTERVAL_MS", Duration::from_secs(25))?,
+            ping_timeout: env.millis("PING_TIMEOUT_MS", Duration::from_secs(20))?,
+            outbound_queue,
+            web_dir: PathBuf::from(env.string("WEB_DIR", "web/dist")),
+            presence_ttl: Duration::from_secs(30),
+        };
+        if config.dev_tokens && !config.development_secret && !matches!(config.jwt.key, chat_shared::auth::JwtKeySource::Secret(_)) {
+            return Err(ConfigError("DEV_TOKENS needs an HS256 secret to sign with".into()));
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standalone_defaults() {
+        let config = GatewayConfig::from_env(&Env::default(), true).unwrap();
+        assert_eq!(config.port, 3001);
+        assert!(config.development_secret);
+        assert!(config.dev_tokens);
+        assert_eq!(config.rate_limit_per_sec, 20);
+        assert_eq!(config.rate_limit_burst, 40);
+        assert_eq!(config.admin_port, None);
+    }
+
+    #[test]
+    fn dev_tokens_are_off_with_a_real_secret_unless_enabled() {
+        let env = Env::from_pairs([("JWT_SECRET", "0123456789abcdef0123")]);
+        assert!(!GatewayConfig::from_env(&env, true).unwrap().dev_tokens);
+        let env = Env::from_pairs([("JWT_SECRET", "0123456789abcdef0123"), ("DEV_TOKENS", "true")]);
+        assert!(GatewayConfig::from_env(&env, true).unwrap().dev_tokens);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_variable_named() {
+        for (name, value) in [("PORT", "x"), ("PARTITIONS", "0"), ("RATE_LIMIT_PER_SEC", "-1"), ("ADMIN_PORT", "99999")] {
+            let env = Env::from_pairs([(name, value)]);
+            let err = GatewayConfig::from_env(&env, true).unwrap_err();
+            assert!(err.0.contains(name), "{err}");
+        }
+    }
+}

@@ -1,0 +1,358 @@
+//! The client events of PROTOCOL.md §3 for one connected socket: join and
+//! leave (served by the gateway itself from the store), send-message and
+//! mark-read (forwarded to the worker, acked when it answers), and typing
+//! (published straight to the session, never stored). Also the per-socket
+//! delivery rules for `new-message`: drop what the socket already has,
+//! repair any gap from the store.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chat_shared::envelope::{self, Command, Delivery};
+use chat_shared::protocol::{
+    client_events, server_events, JoinSession, LeaveSession, MarkRead, Message, Role, SendMessage, Session, SessionJoined,
+    Typing, UserTyping,
+};
+use chat_shared::store::MessageRange;
+use chat_shared::ChatError;
+use serde_json::{json, Value};
+use tokio::time::Instant;
+
+use crate::commands::submit;
+use crate::hub::SocketHandle;
+use crate::rate_limit::TokenBucket;
+use crate::requests::{AckKind, Waiter};
+use crate::sio::frames;
+use crate::state::GatewayState;
+
+/// Silence after which a typist is reported as stopped.
+pub const TYPING_EXPIRY: Duration = Duration::from_secs(5);
+/// Most messages a join returns after `lastSeq`.
+pub const JOIN_CATCH_UP_LIMIT: usize = 500;
+/// Messages a join returns without `lastSeq`.
+pub const JOIN_LATEST_LIMIT: usize = 50;
+
+/// What a socket has of a joined session.
+#[derive(Debug, Clone, Copy)]
+struct JoinedSession {
+    /// Highest `seq` the socket has been given.
+    cursor: i64,
+    /// The join left more history than it returned: the client pages it
+    /// over REST, so live messages go out without gap repair.
+    paging: bool,
+}
+
+/// The answer to one event: an immediate ack payload, or nothing yet (the
+/// worker's reply will produce the ack).
+pub type EventResult = Result<Option<Value>, ChatError>;
+
+pub struct SocketSession {
+    state: Arc<GatewayState>,
+    pub handle: Arc<SocketHandle>,
+    /// Channels joined besides sessions (user, pools, admins).
+    pub base_rooms: Vec<String>,
+    joined: HashMap<String, JoinedSession>,
+    typing: HashMap<String, Instant>,
+    bucket: TokenBucket,
+}
+
+impl SocketSession {
+    pub fn new(state: Arc<GatewayState>, handle: Arc<SocketHandle>) -> Self {
+        let bucket = TokenBucket::new(state.config.rate_limit_per_sec, state.config.rate_limit_burst);
+        SocketSession {
+            state,
+            handle,
+            base_rooms: Vec::new(),
+            joined: HashMap::new(),
+            typing: HashMap::new(),
+            bucket,
+        }
+    }
+
+    /// Handles one client event; returns the frame to write at once, if any.
+    pub async fn handle_event(&mut self, name: &str, payload: Value, ack_id: Option<u64>) -> Option<String> {
+        self.state.metrics.events_received.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let result = match name {
+            client_events::JOIN_SESSION => self.join(payload).await,
+            client_events::LEAVE_SESSION => self.leave(payload).await,
+            client_events::SEND_MESSAGE => self.send(payload, ack_id).await,
+            client_events::TYPING => self.typing(payload).await,
+            client_events::MARK_READ => self.mark_read(payload, ack_id).await,
+            other => Err(ChatError::invalid(format!("unknown event {other:?}"))),
+        };
+        match result {
+            Ok(Some(value)) => ack_id.map(|id| frames::ack(id, &value)),
+            Ok(None) => None,
+            Err(error) => Some(frames::failure(ack_id, &error)),
+        }
+    }
+
+    async fn join(&mut self, payload: Value) -> EventResult {
+        let request = JoinSession::parse(payload)?;
+        let session = self.load_session(&request.session_id).await?;
+        if !may_read(&self.handle.identity, &session) {
+            return Err(ChatError::forbidden("you may not join this session"));
+        }
+        let channel = self.state.hub.names().session_channel(&session.id);
+        // Subscribe before reading history: anything committed after the
+        // read arrives live, anything before is in the read.
+        self.state.hub.join(&channel, &self.handle).await.map_err(|error| {
+            tracing::warn!(%error, "join subscription failed");
+            ChatError::unavailable("the chat backplane is unavailable; try again")
+        })?;
+        let joined = match self.read_join_state(&session.id, request.last_seq).await {
+            Ok(joined) => joined,
+            Err(error) => {
+                if !self.joined.contains_key(&session.id) {
+                    self.state.hub.leave(&channel, &self.handle).await;
+                }
+                return Err(error);
+            }
+        };
+        let cursor = joined
+            .messages
+            .last()
+            .map_or(0, |m| m.seq)
+            .max(request.last_seq.unwrap_or(0).min(joined.session.last_seq));
+        self.joined.insert(
+            session.id.clone(),
+            JoinedSession {
+                cursor,
+                paging: joined.has_more,
+            },
+        );
+        let value = serde_json::to_value(&joined).map_err(|e| ChatError::unavailable(e.to_string()))?;
+        let frame = frames::event(server_events::SESSION_JOINED, &value);
+        self.handle.push(crate::hub::Outbound::Frame(frame.into()), &self.state.metrics);
+        let mut ack = value;
+        if let Value::Object(fields) = &mut ack {
+            fields.insert("ok".into(), Value::Bool(true));
+        }
+        Ok(Some(ack))
+    }
+
+    async fn read_join_state(&self, session_id: &str, last_seq: Option<i64>) -> Result<SessionJoined, ChatError> {
+        let store = &self.state.store;
+        let page = match last_seq {
+            Some(last) => store.messages(session_id, MessageRange::After(last), JOIN_CATCH_UP_LIMIT).await,
+            None => store.messages(session_id, MessageRange::Latest, JOIN_LATEST_LIMIT).await,
+        }
+        .map_err(store_unavailable)?;
+        let read_positions = store.read_positions(session_id).await.map_err(store_unavailable)?;
+        // Read after the messages so that its lastSeq covers them.
+        let session = self.load_session(session_id).await?;
+        Ok(SessionJoined {
+            session,
+            messages: page.items,
+            has_more: last_seq.is_some() && page.has_more,
+            read_positions,
+        })
+    }
+
+    async fn load_session(&self, id: &str) -> Result<Session, ChatError> {
+        self.state
+            .store
+            .get_session(id)
+            .await
+            .map_err(store_unavailable)?
+            .ok_or_else(ChatError::session_not_found)
+    }
+
+    async fn leave(&mut self, payload: Value) -> EventResult {
+        let request = LeaveSession::parse(payload)?;
+        self.leave_session(&request.session_id).await;
+        Ok(Some(json!({ "ok": true })))
+    }
+
+    async fn leave_session(&mut self, session_id: &str) {
+        self.stop_typing(session_id).await;
+        if self.joined.remove(session_id).is_some() {
+            let channel = self.state.hub.names().session_channel(session_id);
+            self.state.hub.leave(&channel, &self.handle).await;
+        }
+    }
+
+    async fn send(&mut self, payload: Value, ack_id: Option<u64>) -> EventResult {
+        let started = Instant::now();
+        let request = SendMessage::parse(payload)?;
+        if !self.bucket.try_take(std::time::Instant::now()) {
+            self.state.metrics.rate_limited.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Err(ChatError::new(chat_shared::ErrorCode::RateLimited, "too many messages; slow down"));
+        }
+        self.stop_typing(&request.session_id).await;
+        let waiter = Waiter::Socket {
+            socket: self.handle.clone(),
+            ack_id,
+            kind: AckKind::SendMessage,
+            session_id: request.session_id.clone(),
+            started,
+        };
+        let command = Command::SendMessage {
+            session_id: request.session_id,
+            content: request.content,
+            client_msg_id: Some(request.client_msg_id),
+        };
+        submit(&self.state, &self.handle.identity, command, waiter).await;
+        Ok(None)
+    }
+
+    async fn mark_read(&mut self, payload: Value, ack_id: Option<u64>) -> EventResult {
+        let request = MarkRead::parse(payload)?;
+        let waiter = Waiter::Socket {
+            socket: self.handle.clone(),
+            ack_id,
+            kind: AckKind::MarkRead,
+            session_id: request.session_id.clone(),
+            started: Instant::now(),
+        };
+        let command = Command::MarkRead {
+            session_id: request.session_id,
+            up_to_seq: request.up_to_seq,
+        };
+        submit(&self.state, &self.handle.identity, command, waiter).await;
+        Ok(None)
+    }
+
+    async fn typing(&mut self, payload: Value) -> EventResult {
+        let request = Typing::parse(payload)?;
+        if !self.joined.contains_key(&request.session_id) {
+            return Err(ChatError::forbidden("join the session before typing in it"));
+        }
+        if request.is_typing {
+            let was_typing = self
+                .typing
+                .insert(request.session_id.clone(), Instant::now() + TYPING_EXPIRY)
+                .is_some();
+            if !was_typing {
+                self.publish_typing(&request.session_id, true).await;
+            }
+        } else {
+            self.stop_typing(&request.session_id).await;
+        }
+        Ok(Some(json!({ "ok": true })))
+    }
+
+    async fn stop_typing(&mut self, session_id: &str) {
+        if self.typing.remove(session_id).is_some() {
+            self.publish_typing(session_id, false).await;
+        }
+    }
+
+    /// The earliest moment a typist expires, if anyone is typing.
+    pub fn typing_deadline(&self) -> Option<Instant> {
+        self.typing.values().min().copied()
+    }
+
+    pub async fn expire_typing(&mut self, now: Instant) {
+        let expired: Vec<String> = self
+            .typing
+            .iter()
+            .filter(|(_, deadline)| **deadline <= now)
+            .map(|(session, _)| session.clone())
+            .collect();
+        for session_id in expired {
+            self.stop_typing(&session_id).await;
+        }
+    }
+
+    async fn publish_typing(&self, session_id: &str, is_typing: bool) {
+        let identity = &self.handle.identity;
+        let payload = UserTyping {
+            session_id: session_id.to_owned(),
+            user_id: identity.user_id.clone(),
+            name: identity.name.clone(),
+            role: identity.role,
+            is_typing,
+        };
+        let channel = self.state.hub.names().session_channel(session_id);
+        let delivery = Delivery {
+            event: server_events::USER_TYPING.to_owned(),
+            audience: vec![channel.clone()],
+            session_id: Some(session_id.to_owned()),
+            seq: None,
+            except_socket: Some(self.handle.sid.clone()),
+            frame: frames::event(server_events::USER_TYPING, &payload),
+        };
+        let published = match envelope::encode(&delivery) {
+            Ok(bytes) => self.state.backplane.publish(&channel, bytes).await.map_err(|e| e.to_string()),
+            Err(error) => Err(error.to_string()),
+        };
+        if let Err(error) = published {
+            tracing::warn!(%error, "typing signal not published");
+        }
+    }
+
+    /// Decides what a `new-message` frame becomes for this socket: nothing
+    /// if the socket left the session or already has that `seq`, otherwise
+    /// the frame, preceded by any messages missing before it.
+    pub async fn session_message(&mut self, session_id: &str, seq: i64, frame: axum::extract::ws::Utf8Bytes) -> Vec<axum::extract::ws::Utf8Bytes> {
+        let Some(joined) = self.joined.get(session_id).copied() else {
+            return Vec::new();
+        };
+        if seq <= joined.cursor {
+            return Vec::new();
+        }
+        let mut frames_out = Vec::new();
+        if seq > joined.cursor + 1 && !joined.paging {
+            frames_out.extend(self.missing_before(session_id, joined.cursor, seq).await);
+        }
+        frames_out.push(frame);
+        if let Some(joined) = self.joined.get_mut(session_id) {
+            joined.cursor = seq;
+        }
+        frames_out
+    }
+
+    /// Messages after `cursor` and before `seq`, read from the store, for a
+    /// socket that missed them (a lost pub/sub message, a backplane
+    /// reconnect).
+    async fn missing_before(&self, session_id: &str, cursor: i64, seq: i64) -> Vec<axum::extract::ws::Utf8Bytes> {
+        let wanted = usize::try_from(seq - cursor - 1).unwrap_or(0).min(JOIN_CATCH_UP_LIMIT);
+        match self.state.store.messages(session_id, MessageRange::After(cursor), wanted).await {
+            Ok(page) => page
+                .items
+                .iter()
+                .filter(|m: &&Message| m.seq < seq)
+                .map(|m| frames::event(server_events::NEW_MESSAGE, m).into())
+                .collect(),
+            Err(error) => {
+                tracing::warn!(%error, "gap repair failed");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Leaves every room and withdraws typing; called once on disconnect.
+    pub async fn close(&mut self) {
+        let sessions: Vec<String> = self.joined.keys().cloned().collect();
+        for session_id in sessions {
+            self.leave_session(&session_id).await;
+        }
+        let typing: Vec<String> = self.typing.keys().cloned().collect();
+        for session_id in typing {
+            self.stop_typing(&session_id).await;
+        }
+        for channel in std::mem::take(&mut self.base_rooms) {
+            self.state.hub.leave(&channel, &self.handle).await;
+        }
+    }
+}
+
+/// The customer of the session, agents of its pool (and its assigned
+/// agent), and admins may read and join a session.
+pub fn may_read(identity: &chat_shared::auth::Identity, session: &Session) -> bool {
+    match identity.role {
+        Role::Admin => true,
+        Role::Customer => session.customer_id == identity.user_id,
+        Role::Agent => {
+            identity.pools.iter().any(|p| *p == session.pool)
+                || session.agent_id.as_deref() == Some(identity.user_id.as_str())
+        }
+    }
+}
+
+fn store_unavailable(error: chat_shared::store::StoreError) -> ChatError {
+    tracing::warn!(%error, "store read failed");
+    ChatError::unavailable("the chat store is unavailable; try again")
+}

@@ -1,0 +1,267 @@
+//! The gateway's view of its own sockets: who is connected, which rooms
+//! (backplane channels) each socket belongs to, and the one subscription
+//! connection that feeds them. The hub subscribes to a channel while at
+//! least one local socket needs it and unsubscribes when the last leaves.
+//! Its dispatcher forwards each delivery's pre-encoded frame to the room's
+//! sockets without re-encoding, and routes replies to waiting requests.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::ws::Utf8Bytes;
+use chat_shared::auth::Identity;
+use chat_shared::backplane::{Backplane, BackplaneError, SubscriptionEvent, Subscriber};
+use chat_shared::envelope::{self, Delivery, Reply};
+use chat_shared::names::Names;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+use crate::requests::PendingRequests;
+
+/// What the hub hands a connection task to write.
+#[derive(Debug, Clone)]
+pub enum Outbound {
+    /// A finished text frame.
+    Frame(Utf8Bytes),
+    /// A `new-message` frame: the socket writes it only if `seq` is new to
+    /// it, and repairs any gap before it from the store.
+    SessionMessage {
+        session_id: Arc<str>,
+        seq: i64,
+        frame: Utf8Bytes,
+    },
+}
+
+/// The hub's handle on one connected socket.
+pub struct SocketHandle {
+    pub key: u64,
+    pub sid: String,
+    pub identity: Identity,
+    outbound: mpsc::Sender<Outbound>,
+    /// Cancelled when the socket must go: it fell behind, or the gateway
+    /// is shutting down.
+    pub kick: CancellationToken,
+}
+
+impl SocketHandle {
+    /// Queues a frame; a socket whose queue is full is cut off rather than
+    /// buffered without limit (it recovers by rejoining with `lastSeq`).
+    pub fn push(&self, item: Outbound, metrics: &Metrics) {
+        let full = matches!(self.outbound.try_send(item), Err(mpsc::error::TrySendError::Full(_)));
+        if full && !self.kick.is_cancelled() {
+            metrics.slow_consumer_drops.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(sid = %self.sid, "socket fell behind; disconnecting it");
+            self.kick.cancel();
+        }
+    }
+}
+
+#[derive(Default)]
+struct Rooms {
+    by_channel: HashMap<String, HashMap<u64, Arc<SocketHandle>>>,
+}
+
+impl Rooms {
+    fn is_member(&self, channel: &str, key: u64) -> bool {
+        self.by_channel
+            .get(channel)
+            .is_some_and(|members| members.contains_key(&key))
+    }
+}
+
+pub struct Hub {
+    names: Names,
+    gateway_id: String,
+    rooms: Mutex<Rooms>,
+    subscriber: Box<dyn Subscriber>,
+    /// Serialises subscribe/unsubscribe so a channel's first join and last
+    /// leave never interleave.
+    subscription_changes: tokio::sync::Mutex<()>,
+    next_key: AtomicU64,
+    pub requests: PendingRequests,
+    pub metrics: Arc<Metrics>,
+    outbound_capacity: usize,
+}
+
+impl Hub {
+    /// Opens the hub's subscription and subscribes to this gateway's reply
+    /// channel. The returned receiver must be driven by `run_dispatcher`.
+    pub async fn connect(
+        backplane: &dyn Backplane,
+        names: Names,
+        gateway_id: String,
+        metrics: Arc<Metrics>,
+        outbound_capacity: usize,
+    ) -> Result<(Arc<Hub>, mpsc::UnboundedReceiver<SubscriptionEvent>), BackplaneError> {
+        let (subscriber, events) = backplane.subscriber().await?;
+        subscriber.subscribe(&names.gateway_channel(&gateway_id)).await?;
+        let hub = Hub {
+            names,
+            gateway_id,
+            rooms: Mutex::new(Rooms::default()),
+            subscriber,
+            subscription_changes: tokio::sync::Mutex::new(()),
+            next_key: AtomicU64::new(1),
+            requests: PendingRequests::default(),
+            metrics,
+            outbound_capacity,
+        };
+        Ok((Arc::new(hub), events))
+    }
+
+    pub fn names(&self) -> &Names {
+        &self.names
+    }
+
+    pub fn gateway_id(&self) -> &str {
+        &self.gateway_id
+    }
+
+    /// Creates the handle of a new socket and the receiver its connection
+    /// task drains.
+    pub fn new_socket(&self, sid: String, identity: Identity) -> (Arc<SocketHandle>, mpsc::Receiver<Outbound>) {
+        let (outbound, receiver) = mpsc::channel(self.outbound_capacity);
+        let handle = SocketHandle {
+            key: self.next_key.fetch_add(1, Ordering::Relaxed),
+            sid,
+            identity,
+            outbound,
+            kick: CancellationToken::new(),
+        };
+        (Arc::new(handle), receiver)
+    }
+
+    /// Adds `socket` to `channel`, subscribing first if it is the channel's
+    /// first local member. Once this returns, every message published on
+    /// the channel reaches the socket.
+    pub async fn join(&self, channel: &str, socket: &Arc<SocketHandle>) -> Result<(), BackplaneError> {
+        let _change = self.subscription_changes.lock().await;
+        let needs_subscription = !self.lock_rooms().by_channel.contains_key(channel);
+        if needs_subscription {
+            self.subscriber.subscribe(channel).await?;
+        }
+        self.lock_rooms()
+            .by_channel
+            .entry(channel.to_owned())
+            .or_default()
+            .insert(socket.key, socket.clone());
+        Ok(())
+    }
+
+    /// Removes `socket` from `channel`, unsubscribing when it was the last.
+    pub async fn leave(&self, channel: &str, socket: &SocketHandle) {
+        let _change = self.subscription_changes.lock().await;
+        let now_empty = {
+            let mut rooms = self.lock_rooms();
+            match rooms.by_channel.get_mut(channel) {
+                Some(members) => {
+                    members.remove(&socket.key);
+                    if members.is_empty() {
+                        rooms.by_channel.remove(channel);
+                        true
+                    } else {
+                        false
+                    }
+                }
+                None => false,
+            }
+        };
+        if now_empty {
+            if let Err(error) = self.subscriber.unsubscribe(channel).await {
+                tracing::warn!(%error, %channel, "unsubscribe failed");
+            }
+        }
+    }
+
+    pub fn is_member(&self, channel: &str, socket: &SocketHandle) -> bool {
+        self.lock_rooms().is_member(channel, socket.key)
+    }
+
+    /// Every connected socket once (for shutdown).
+    pub fn all_sockets(&self) -> Vec<Arc<SocketHandle>> {
+        let rooms = self.lock_rooms();
+        let mut seen = HashMap::new();
+        for members in rooms.by_channel.values() {
+            for (key, socket) in members {
+                seen.entry(*key).or_insert_with(|| socket.clone());
+            }
+        }
+        seen.into_values().collect()
+    }
+
+    fn lock_rooms(&self) -> std::sync::MutexGuard<'_, Rooms> {
+        self.rooms.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Forwards everything the subscription receives until it closes or
+    /// `shutdown` fires.
+    pub async fn run_dispatcher(
+        self: Arc<Self>,
+        mut events: mpsc::UnboundedReceiver<SubscriptionEvent>,
+        shutdown: CancellationToken,
+    ) {
+        let reply_channel = self.names.gateway_channel(&self.gateway_id);
+        loop {
+            let event = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                event = events.recv() => event,
+            };
+            match event {
+                Some(SubscriptionEvent::Message(message)) if message.channel == reply_channel => {
+                    match envelope::decode::<Reply>(&message.payload) {
+                        Ok(reply) => self.requests.complete(reply, &self.metrics),
+                        Err(error) => tracing::warn!(%error, "undecodable reply"),
+                    }
+                }
+                Some(SubscriptionEvent::Message(message)) => {
+                    match envelope::decode::<Delivery>(&message.payload) {
+                        Ok(delivery) => self.dispatch(&message.channel, delivery),
+                        Err(error) => tracing::warn!(%error, "undecodable delivery"),
+                    }
+                }
+                Some(SubscriptionEvent::Resubscribed) => {
+                    tracing::info!("subscription restored; sockets repair gaps on their next message");
+                }
+                None => return,
+            }
+        }
+    }
+
+    fn dispatch(&self, channel: &str, delivery: Delivery) {
+        let frame = Utf8Bytes::from(delivery.frame);
+        let earlier: &[String] = match delivery.audience.iter().position(|c| c == channel) {
+            Some(index) => &delivery.audience[..index],
+            None => &[],
+        };
+        let session_id: Option<Arc<str>> = match (delivery.seq, &delivery.session_id) {
+            (Some(_), Some(id)) => Some(Arc::from(id.as_str())),
+            _ => None,
+        };
+        let rooms = self.lock_rooms();
+        let Some(members) = rooms.by_channel.get(channel) else {
+            return;
+        };
+        let mut sent = 0u64;
+        for socket in members.values() {
+            if delivery.except_socket.as_deref() == Some(socket.sid.as_str()) {
+                continue;
+            }
+            if earlier.iter().any(|c| rooms.is_member(c, socket.key)) {
+                continue;
+            }
+            let item = match (&session_id, delivery.seq) {
+                (Some(session_id), Some(seq)) => Outbound::SessionMessage {
+                    session_id: session_id.clone(),
+                    seq,
+                    frame: frame.clone(),
+                },
+                _ => Outbound::Frame(frame.clone()),
+            };
+            socket.push(item, &self.metrics);
+            sent += 1;
+        }
+        self.metrics.events_emitted.fetch_add(sent, Ordering::Relaxed);
+    }
+}

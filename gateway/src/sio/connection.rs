@@ -1,0 +1,319 @@
+//! One task per WebSocket connection: the Engine.IO handshake, the
+//! namespace CONNECT with token authentication, then a single loop that
+//! reads client frames, writes queued frames, pings, and expires typing.
+//! Nothing a client sends can end the task other than by closing its own
+//! connection; bad packets are answered with errors.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use chat_shared::auth::{AuthError, Identity};
+use chat_shared::protocol::{server_events, Connected, Role, NAMESPACE};
+use chat_shared::{ChatError, Timestamp};
+use futures_util::SinkExt;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio::time::{sleep_until, Instant};
+
+use super::frames;
+use super::packet::{self, EnginePacket, SocketPacket};
+use crate::config::MAX_PAYLOAD_BYTES;
+use crate::events::SocketSession;
+use crate::hub::{Outbound, SocketHandle};
+use crate::presence;
+use crate::state::GatewayState;
+
+/// How long a client may take to CONNECT to the namespace.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(45);
+/// Most queued frames written before flushing.
+const WRITE_BATCH: usize = 64;
+
+/// Why a connection ended, for logs.
+#[derive(Debug)]
+#[allow(dead_code)] // the details are read through `Debug` in the log line
+enum Ending {
+    ClientClosed,
+    PingTimeout,
+    Kicked,
+    Transport(String),
+}
+
+pub async fn serve(mut socket: WebSocket, state: Arc<GatewayState>) {
+    let engine_sid = random_id();
+    let open = packet::open_frame(
+        &engine_sid,
+        millis(state.config.ping_interval),
+        millis(state.config.ping_timeout),
+        MAX_PAYLOAD_BYTES,
+    );
+    if socket.send(Message::Text(open.into())).await.is_err() {
+        return;
+    }
+    let Some(identity) = await_namespace_connect(&mut socket, &state).await else {
+        let _ = socket.close().await;
+        return;
+    };
+    let socket_id = random_id();
+    let (handle, outbound) = state.hub.new_socket(socket_id.clone(), identity);
+    let mut session = SocketSession::new(state.clone(), handle.clone());
+    if let Err(error) = join_base_rooms(&state, &handle, &mut session).await {
+        tracing::warn!(%error, "socket rejected: backplane unavailable");
+        let frame = packet::connect_error_frame(NAMESPACE, "unavailable", Some("unavailable"));
+        let _ = socket.send(Message::Text(frame.into())).await;
+        session.close().await;
+        let _ = socket.close().await;
+        return;
+    }
+    state.metrics.connections_accepted.fetch_add(1, Ordering::Relaxed);
+    let gauge = state.metrics.sockets_gauge(handle.identity.role);
+    gauge.fetch_add(1, Ordering::Relaxed);
+    presence::agent_connected(&state, &handle.identity).await;
+
+    let ending = run_connected(&mut socket, &state, &mut session, outbound, &socket_id).await;
+    tracing::debug!(sid = %socket_id, ?ending, "socket closed");
+
+    session.close().await;
+    presence::agent_disconnected(&state, &handle.identity).await;
+    gauge.fetch_sub(1, Ordering::Relaxed);
+    if matches!(ending, Ending::Kicked) {
+        // A normal close: socket.io clients treat it as a lost transport and
+        // reconnect (to any pod), then rejoin with lastSeq.
+        let _ = socket
+            .send(Message::Close(Some(CloseFrame {
+                code: 1001,
+                reason: Utf8Bytes::from_static("going away"),
+            })))
+            .await;
+    }
+    let _ = socket.close().await;
+}
+
+async fn join_base_rooms(
+    state: &GatewayState,
+    handle: &Arc<SocketHandle>,
+    session: &mut SocketSession,
+) -> Result<(), chat_shared::backplane::BackplaneError> {
+    let names = state.hub.names();
+    let identity = &handle.identity;
+    let mut rooms = vec![names.user_channel(&identity.user_id)];
+    match identity.role {
+        Role::Agent => rooms.extend(identity.pools.iter().map(|p| names.pool_channel(p))),
+        Role::Admin => rooms.push(names.admin_channel()),
+        Role::Customer => {}
+    }
+    for room in rooms {
+        state.hub.join(&room, handle).await?;
+        session.base_rooms.push(room);
+    }
+    Ok(())
+}
+
+/// Waits for CONNECT to `/chat` with a valid token; answers every other
+/// attempt with CONNECT_ERROR. None when the client goes away or times out.
+async fn await_namespace_connect(socket: &mut WebSocket, state: &GatewayState) -> Option<Identity> {
+    let deadline = Instant::now() + CONNECT_TIMEOUT.min(state.config.ping_interval + state.config.ping_timeout);
+    loop {
+        let received = tokio::select! {
+            _ = sleep_until(deadline) => return None,
+            _ = state.close_connections.cancelled() => return None,
+            received = socket.recv() => received,
+        };
+        let text = match received {
+            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return None,
+            Some(Ok(_)) => continue,
+        };
+        let reply = match packet::decode(&text) {
+            Ok(EnginePacket::Message(SocketPacket::Connect { namespace, auth })) if namespace == NAMESPACE => {
+                match authenticate(state, auth.as_ref()) {
+                    Ok(identity) => return Some(identity),
+                    Err(error) => {
+                        state.metrics.reject_counter(error.code()).fetch_add(1, Ordering::Relaxed);
+                        packet::connect_error_frame(NAMESPACE, "unauthorized", Some(error.code()))
+                    }
+                }
+            }
+            Ok(EnginePacket::Message(SocketPacket::Connect { namespace, .. })) => {
+                state.metrics.rejected_bad_namespace.fetch_add(1, Ordering::Relaxed);
+                packet::connect_error_frame(&namespace, "Invalid namespace", None)
+            }
+            Ok(EnginePacket::Close) => return None,
+            Ok(EnginePacket::Ping(data)) => format!("3{data}"),
+            _ => continue,
+        };
+        if socket.send(Message::Text(reply.into())).await.is_err() {
+            return None;
+        }
+    }
+}
+
+fn authenticate(state: &GatewayState, auth: Option<&Value>) -> Result<Identity, AuthError> {
+    let token = auth
+        .and_then(|a| a.get("token"))
+        .and_then(Value::as_str)
+        .map(|t| t.strip_prefix("Bearer ").unwrap_or(t))
+        .unwrap_or("");
+    state.verifier.verify(token)
+}
+
+async fn run_connected(
+    socket: &mut WebSocket,
+    state: &Arc<GatewayState>,
+    session: &mut SocketSession,
+    mut outbound: mpsc::Receiver<Outbound>,
+    socket_id: &str,
+) -> Ending {
+    let identity = session.handle.identity.clone();
+    let greeting = [
+        packet::connect_ok_frame(NAMESPACE, socket_id),
+        frames::event(
+            server_events::CONNECTED,
+            &Connected {
+                user_id: identity.user_id.clone(),
+                name: identity.name.clone(),
+                role: identity.role,
+                pools: identity.pools.clone(),
+                socket_id: socket_id.to_owned(),
+                server_time: Timestamp::now(),
+            },
+        ),
+    ];
+    for frame in greeting {
+        if let Err(error) = socket.send(Message::Text(frame.into())).await {
+            return Ending::Transport(error.to_string());
+        }
+    }
+    let kick = session.handle.kick.clone();
+    let mut ping_at = Instant::now() + state.config.ping_interval;
+    let mut awaiting_pong = false;
+    loop {
+        let typing_deadline = session.typing_deadline();
+        tokio::select! {
+            biased;
+            _ = kick.cancelled() => return Ending::Kicked,
+            _ = state.close_connections.cancelled() => return Ending::Kicked,
+            item = outbound.recv() => {
+                let Some(item) = item else { return Ending::Kicked };
+                if let Err(error) = write_queued(socket, session, item, &mut outbound).await {
+                    return Ending::Transport(error);
+                }
+            }
+            received = socket.recv() => {
+                let text = match received {
+                    Some(Ok(Message::Text(text))) => text,
+                    Some(Ok(Message::Binary(_))) => {
+                        let error = ChatError::invalid("binary frames are not supported");
+                        if send_text(socket, frames::failure(None, &error)).await.is_err() {
+                            return Ending::Transport("write failed".into());
+                        }
+                        continue;
+                    }
+                    Some(Ok(Message::Close(_))) | None => return Ending::ClientClosed,
+                    Some(Ok(_)) => continue,
+                    Some(Err(error)) => return Ending::Transport(error.to_string()),
+                };
+                match handle_frame(socket, session, &text).await {
+                    FrameOutcome::Continue => {}
+                    FrameOutcome::Pong => {
+                        awaiting_pong = false;
+                        ping_at = Instant::now() + state.config.ping_interval;
+                    }
+                    FrameOutcome::Close => return Ending::ClientClosed,
+                    FrameOutcome::WriteFailed(error) => return Ending::Transport(error),
+                }
+            }
+            _ = sleep_until(ping_at) => {
+                if awaiting_pong {
+                    return Ending::PingTimeout;
+                }
+                if send_text(socket, packet::PING_FRAME.to_owned()).await.is_err() {
+                    return Ending::Transport("write failed".into());
+                }
+                awaiting_pong = true;
+                ping_at = Instant::now() + state.config.ping_timeout;
+            }
+            _ = sleep_until(typing_deadline.unwrap_or(ping_at)), if typing_deadline.is_some() => {
+                session.expire_typing(Instant::now()).await;
+            }
+        }
+    }
+}
+
+enum FrameOutcome {
+    Continue,
+    Pong,
+    Close,
+    WriteFailed(String),
+}
+
+async fn handle_frame(socket: &mut WebSocket, session: &mut SocketSession, text: &str) -> FrameOutcome {
+    let reply = match packet::decode(text) {
+        Ok(EnginePacket::Pong) => return FrameOutcome::Pong,
+        Ok(EnginePacket::Close) => return FrameOutcome::Close,
+        Ok(EnginePacket::Ping(data)) => Some(format!("3{data}")),
+        Ok(EnginePacket::Noop) => None,
+        Ok(EnginePacket::Message(packet)) => match packet {
+            SocketPacket::Event { namespace, ack_id, name, args } if namespace == NAMESPACE => {
+                let payload = args.into_iter().next().unwrap_or(Value::Null);
+                session.handle_event(&name, payload, ack_id).await
+            }
+            SocketPacket::Disconnect { namespace } if namespace == NAMESPACE => return FrameOutcome::Close,
+            SocketPacket::Binary { namespace, ack_id } if namespace == NAMESPACE => Some(frames::failure(
+                ack_id,
+                &ChatError::invalid("binary attachments are not supported"),
+            )),
+            // Acks from the client, a repeated CONNECT, other namespaces:
+            // nothing to do.
+            _ => None,
+        },
+        Err(error) => Some(frames::failure(None, &ChatError::invalid(format!("malformed packet: {error}")))),
+    };
+    match reply {
+        Some(frame) => match send_text(socket, frame).await {
+            Ok(()) => FrameOutcome::Continue,
+            Err(error) => FrameOutcome::WriteFailed(error),
+        },
+        None => FrameOutcome::Continue,
+    }
+}
+
+/// Writes one queued item and whatever else is already queued (up to a
+/// batch), then flushes once.
+async fn write_queued(
+    socket: &mut WebSocket,
+    session: &mut SocketSession,
+    first: Outbound,
+    outbound: &mut mpsc::Receiver<Outbound>,
+) -> Result<(), String> {
+    let mut next = Some(first);
+    let mut written = 0;
+    while let Some(item) = next.take() {
+        let frames_out = match item {
+            Outbound::Frame(frame) => vec![frame],
+            Outbound::SessionMessage { session_id, seq, frame } => session.session_message(&session_id, seq, frame).await,
+        };
+        for frame in frames_out {
+            socket.feed(Message::Text(frame)).await.map_err(|e| e.to_string())?;
+            written += 1;
+        }
+        if written < WRITE_BATCH {
+            next = outbound.try_recv().ok();
+        }
+    }
+    socket.flush().await.map_err(|e| e.to_string())
+}
+
+async fn send_text(socket: &mut WebSocket, text: String) -> Result<(), String> {
+    socket.send(Message::Text(text.into())).await.map_err(|e| e.to_string())
+}
+
+fn millis(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A random identifier for sockets: 20 URL-safe characters.
+pub fn random_id() -> String {
+    let raw = uuid::Uuid::new_v4().simple().to_string();
+    raw[..20].to_owned()
+}

@@ -1,0 +1,196 @@
+//! Reading settings from environment variables: typed parsing with clear
+//! errors naming the variable, and the JWT settings every binary shares.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::auth::{JwtAlgorithm, JwtKeySource, JwtSettings};
+
+/// The secret used when standalone mode runs without `JWT_SECRET`. Anyone
+/// can mint tokens with it: it is for a developer's machine only.
+pub const DEVELOPMENT_JWT_SECRET: &str = "development-secret-do-not-use-in-production";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration error: {0}")]
+pub struct ConfigError(pub String);
+
+/// A snapshot of the environment (or of a map, in tests).
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    vars: HashMap<String, String>,
+}
+
+impl Env {
+    pub fn from_process() -> Self {
+        Env {
+            vars: std::env::vars().collect(),
+        }
+    }
+
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        Env {
+            vars: pairs
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+        }
+    }
+
+    /// The variable's value; unset and blank are the same.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.vars
+            .get(name)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+    }
+
+    pub fn string(&self, name: &str, default: &str) -> String {
+        self.get(name).unwrap_or(default).to_owned()
+    }
+
+    pub fn parse<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T, ConfigError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(text) => text
+                .parse()
+                .map_err(|_| ConfigError(format!("{name}={text:?} is not a valid value"))),
+        }
+    }
+
+    pub fn optional<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, ConfigError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(text) => text
+                .parse()
+                .map(Some)
+                .map_err(|_| ConfigError(format!("{name}={text:?} is not a valid value"))),
+        }
+    }
+
+    pub fn flag(&self, name: &str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(name).map(str::to_ascii_lowercase).as_deref() {
+            None => Ok(default),
+            Some("1" | "true" | "yes" | "on") => Ok(true),
+            Some("0" | "false" | "no" | "off") => Ok(false),
+            Some(other) => Err(ConfigError(format!("{name}={other:?} must be true or false"))),
+        }
+    }
+
+    /// A duration given in milliseconds.
+    pub fn millis(&self, name: &str, default: Duration) -> Result<Duration, ConfigError> {
+        let default_ms = u64::try_from(default.as_millis()).unwrap_or(u64::MAX);
+        let ms: u64 = self.parse(name, default_ms)?;
+        if ms == 0 {
+            return Err(ConfigError(format!("{name} must be greater than 0")));
+        }
+        Ok(Duration::from_millis(ms))
+    }
+}
+
+/// JWT settings from `JWT_ALGORITHM`, `JWT_SECRET`, `JWT_PUBLIC_KEY_FILE`,
+/// `JWT_JWKS_FILE`, `JWT_ISSUER`, `JWT_AUDIENCE`. With `allow_development`
+/// and no key configured, falls back to the development secret; the second
+/// value says whether it did.
+pub fn jwt_from_env(env: &Env, allow_development: bool) -> Result<(JwtSettings, bool), ConfigError> {
+    let algorithm = match env.string("JWT_ALGORITHM", "").to_ascii_uppercase().as_str() {
+        "" => None,
+        "HS256" => Some(JwtAlgorithm::Hs256),
+        "RS256" => Some(JwtAlgorithm::Rs256),
+        other => {
+            return Err(ConfigError(format!(
+                "JWT_ALGORITHM={other:?}: use HS256 or RS256"
+            )))
+        }
+    };
+    let read = |name: &str| -> Result<Option<String>, ConfigError> {
+        match env.get(name) {
+            None => Ok(None),
+            Some(path) => std::fs::read_to_string(path)
+                .map(Some)
+                .map_err(|e| ConfigError(format!("{name}={path:?} cannot be read: {e}"))),
+        }
+    };
+    let secret = env.get("JWT_SECRET").map(str::to_owned);
+    let pem = read("JWT_PUBLIC_KEY_FILE")?;
+    let jwks = read("JWT_JWKS_FILE")?;
+    let (algorithm, key, development) = match (algorithm, secret, pem, jwks) {
+        (Some(JwtAlgorithm::Rs256) | None, None, Some(pem), None) => {
+            (JwtAlgorithm::Rs256, JwtKeySource::PublicKeyPem(pem), false)
+        }
+        (Some(JwtAlgorithm::Rs256) | None, None, None, Some(jwks)) => {
+            (JwtAlgorithm::Rs256, JwtKeySource::Jwks(jwks), false)
+        }
+        (Some(JwtAlgorithm::Hs256) | None, Some(secret), None, None) => {
+            if secret.len() < 16 {
+                return Err(ConfigError(
+                    "JWT_SECRET must be at least 16 characters".to_owned(),
+                ));
+            }
+            (JwtAlgorithm::Hs256, JwtKeySource::Secret(secret), false)
+        }
+        (Some(JwtAlgorithm::Hs256) | None, None, None, None) if allow_development => (
+            JwtAlgorithm::Hs256,
+            JwtKeySource::Secret(DEVELOPMENT_JWT_SECRET.to_owned()),
+            true,
+        ),
+        (_, None, None, None) => {
+            return Err(ConfigError(
+                "no JWT key: set JWT_SECRET (HS256), JWT_PUBLIC_KEY_FILE or JWT_JWKS_FILE (RS256)"
+                    .to_owned(),
+            ))
+        }
+        _ => {
+            return Err(ConfigError(
+                "set exactly one of JWT_SECRET, JWT_PUBLIC_KEY_FILE, JWT_JWKS_FILE, matching JWT_ALGORITHM"
+                    .to_owned(),
+            ))
+        }
+    };
+    let settings = JwtSettings {
+        algorithm,
+        key,
+        issuer: env.get("JWT_ISSUER").map(str::to_owned),
+        audience: env.get("JWT_AUDIENCE").map(str::to_owned),
+    };
+    Ok((settings, development))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_numbers_flags_and_reports_the_variable() {
+        let env = Env::from_pairs([("PORT", "8080"), ("BAD", "x"), ("ON", "true"), ("BLANK", " ")]);
+        assert_eq!(env.parse::<u16>("PORT", 1).unwrap(), 8080);
+        assert_eq!(env.parse::<u16>("MISSING", 7).unwrap(), 7);
+        assert_eq!(env.parse::<u16>("BLANK", 7).unwrap(), 7);
+        let err = env.parse::<u16>("BAD", 1).unwrap_err();
+        assert!(err.0.contains("BAD"), "{err}");
+        assert!(env.flag("ON", false).unwrap());
+        assert!(env.flag("BAD", false).is_err());
+    }
+
+    #[test]
+    fn development_secret_only_when_allowed() {
+        let env = Env::default();
+        let (settings, dev) = jwt_from_env(&env, true).unwrap();
+        assert!(dev);
+        assert_eq!(settings.algorithm, JwtAlgorithm::Hs256);
+        assert!(jwt_from_env(&env, false).is_err());
+    }
+
+    #[test]
+    fn secret_must_be_long_and_alone() {
+        let short = Env::from_pairs([("JWT_SECRET", "short")]);
+        assert!(jwt_from_env(&short, true).is_err());
+        let ok = Env::from_pairs([("JWT_SECRET", "a-long-enough-secret")]);
+        let (settings, dev) = jwt_from_env(&ok, false).unwrap();
+        assert!(!dev);
+        assert_eq!(settings.key, JwtKeySource::Secret("a-long-enough-secret".into()));
+        let wrong_alg = Env::from_pairs([("JWT_SECRET", "a-long-enough-secret"), ("JWT_ALGORITHM", "RS256")]);
+        assert!(jwt_from_env(&wrong_alg, true).is_err());
+        let unknown_alg = Env::from_pairs([("JWT_ALGORITHM", "none")]);
+        assert!(jwt_from_env(&unknown_alg, true).is_err());
+    }
+}

@@ -1,0 +1,132 @@
+//! Standalone mode: the gateway and the worker in one process and one tokio
+//! runtime, over the in-process backplane and the SQLite store. This is what
+//! `cargo run --release` starts, and what the integration tests start on
+//! port 0.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chat_gateway::{Gateway, GatewayConfig, GatewayError};
+use chat_shared::backplane::memory::MemoryBackplane;
+use chat_shared::backplane::Backplane;
+use chat_shared::config::{ConfigError, Env};
+use chat_shared::names::Names;
+use chat_shared::store::sqlite::SqliteStore;
+use chat_shared::store::{Store, StoreError};
+use chat_worker::{Worker, WorkerConfig};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Everything the standalone process is configured with.
+#[derive(Debug, Clone)]
+pub struct StandaloneConfig {
+    pub gateway: GatewayConfig,
+    pub worker: WorkerConfig,
+    /// Where the SQLite file lives (`CHAT_DATA_DIR`, default `./data`).
+    pub data_dir: PathBuf,
+}
+
+impl StandaloneConfig {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        if env.get("REDIS_URL").is_some() != env.get("DATABASE_URL").is_some() {
+            return Err(ConfigError(
+                "set both REDIS_URL and DATABASE_URL for cluster mode, or neither for standalone".into(),
+            ));
+        }
+        if env.get("REDIS_URL").is_some() {
+            return Err(ConfigError(
+                "REDIS_URL and DATABASE_URL select cluster mode: run the `gateway` and `worker` binaries".into(),
+            ));
+        }
+        let gateway = GatewayConfig::from_env(env, true)?;
+        let mut worker = WorkerConfig::from_env(env)?;
+        // One process owns every partition, so a short lease costs nothing
+        // and a restart takes over at once.
+        worker.partitions = gateway.partitions;
+        Ok(StandaloneConfig {
+            gateway,
+            worker,
+            data_dir: PathBuf::from(env.string("CHAT_DATA_DIR", "./data")),
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StandaloneError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Gateway(#[from] GatewayError),
+    #[error("cannot listen: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A running standalone chat.
+pub struct RunningChat {
+    pub addr: SocketAddr,
+    pub admin_addr: Option<SocketAddr>,
+    shutdown: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl RunningChat {
+    /// Drains and stops everything; returns when the process may exit.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        if let Err(error) = self.task.await {
+            tracing::error!(%error, "standalone task failed");
+        }
+    }
+
+    /// Resolves when the server has stopped by itself.
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+}
+
+/// Opens the store, starts the worker and the gateway, and binds the ports.
+pub async fn start(config: StandaloneConfig) -> Result<RunningChat, StandaloneError> {
+    let db_path = config.data_dir.join("chat.db");
+    let store: Arc<dyn Store> = Arc::new(tokio::task::spawn_blocking(move || SqliteStore::open(&db_path)).await.map_err(|e| StoreError::Internal(e.to_string()))??);
+    let backplane: Arc<dyn Backplane> = Arc::new(MemoryBackplane::new());
+    let names = Names::new(config.gateway.key_prefix.clone());
+
+    let listener = TcpListener::bind((config.gateway.host, config.gateway.port)).await?;
+    let admin_listener = match config.gateway.admin_port {
+        Some(port) => Some(TcpListener::bind((config.gateway.host, port)).await?),
+        None => None,
+    };
+    let addr = listener.local_addr()?;
+    let admin_addr = admin_listener.as_ref().map(TcpListener::local_addr).transpose()?;
+
+    let worker = Worker::new(config.worker.clone(), store.clone(), backplane.clone(), names);
+    let gateway = Gateway::start(config.gateway.clone(), store, backplane).await?;
+
+    let shutdown = CancellationToken::new();
+    let worker_stop = CancellationToken::new();
+    let worker_task = tokio::spawn(worker.run(worker_stop.clone()));
+    let gateway_shutdown = shutdown.clone();
+    let task = tokio::spawn(async move {
+        let served = gateway
+            .serve(listener, admin_listener, async move { gateway_shutdown.cancelled().await })
+            .await;
+        if let Err(error) = served {
+            tracing::error!(%error, "gateway stopped with an error");
+        }
+        // The gateway has answered or timed out everything in flight; now
+        // the worker finishes its batch and stops.
+        worker_stop.cancel();
+        if let Err(error) = worker_task.await {
+            tracing::error!(%error, "worker task failed");
+        }
+    });
+    Ok(RunningChat {
+        addr,
+        admin_addr,
+        shutdown,
+        task,
+    })
+}

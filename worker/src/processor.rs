@@ -1,0 +1,199 @@
+//! Applies one partition's batch of stream entries: decode, load what they
+//! touch, decide, commit in one transaction, then answer callers and fan the
+//! events out, and only then acknowledge the entries. A batch that cannot be
+//! committed is retried one command at a time so that one bad command never
+//! holds back the others; a command that keeps failing is dead-lettered.
+
+use std::sync::Arc;
+
+use chat_shared::backplane::{Backplane, StreamEntry};
+use chat_shared::envelope::{self, CommandEnvelope, Reply};
+use chat_shared::names::Names;
+use chat_shared::store::{Store, StoreError};
+use chat_shared::{ChatError, Timestamp};
+
+use crate::decide::{keys_for, BatchState, Decision};
+use crate::stats::StatsTracker;
+
+/// How often a batch is decided again after losing a write race.
+const CONFLICT_RETRIES: usize = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Backplane(#[from] chat_shared::backplane::BackplaneError),
+}
+
+pub struct Processor {
+    store: Arc<dyn Store>,
+    backplane: Arc<dyn Backplane>,
+    names: Names,
+    stats: Arc<StatsTracker>,
+    max_deliveries: u32,
+}
+
+impl Processor {
+    pub fn new(
+        store: Arc<dyn Store>,
+        backplane: Arc<dyn Backplane>,
+        names: Names,
+        stats: Arc<StatsTracker>,
+        max_deliveries: u32,
+    ) -> Self {
+        Processor {
+            store,
+            backplane,
+            names,
+            stats,
+            max_deliveries,
+        }
+    }
+
+    /// Processes entries of one partition, in order.
+    pub async fn process(&self, entries: Vec<StreamEntry>) -> Result<(), ProcessError> {
+        let mut decoded = Vec::with_capacity(entries.len());
+        for entry in entries {
+            match envelope::decode::<CommandEnvelope>(&entry.payload) {
+                Ok(command) => decoded.push((entry, command)),
+                Err(error) => {
+                    tracing::warn!(partition = entry.partition, id = %entry.id, %error, "undecodable command");
+                    self.backplane.dead_letter(&entry, "undecodable").await?;
+                }
+            }
+        }
+        if decoded.is_empty() {
+            return Ok(());
+        }
+        match self.decide_and_commit(&decoded).await {
+            Ok(decisions) => self.finish(&decoded, decisions).await,
+            Err(error) if decoded.len() > 1 => {
+                tracing::warn!(%error, size = decoded.len(), "batch failed; retrying its commands one by one");
+                for single in decoded {
+                    self.process_single(single).await?;
+                }
+                Ok(())
+            }
+            Err(error) => {
+                let single = decoded.into_iter().next();
+                match single {
+                    Some(single) => self.give_up_or_leave(single, error).await,
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+
+    async fn process_single(&self, single: (StreamEntry, CommandEnvelope)) -> Result<(), ProcessError> {
+        let batch = [single];
+        match self.decide_and_commit(&batch).await {
+            Ok(decisions) => self.finish(&batch, decisions).await,
+            Err(error) => {
+                let [single] = batch;
+                self.give_up_or_leave(single, error).await
+            }
+        }
+    }
+
+    /// A command that failed stays pending (it will be retried after the
+    /// idle time) until it has failed `max_deliveries` times; then it is
+    /// dead-lettered and its caller told the service is unavailable.
+    async fn give_up_or_leave(
+        &self,
+        (entry, command): (StreamEntry, CommandEnvelope),
+        error: StoreError,
+    ) -> Result<(), ProcessError> {
+        if matches!(error, StoreError::Unavailable(_)) || entry.deliveries < self.max_deliveries {
+            tracing::warn!(partition = entry.partition, id = %entry.id, %error, "command failed; it will be retried");
+            return Err(error.into());
+        }
+        tracing::error!(partition = entry.partition, id = %entry.id, %error, "command dead-lettered");
+        self.backplane.dead_letter(&entry, &error.to_string()).await?;
+        if let Some(reply_to) = &command.reply_to {
+            let reply = Reply {
+                request_id: reply_to.request_id,
+                outcome: Err(ChatError::unavailable("the command could not be applied")),
+            };
+            self.publish_reply(&reply_to.gateway_id, &reply).await;
+        }
+        Ok(())
+    }
+
+    async fn decide_and_commit(&self, batch: &[(StreamEntry, CommandEnvelope)]) -> Result<Vec<Decision>, StoreError> {
+        let commands: Vec<&CommandEnvelope> = batch.iter().map(|(_, c)| c).collect();
+        let keys = keys_for(&commands);
+        let mut attempt = 0;
+        loop {
+            let snapshot = self.store.load_batch(&keys).await?;
+            let mut state = BatchState::new(snapshot, self.names.clone());
+            let now = Timestamp::now();
+            let mut new_id = || uuid::Uuid::now_v7().to_string();
+            let decisions: Vec<Decision> = commands
+                .iter()
+                .map(|command| state.apply(command, now, &mut new_id))
+                .collect();
+            let mutations = state.into_mutations();
+            if mutations.is_empty() {
+                return Ok(decisions);
+            }
+            match self.store.commit(mutations).await {
+                Ok(()) => return Ok(decisions),
+                Err(StoreError::Conflict(reason)) if attempt < CONFLICT_RETRIES => {
+                    attempt += 1;
+                    tracing::warn!(%reason, attempt, "write conflict; deciding the batch again");
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// After the commit: replies first, then events, so that a sender's ack
+    /// always precedes its own `new-message`; then the acknowledgement.
+    async fn finish(&self, batch: &[(StreamEntry, CommandEnvelope)], decisions: Vec<Decision>) -> Result<(), ProcessError> {
+        let mut ids = Vec::with_capacity(batch.len());
+        let mut partition = None;
+        for ((entry, command), decision) in batch.iter().zip(decisions) {
+            if let Some(reply_to) = &command.reply_to {
+                let reply = Reply {
+                    request_id: reply_to.request_id,
+                    outcome: decision.reply,
+                };
+                self.publish_reply(&reply_to.gateway_id, &reply).await;
+            }
+            for delivery in &decision.deliveries {
+                match envelope::encode(delivery) {
+                    Ok(bytes) => {
+                        for channel in &delivery.audience {
+                            if let Err(error) = self.backplane.publish(channel, bytes.clone()).await {
+                                tracing::warn!(%error, %channel, "event not published");
+                            }
+                        }
+                    }
+                    Err(error) => tracing::error!(%error, "event not encodable"),
+                }
+            }
+            for pool in decision.stats_pools {
+                self.stats.mark_dirty(pool);
+            }
+            ids.push(entry.id.clone());
+            partition = Some(entry.partition);
+        }
+        if let Some(partition) = partition {
+            self.backplane.ack(partition, &ids).await?;
+        }
+        Ok(())
+    }
+
+    async fn publish_reply(&self, gateway_id: &str, reply: &Reply) {
+        let channel = self.names.gateway_channel(gateway_id);
+        match envelope::encode(reply) {
+            Ok(bytes) => {
+                if let Err(error) = self.backplane.publish(&channel, bytes).await {
+                    tracing::warn!(%error, %channel, "reply not published");
+                }
+            }
+            Err(error) => tracing::error!(%error, "reply not encodable"),
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! Pool statistics: pools are marked dirty as commands change them, and a
+//! loop pushes a fresh `stats-update` for each dirty pool at most once a
+//! second cluster-wide (a backplane throttle), so a burst of messages costs
+//! one computation per pool per second, and every change is visible within
+//! about a second and a quarter.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chat_shared::backplane::Backplane;
+use chat_shared::envelope::{self, event_frame, Delivery};
+use chat_shared::names::Names;
+use chat_shared::protocol::server_events;
+use chat_shared::stats::compute;
+use chat_shared::store::Store;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// Minimum time between two pushes of one pool's stats, cluster-wide.
+pub const STATS_PERIOD: Duration = Duration::from_secs(1);
+/// How often a pool still waiting for its turn is looked at again.
+const RETRY_TICK: Duration = Duration::from_millis(200);
+
+#[derive(Default)]
+pub struct StatsTracker {
+    dirty: Mutex<BTreeSet<String>>,
+    changed: Notify,
+}
+
+impl StatsTracker {
+    pub fn mark_dirty(&self, pool: String) {
+        self.dirty.lock().unwrap_or_else(|e| e.into_inner()).insert(pool);
+        self.changed.notify_one();
+    }
+
+    fn take_dirty(&self) -> Vec<String> {
+        let mut dirty = self.dirty.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut *dirty).into_iter().collect()
+    }
+}
+
+/// Pushes stats of dirty pools until `shutdown`.
+pub async fn run_stats_loop(
+    tracker: Arc<StatsTracker>,
+    store: Arc<dyn Store>,
+    backplane: Arc<dyn Backplane>,
+    names: Names,
+    shutdown: CancellationToken,
+) {
+    let mut waiting: BTreeSet<String> = BTreeSet::new();
+    loop {
+        if waiting.is_empty() {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tracker.changed.notified() => {}
+            }
+        } else {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(RETRY_TICK) => {}
+                _ = tracker.changed.notified() => {}
+            }
+        }
+        waiting.extend(tracker.take_dirty());
+        let pools: Vec<String> = waiting.iter().cloned().collect();
+        for pool in pools {
+            match push_if_due(&*store, &*backplane, &names, &pool).await {
+                Ok(true) => {
+                    waiting.remove(&pool);
+                }
+                Ok(false) => {}
+                Err(error) => tracing::warn!(%error, %pool, "stats not pushed; will retry"),
+            }
+        }
+    }
+}
+
+async fn push_if_due(
+    store: &dyn Store,
+    backplane: &dyn Backplane,
+    names: &Names,
+    pool: &str,
+) -> Result<bool, chat_shared::ChatError> {
+    let due = backplane
+        .throttle(&names.stats_throttle(pool), STATS_PERIOD)
+        .await
+        .map_err(|e| chat_shared::ChatError::unavailable(e.to_string()))?;
+    if !due {
+        return Ok(false);
+    }
+    let stats = compute(store, backplane, pool).await?;
+    let delivery = Delivery {
+        event: server_events::STATS_UPDATE.to_owned(),
+        audience: vec![names.pool_channel(pool), names.admin_channel()],
+        session_id: None,
+        seq: None,
+        except_socket: None,
+        frame: event_frame(server_events::STATS_UPDATE, &stats)
+            .map_err(|e| chat_shared::ChatError::unavailable(e.to_string()))?,
+    };
+    let bytes = envelope::encode(&delivery).map_err(|e| chat_shared::ChatError::unavailable(e.to_string()))?;
+    for channel in &delivery.audience {
+        backplane
+            .publish(channel, bytes.clone())
+            .await
+            .map_err(|e| chat_shared::ChatError::unavailable(e.to_string()))?;
+    }
+    Ok(true)
+}
