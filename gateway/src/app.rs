@@ -102,6 +102,7 @@ impl Gateway {
             router = router.merge(ops_routes());
         }
         router
+            .fallback(crate::web::serve_web)
             .layer(DefaultBodyLimit::max(MAX_PAYLOAD_BYTES))
             .layer(axum::Extension(self.connections.clone()))
             .with_state(self.state.clone())

@@ -18,6 +18,7 @@ pub mod requests;
 pub mod rest;
 pub mod sio;
 pub mod state;
+pub mod web;
 
 pub use app::{Gateway, GatewayError};
 pub use config::GatewayConfig;
