@@ -323,6 +323,38 @@ impl SocketSession {
         }
     }
 
+    /// Sends every joined session's messages committed after the socket's
+    /// cursor: after a backplane reconnect, live events may have been lost.
+    pub async fn catch_up(&mut self) -> Vec<axum::extract::ws::Utf8Bytes> {
+        let mut frames_out = Vec::new();
+        let sessions: Vec<(String, JoinedSession)> = self.joined.iter().map(|(id, j)| (id.clone(), *j)).collect();
+        for (session_id, joined) in sessions {
+            if joined.paging {
+                continue;
+            }
+            let page = match self
+                .state
+                .store
+                .messages(&session_id, MessageRange::After(joined.cursor), JOIN_CATCH_UP_LIMIT)
+                .await
+            {
+                Ok(page) => page,
+                Err(error) => {
+                    tracing::warn!(%error, "catch-up read failed");
+                    continue;
+                }
+            };
+            if let Some(last) = page.items.last() {
+                if let Some(entry) = self.joined.get_mut(&session_id) {
+                    entry.cursor = last.seq;
+                    entry.paging = page.has_more;
+                }
+            }
+            frames_out.extend(page.items.iter().map(|m| frames::event(server_events::NEW_MESSAGE, m).into()));
+        }
+        frames_out
+    }
+
     /// Leaves every room and withdraws typing; called once on disconnect.
     pub async fn close(&mut self) {
         let sessions: Vec<String> = self.joined.keys().cloned().collect();
@@ -346,7 +378,7 @@ pub fn may_read(identity: &chat_shared::auth::Identity, session: &Session) -> bo
         Role::Admin => true,
         Role::Customer => session.customer_id == identity.user_id,
         Role::Agent => {
-            identity.pools.iter().any(|p| *p == session.pool)
+            identity.pools.contains(&session.pool)
                 || session.agent_id.as_deref() == Some(identity.user_id.as_str())
         }
     }

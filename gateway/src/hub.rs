@@ -32,6 +32,10 @@ pub enum Outbound {
         seq: i64,
         frame: Utf8Bytes,
     },
+    /// The subscription was lost and restored: events may have been
+    /// missed, so the socket catches up on its joined sessions from the
+    /// store.
+    Resync,
 }
 
 /// The hub's handle on one connected socket.
@@ -222,7 +226,10 @@ impl Hub {
                     }
                 }
                 Some(SubscriptionEvent::Resubscribed) => {
-                    tracing::info!("subscription restored; sockets repair gaps on their next message");
+                    tracing::info!("subscription restored; sockets catch up from the store");
+                    for socket in self.all_sockets() {
+                        socket.push(Outbound::Resync, &self.metrics);
+                    }
                 }
                 None => return,
             }

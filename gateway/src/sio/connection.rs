@@ -292,6 +292,7 @@ async fn write_queued(
         let frames_out = match item {
             Outbound::Frame(frame) => vec![frame],
             Outbound::SessionMessage { session_id, seq, frame } => session.session_message(&session_id, seq, frame).await,
+            Outbound::Resync => session.catch_up().await,
         };
         for frame in frames_out {
             socket.feed(Message::Text(frame)).await.map_err(|e| e.to_string())?;
