@@ -2,6 +2,10 @@
 //! lease, presence and throttle keys. Each name carries the deployment's key
 //! prefix so that several deployments (or test runs) can share one Redis.
 
+/// The consumer group of the workers on every command stream. It lives
+/// inside the (prefixed) stream, so it needs no prefix of its own.
+pub const COMMAND_GROUP: &str = "workers";
+
 /// Builds backplane names under one prefix (default `chat`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Names {
@@ -63,6 +67,12 @@ impl Names {
     /// `chat:lease:{p}`: who owns partition `p`.
     pub fn partition_lease(&self, partition: u32) -> String {
         format!("{}:lease:{partition}", self.prefix)
+    }
+
+    /// `chat:lease-token`: the counter that issues fencing tokens, one for
+    /// all partitions so that a token is never issued twice.
+    pub fn lease_token_counter(&self) -> String {
+        format!("{}:lease-token", self.prefix)
     }
 
     /// `chat:presence:{pool}`: agents of a pool with a live connection.

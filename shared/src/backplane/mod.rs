@@ -13,6 +13,8 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 pub mod memory;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;

@@ -1,0 +1,160 @@
+//! Pub/sub: PUBLISH on the shared pool, and one dedicated connection per
+//! subscriber.
+//!
+//! A connection in subscribed mode can do nothing else, so each
+//! `subscriber()` opens a fred `SubscriberClient` of its own. Two tasks
+//! serve it: one forwards its messages to the listener's queue, the other
+//! restores the subscriptions after fred reconnected and then tells the
+//! listener `Resubscribed`, because whatever was published while the
+//! connection was down is gone and only the listener can repair it (the
+//! gateway reads history). A listener that fell behind the connection's
+//! buffer is told the same, for the same reason.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use fred::bytes_utils::Str;
+use fred::clients::SubscriberClient;
+use fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
+use fred::types::config::Server;
+use fred::types::Message;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::Receiver;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::{map_error, spawn_detached, Inner};
+use crate::backplane::{BackplaneError, ChannelMessage, Subscriber, SubscriptionEvent};
+
+/// Bounds of the pause between attempts to restore subscriptions after a
+/// reconnect that was followed by a failure.
+const RESUBSCRIBE_RETRY_MIN: Duration = Duration::from_millis(100);
+const RESUBSCRIBE_RETRY_MAX: Duration = Duration::from_secs(2);
+
+type Events = mpsc::UnboundedSender<SubscriptionEvent>;
+
+impl Inner {
+    pub(super) async fn publish(
+        &self,
+        channel: &str,
+        payload: Bytes,
+    ) -> Result<(), BackplaneError> {
+        self.pool
+            .next()
+            .publish::<(), _, _>(channel, payload)
+            .await
+            .map_err(map_error)
+    }
+
+    pub(super) async fn subscriber(
+        &self,
+    ) -> Result<(RedisSubscriber, mpsc::UnboundedReceiver<SubscriptionEvent>), BackplaneError> {
+        let client = self
+            .subscriber_builder
+            .build_subscriber_client()
+            .map_err(map_error)?;
+        // The returned handle only reports the end of the connection task.
+        let _connection = client.init().await.map_err(map_error)?;
+        // Taken after the first connection, whose own "reconnect" event has
+        // been sent by then: only later reconnections are reported.
+        let messages = client.message_rx();
+        let reconnects = client.reconnect_rx();
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let tasks = [
+            tokio::spawn(forward_messages(messages, sender.clone())),
+            tokio::spawn(restore_after_reconnect(client.clone(), reconnects, sender)),
+        ];
+        Ok((RedisSubscriber { client, tasks }, receiver))
+    }
+}
+
+/// A pub/sub connection of its own. Dropping it closes the connection.
+pub(super) struct RedisSubscriber {
+    client: SubscriberClient,
+    tasks: [JoinHandle<()>; 2],
+}
+
+#[async_trait::async_trait]
+impl Subscriber for RedisSubscriber {
+    /// fred resolves SUBSCRIBE with the server's confirmation, so a message
+    /// published after this returns is delivered. The channel is also
+    /// recorded for restoring after a reconnect.
+    async fn subscribe(&self, channel: &str) -> Result<(), BackplaneError> {
+        self.client.subscribe(channel).await.map_err(map_error)
+    }
+
+    async fn unsubscribe(&self, channel: &str) -> Result<(), BackplaneError> {
+        self.client.unsubscribe(channel).await.map_err(map_error)
+    }
+}
+
+impl Drop for RedisSubscriber {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        let client = self.client.clone();
+        spawn_detached(async move {
+            let _ = client.quit().await;
+        });
+    }
+}
+
+async fn forward_messages(mut messages: Receiver<Message>, events: Events) {
+    loop {
+        let event = match messages.recv().await {
+            Ok(message) => SubscriptionEvent::Message(ChannelMessage {
+                channel: message.channel.to_string(),
+                payload: message.value.into_bytes().unwrap_or_default(),
+            }),
+            Err(RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "subscriber fell behind, messages were dropped");
+                SubscriptionEvent::Resubscribed
+            }
+            Err(RecvError::Closed) => return,
+        };
+        if events.send(event).is_err() {
+            return;
+        }
+    }
+}
+
+async fn restore_after_reconnect(
+    client: SubscriberClient,
+    mut reconnects: Receiver<Server>,
+    events: Events,
+) {
+    loop {
+        match reconnects.recv().await {
+            Ok(_) | Err(RecvError::Lagged(_)) => {}
+            Err(RecvError::Closed) => return,
+        }
+        let mut pause = RESUBSCRIBE_RETRY_MIN;
+        loop {
+            if events.is_closed() {
+                return;
+            }
+            match resubscribe(&client).await {
+                Ok(()) => break,
+                Err(error) => {
+                    tracing::warn!(%error, "restoring subscriptions failed, retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(RESUBSCRIBE_RETRY_MAX);
+                }
+            }
+        }
+        tracing::info!("subscriptions restored after a reconnect");
+        if events.send(SubscriptionEvent::Resubscribed).is_err() {
+            return;
+        }
+    }
+}
+
+/// Subscribes again to every channel the client tracks, in one command.
+async fn resubscribe(client: &SubscriberClient) -> Result<(), BackplaneError> {
+    let channels: Vec<Str> = client.tracked_channels().into_iter().collect();
+    if channels.is_empty() {
+        return Ok(());
+    }
+    client.subscribe(channels).await.map_err(map_error)
+}
