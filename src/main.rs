@@ -6,14 +6,10 @@
 use anyhow::Context;
 use chat_shared::config::Env;
 use support_chat::{start, StandaloneConfig};
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        .init();
+    chat_shared::runtime::init_logging();
     let config = match StandaloneConfig::from_env(&Env::from_process()) {
         Ok(config) => config,
         Err(error) => {
@@ -40,35 +36,8 @@ async fn main() -> anyhow::Result<()> {
     if let Some(admin) = running.admin_addr {
         println!("support-chat admin endpoints on http://{}:{}", shown_host, admin.port());
     }
-    wait_for_signal().await;
+    chat_shared::runtime::shutdown_signal().await;
     tracing::info!("signal received; draining");
     running.stop().await;
     Ok(())
-}
-
-async fn wait_for_signal() {
-    let ctrl_c = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(%error, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = terminate => {}
-    }
 }

@@ -1,1 +1,73 @@
-fn main() {}
+//! `gateway`: one stateless gateway pod of a cluster. It serves Socket.IO
+//! and REST on `PORT`, talks to the workers through Redis and reads the
+//! record from PostgreSQL. Configuration: environment variables (README).
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use chat_gateway::{Gateway, GatewayConfig};
+use chat_shared::backplane::redis::{RedisBackplane, RedisOptions};
+use chat_shared::config::{ClusterConnections, ConfigError, Env};
+use chat_shared::names::Names;
+use chat_shared::store::postgres::{PostgresOptions, PostgresStore};
+use tokio::net::TcpListener;
+
+struct GatewayProcessConfig {
+    gateway: GatewayConfig,
+    connections: ClusterConnections,
+}
+
+fn read_config(env: &Env) -> Result<GatewayProcessConfig, ConfigError> {
+    let connections = ClusterConnections::from_env(env)?;
+    let gateway = GatewayConfig::from_env(env, false)?;
+    Ok(GatewayProcessConfig { gateway, connections })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    chat_shared::runtime::init_logging();
+    let config = match read_config(&Env::from_process()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("gateway: {error}");
+            std::process::exit(2);
+        }
+    };
+    let names = Names::new(config.gateway.key_prefix.clone());
+    let redis_options = RedisOptions {
+        pool_size: config.connections.redis_pool_size,
+        ..RedisOptions::default()
+    };
+    let backplane = RedisBackplane::connect(&config.connections.redis_url, names, redis_options)
+        .await
+        .context("connecting to Redis")?;
+    let store_options = PostgresOptions {
+        pool_size: config.connections.database_pool_size,
+        ..PostgresOptions::default()
+    };
+    let store = PostgresStore::connect(&config.connections.database_url, store_options)
+        .await
+        .context("connecting to PostgreSQL")?;
+
+    let listener = TcpListener::bind((config.gateway.host, config.gateway.port)).await?;
+    let admin_listener = match config.gateway.admin_port {
+        Some(port) => Some(TcpListener::bind((config.gateway.host, port)).await?),
+        None => None,
+    };
+    let addr = listener.local_addr()?;
+    let admin_addr = admin_listener.as_ref().map(TcpListener::local_addr).transpose()?;
+    let gateway = Gateway::start(config.gateway, Arc::new(store), Arc::new(backplane))
+        .await
+        .context("starting the gateway")?;
+    println!("gateway listening on http://{addr}");
+    if let Some(admin) = admin_addr {
+        println!("gateway admin endpoints on http://{admin}");
+    }
+    gateway
+        .serve(listener, admin_listener, chat_shared::runtime::shutdown_signal())
+        .await
+        .context("serving")?;
+    tracing::info!("gateway stopped");
+    Ok(())
+}

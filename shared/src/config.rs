@@ -194,3 +194,58 @@ mod tests {
         assert!(jwt_from_env(&unknown_alg, true).is_err());
     }
 }
+
+/// Where a cluster process finds Redis and PostgreSQL (`REDIS_URL`,
+/// `DATABASE_URL`, both required) and how many connections it keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConnections {
+    pub redis_url: String,
+    pub database_url: String,
+    /// `REDIS_POOL_SIZE`, default 4.
+    pub redis_pool_size: usize,
+    /// `DATABASE_POOL_SIZE`, default 8.
+    pub database_pool_size: usize,
+}
+
+impl ClusterConnections {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let (Some(redis_url), Some(database_url)) = (env.get("REDIS_URL"), env.get("DATABASE_URL")) else {
+            return Err(ConfigError(
+                "cluster mode needs both REDIS_URL and DATABASE_URL; for a single process without them, run `support-chat`"
+                    .into(),
+            ));
+        };
+        if !redis_url.starts_with("redis://") {
+            return Err(ConfigError("REDIS_URL must start with redis://".into()));
+        }
+        if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
+            return Err(ConfigError("DATABASE_URL must start with postgres://".into()));
+        }
+        let redis_pool_size: usize = env.parse("REDIS_POOL_SIZE", 4)?;
+        let database_pool_size: usize = env.parse("DATABASE_POOL_SIZE", 8)?;
+        if redis_pool_size == 0 || database_pool_size == 0 {
+            return Err(ConfigError("REDIS_POOL_SIZE and DATABASE_POOL_SIZE must be at least 1".into()));
+        }
+        Ok(ClusterConnections {
+            redis_url: redis_url.to_owned(),
+            database_url: database_url.to_owned(),
+            redis_pool_size,
+            database_pool_size,
+        })
+    }
+}
+
+#[cfg(test)]
+mod cluster_tests {
+    use super::*;
+
+    #[test]
+    fn cluster_needs_both_urls() {
+        assert!(ClusterConnections::from_env(&Env::from_pairs([("REDIS_URL", "redis://x")])).is_err());
+        let env = Env::from_pairs([("REDIS_URL", "redis://h:1"), ("DATABASE_URL", "postgres://u@h/db")]);
+        let connections = ClusterConnections::from_env(&env).unwrap();
+        assert_eq!(connections.redis_pool_size, 4);
+        let bad = Env::from_pairs([("REDIS_URL", "http://h"), ("DATABASE_URL", "postgres://u@h/db")]);
+        assert!(ClusterConnections::from_env(&bad).is_err());
+    }
+}

@@ -11,6 +11,7 @@ pub mod envelope;
 pub mod error;
 pub mod names;
 pub mod protocol;
+pub mod runtime;
 pub mod stats;
 pub mod store;
 pub mod time;

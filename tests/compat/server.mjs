@@ -4,6 +4,10 @@
 //
 // The binary comes from CHAT_SERVER_BIN, or target/debug/support-chat of this
 // repository. Each server gets a fresh data directory and a random JWT secret.
+//
+// Against a running cluster instead: CHAT_BASE_URLS=url1,url2 and
+// CHAT_JWT_SECRET=<the cluster's secret>. Customers then talk to the first
+// gateway and agents and admins to the second, so every flow crosses pods.
 
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -24,13 +28,34 @@ const START_TIMEOUT_MS = 15_000;
 const STOP_TIMEOUT_MS = 10_000;
 
 /** The secret every test token is signed with; the server is given the same. */
-export const SECRET = randomBytes(32).toString("hex");
+export const SECRET = process.env.CHAT_JWT_SECRET || randomBytes(32).toString("hex");
+
+/** Gateways of an external cluster, if the suite runs against one. */
+const CLUSTER_URLS = (process.env.CHAT_BASE_URLS || "")
+  .split(",")
+  .map((url) => url.trim().replace(/\/+$/, ""))
+  .filter(Boolean);
+
+/**
+ * The gateway a caller talks to: `baseUrl` for a single server; in a
+ * cluster, the first gateway for customers (and anonymous callers) and the
+ * second for agents and admins.
+ */
+export function routeUrl(baseUrl, authToken) {
+  if (CLUSTER_URLS.length === 0) return baseUrl;
+  const claims = typeof authToken === "string" ? jwt.decode(authToken) : null;
+  const staff = claims && typeof claims === "object" && claims.role !== "customer";
+  return CLUSTER_URLS[staff ? 1 % CLUSTER_URLS.length : 0];
+}
 
 /**
  * Starts the server and resolves with `{ baseUrl, stop }` once it prints its
  * listening line. Rejects if it exits or stays silent first, with its stderr.
  */
 export async function startServer({ bin = process.env.CHAT_SERVER_BIN || DEFAULT_BIN, env = {} } = {}) {
+  if (CLUSTER_URLS.length > 0) {
+    return { baseUrl: CLUSTER_URLS[0], process: null, stderr: () => "", async stop() {} };
+  }
   const dataDir = await mkdtemp(join(tmpdir(), "support-chat-compat-"));
   const childEnv = {
     ...process.env,
@@ -147,7 +172,7 @@ const openSockets = new Set();
  * order. `socket.hello` holds the `connected` payload.
  */
 function openSocket(baseUrl, authToken) {
-  const socket = io(`${baseUrl}/chat`, {
+  const socket = io(`${routeUrl(baseUrl, authToken)}/chat`, {
     auth: authToken === undefined ? {} : { token: authToken },
     transports: ["websocket"],
     reconnection: false,
@@ -260,7 +285,7 @@ export async function rest(baseUrl, authToken, method, path, body) {
   const headers = {};
   if (authToken !== undefined) headers.authorization = `Bearer ${authToken}`;
   if (body !== undefined) headers["content-type"] = "application/json";
-  const response = await fetch(`${baseUrl}/api/chat${path}`, {
+  const response = await fetch(`${routeUrl(baseUrl, authToken)}/api/chat${path}`, {
     method,
     headers,
     body: body === undefined ? undefined : JSON.stringify(body),

@@ -244,8 +244,25 @@ impl BatchState {
         }
         if let Some(existing) = self.snapshot.sessions.get(session_id) {
             // A redelivered command: answer with what the first delivery made.
+            // While the session still waits, announce it again: if the first
+            // attempt committed but died before publishing, this is the
+            // pool's only news of it (agents drop repeats by session id).
             if existing.session.customer_id == actor.user_id {
-                return Decision::reply(ReplyBody::Session(existing.session.clone()));
+                let session = existing.session.clone();
+                let mut decision = Decision::reply(ReplyBody::Session(session.clone()));
+                if session.status == SessionStatus::Pending {
+                    decision.deliveries.push(self.delivery(
+                        server_events::NEW_PENDING_SESSION,
+                        &SessionEnvelope {
+                            session: session.clone(),
+                        },
+                        vec![self.names.pool_channel(&session.pool), self.names.admin_channel()],
+                        Some(session_id),
+                        None,
+                    ));
+                    decision.stats_pools.push(session.pool);
+                }
+                return decision;
             }
             return Decision::fail(ChatError::conflict("session id already in use"));
         }
@@ -641,3 +658,7 @@ fn new_message(
         created_at: now,
     }
 }
+
+#[cfg(test)]
+#[path = "decide_tests.rs"]
+mod tests;

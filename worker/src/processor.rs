@@ -26,6 +26,14 @@ pub enum ProcessError {
     Backplane(#[from] chat_shared::backplane::BackplaneError),
 }
 
+impl ProcessError {
+    /// The store or the backplane cannot be reached: every command would
+    /// fail alike, so there is no point trying the next one now.
+    fn is_outage(&self) -> bool {
+        matches!(self, ProcessError::Backplane(_) | ProcessError::Store(StoreError::Unavailable(_)))
+    }
+}
+
 pub struct Processor {
     store: Arc<dyn Store>,
     backplane: Arc<dyn Backplane>,
@@ -70,10 +78,21 @@ impl Processor {
             Ok(decisions) => self.finish(&decoded, decisions).await,
             Err(error) if decoded.len() > 1 => {
                 tracing::warn!(%error, size = decoded.len(), "batch failed; retrying its commands one by one");
+                // A command that fails on its own is left pending (or
+                // dead-lettered) and the ones after it still go through;
+                // only an outage, which would fail them all alike, stops
+                // the run and leaves the rest for the retry.
+                let mut first_failure = None;
                 for single in decoded {
-                    self.process_single(single).await?;
+                    match self.process_single(single).await {
+                        Ok(()) => {}
+                        Err(error) if error.is_outage() => return Err(error),
+                        Err(error) => {
+                            first_failure.get_or_insert(error);
+                        }
+                    }
                 }
-                Ok(())
+                first_failure.map_or(Ok(()), Err)
             }
             Err(error) => {
                 let single = decoded.into_iter().next();

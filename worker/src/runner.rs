@@ -11,6 +11,7 @@ use chat_shared::backplane::{Backplane, BackplaneError, Lease, StreamEntry};
 use chat_shared::names::Names;
 use chat_shared::store::Store;
 use futures_util::future::join_all;
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -22,6 +23,8 @@ use crate::stats::{run_stats_loop, StatsTracker};
 /// Presence "pool" under which live workers announce themselves; `~` cannot
 /// appear in a real pool name.
 const WORKER_REGISTRY: &str = "~workers";
+/// How often owned streams drop their processed entries.
+const TRIM_EVERY: Duration = Duration::from_secs(5);
 /// Pause after a backplane failure before trying again.
 const FAILURE_BACKOFF: Duration = Duration::from_millis(500);
 
@@ -34,6 +37,8 @@ pub struct Worker {
     processor: Processor,
     stats: Arc<StatsTracker>,
     leases: BTreeMap<u32, Lease>,
+    /// The partitions in `leases`, published for `owned_partitions`.
+    owned: watch::Sender<Vec<u32>>,
 }
 
 impl Worker {
@@ -55,11 +60,20 @@ impl Worker {
             processor,
             stats,
             leases: BTreeMap::new(),
+            owned: watch::Sender::new(Vec::new()),
         }
     }
 
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// Watches which partitions this worker holds, in ascending order: the
+    /// value changes after each lease check that changed the set, and is
+    /// empty once `run` has handed the leases back. Read-only; it lets
+    /// operators and tests see how partitions are shared out.
+    pub fn owned_partitions(&self) -> watch::Receiver<Vec<u32>> {
+        self.owned.subscribe()
     }
 
     /// Runs until `shutdown` is cancelled, then releases its partitions.
@@ -75,17 +89,23 @@ impl Worker {
         let renew_every = self.config.lease_ttl / 3;
         let mut next_lease_check = Instant::now();
         let mut next_retry = Instant::now() + self.config.retry_idle;
+        let mut next_trim = Instant::now() + TRIM_EVERY;
         tracing::info!(worker = %self.id, partitions = self.config.partitions, "worker started");
         while !shutdown.is_cancelled() {
             if Instant::now() >= next_lease_check {
                 if let Err(error) = self.maintain_leases().await {
                     tracing::warn!(%error, "lease maintenance failed");
                 }
+                self.publish_owned();
                 next_lease_check = Instant::now() + renew_every;
             }
             if Instant::now() >= next_retry {
                 self.retry_stuck().await;
                 next_retry = Instant::now() + self.config.retry_idle;
+            }
+            if Instant::now() >= next_trim {
+                self.trim_owned().await;
+                next_trim = Instant::now() + TRIM_EVERY;
             }
             if self.leases.is_empty() {
                 tokio::select! {
@@ -114,6 +134,7 @@ impl Worker {
             }
         }
         self.release_all().await;
+        self.publish_owned();
         tasks.close();
         tasks.wait().await;
         tracing::info!(worker = %self.id, "worker stopped");
@@ -143,6 +164,16 @@ impl Worker {
         let owned: Vec<u32> = self.leases.keys().copied().collect();
         for partition in owned {
             self.claim_and_process(partition, self.config.retry_idle).await;
+        }
+    }
+
+    /// Drops processed entries from the owned streams so they do not grow
+    /// without bound; unprocessed ones are kept by the backplane.
+    async fn trim_owned(&self) {
+        for partition in self.leases.keys().copied() {
+            if let Err(error) = self.backplane.trim(partition).await {
+                tracing::warn!(%error, partition, "trimming the command stream failed");
+            }
         }
     }
 
@@ -201,6 +232,15 @@ impl Worker {
             }
         }
         Ok(())
+    }
+
+    fn publish_owned(&self) {
+        let held: Vec<u32> = self.leases.keys().copied().collect();
+        self.owned.send_if_modified(|published| {
+            let changed = *published != held;
+            *published = held;
+            changed
+        });
     }
 
     async fn release_all(&mut self) {

@@ -21,6 +21,9 @@ use crate::Timestamp;
 
 pub mod sqlite;
 
+#[cfg(feature = "postgres")]
+pub mod postgres;
+
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 

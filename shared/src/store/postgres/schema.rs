@@ -1,0 +1,166 @@
+//! The PostgreSQL schema as an ordered list of migrations.
+//!
+//! The database outlives every binary that uses it, and in a cluster many
+//! pods start at the same moment, each wanting the schema up to date. So
+//! `migrate` takes a transaction-scoped advisory lock (keyed by the schema
+//! name) before it even looks: the first pod applies what is missing and
+//! records each version in `schema_migrations`; the others wait on the
+//! lock, then find nothing left to do. All steps run in that one
+//! transaction (PostgreSQL's DDL is transactional), so a pod that dies
+//! half-way leaves the schema as it was. A database written by a newer
+//! build is refused rather than misread.
+//!
+//! The tables mirror the SQLite schema: the same columns and meanings,
+//! timestamps as BIGINT milliseconds since the Unix epoch. Identifier
+//! columns use the "C" collation: ids are opaque strings, and lists that
+//! break ties by id must order them bytewise, as Rust does, whatever the
+//! database's locale.
+
+use deadpool_postgres::Object;
+
+use crate::store::StoreError;
+use crate::Timestamp;
+
+/// One forward step of the schema. Versions start at 1 and never change
+/// once released; a new step gets the next number. Every step runs inside
+/// a transaction, so none may use `CREATE INDEX CONCURRENTLY`.
+pub(super) struct Migration {
+    pub version: i64,
+    pub sql: &'static str,
+}
+
+pub(super) const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    sql: V1_INITIAL,
+}];
+
+/// First key of the advisory lock that guards migrations ("chat" in ASCII);
+/// the second is a hash of the schema name, so separate schemas migrate
+/// independently.
+const LOCK_NAMESPACE: i32 = 0x6368_6174;
+
+const V1_INITIAL: &str = r#"
+CREATE TABLE sessions (
+    id                TEXT COLLATE "C" PRIMARY KEY,
+    customer_id       TEXT COLLATE "C" NOT NULL,
+    customer_name     TEXT NOT NULL,
+    agent_id          TEXT COLLATE "C",
+    agent_name        TEXT,
+    pool              TEXT COLLATE "C" NOT NULL,
+    status            TEXT NOT NULL CHECK (status IN ('pending', 'active', 'closed')),
+    subject           TEXT,
+    created_at        BIGINT NOT NULL,
+    assigned_at       BIGINT,
+    closed_at         BIGINT,
+    last_seq          BIGINT NOT NULL,
+    last_message_at   BIGINT,
+    version           BIGINT NOT NULL,
+    first_assigned_at BIGINT,
+    first_response_at BIGINT,
+    first_response_ms BIGINT
+)
+-- Every message updates its session's row (last_seq, version); room on the
+-- page lets those updates stay on it (HOT) without touching the indexes.
+WITH (fillfactor = 80);
+
+-- Agents' lists and pool stats filter by pool and status, newest first.
+CREATE INDEX sessions_by_pool ON sessions (pool, status, created_at, id);
+-- Customers list their own sessions, newest first.
+CREATE INDEX sessions_by_customer ON sessions (customer_id, created_at, id);
+-- Admins list everything, newest first, paged by (created_at, id).
+CREATE INDEX sessions_by_created ON sessions (created_at, id);
+-- Today's figures of a pool, recomputed every second or so, must not scan
+-- every session the pool ever had.
+CREATE INDEX sessions_closed_by_pool ON sessions (pool, closed_at);
+CREATE INDEX sessions_assigned_by_pool ON sessions (pool, first_assigned_at);
+CREATE INDEX sessions_answered_by_pool ON sessions (pool, first_response_at);
+
+CREATE TABLE messages (
+    id            TEXT COLLATE "C" PRIMARY KEY,
+    session_id    TEXT COLLATE "C" NOT NULL REFERENCES sessions (id),
+    seq           BIGINT NOT NULL,
+    sender_id     TEXT COLLATE "C" NOT NULL,
+    sender_name   TEXT NOT NULL,
+    sender_role   TEXT NOT NULL CHECK (sender_role IN ('customer', 'agent', 'admin')),
+    content       TEXT NOT NULL,
+    client_msg_id TEXT COLLATE "C",
+    created_at    BIGINT NOT NULL,
+    -- Also the history index: every page is a range of seq in one session.
+    CONSTRAINT messages_seq_unique UNIQUE (session_id, seq)
+);
+
+-- Idempotent sends: one message per client id and sender in a session.
+-- NULLs are distinct, so messages without a client id never clash.
+CREATE UNIQUE INDEX messages_by_client_id ON messages (session_id, sender_id, client_msg_id);
+-- Messages-today figures scan by creation time.
+CREATE INDEX messages_by_created ON messages (created_at);
+
+CREATE TABLE read_positions (
+    session_id TEXT COLLATE "C" NOT NULL REFERENCES sessions (id),
+    user_id    TEXT COLLATE "C" NOT NULL,
+    role       TEXT NOT NULL CHECK (role IN ('customer', 'agent', 'admin')),
+    up_to_seq  BIGINT NOT NULL,
+    read_at    BIGINT NOT NULL,
+    PRIMARY KEY (session_id, user_id)
+);
+
+CREATE TABLE users (
+    user_id TEXT COLLATE "C" PRIMARY KEY,
+    name    TEXT NOT NULL
+);
+"#;
+
+/// Brings the schema up to date, creating `schema` first if one is named
+/// (the connection's search path already points at it).
+pub(super) async fn migrate(client: &mut Object, schema: Option<&str>) -> Result<(), StoreError> {
+    let tx = client.transaction().await?;
+    // Held until this transaction ends; concurrent callers queue here.
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, hashtext(coalesce($2::text, current_schema()::text, '')))",
+        &[&LOCK_NAMESPACE, &schema],
+    )
+    .await?;
+    if let Some(schema) = schema {
+        // The name was checked by the caller: it needs no quoting.
+        tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+            .await?;
+    }
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version    BIGINT PRIMARY KEY,
+            applied_at BIGINT NOT NULL
+        )",
+    )
+    .await?;
+    let applied: Vec<i64> = tx
+        .query("SELECT version FROM schema_migrations ORDER BY version", &[])
+        .await?
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<Result<_, _>>()?;
+    refuse_newer_schema(&applied)?;
+    for migration in MIGRATIONS {
+        if applied.contains(&migration.version) {
+            continue;
+        }
+        tx.batch_execute(migration.sql).await?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
+            &[&migration.version, &Timestamp::now().millis()],
+        )
+        .await?;
+        tracing::info!(version = migration.version, "applied postgresql migration");
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+fn refuse_newer_schema(applied: &[i64]) -> Result<(), StoreError> {
+    let newest_known = MIGRATIONS.last().map_or(0, |m| m.version);
+    match applied.iter().max() {
+        Some(&newest) if newest > newest_known => Err(StoreError::Internal(format!(
+            "database schema version {newest} is newer than this build knows ({newest_known})"
+        ))),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,646 @@
+//! Tests against a real PostgreSQL: the one at `DATABASE_URL` (by default
+//! the local `postgres://postgres@127.0.0.1:5432/test`), each test in a
+//! schema of its own that is dropped when the test ends, pass or fail; and,
+//! for the restart test, a throwaway server of the test's own.
+
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
+
+use super::throwaway::{free_port, ThrowawayServer};
+use super::*;
+use crate::protocol::{Message, Role, SessionStatus};
+use crate::store::{conformance, SessionRecord};
+
+const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+fn database_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.into())
+}
+
+/// A fresh schema name; the schema is created by the first `connect` and
+/// dropped (with everything in it) when this guard goes.
+struct TestSchema {
+    name: String,
+}
+
+impl TestSchema {
+    fn new() -> Self {
+        TestSchema {
+            name: format!("test_{}", Uuid::new_v4().simple()),
+        }
+    }
+
+    fn options(&self) -> PostgresOptions {
+        PostgresOptions {
+            pool_size: 4,
+            schema: Some(self.name.clone()),
+            ..PostgresOptions::default()
+        }
+    }
+
+    async fn store(&self) -> PostgresStore {
+        match PostgresStore::connect(&database_url(), self.options()).await {
+            Ok(store) => store,
+            Err(err) => panic!("connect to {} failed: {err}", database_url()),
+        }
+    }
+}
+
+impl Drop for TestSchema {
+    /// Runs on its own thread and runtime: the test's runtime may be the
+    /// one unwinding.
+    fn drop(&mut self) {
+        let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name);
+        let url = database_url();
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|err| err.to_string())?;
+            runtime.block_on(async {
+                let (client, connection) = tokio_postgres::connect(&url, NoTls)
+                    .await
+                    .map_err(|err| err.to_string())?;
+                let connection = tokio::spawn(connection);
+                let result = client.batch_execute(&sql).await;
+                drop(client);
+                let _ = connection.await;
+                result.map_err(|err| describe(&err))
+            })
+        })
+        .join();
+        match dropped {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => eprintln!("could not drop schema {}: {err}", self.name),
+            Err(_) => eprintln!("could not drop schema {}: the thread panicked", self.name),
+        }
+    }
+}
+
+/// One test per conformance check, each in a fresh schema, so a failure
+/// names the check.
+macro_rules! conformance_tests {
+    ($($check:ident),* $(,)?) => {
+        mod conformance_checks {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    let schema = TestSchema::new();
+                    let store = schema.store().await;
+                    conformance::$check(&store).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance_tests!(
+    ping_answers,
+    empty_commit_is_a_no_op,
+    session_round_trip,
+    duplicate_session_conflicts,
+    update_checks_version,
+    failed_batch_writes_nothing,
+    racing_updates_have_one_winner,
+    duplicate_seq_conflicts,
+    duplicate_client_msg_id_conflicts,
+    null_client_ids_never_collide,
+    load_batch_returns_known_keys,
+    remember_user_keeps_latest_name,
+    message_pages,
+    list_sessions_filters,
+    list_sessions_pages_by_cursor,
+    read_positions_set_and_update,
+    pool_figures_counts,
+    pool_figures_of_an_empty_pool,
+);
+
+/// The whole suite twice in one schema: the checks must not depend on an
+/// empty database.
+#[tokio::test]
+async fn whole_suite_twice_on_one_database() {
+    let schema = TestSchema::new();
+    let store = schema.store().await;
+    conformance::run_all(&store).await;
+    conformance::run_all(&store).await;
+}
+
+// ---------------------------------------------------------------------------
+// Helpers
+
+fn session(id: &str) -> SessionRecord {
+    SessionRecord {
+        session: Session {
+            id: id.into(),
+            customer_id: "c-1".into(),
+            customer_name: "Carla".into(),
+            agent_id: None,
+            agent_name: None,
+            pool: "default".into(),
+            status: SessionStatus::Pending,
+            subject: Some("Hello".into()),
+            created_at: Timestamp(1_700_000_000_000),
+            assigned_at: None,
+            closed_at: None,
+            last_seq: 0,
+            last_message_at: None,
+        },
+        version: 1,
+        first_assigned_at: None,
+        first_response_at: None,
+        first_response_ms: None,
+    }
+}
+
+fn message(session_id: &str, seq: i64, client_msg_id: Option<&str>) -> Message {
+    Message {
+        id: format!("m-{}", Uuid::new_v4().simple()),
+        session_id: session_id.into(),
+        seq,
+        sender_id: "c-1".into(),
+        sender_name: "Carla".into(),
+        sender_role: Role::Customer,
+        content: format!("message {seq}"),
+        client_msg_id: client_msg_id.map(Into::into),
+        created_at: Timestamp(1_700_000_000_000 + seq),
+    }
+}
+
+async fn applied_migrations(store: &PostgresStore) -> Vec<(i64, i64)> {
+    let client = store.client().await.expect("client");
+    client
+        .query(
+            "SELECT version, applied_at FROM schema_migrations ORDER BY version",
+            &[],
+        )
+        .await
+        .expect("schema_migrations")
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// Schema and migrations
+
+#[test]
+fn migrations_are_numbered_from_one_without_gaps() {
+    let versions: Vec<i64> = schema::MIGRATIONS.iter().map(|m| m.version).collect();
+    let expected: Vec<i64> = (1..).take(versions.len()).collect();
+    assert_eq!(versions, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_connects_migrate_once() {
+    let schema = TestSchema::new();
+    let connects: Vec<_> = (0..4)
+        .map(|_| {
+            let options = schema.options();
+            tokio::spawn(async move { PostgresStore::connect(&database_url(), options).await })
+        })
+        .collect();
+    let mut stores = Vec::new();
+    for connect in connects {
+        match connect.await.expect("connect task") {
+            Ok(store) => stores.push(store),
+            Err(err) => panic!("a concurrent connect failed: {err}"),
+        }
+    }
+    let applied = applied_migrations(&stores[0]).await;
+    let versions: Vec<i64> = applied.iter().map(|(version, _)| *version).collect();
+    let expected: Vec<i64> = schema::MIGRATIONS.iter().map(|m| m.version).collect();
+    assert_eq!(versions, expected, "each migration recorded once");
+    for store in &stores {
+        conformance::ping_answers(store).await;
+    }
+}
+
+#[tokio::test]
+async fn reconnecting_applies_no_migration_twice() {
+    let schema = TestSchema::new();
+    let first = applied_migrations(&schema.store().await).await;
+    assert_eq!(first.len(), schema::MIGRATIONS.len());
+    let second = applied_migrations(&schema.store().await).await;
+    assert_eq!(second, first, "reconnecting records nothing new");
+}
+
+#[tokio::test]
+async fn refuses_a_schema_newer_than_this_build() {
+    let schema = TestSchema::new();
+    let store = schema.store().await;
+    store
+        .client()
+        .await
+        .expect("client")
+        .batch_execute("INSERT INTO schema_migrations (version, applied_at) VALUES (9999, 0)")
+        .await
+        .expect("insert future version");
+    match PostgresStore::connect(&database_url(), schema.options()).await {
+        Err(StoreError::Internal(message)) => assert!(message.contains("9999"), "{message}"),
+        other => panic!("expected Internal, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn tables_live_in_the_configured_schema() {
+    let schema = TestSchema::new();
+    let store = schema.store().await;
+    let client = store.client().await.expect("client");
+    let tables: Vec<String> = client
+        .query(
+            "SELECT table_name::text FROM information_schema.tables \
+             WHERE table_schema = $1 ORDER BY table_name",
+            &[&schema.name],
+        )
+        .await
+        .expect("tables")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(
+        tables,
+        ["messages", "read_positions", "schema_migrations", "sessions", "users"]
+    );
+}
+
+#[tokio::test]
+async fn rejects_a_schema_name_that_would_need_quoting() {
+    for name in ["", "Upper", "1st", "semi;colon", "with space", "dash-ed"] {
+        let options = PostgresOptions {
+            schema: Some(name.into()),
+            ..PostgresOptions::default()
+        };
+        match PostgresStore::connect(&database_url(), options).await {
+            Err(StoreError::Internal(message)) => {
+                assert!(message.contains("schema name"), "{message}")
+            }
+            other => panic!("{name:?}: expected Internal, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn commits_are_durable() {
+    let schema = TestSchema::new();
+    let store = schema.store().await;
+    let client = store.client().await.expect("client");
+    let setting: String = client
+        .query_one("SHOW synchronous_commit", &[])
+        .await
+        .expect("show")
+        .get(0);
+    assert_eq!(setting, "on", "an acknowledged commit must be on disk");
+}
+
+// ---------------------------------------------------------------------------
+// Writes
+
+#[tokio::test]
+async fn a_batch_of_200_messages_is_one_commit_read_back_in_order() {
+    let schema = TestSchema::new();
+    let store = schema.store().await;
+    let record = session("s-big");
+    let messages: Vec<Message> = (1..=200)
+        .map(|seq| message("s-big", seq, Some(&format!("k-{seq}"))))
+        .collect();
+    let mut updated = record.clone();
+    updated.version = 2;
+    updated.session.last_seq = 200;
+    updated.session.last_message_at = Some(messages[199].created_at);
+    let mut batch = vec![Mutation::InsertSession(record.clone())];
+    batch.extend(messages.iter().cloned().map(Mutation::InsertMessage));
+    batch.push(Mutation::UpdateSession {
+        record: updated.clone(),
+        expected_version: 1,
+    });
+    store.commit(batch).await.expect("commit 200 messages");
+
+    let page = store
+        .messages("s-big", MessageRange::After(0), 500)
+        .await
+        .expect("messages");
+    assert!(!page.has_more);
+    assert_eq!(page.items, messages, "all 200, in seq order, field for field");
+    let latest = store
+        .messages("s-big", MessageRange::Latest, 50)
+        .await
+        .expect("latest");
+    assert!(latest.has_more);
+    assert_eq!(latest.items, messages[150..].to_vec());
+    let stored = store.get_session("s-big").await.expect("get_session");
+    assert_eq!(stored, Some(updated.session));
+
+    // A replay of the same batch collides on every message and changes
+    // nothing.
+    let replay: Vec<Mutation> = messages.iter().cloned().map(Mutation::InsertMessage).collect();
+    match store.commit(replay).await {
+        Err(StoreError::Conflict(_)) => {}
+        other => panic!("expected Conflict, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_batch_colliding_with_itself_conflicts() {
+    let schema = TestSchema::new();
+    let store = schema.store().await;
+    store
+        .commit(vec![Mutation::InsertSession(session("s-1"))])
+        .await
+        .expect("session");
+    let twice = vec![
+        Mutation::InsertMessage(message("s-1", 1, Some("a"))),
+        Mutation::InsertMessage(message("s-1", 1, Some("b"))),
+    ];
+    match store.commit(twice).await {
+        Err(StoreError::Conflict(_)) => {}
+        other => panic!("expected Conflict, got {other:?}"),
+    }
+    let page = store
+        .messages("s-1", MessageRange::Latest, 10)
+        .await
+        .expect("messages");
+    assert!(page.items.is_empty(), "nothing of the batch is stored");
+}
+
+#[tokio::test]
+async fn insert_then_updates_of_one_session_apply_in_order() {
+    let schema = TestSchema::new();
+    let store = schema.store().await;
+    let v1 = session("s-1");
+    let mut v2 = v1.clone();
+    v2.version = 2;
+    v2.session.status = SessionStatus::Active;
+    v2.session.agent_id = Some("a-1".into());
+    let mut v3 = v2.clone();
+    v3.version = 3;
+    v3.session.status = SessionStatus::Closed;
+    v3.session.closed_at = Some(Timestamp(1_700_000_100_000));
+    store
+        .commit(vec![
+            Mutation::InsertSession(v1),
+            Mutation::UpdateSession {
+                record: v2,
+                expected_version: 1,
+            },
+            Mutation::UpdateSession {
+                record: v3.clone(),
+                expected_version: 2,
+            },
+        ])
+        .await
+        .expect("commit");
+    assert_eq!(
+        store.get_session("s-1").await.expect("get"),
+        Some(v3.session)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_writers_of_one_seq_have_one_winner() {
+    let schema = TestSchema::new();
+    let store = schema.store().await;
+    let other = schema.store().await;
+    store
+        .commit(vec![Mutation::InsertSession(session("s-1"))])
+        .await
+        .expect("session");
+    for seq in 1..=20 {
+        let a = vec![Mutation::InsertMessage(message("s-1", seq, Some(&format!("a-{seq}"))))];
+        let b = vec![Mutation::InsertMessage(message("s-1", seq, Some(&format!("b-{seq}"))))];
+        let (a, b) = tokio::join!(store.commit(a), other.commit(b));
+        match (&a, &b) {
+            (Ok(()), Err(StoreError::Conflict(_))) | (Err(StoreError::Conflict(_)), Ok(())) => {}
+            _ => panic!("seq {seq}: expected one winner and one Conflict, got {a:?} and {b:?}"),
+        }
+    }
+    let page = store
+        .messages("s-1", MessageRange::After(0), 100)
+        .await
+        .expect("messages");
+    let seqs: Vec<i64> = page.items.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, (1..=20).collect::<Vec<_>>(), "gapless, each seq once");
+}
+
+#[tokio::test]
+async fn a_message_for_an_unknown_session_is_not_a_conflict() {
+    let schema = TestSchema::new();
+    let store = schema.store().await;
+    match store
+        .commit(vec![Mutation::InsertMessage(message("no-such-session", 1, None))])
+        .await
+    {
+        Err(StoreError::Internal(message)) => assert!(message.contains("23503"), "{message}"),
+        other => panic!("expected Internal (foreign key), got {other:?}"),
+    }
+}
+
+/// PostgreSQL text cannot hold U+0000; such a message is refused as an
+/// internal error (not a conflict, not a panic), and its batch with it.
+#[tokio::test]
+async fn a_nul_character_is_refused_not_a_panic() {
+    let schema = TestSchema::new();
+    let store = schema.store().await;
+    store
+        .commit(vec![Mutation::InsertSession(session("s-1"))])
+        .await
+        .expect("session");
+    let mut nul = message("s-1", 1, None);
+    nul.content = "before\u{0}after".into();
+    match store.commit(vec![Mutation::InsertMessage(nul)]).await {
+        Err(StoreError::Internal(_)) => {}
+        other => panic!("expected Internal, got {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Reads
+
+#[tokio::test]
+async fn an_unknown_status_in_a_row_is_an_error_not_a_panic() {
+    let schema = TestSchema::new();
+    let store = schema.store().await;
+    store
+        .commit(vec![Mutation::InsertSession(session("s-odd"))])
+        .await
+        .expect("commit");
+    store
+        .client()
+        .await
+        .expect("client")
+        .batch_execute(
+            "ALTER TABLE sessions DROP CONSTRAINT sessions_status_check;
+             UPDATE sessions SET status = 'archived' WHERE id = 's-odd';",
+        )
+        .await
+        .expect("corrupt the row");
+    match store.get_session("s-odd").await {
+        Err(StoreError::Internal(message)) => assert!(message.contains("archived"), "{message}"),
+        other => panic!("expected Internal, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn ids_order_bytewise_whatever_the_locale() {
+    let schema = TestSchema::new();
+    let store = schema.store().await;
+    let mut ids = vec!["b", "B", "a", "_z", "Z", "ä", "a-2", "a_1"];
+    let batch = ids
+        .iter()
+        .map(|id| {
+            let mut record = session(id);
+            record.session.pool = schema.name.clone();
+            Mutation::InsertSession(record)
+        })
+        .collect();
+    store.commit(batch).await.expect("commit");
+    let listed = store
+        .list_sessions(&SessionQuery {
+            scope: crate::store::SessionScope::All,
+            status: None,
+            pool: Some(schema.name.clone()),
+            limit: 50,
+            after: None,
+        })
+        .await
+        .expect("list");
+    ids.sort_unstable_by(|a, b| b.cmp(a));
+    let listed: Vec<&str> = listed.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(listed, ids, "ties on created_at broken by id, bytewise");
+}
+
+// ---------------------------------------------------------------------------
+// Errors and availability
+
+#[test]
+fn sqlstates_sort_into_conflict_unavailable_and_internal() {
+    let cases = [
+        ("23505", Class::Conflict),
+        ("40001", Class::Conflict),
+        ("40P01", Class::Conflict),
+        ("08006", Class::Unavailable),
+        ("57P01", Class::Unavailable),
+        ("57P03", Class::Unavailable),
+        ("53300", Class::Unavailable),
+        ("25006", Class::Unavailable),
+        ("23503", Class::Internal),
+        ("42P01", Class::Internal),
+        ("22021", Class::Internal),
+    ];
+    for (code, class) in cases {
+        assert_eq!(classify(&SqlState::from_code(code)), class, "{code}");
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_unavailable_within_the_timeout() {
+    let url = format!("postgres://postgres@127.0.0.1:{}/test", free_port());
+    let options = PostgresOptions {
+        connect_timeout: Duration::from_secs(2),
+        ..PostgresOptions::default()
+    };
+    let started = Instant::now();
+    match tokio::time::timeout(Duration::from_secs(10), PostgresStore::connect(&url, options)).await
+    {
+        Ok(Err(StoreError::Unavailable(_))) => {}
+        Ok(other) => panic!("expected Unavailable, got {other:?}"),
+        Err(_) => panic!("connect hung past 10 s"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn an_invalid_url_is_an_internal_error() {
+    match PostgresStore::connect("postgres://[::1", PostgresOptions::default()).await {
+        Err(StoreError::Internal(message)) => assert!(message.contains("URL"), "{message}"),
+        other => panic!("expected Internal, got {other:?}"),
+    }
+}
+
+/// Crash the server under a connected store: calls fail with
+/// `Unavailable` within the connect timeout, and once the server is back
+/// the store reconnects by itself and finds everything it committed.
+#[tokio::test]
+async fn survives_a_server_crash_and_restart() {
+    let server = ThrowawayServer::create();
+    server.start();
+    let timeout = Duration::from_secs(2);
+    let store = PostgresStore::connect(
+        &server.url(),
+        PostgresOptions {
+            pool_size: 2,
+            schema: None,
+            connect_timeout: timeout,
+        },
+    )
+    .await
+    .expect("connect to the throwaway server");
+    let record = session("s-1");
+    let first = message("s-1", 1, Some("k-1"));
+    store
+        .commit(vec![
+            Mutation::InsertSession(record.clone()),
+            Mutation::InsertMessage(first.clone()),
+        ])
+        .await
+        .expect("commit before the crash");
+    // Both pooled connections in use once, so both are cut by the crash.
+    let (a, b) = tokio::join!(store.ping(), store.ping());
+    a.and(b).expect("ping");
+
+    server.stop_immediately();
+    let bound = timeout * 3;
+    let started = Instant::now();
+    let outcomes = [
+        ("ping", tokio::time::timeout(bound, store.ping()).await.map(|r| r.map(|_| ()))),
+        (
+            "get_session",
+            tokio::time::timeout(bound, store.get_session("s-1"))
+                .await
+                .map(|r| r.map(|_| ())),
+        ),
+        (
+            "messages",
+            tokio::time::timeout(bound, store.messages("s-1", MessageRange::Latest, 10))
+                .await
+                .map(|r| r.map(|_| ())),
+        ),
+        (
+            "commit",
+            tokio::time::timeout(
+                bound,
+                store.commit(vec![Mutation::InsertMessage(message("s-1", 2, None))]),
+            )
+            .await,
+        ),
+    ];
+    for (call, outcome) in outcomes {
+        match outcome {
+            Ok(Err(StoreError::Unavailable(_))) => {}
+            Ok(other) => panic!("{call} while the server is down: expected Unavailable, got {other:?}"),
+            Err(_) => panic!("{call} while the server is down hung past {bound:?}"),
+        }
+    }
+    assert!(
+        started.elapsed() < bound,
+        "failing took {:?}",
+        started.elapsed()
+    );
+
+    server.start();
+    let found = store
+        .get_session("s-1")
+        .await
+        .expect("the first call after the restart reconnects");
+    assert_eq!(found, Some(record.session));
+    let page = store
+        .messages("s-1", MessageRange::Latest, 10)
+        .await
+        .expect("messages after the restart");
+    assert_eq!(page.items, vec![first], "the committed message survived");
+    store
+        .commit(vec![Mutation::InsertMessage(message("s-1", 2, None))])
+        .await
+        .expect("commit after the restart");
+}

@@ -1,0 +1,184 @@
+//! A PostgreSQL server of a test's own, to stop and restart at will.
+//!
+//! Tests that crash the server cannot use the shared one, so this makes a
+//! cluster in a temporary directory (`initdb`), serves it on a free
+//! loopback port with its socket in that directory, and stops it with
+//! `pg_ctl stop -m immediate` (a crash, as far as clients can tell) when
+//! asked and, whatever happens, when dropped. PostgreSQL refuses to run as
+//! root, so under root every command runs as the `postgres` user, who then
+//! owns the directory.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub(super) struct ThrowawayServer {
+    // Removed after the server is stopped: fields drop after `Drop::drop`.
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    port: u16,
+    as_postgres: bool,
+}
+
+impl ThrowawayServer {
+    /// Creates the cluster (not yet started). Panics with the reason when
+    /// the PostgreSQL server binaries cannot be found or run.
+    pub(super) fn create() -> ThrowawayServer {
+        let bin = find_bin_dir().unwrap_or_else(|| {
+            panic!("no PostgreSQL server binaries (initdb, pg_ctl) on PATH or in /usr/lib/postgresql")
+        });
+        let as_postgres = running_as_root();
+        let dir = tempfile::Builder::new()
+            .prefix("chat-pg-")
+            .tempdir()
+            .expect("temp dir");
+        if as_postgres {
+            run(Command::new("chown")
+                .arg("postgres:")
+                .arg(dir.path()));
+        }
+        let server = ThrowawayServer {
+            dir,
+            bin,
+            port: free_port(),
+            as_postgres,
+        };
+        let data = server.data_dir();
+        server.run_tool("initdb", |cmd| {
+            cmd.arg("-D")
+                .arg(&data)
+                .args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"]);
+        });
+        server
+    }
+
+    pub(super) fn url(&self) -> String {
+        format!(
+            "postgres://postgres@127.0.0.1:{}/postgres?connect_timeout=5",
+            self.port
+        )
+    }
+
+    /// Starts the server and waits until it accepts connections.
+    pub(super) fn start(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=20 \
+             -c shared_buffers=16MB",
+            self.port,
+            self.dir.path().display()
+        );
+        let (data, log) = (self.data_dir(), self.dir.path().join("server.log"));
+        self.run_tool("pg_ctl", |cmd| {
+            cmd.arg("-D")
+                .arg(&data)
+                .arg("-l")
+                .arg(&log)
+                .args(["-w", "-t", "60", "-o", &options, "start"]);
+        });
+    }
+
+    /// Kills the server the way a crash would: no checkpoint, connections
+    /// cut. Committed data survives through the write-ahead log.
+    pub(super) fn stop_immediately(&self) {
+        let data = self.data_dir();
+        self.run_tool("pg_ctl", |cmd| {
+            cmd.arg("-D")
+                .arg(&data)
+                .args(["-w", "-t", "60", "-m", "immediate", "stop"]);
+        });
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn command(&self, tool: &str) -> Command {
+        let program = self.bin.join(tool);
+        let mut cmd = if self.as_postgres {
+            let mut cmd = Command::new("runuser");
+            cmd.args(["-u", "postgres", "--"]).arg(program);
+            cmd
+        } else {
+            Command::new(program)
+        };
+        // The postgres user may not be allowed into the test's directory.
+        cmd.current_dir(self.dir.path());
+        cmd
+    }
+
+    fn run_tool(&self, tool: &str, args: impl FnOnce(&mut Command)) {
+        let mut cmd = self.command(tool);
+        args(&mut cmd);
+        let output = run(&mut cmd);
+        if !output.status.success() {
+            let log = std::fs::read_to_string(self.dir.path().join("server.log"))
+                .unwrap_or_default();
+            panic!(
+                "{tool} failed ({}):\n{}{}\nserver log:\n{log}",
+                output.status,
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    }
+}
+
+impl Drop for ThrowawayServer {
+    fn drop(&mut self) {
+        if !self.data_dir().join("postmaster.pid").exists() {
+            return;
+        }
+        let mut cmd = self.command("pg_ctl");
+        cmd.arg("-D")
+            .arg(self.data_dir())
+            .args(["-w", "-m", "immediate", "stop"]);
+        if let Err(err) = cmd.output() {
+            eprintln!("could not stop the throwaway server: {err}");
+        }
+    }
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|err| panic!("cannot run {cmd:?}: {err}"))
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
+}
+
+/// A directory holding both `initdb` and `pg_ctl`: the one `initdb` on the
+/// PATH is in, else the newest under /usr/lib/postgresql.
+fn find_bin_dir() -> Option<PathBuf> {
+    let has_tools = |dir: &Path| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file();
+    let on_path = std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .unwrap_or_default();
+    if let Some(dir) = on_path.into_iter().find(|dir| has_tools(dir)) {
+        return Some(dir);
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|entry| entry.ok().map(|e| e.path().join("bin")))
+        .filter(|dir| has_tools(dir))
+        .collect();
+    versions.sort_by_key(|dir| {
+        dir.parent()
+            .and_then(|v| v.file_name())
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    versions.pop()
+}
+
+/// A loopback port nobody listens on right now.
+pub(super) fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free port")
+}
