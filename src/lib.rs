@@ -33,7 +33,8 @@ impl StandaloneConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         if env.get("REDIS_URL").is_some() != env.get("DATABASE_URL").is_some() {
             return Err(ConfigError(
-                "set both REDIS_URL and DATABASE_URL for cluster mode, or neither for standalone".into(),
+                "set both REDIS_URL and DATABASE_URL for cluster mode, or neither for standalone"
+                    .into(),
             ));
         }
         if env.get("REDIS_URL").is_some() {
@@ -90,7 +91,11 @@ impl RunningChat {
 /// Opens the store, starts the worker and the gateway, and binds the ports.
 pub async fn start(config: StandaloneConfig) -> Result<RunningChat, StandaloneError> {
     let db_path = config.data_dir.join("chat.db");
-    let store: Arc<dyn Store> = Arc::new(tokio::task::spawn_blocking(move || SqliteStore::open(&db_path)).await.map_err(|e| StoreError::Internal(e.to_string()))??);
+    let store: Arc<dyn Store> = Arc::new(
+        tokio::task::spawn_blocking(move || SqliteStore::open(&db_path))
+            .await
+            .map_err(|e| StoreError::Internal(e.to_string()))??,
+    );
     let backplane: Arc<dyn Backplane> = Arc::new(MemoryBackplane::new());
     let names = Names::new(config.gateway.key_prefix.clone());
 
@@ -100,9 +105,17 @@ pub async fn start(config: StandaloneConfig) -> Result<RunningChat, StandaloneEr
         None => None,
     };
     let addr = listener.local_addr()?;
-    let admin_addr = admin_listener.as_ref().map(TcpListener::local_addr).transpose()?;
+    let admin_addr = admin_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
 
-    let worker = Worker::new(config.worker.clone(), store.clone(), backplane.clone(), names);
+    let worker = Worker::new(
+        config.worker.clone(),
+        store.clone(),
+        backplane.clone(),
+        names,
+    );
     let gateway = Gateway::start(config.gateway.clone(), store, backplane).await?;
 
     let shutdown = CancellationToken::new();
@@ -111,7 +124,9 @@ pub async fn start(config: StandaloneConfig) -> Result<RunningChat, StandaloneEr
     let gateway_shutdown = shutdown.clone();
     let task = tokio::spawn(async move {
         let served = gateway
-            .serve(listener, admin_listener, async move { gateway_shutdown.cancelled().await })
+            .serve(listener, admin_listener, async move {
+                gateway_shutdown.cancelled().await
+            })
             .await;
         if let Err(error) = served {
             tracing::error!(%error, "gateway stopped with an error");

@@ -32,9 +32,17 @@ async fn main() -> anyhow::Result<()> {
     } else {
         running.addr.ip()
     };
-    println!("support-chat listening on http://{}:{}", shown_host, running.addr.port());
+    println!(
+        "support-chat listening on http://{}:{}",
+        shown_host,
+        running.addr.port()
+    );
     if let Some(admin) = running.admin_addr {
-        println!("support-chat admin endpoints on http://{}:{}", shown_host, admin.port());
+        println!(
+            "support-chat admin endpoints on http://{}:{}",
+            shown_host,
+            admin.port()
+        );
     }
     chat_shared::runtime::shutdown_signal().await;
     tracing::info!("signal received; draining");

@@ -51,7 +51,11 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub async fn start(config: GatewayConfig, store: Arc<dyn Store>, backplane: Arc<dyn Backplane>) -> Result<Self, GatewayError> {
+    pub async fn start(
+        config: GatewayConfig,
+        store: Arc<dyn Store>,
+        backplane: Arc<dyn Backplane>,
+    ) -> Result<Self, GatewayError> {
         let verifier = TokenVerifier::new(&config.jwt)?;
         let minter = match (&config.jwt.key, config.dev_tokens) {
             (JwtKeySource::Secret(secret), true) => Some(TokenMinter::new(secret)),
@@ -60,7 +64,14 @@ impl Gateway {
         let metrics = Arc::new(Metrics::default());
         let gateway_id = format!("gw-{}", uuid::Uuid::new_v4().simple());
         let names = Names::new(config.key_prefix.clone());
-        let (hub, events) = Hub::connect(&*backplane, names, gateway_id, metrics.clone(), config.outbound_queue).await?;
+        let (hub, events) = Hub::connect(
+            &*backplane,
+            names,
+            gateway_id,
+            metrics.clone(),
+            config.outbound_queue,
+        )
+        .await?;
         let state = Arc::new(GatewayState {
             config,
             hub: hub.clone(),
@@ -144,7 +155,9 @@ impl Gateway {
             stop.cancel();
         };
         let router = self.router();
-        axum::serve(listener, router).with_graceful_shutdown(signal).await?;
+        axum::serve(listener, router)
+            .with_graceful_shutdown(signal)
+            .await?;
         self.drain().await;
         Ok(())
     }
@@ -207,6 +220,9 @@ async fn expire_requests(state: Arc<GatewayState>, stop: CancellationToken) {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(EXPIRY_SWEEP) => {}
         }
-        state.hub.requests.expire(tokio::time::Instant::now(), &state.metrics);
+        state
+            .hub
+            .requests
+            .expire(tokio::time::Instant::now(), &state.metrics);
     }
 }

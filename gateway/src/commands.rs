@@ -24,8 +24,16 @@ pub fn actor(identity: &Identity) -> Actor {
 
 /// Appends a command whose answer goes to `waiter`. If it cannot be
 /// appended, the waiter is answered with `unavailable` at once.
-pub async fn submit(state: &Arc<GatewayState>, identity: &Identity, command: Command, waiter: Waiter) {
-    let request_id = state.hub.requests.register(waiter, state.config.request_timeout);
+pub async fn submit(
+    state: &Arc<GatewayState>,
+    identity: &Identity,
+    command: Command,
+    waiter: Waiter,
+) {
+    let request_id = state
+        .hub
+        .requests
+        .register(waiter, state.config.request_timeout);
     let envelope = CommandEnvelope {
         reply_to: Some(ReplyTo {
             gateway_id: state.hub.gateway_id().to_owned(),
@@ -43,7 +51,11 @@ pub async fn submit(state: &Arc<GatewayState>, identity: &Identity, command: Com
 }
 
 /// Appends a command nobody waits for.
-pub async fn submit_detached(state: &GatewayState, identity: &Identity, command: Command) -> Result<(), ChatError> {
+pub async fn submit_detached(
+    state: &GatewayState,
+    identity: &Identity,
+    command: Command,
+) -> Result<(), ChatError> {
     let envelope = CommandEnvelope {
         reply_to: None,
         actor: actor(identity),
@@ -54,7 +66,11 @@ pub async fn submit_detached(state: &GatewayState, identity: &Identity, command:
 }
 
 /// Sends a command and waits for the worker's answer (REST).
-pub async fn request(state: &Arc<GatewayState>, identity: &Identity, command: Command) -> Result<ReplyBody, ChatError> {
+pub async fn request(
+    state: &Arc<GatewayState>,
+    identity: &Identity,
+    command: Command,
+) -> Result<ReplyBody, ChatError> {
     let (sender, receiver) = oneshot::channel();
     submit(state, identity, command, Waiter::Http(sender)).await;
     receiver

@@ -73,8 +73,13 @@ impl GatewayConfig {
             web_dir: PathBuf::from(env.string("WEB_DIR", "web/dist")),
             presence_ttl: Duration::from_secs(30),
         };
-        if config.dev_tokens && !config.development_secret && !matches!(config.jwt.key, chat_shared::auth::JwtKeySource::Secret(_)) {
-            return Err(ConfigError("DEV_TOKENS needs an HS256 secret to sign with".into()));
+        if config.dev_tokens
+            && !config.development_secret
+            && !matches!(config.jwt.key, chat_shared::auth::JwtKeySource::Secret(_))
+        {
+            return Err(ConfigError(
+                "DEV_TOKENS needs an HS256 secret to sign with".into(),
+            ));
         }
         Ok(config)
     }
@@ -99,13 +104,21 @@ mod tests {
     fn dev_tokens_are_off_with_a_real_secret_unless_enabled() {
         let env = Env::from_pairs([("JWT_SECRET", "0123456789abcdef0123")]);
         assert!(!GatewayConfig::from_env(&env, true).unwrap().dev_tokens);
-        let env = Env::from_pairs([("JWT_SECRET", "0123456789abcdef0123"), ("DEV_TOKENS", "true")]);
+        let env = Env::from_pairs([
+            ("JWT_SECRET", "0123456789abcdef0123"),
+            ("DEV_TOKENS", "true"),
+        ]);
         assert!(GatewayConfig::from_env(&env, true).unwrap().dev_tokens);
     }
 
     #[test]
     fn bad_values_are_refused_with_the_variable_named() {
-        for (name, value) in [("PORT", "x"), ("PARTITIONS", "0"), ("RATE_LIMIT_PER_SEC", "-1"), ("ADMIN_PORT", "99999")] {
+        for (name, value) in [
+            ("PORT", "x"),
+            ("PARTITIONS", "0"),
+            ("RATE_LIMIT_PER_SEC", "-1"),
+            ("ADMIN_PORT", "99999"),
+        ] {
             let env = Env::from_pairs([(name, value)]);
             let err = GatewayConfig::from_env(&env, true).unwrap_err();
             assert!(err.0.contains(name), "{err}");

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use chat_shared::envelope::{self, Command, Delivery};
 use chat_shared::protocol::{
-    client_events, server_events, JoinSession, LeaveSession, MarkRead, Message, Role, SendMessage, Session, SessionJoined,
-    Typing, UserTyping,
+    client_events, server_events, JoinSession, LeaveSession, MarkRead, Message, Role, SendMessage,
+    Session, SessionJoined, Typing, UserTyping,
 };
 use chat_shared::store::MessageRange;
 use chat_shared::ChatError;
@@ -55,11 +55,16 @@ pub struct SocketSession {
     joined: HashMap<String, JoinedSession>,
     typing: HashMap<String, Instant>,
     bucket: TokenBucket,
+    /// Frames the current event writes before its own answer.
+    immediate: Vec<String>,
 }
 
 impl SocketSession {
     pub fn new(state: Arc<GatewayState>, handle: Arc<SocketHandle>) -> Self {
-        let bucket = TokenBucket::new(state.config.rate_limit_per_sec, state.config.rate_limit_burst);
+        let bucket = TokenBucket::new(
+            state.config.rate_limit_per_sec,
+            state.config.rate_limit_burst,
+        );
         SocketSession {
             state,
             handle,
@@ -67,12 +72,22 @@ impl SocketSession {
             joined: HashMap::new(),
             typing: HashMap::new(),
             bucket,
+            immediate: Vec::new(),
         }
     }
 
-    /// Handles one client event; returns the frame to write at once, if any.
-    pub async fn handle_event(&mut self, name: &str, payload: Value, ack_id: Option<u64>) -> Option<String> {
-        self.state.metrics.events_received.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    /// Handles one client event; returns the frames to write at once, in
+    /// order, ahead of anything queued.
+    pub async fn handle_event(
+        &mut self,
+        name: &str,
+        payload: Value,
+        ack_id: Option<u64>,
+    ) -> Vec<String> {
+        self.state
+            .metrics
+            .events_received
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let result = match name {
             client_events::JOIN_SESSION => self.join(payload).await,
             client_events::LEAVE_SESSION => self.leave(payload).await,
@@ -81,11 +96,13 @@ impl SocketSession {
             client_events::MARK_READ => self.mark_read(payload, ack_id).await,
             other => Err(ChatError::invalid(format!("unknown event {other:?}"))),
         };
+        let mut out = std::mem::take(&mut self.immediate);
         match result {
-            Ok(Some(value)) => ack_id.map(|id| frames::ack(id, &value)),
-            Ok(None) => None,
-            Err(error) => Some(frames::failure(ack_id, &error)),
+            Ok(Some(value)) => out.extend(ack_id.map(|id| frames::ack(id, &value))),
+            Ok(None) => {}
+            Err(error) => out.push(frames::failure(ack_id, &error)),
         }
+        out
     }
 
     async fn join(&mut self, payload: Value) -> EventResult {
@@ -97,10 +114,14 @@ impl SocketSession {
         let channel = self.state.hub.names().session_channel(&session.id);
         // Subscribe before reading history: anything committed after the
         // read arrives live, anything before is in the read.
-        self.state.hub.join(&channel, &self.handle).await.map_err(|error| {
-            tracing::warn!(%error, "join subscription failed");
-            ChatError::unavailable("the chat backplane is unavailable; try again")
-        })?;
+        self.state
+            .hub
+            .join(&channel, &self.handle)
+            .await
+            .map_err(|error| {
+                tracing::warn!(%error, "join subscription failed");
+                ChatError::unavailable("the chat backplane is unavailable; try again")
+            })?;
         let joined = match self.read_join_state(&session.id, request.last_seq).await {
             Ok(joined) => joined,
             Err(error) => {
@@ -122,9 +143,12 @@ impl SocketSession {
                 paging: joined.has_more,
             },
         );
-        let value = serde_json::to_value(&joined).map_err(|e| ChatError::unavailable(e.to_string()))?;
-        let frame = frames::event(server_events::SESSION_JOINED, &value);
-        self.handle.push(crate::hub::Outbound::Frame(frame.into()), &self.state.metrics);
+        let value =
+            serde_json::to_value(&joined).map_err(|e| ChatError::unavailable(e.to_string()))?;
+        // Written at once, like the ack: live messages already queued for
+        // this socket (those past `cursor`) must follow it, not precede it.
+        self.immediate
+            .push(frames::event(server_events::SESSION_JOINED, &value));
         let mut ack = value;
         if let Value::Object(fields) = &mut ack {
             fields.insert("ok".into(), Value::Bool(true));
@@ -132,14 +156,29 @@ impl SocketSession {
         Ok(Some(ack))
     }
 
-    async fn read_join_state(&self, session_id: &str, last_seq: Option<i64>) -> Result<SessionJoined, ChatError> {
+    async fn read_join_state(
+        &self,
+        session_id: &str,
+        last_seq: Option<i64>,
+    ) -> Result<SessionJoined, ChatError> {
         let store = &self.state.store;
         let page = match last_seq {
-            Some(last) => store.messages(session_id, MessageRange::After(last), JOIN_CATCH_UP_LIMIT).await,
-            None => store.messages(session_id, MessageRange::Latest, JOIN_LATEST_LIMIT).await,
+            Some(last) => {
+                store
+                    .messages(session_id, MessageRange::After(last), JOIN_CATCH_UP_LIMIT)
+                    .await
+            }
+            None => {
+                store
+                    .messages(session_id, MessageRange::Latest, JOIN_LATEST_LIMIT)
+                    .await
+            }
         }
         .map_err(store_unavailable)?;
-        let read_positions = store.read_positions(session_id).await.map_err(store_unavailable)?;
+        let read_positions = store
+            .read_positions(session_id)
+            .await
+            .map_err(store_unavailable)?;
         // Read after the messages so that its lastSeq covers them.
         let session = self.load_session(session_id).await?;
         Ok(SessionJoined {
@@ -177,8 +216,14 @@ impl SocketSession {
         let started = Instant::now();
         let request = SendMessage::parse(payload)?;
         if !self.bucket.try_take(std::time::Instant::now()) {
-            self.state.metrics.rate_limited.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return Err(ChatError::new(chat_shared::ErrorCode::RateLimited, "too many messages; slow down"));
+            self.state
+                .metrics
+                .rate_limited
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Err(ChatError::new(
+                chat_shared::ErrorCode::RateLimited,
+                "too many messages; slow down",
+            ));
         }
         self.stop_typing(&request.session_id).await;
         let waiter = Waiter::Socket {
@@ -275,7 +320,12 @@ impl SocketSession {
             frame: frames::event(server_events::USER_TYPING, &payload),
         };
         let published = match envelope::encode(&delivery) {
-            Ok(bytes) => self.state.backplane.publish(&channel, bytes).await.map_err(|e| e.to_string()),
+            Ok(bytes) => self
+                .state
+                .backplane
+                .publish(&channel, bytes)
+                .await
+                .map_err(|e| e.to_string()),
             Err(error) => Err(error.to_string()),
         };
         if let Err(error) = published {
@@ -286,7 +336,12 @@ impl SocketSession {
     /// Decides what a `new-message` frame becomes for this socket: nothing
     /// if the socket left the session or already has that `seq`, otherwise
     /// the frame, preceded by any messages missing before it.
-    pub async fn session_message(&mut self, session_id: &str, seq: i64, frame: axum::extract::ws::Utf8Bytes) -> Vec<axum::extract::ws::Utf8Bytes> {
+    pub async fn session_message(
+        &mut self,
+        session_id: &str,
+        seq: i64,
+        frame: axum::extract::ws::Utf8Bytes,
+    ) -> Vec<axum::extract::ws::Utf8Bytes> {
         let Some(joined) = self.joined.get(session_id).copied() else {
             return Vec::new();
         };
@@ -307,9 +362,21 @@ impl SocketSession {
     /// Messages after `cursor` and before `seq`, read from the store, for a
     /// socket that missed them (a lost pub/sub message, a backplane
     /// reconnect).
-    async fn missing_before(&self, session_id: &str, cursor: i64, seq: i64) -> Vec<axum::extract::ws::Utf8Bytes> {
-        let wanted = usize::try_from(seq - cursor - 1).unwrap_or(0).min(JOIN_CATCH_UP_LIMIT);
-        match self.state.store.messages(session_id, MessageRange::After(cursor), wanted).await {
+    async fn missing_before(
+        &self,
+        session_id: &str,
+        cursor: i64,
+        seq: i64,
+    ) -> Vec<axum::extract::ws::Utf8Bytes> {
+        let wanted = usize::try_from(seq - cursor - 1)
+            .unwrap_or(0)
+            .min(JOIN_CATCH_UP_LIMIT);
+        match self
+            .state
+            .store
+            .messages(session_id, MessageRange::After(cursor), wanted)
+            .await
+        {
             Ok(page) => page
                 .items
                 .iter()
@@ -327,7 +394,8 @@ impl SocketSession {
     /// cursor: after a backplane reconnect, live events may have been lost.
     pub async fn catch_up(&mut self) -> Vec<axum::extract::ws::Utf8Bytes> {
         let mut frames_out = Vec::new();
-        let sessions: Vec<(String, JoinedSession)> = self.joined.iter().map(|(id, j)| (id.clone(), *j)).collect();
+        let sessions: Vec<(String, JoinedSession)> =
+            self.joined.iter().map(|(id, j)| (id.clone(), *j)).collect();
         for (session_id, joined) in sessions {
             if joined.paging {
                 continue;
@@ -335,7 +403,11 @@ impl SocketSession {
             let page = match self
                 .state
                 .store
-                .messages(&session_id, MessageRange::After(joined.cursor), JOIN_CATCH_UP_LIMIT)
+                .messages(
+                    &session_id,
+                    MessageRange::After(joined.cursor),
+                    JOIN_CATCH_UP_LIMIT,
+                )
                 .await
             {
                 Ok(page) => page,
@@ -350,7 +422,11 @@ impl SocketSession {
                     entry.paging = page.has_more;
                 }
             }
-            frames_out.extend(page.items.iter().map(|m| frames::event(server_events::NEW_MESSAGE, m).into()));
+            frames_out.extend(
+                page.items
+                    .iter()
+                    .map(|m| frames::event(server_events::NEW_MESSAGE, m).into()),
+            );
         }
         frames_out
     }

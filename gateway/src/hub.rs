@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::extract::ws::Utf8Bytes;
 use chat_shared::auth::Identity;
-use chat_shared::backplane::{Backplane, BackplaneError, SubscriptionEvent, Subscriber};
+use chat_shared::backplane::{Backplane, BackplaneError, Subscriber, SubscriptionEvent};
 use chat_shared::envelope::{self, Delivery, Reply};
 use chat_shared::names::Names;
 use tokio::sync::mpsc;
@@ -53,7 +53,10 @@ impl SocketHandle {
     /// Queues a frame; a socket whose queue is full is cut off rather than
     /// buffered without limit (it recovers by rejoining with `lastSeq`).
     pub fn push(&self, item: Outbound, metrics: &Metrics) {
-        let full = matches!(self.outbound.try_send(item), Err(mpsc::error::TrySendError::Full(_)));
+        let full = matches!(
+            self.outbound.try_send(item),
+            Err(mpsc::error::TrySendError::Full(_))
+        );
         if full && !self.kick.is_cancelled() {
             metrics.slow_consumer_drops.fetch_add(1, Ordering::Relaxed);
             tracing::info!(sid = %self.sid, "socket fell behind; disconnecting it");
@@ -100,7 +103,9 @@ impl Hub {
         outbound_capacity: usize,
     ) -> Result<(Arc<Hub>, mpsc::UnboundedReceiver<SubscriptionEvent>), BackplaneError> {
         let (subscriber, events) = backplane.subscriber().await?;
-        subscriber.subscribe(&names.gateway_channel(&gateway_id)).await?;
+        subscriber
+            .subscribe(&names.gateway_channel(&gateway_id))
+            .await?;
         let hub = Hub {
             names,
             gateway_id,
@@ -125,7 +130,11 @@ impl Hub {
 
     /// Creates the handle of a new socket and the receiver its connection
     /// task drains.
-    pub fn new_socket(&self, sid: String, identity: Identity) -> (Arc<SocketHandle>, mpsc::Receiver<Outbound>) {
+    pub fn new_socket(
+        &self,
+        sid: String,
+        identity: Identity,
+    ) -> (Arc<SocketHandle>, mpsc::Receiver<Outbound>) {
         let (outbound, receiver) = mpsc::channel(self.outbound_capacity);
         let handle = SocketHandle {
             key: self.next_key.fetch_add(1, Ordering::Relaxed),
@@ -140,7 +149,11 @@ impl Hub {
     /// Adds `socket` to `channel`, subscribing first if it is the channel's
     /// first local member. Once this returns, every message published on
     /// the channel reaches the socket.
-    pub async fn join(&self, channel: &str, socket: &Arc<SocketHandle>) -> Result<(), BackplaneError> {
+    pub async fn join(
+        &self,
+        channel: &str,
+        socket: &Arc<SocketHandle>,
+    ) -> Result<(), BackplaneError> {
         let _change = self.subscription_changes.lock().await;
         let needs_subscription = !self.lock_rooms().by_channel.contains_key(channel);
         if needs_subscription {
@@ -269,6 +282,8 @@ impl Hub {
             socket.push(item, &self.metrics);
             sent += 1;
         }
-        self.metrics.events_emitted.fetch_add(sent, Ordering::Relaxed);
+        self.metrics
+            .events_emitted
+            .fetch_add(sent, Ordering::Relaxed);
     }
 }

@@ -21,7 +21,10 @@ struct GatewayProcessConfig {
 fn read_config(env: &Env) -> Result<GatewayProcessConfig, ConfigError> {
     let connections = ClusterConnections::from_env(env)?;
     let gateway = GatewayConfig::from_env(env, false)?;
-    Ok(GatewayProcessConfig { gateway, connections })
+    Ok(GatewayProcessConfig {
+        gateway,
+        connections,
+    })
 }
 
 #[tokio::main]
@@ -56,7 +59,10 @@ async fn main() -> anyhow::Result<()> {
         None => None,
     };
     let addr = listener.local_addr()?;
-    let admin_addr = admin_listener.as_ref().map(TcpListener::local_addr).transpose()?;
+    let admin_addr = admin_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
     let gateway = Gateway::start(config.gateway, Arc::new(store), Arc::new(backplane))
         .await
         .context("starting the gateway")?;
@@ -65,7 +71,11 @@ async fn main() -> anyhow::Result<()> {
         println!("gateway admin endpoints on http://{admin}");
     }
     gateway
-        .serve(listener, admin_listener, chat_shared::runtime::shutdown_signal())
+        .serve(
+            listener,
+            admin_listener,
+            chat_shared::runtime::shutdown_signal(),
+        )
         .await
         .context("serving")?;
     tracing::info!("gateway stopped");

@@ -72,9 +72,18 @@ impl Metrics {
             ("agent", &self.sockets_agent),
             ("admin", &self.sockets_admin),
         ] {
-            let _ = writeln!(out, "chat_gateway_sockets{{role=\"{role}\"}} {}", gauge.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "chat_gateway_sockets{{role=\"{role}\"}} {}",
+                gauge.load(Ordering::Relaxed)
+            );
         }
-        counter(&mut out, "chat_gateway_connections_accepted_total", "Socket.IO connections accepted.", load(&self.connections_accepted));
+        counter(
+            &mut out,
+            "chat_gateway_connections_accepted_total",
+            "Socket.IO connections accepted.",
+            load(&self.connections_accepted),
+        );
         out.push_str("# HELP chat_gateway_connections_rejected_total Socket.IO connections refused, by reason.\n# TYPE chat_gateway_connections_rejected_total counter\n");
         for (reason, value) in [
             ("missing_token", &self.rejected_missing_token),
@@ -82,27 +91,70 @@ impl Metrics {
             ("token_expired", &self.rejected_token_expired),
             ("bad_namespace", &self.rejected_bad_namespace),
         ] {
-            let _ = writeln!(out, "chat_gateway_connections_rejected_total{{reason=\"{reason}\"}} {}", load(value));
+            let _ = writeln!(
+                out,
+                "chat_gateway_connections_rejected_total{{reason=\"{reason}\"}} {}",
+                load(value)
+            );
         }
-        counter(&mut out, "chat_gateway_events_received_total", "Client events received.", load(&self.events_received));
-        counter(&mut out, "chat_gateway_events_emitted_total", "Fanned-out events queued to sockets.", load(&self.events_emitted));
-        counter(&mut out, "chat_gateway_slow_consumer_drops_total", "Sockets cut off because their outbound queue was full.", load(&self.slow_consumer_drops));
-        counter(&mut out, "chat_gateway_rate_limited_total", "send-message events refused by the rate limit.", load(&self.rate_limited));
-        counter(&mut out, "chat_gateway_backplane_errors_total", "Failed backplane operations.", load(&self.backplane_errors));
+        counter(
+            &mut out,
+            "chat_gateway_events_received_total",
+            "Client events received.",
+            load(&self.events_received),
+        );
+        counter(
+            &mut out,
+            "chat_gateway_events_emitted_total",
+            "Fanned-out events queued to sockets.",
+            load(&self.events_emitted),
+        );
+        counter(
+            &mut out,
+            "chat_gateway_slow_consumer_drops_total",
+            "Sockets cut off because their outbound queue was full.",
+            load(&self.slow_consumer_drops),
+        );
+        counter(
+            &mut out,
+            "chat_gateway_rate_limited_total",
+            "send-message events refused by the rate limit.",
+            load(&self.rate_limited),
+        );
+        counter(
+            &mut out,
+            "chat_gateway_backplane_errors_total",
+            "Failed backplane operations.",
+            load(&self.backplane_errors),
+        );
         out.push_str("# HELP chat_gateway_send_message_ack_seconds Time from receiving send-message to queuing its ack.\n# TYPE chat_gateway_send_message_ack_seconds histogram\n");
         for (bound, bucket) in ACK_BUCKETS.iter().zip(&self.ack_buckets) {
-            let _ = writeln!(out, "chat_gateway_send_message_ack_seconds_bucket{{le=\"{bound}\"}} {}", load(bucket));
+            let _ = writeln!(
+                out,
+                "chat_gateway_send_message_ack_seconds_bucket{{le=\"{bound}\"}} {}",
+                load(bucket)
+            );
         }
         let count = load(&self.ack_count);
-        let _ = writeln!(out, "chat_gateway_send_message_ack_seconds_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(out, "chat_gateway_send_message_ack_seconds_sum {}", load(&self.ack_sum_micros) as f64 / 1e6);
+        let _ = writeln!(
+            out,
+            "chat_gateway_send_message_ack_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            out,
+            "chat_gateway_send_message_ack_seconds_sum {}",
+            load(&self.ack_sum_micros) as f64 / 1e6
+        );
         let _ = writeln!(out, "chat_gateway_send_message_ack_seconds_count {count}");
         out
     }
 }
 
 fn counter(out: &mut String, name: &str, help: &str, value: u64) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+    );
 }
 
 #[cfg(test)]

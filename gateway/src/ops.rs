@@ -32,8 +32,13 @@ pub async fn readyz(State(state): State<Arc<GatewayState>>) -> Response {
     let backplane = state.backplane.ping().await.is_ok();
     let store = state.store.ping().await.is_ok();
     let ready = !draining && backplane && store;
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let body = json!({ "ready": ready, "draining": draining, "backplane": backplane, "store": store });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body =
+        json!({ "ready": ready, "draining": draining, "backplane": backplane, "store": store });
     (status, Json(body)).into_response()
 }
 
@@ -71,22 +76,32 @@ struct DevTokenRequest {
 }
 
 /// `POST /api/dev/token { userId, name, role, pools }` → `{ token }`.
-pub async fn dev_token(State(state): State<Arc<GatewayState>>, body: Result<Bytes, BytesRejection>) -> ApiResult<Response> {
+pub async fn dev_token(
+    State(state): State<Arc<GatewayState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
     let Some(minter) = &state.minter else {
         return Err(ChatError::not_found("the development token endpoint is disabled").into());
     };
     let request: DevTokenRequest = chat_shared::protocol::from_json(json_body(body)?)?;
     validate::user_id(&request.user_id, "userId")?;
-    let role = Role::parse(&request.role).ok_or_else(|| ChatError::invalid("role must be customer, agent or admin"))?;
+    let role = Role::parse(&request.role)
+        .ok_or_else(|| ChatError::invalid("role must be customer, agent or admin"))?;
     let pools = match role {
         Role::Customer => Vec::new(),
-        _ => request.pools.filter(|p| !p.is_empty()).unwrap_or_else(|| vec!["default".to_owned()]),
+        _ => request
+            .pools
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| vec!["default".to_owned()]),
     };
     for pool in &pools {
         validate::pool(pool)?;
     }
     let identity = Identity {
-        name: request.name.filter(|n| !n.trim().is_empty()).unwrap_or_else(|| request.user_id.clone()),
+        name: request
+            .name
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| request.user_id.clone()),
         user_id: request.user_id,
         role,
         pools,

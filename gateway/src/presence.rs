@@ -37,14 +37,21 @@ pub async fn agent_connected(state: &GatewayState, identity: &Identity) {
     for pool in &identity.pools {
         let first = {
             let mut sockets = state.presence.lock();
-            let count = sockets.entry((pool.clone(), identity.user_id.clone())).or_insert(0);
+            let count = sockets
+                .entry((pool.clone(), identity.user_id.clone()))
+                .or_insert(0);
             *count += 1;
             *count == 1
         };
         if first {
             let heartbeat = state
                 .backplane
-                .presence_heartbeat(pool, &identity.user_id, state.hub.gateway_id(), state.config.presence_ttl)
+                .presence_heartbeat(
+                    pool,
+                    &identity.user_id,
+                    state.hub.gateway_id(),
+                    state.config.presence_ttl,
+                )
                 .await;
             if let Err(error) = heartbeat {
                 tracing::warn!(%error, "presence not recorded");
@@ -88,7 +95,9 @@ pub async fn agent_disconnected(state: &GatewayState, identity: &Identity) {
 }
 
 async fn refresh_stats(state: &GatewayState, identity: &Identity, pool: &str) {
-    let command = Command::RefreshStats { pool: pool.to_owned() };
+    let command = Command::RefreshStats {
+        pool: pool.to_owned(),
+    };
     if let Err(error) = submit_detached(state, identity, command).await {
         tracing::warn!(%error, "stats refresh not requested");
     }
@@ -105,7 +114,12 @@ pub async fn run_heartbeat(state: std::sync::Arc<GatewayState>, shutdown: Cancel
         for (pool, user_id) in state.presence.entries() {
             let beat = state
                 .backplane
-                .presence_heartbeat(&pool, &user_id, state.hub.gateway_id(), state.config.presence_ttl)
+                .presence_heartbeat(
+                    &pool,
+                    &user_id,
+                    state.hub.gateway_id(),
+                    state.config.presence_ttl,
+                )
                 .await;
             if let Err(error) = beat {
                 tracing::warn!(%error, "presence heartbeat failed");

@@ -27,7 +27,9 @@ impl TokenBucket {
         if self.per_second <= 0.0 {
             return true;
         }
-        let elapsed = now.saturating_duration_since(self.refilled_at).as_secs_f64();
+        let elapsed = now
+            .saturating_duration_since(self.refilled_at)
+            .as_secs_f64();
         self.tokens = (self.tokens + elapsed * self.per_second).min(self.burst);
         self.refilled_at = now;
         if self.tokens >= 1.0 {

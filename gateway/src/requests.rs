@@ -90,7 +90,9 @@ impl PendingRequests {
         for waiter in expired {
             answer(
                 waiter,
-                Err(ChatError::unavailable("no answer in time; retrying with the same clientMsgId is safe")),
+                Err(ChatError::unavailable(
+                    "no answer in time; retrying with the same clientMsgId is safe",
+                )),
                 metrics,
             );
         }
@@ -119,7 +121,9 @@ pub fn answer(waiter: Waiter, outcome: Result<ReplyBody, ChatError>, metrics: &M
                 metrics.record_ack_latency(started.elapsed());
             }
             let frame = match outcome {
-                Ok(body) => ack_id.map(|id| frames::ack(id, &success_payload(kind, &session_id, body))),
+                Ok(body) => {
+                    ack_id.map(|id| frames::ack(id, &success_payload(kind, &session_id, body)))
+                }
                 Err(error) => Some(frames::failure(ack_id, &error)),
             };
             if let Some(frame) = frame {

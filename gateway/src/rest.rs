@@ -16,8 +16,8 @@ use axum::{Json, Router};
 use chat_shared::auth::Identity;
 use chat_shared::envelope::{Command, ReplyBody};
 use chat_shared::protocol::{
-    AssignBody, CloseBody, CreateSessionBody, MessagePage, PostMessageBody, Role, Session, SessionPage, SessionStatus,
-    TransferBody,
+    AssignBody, CloseBody, CreateSessionBody, MessagePage, PostMessageBody, Role, Session,
+    SessionPage, SessionStatus, TransferBody,
 };
 use chat_shared::store::{MessageRange, SessionCursor, SessionQuery, SessionScope, StoreError};
 use chat_shared::{validate, ChatError, ErrorCode, Timestamp};
@@ -38,7 +38,10 @@ pub fn routes() -> Router<Arc<GatewayState>> {
     Router::new()
         .route("/sessions", post(create_session).get(list_sessions))
         .route("/sessions/{id}", get(get_session))
-        .route("/sessions/{id}/messages", get(list_messages).post(post_message))
+        .route(
+            "/sessions/{id}/messages",
+            get(list_messages).post(post_message),
+        )
         .route("/sessions/{id}/assign", post(assign))
         .route("/sessions/{id}/transfer", post(transfer))
         .route("/sessions/{id}/close", post(close))
@@ -51,7 +54,10 @@ pub struct Caller(pub Identity);
 impl FromRequestParts<Arc<GatewayState>> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &Arc<GatewayState>) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<GatewayState>,
+    ) -> Result<Self, Self::Rejection> {
         let header = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -74,7 +80,10 @@ impl FromRequestParts<Arc<GatewayState>> for Caller {
 pub fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ChatError> {
     let bytes = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ChatError::new(ErrorCode::PayloadTooLarge, "the request body is larger than 64 KiB")
+            ChatError::new(
+                ErrorCode::PayloadTooLarge,
+                "the request body is larger than 64 KiB",
+            )
         } else {
             ChatError::invalid(rejection.body_text())
         }
@@ -82,7 +91,8 @@ pub fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ChatError
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Object(Default::default()));
     }
-    serde_json::from_slice(&bytes).map_err(|e| ChatError::invalid(format!("the body is not valid JSON: {e}")))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ChatError::invalid(format!("the body is not valid JSON: {e}")))
 }
 
 fn session_id_param(id: &str) -> Result<(), ChatError> {
@@ -91,7 +101,9 @@ fn session_id_param(id: &str) -> Result<(), ChatError> {
 
 fn store_error(error: StoreError) -> ApiError {
     tracing::warn!(%error, "store read failed");
-    ApiError(ChatError::unavailable("the chat store is unavailable; try again"))
+    ApiError(ChatError::unavailable(
+        "the chat store is unavailable; try again",
+    ))
 }
 
 fn limit_param(query: &HashMap<String, String>) -> Result<usize, ChatError> {
@@ -99,7 +111,9 @@ fn limit_param(query: &HashMap<String, String>) -> Result<usize, ChatError> {
         None => Ok(DEFAULT_LIMIT),
         Some(text) => match text.parse::<usize>() {
             Ok(limit) if (1..=MAX_LIMIT).contains(&limit) => Ok(limit),
-            _ => Err(ChatError::invalid(format!("limit must be an integer from 1 to {MAX_LIMIT}"))),
+            _ => Err(ChatError::invalid(format!(
+                "limit must be an integer from 1 to {MAX_LIMIT}"
+            ))),
         },
     }
 }
@@ -109,7 +123,9 @@ fn seq_param(query: &HashMap<String, String>, name: &str) -> Result<Option<i64>,
         None => Ok(None),
         Some(text) => match text.parse::<i64>() {
             Ok(seq) if seq >= 0 => Ok(Some(seq)),
-            _ => Err(ChatError::invalid(format!("{name} must be a non-negative integer"))),
+            _ => Err(ChatError::invalid(format!(
+                "{name} must be a non-negative integer"
+            ))),
         },
     }
 }
@@ -135,7 +151,11 @@ fn session_reply(outcome: Result<ReplyBody, ChatError>, status: StatusCode) -> A
     }
 }
 
-async fn create_session(State(state): AppState, Caller(caller): Caller, body: Result<Bytes, BytesRejection>) -> ApiResult<Response> {
+async fn create_session(
+    State(state): AppState,
+    Caller(caller): Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
     let body = CreateSessionBody::parse(json_body(body)?)?;
     if caller.role != Role::Customer {
         return Err(ChatError::forbidden("only customers open sessions").into());
@@ -171,7 +191,9 @@ async fn list_sessions(
     };
     let after = match query.get("cursor").map(String::as_str) {
         None | Some("") => None,
-        Some(text) => Some(decode_cursor(text).ok_or_else(|| ChatError::invalid("cursor is not valid"))?),
+        Some(text) => {
+            Some(decode_cursor(text).ok_or_else(|| ChatError::invalid("cursor is not valid"))?)
+        }
     };
     let scope = match caller.role {
         Role::Customer => SessionScope::Customer(caller.user_id.clone()),
@@ -214,7 +236,11 @@ fn decode_cursor(text: &str) -> Option<SessionCursor> {
     })
 }
 
-async fn get_session(State(state): AppState, Caller(caller): Caller, Path(id): Path<String>) -> ApiResult<Json<Session>> {
+async fn get_session(
+    State(state): AppState,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Session>> {
     readable_session(&state, &caller, &id).await.map(Json)
 }
 
@@ -225,14 +251,23 @@ async fn list_messages(
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<MessagePage>> {
     let limit = limit_param(&query)?;
-    let range = match (seq_param(&query, "afterSeq")?, seq_param(&query, "beforeSeq")?) {
-        (Some(_), Some(_)) => return Err(ChatError::invalid("give afterSeq or beforeSeq, not both").into()),
+    let range = match (
+        seq_param(&query, "afterSeq")?,
+        seq_param(&query, "beforeSeq")?,
+    ) {
+        (Some(_), Some(_)) => {
+            return Err(ChatError::invalid("give afterSeq or beforeSeq, not both").into())
+        }
         (Some(after), None) => MessageRange::After(after),
         (None, Some(before)) => MessageRange::Before(before),
         (None, None) => MessageRange::Latest,
     };
     readable_session(&state, &caller, &id).await?;
-    let page = state.store.messages(&id, range, limit).await.map_err(store_error)?;
+    let page = state
+        .store
+        .messages(&id, range, limit)
+        .await
+        .map_err(store_error)?;
     Ok(Json(page))
 }
 
@@ -251,7 +286,11 @@ async fn post_message(
     };
     match request(&state, &caller, command).await? {
         ReplyBody::Message { message, duplicate } => {
-            let status = if duplicate { StatusCode::OK } else { StatusCode::CREATED };
+            let status = if duplicate {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            };
             Ok((status, Json(message)).into_response())
         }
         _ => Err(ChatError::unavailable("unexpected answer from the worker").into()),
@@ -314,7 +353,11 @@ async fn stats(
             validate::pool(pool)?;
             pool.to_owned()
         }
-        _ => caller.pools.first().cloned().unwrap_or_else(|| DEFAULT_POOL.to_owned()),
+        _ => caller
+            .pools
+            .first()
+            .cloned()
+            .unwrap_or_else(|| DEFAULT_POOL.to_owned()),
     };
     let allowed = match caller.role {
         Role::Admin => true,

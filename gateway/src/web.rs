@@ -14,7 +14,13 @@ use crate::state::GatewayState;
 
 pub async fn serve_web(State(state): State<Arc<GatewayState>>, uri: Uri) -> Response {
     if uri.path().starts_with("/api/") {
-        return crate::http_error::ApiError(chat_shared::ChatError::not_found("no such endpoint")).into_response();
+        return crate::http_error::ApiError(chat_shared::ChatError::not_found("no such endpoint"))
+            .into_response();
+    }
+    // The operational endpoints are never pages: with `ADMIN_PORT` set they
+    // live on the admin port alone and are not found here.
+    if matches!(uri.path(), "/healthz" | "/readyz" | "/metrics") {
+        return StatusCode::NOT_FOUND.into_response();
     }
     let root = &state.config.web_dir;
     let Some(relative) = safe_relative(uri.path()) else {
@@ -22,7 +28,11 @@ pub async fn serve_web(State(state): State<Arc<GatewayState>>, uri: Uri) -> Resp
     };
     let candidate = root.join(&relative);
     let is_asset = relative.extension().is_some();
-    let path = if is_asset { candidate } else { root.join("index.html") };
+    let path = if is_asset {
+        candidate
+    } else {
+        root.join("index.html")
+    };
     match tokio::fs::read(&path).await {
         Ok(bytes) => {
             let cache = if relative.starts_with("assets") {
@@ -83,7 +93,10 @@ mod tests {
 
     #[test]
     fn refuses_paths_that_leave_the_folder() {
-        assert_eq!(safe_relative("/assets/app.js"), Some(PathBuf::from("assets/app.js")));
+        assert_eq!(
+            safe_relative("/assets/app.js"),
+            Some(PathBuf::from("assets/app.js"))
+        );
         assert_eq!(safe_relative("/"), Some(PathBuf::new()));
         assert_eq!(safe_relative("/../etc/passwd"), None);
         assert_eq!(safe_relative("/a/../../b"), None);

@@ -26,6 +26,8 @@ use crate::state::GatewayState;
 
 /// How long a client may take to CONNECT to the namespace.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(45);
+/// How long the closing handshake may take before the connection is dropped.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 /// Most queued frames written before flushing.
 const WRITE_BATCH: usize = 64;
 
@@ -65,7 +67,10 @@ pub async fn serve(mut socket: WebSocket, state: Arc<GatewayState>) {
         let _ = socket.close().await;
         return;
     }
-    state.metrics.connections_accepted.fetch_add(1, Ordering::Relaxed);
+    state
+        .metrics
+        .connections_accepted
+        .fetch_add(1, Ordering::Relaxed);
     let gauge = state.metrics.sockets_gauge(handle.identity.role);
     gauge.fetch_add(1, Ordering::Relaxed);
     presence::agent_connected(&state, &handle.identity).await;
@@ -76,17 +81,22 @@ pub async fn serve(mut socket: WebSocket, state: Arc<GatewayState>) {
     session.close().await;
     presence::agent_disconnected(&state, &handle.identity).await;
     gauge.fetch_sub(1, Ordering::Relaxed);
-    if matches!(ending, Ending::Kicked) {
-        // A normal close: socket.io clients treat it as a lost transport and
-        // reconnect (to any pod), then rejoin with lastSeq.
-        let _ = socket
-            .send(Message::Close(Some(CloseFrame {
-                code: 1001,
-                reason: Utf8Bytes::from_static("going away"),
-            })))
-            .await;
-    }
-    let _ = socket.close().await;
+    // The goodbye is bounded: a peer that stopped reading gets its TCP
+    // connection dropped instead.
+    let goodbye = async {
+        if matches!(ending, Ending::Kicked) {
+            // A normal close: socket.io clients treat it as a lost transport
+            // and reconnect (to any pod), then rejoin with lastSeq.
+            let _ = socket
+                .send(Message::Close(Some(CloseFrame {
+                    code: 1001,
+                    reason: Utf8Bytes::from_static("going away"),
+                })))
+                .await;
+        }
+        let _ = socket.close().await;
+    };
+    let _ = tokio::time::timeout(CLOSE_GRACE, goodbye).await;
 }
 
 async fn join_base_rooms(
@@ -112,7 +122,8 @@ async fn join_base_rooms(
 /// Waits for CONNECT to `/chat` with a valid token; answers every other
 /// attempt with CONNECT_ERROR. None when the client goes away or times out.
 async fn await_namespace_connect(socket: &mut WebSocket, state: &GatewayState) -> Option<Identity> {
-    let deadline = Instant::now() + CONNECT_TIMEOUT.min(state.config.ping_interval + state.config.ping_timeout);
+    let deadline = Instant::now()
+        + CONNECT_TIMEOUT.min(state.config.ping_interval + state.config.ping_timeout);
     loop {
         let received = tokio::select! {
             _ = sleep_until(deadline) => return None,
@@ -125,17 +136,25 @@ async fn await_namespace_connect(socket: &mut WebSocket, state: &GatewayState) -
             Some(Ok(_)) => continue,
         };
         let reply = match packet::decode(&text) {
-            Ok(EnginePacket::Message(SocketPacket::Connect { namespace, auth })) if namespace == NAMESPACE => {
+            Ok(EnginePacket::Message(SocketPacket::Connect { namespace, auth }))
+                if namespace == NAMESPACE =>
+            {
                 match authenticate(state, auth.as_ref()) {
                     Ok(identity) => return Some(identity),
                     Err(error) => {
-                        state.metrics.reject_counter(error.code()).fetch_add(1, Ordering::Relaxed);
+                        state
+                            .metrics
+                            .reject_counter(error.code())
+                            .fetch_add(1, Ordering::Relaxed);
                         packet::connect_error_frame(NAMESPACE, "unauthorized", Some(error.code()))
                     }
                 }
             }
             Ok(EnginePacket::Message(SocketPacket::Connect { namespace, .. })) => {
-                state.metrics.rejected_bad_namespace.fetch_add(1, Ordering::Relaxed);
+                state
+                    .metrics
+                    .rejected_bad_namespace
+                    .fetch_add(1, Ordering::Relaxed);
                 packet::connect_error_frame(&namespace, "Invalid namespace", None)
             }
             Ok(EnginePacket::Close) => return None,
@@ -195,7 +214,15 @@ async fn run_connected(
             _ = state.close_connections.cancelled() => return Ending::Kicked,
             item = outbound.recv() => {
                 let Some(item) = item else { return Ending::Kicked };
-                if let Err(error) = write_queued(socket, session, item, &mut outbound).await {
+                // A peer that stops reading blocks this write; being cut off
+                // (its queue overflowed) or a shutdown must still end it.
+                let written = tokio::select! {
+                    biased;
+                    _ = kick.cancelled() => return Ending::Kicked,
+                    _ = state.close_connections.cancelled() => return Ending::Kicked,
+                    written = write_queued(socket, session, item, &mut outbound) => written,
+                };
+                if let Err(error) = written {
                     return Ending::Transport(error);
                 }
             }
@@ -247,35 +274,50 @@ enum FrameOutcome {
     WriteFailed(String),
 }
 
-async fn handle_frame(socket: &mut WebSocket, session: &mut SocketSession, text: &str) -> FrameOutcome {
-    let reply = match packet::decode(text) {
+async fn handle_frame(
+    socket: &mut WebSocket,
+    session: &mut SocketSession,
+    text: &str,
+) -> FrameOutcome {
+    let replies = match packet::decode(text) {
         Ok(EnginePacket::Pong) => return FrameOutcome::Pong,
         Ok(EnginePacket::Close) => return FrameOutcome::Close,
-        Ok(EnginePacket::Ping(data)) => Some(format!("3{data}")),
-        Ok(EnginePacket::Noop) => None,
+        Ok(EnginePacket::Ping(data)) => vec![format!("3{data}")],
+        Ok(EnginePacket::Noop) => Vec::new(),
         Ok(EnginePacket::Message(packet)) => match packet {
-            SocketPacket::Event { namespace, ack_id, name, args } if namespace == NAMESPACE => {
+            SocketPacket::Event {
+                namespace,
+                ack_id,
+                name,
+                args,
+            } if namespace == NAMESPACE => {
                 let payload = args.into_iter().next().unwrap_or(Value::Null);
                 session.handle_event(&name, payload, ack_id).await
             }
-            SocketPacket::Disconnect { namespace } if namespace == NAMESPACE => return FrameOutcome::Close,
-            SocketPacket::Binary { namespace, ack_id } if namespace == NAMESPACE => Some(frames::failure(
-                ack_id,
-                &ChatError::invalid("binary attachments are not supported"),
-            )),
+            SocketPacket::Disconnect { namespace } if namespace == NAMESPACE => {
+                return FrameOutcome::Close
+            }
+            SocketPacket::Binary { namespace, ack_id } if namespace == NAMESPACE => {
+                vec![frames::failure(
+                    ack_id,
+                    &ChatError::invalid("binary attachments are not supported"),
+                )]
+            }
             // Acks from the client, a repeated CONNECT, other namespaces:
             // nothing to do.
-            _ => None,
+            _ => Vec::new(),
         },
-        Err(error) => Some(frames::failure(None, &ChatError::invalid(format!("malformed packet: {error}")))),
+        Err(error) => vec![frames::failure(
+            None,
+            &ChatError::invalid(format!("malformed packet: {error}")),
+        )],
     };
-    match reply {
-        Some(frame) => match send_text(socket, frame).await {
-            Ok(()) => FrameOutcome::Continue,
-            Err(error) => FrameOutcome::WriteFailed(error),
-        },
-        None => FrameOutcome::Continue,
+    for frame in replies {
+        if let Err(error) = send_text(socket, frame).await {
+            return FrameOutcome::WriteFailed(error);
+        }
     }
+    FrameOutcome::Continue
 }
 
 /// Writes one queued item and whatever else is already queued (up to a
@@ -291,11 +333,18 @@ async fn write_queued(
     while let Some(item) = next.take() {
         let frames_out = match item {
             Outbound::Frame(frame) => vec![frame],
-            Outbound::SessionMessage { session_id, seq, frame } => session.session_message(&session_id, seq, frame).await,
+            Outbound::SessionMessage {
+                session_id,
+                seq,
+                frame,
+            } => session.session_message(&session_id, seq, frame).await,
             Outbound::Resync => session.catch_up().await,
         };
         for frame in frames_out {
-            socket.feed(Message::Text(frame)).await.map_err(|e| e.to_string())?;
+            socket
+                .feed(Message::Text(frame))
+                .await
+                .map_err(|e| e.to_string())?;
             written += 1;
         }
         if written < WRITE_BATCH {
@@ -306,7 +355,10 @@ async fn write_queued(
 }
 
 async fn send_text(socket: &mut WebSocket, text: String) -> Result<(), String> {
-    socket.send(Message::Text(text.into())).await.map_err(|e| e.to_string())
+    socket
+        .send(Message::Text(text.into()))
+        .await
+        .map_err(|e| e.to_string())
 }
 
 fn millis(duration: std::time::Duration) -> u64 {

@@ -38,6 +38,9 @@ mod tests {
             failure(Some(3), &error),
             r#"43/chat,3[{"error":{"code":"forbidden","message":"no"},"ok":false}]"#
         );
-        assert_eq!(failure(None, &error), r#"42/chat,["error",{"code":"forbidden","message":"no"}]"#);
+        assert_eq!(
+            failure(None, &error),
+            r#"42/chat,["error",{"code":"forbidden","message":"no"}]"#
+        );
     }
 }

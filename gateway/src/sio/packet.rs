@@ -18,12 +18,29 @@ pub enum EnginePacket {
 /// A Socket.IO packet inside an Engine.IO message.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SocketPacket {
-    Connect { namespace: String, auth: Option<Value> },
-    Disconnect { namespace: String },
-    Event { namespace: String, ack_id: Option<u64>, name: String, args: Vec<Value> },
-    Ack { namespace: String, ack_id: u64, args: Vec<Value> },
+    Connect {
+        namespace: String,
+        auth: Option<Value>,
+    },
+    Disconnect {
+        namespace: String,
+    },
+    Event {
+        namespace: String,
+        ack_id: Option<u64>,
+        name: String,
+        args: Vec<Value>,
+    },
+    Ack {
+        namespace: String,
+        ack_id: u64,
+        args: Vec<Value>,
+    },
     /// Binary attachments are not part of this protocol.
-    Binary { namespace: String, ack_id: Option<u64> },
+    Binary {
+        namespace: String,
+        ack_id: Option<u64>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -60,7 +77,9 @@ fn decode_socket(text: &str) -> Result<SocketPacket, PacketError> {
     let mut rest = chars.as_str();
     // Binary packets carry an attachment count before the namespace.
     if matches!(kind, '5' | '6') {
-        let digits = rest.find('-').ok_or(PacketError::Malformed("binary packet without attachment count"))?;
+        let digits = rest.find('-').ok_or(PacketError::Malformed(
+            "binary packet without attachment count",
+        ))?;
         rest = &rest[digits + 1..];
     }
     let (namespace, rest) = split_namespace(rest);
@@ -84,11 +103,20 @@ fn decode_socket(text: &str) -> Result<SocketPacket, PacketError> {
                 Value::String(name) => name,
                 _ => return Err(PacketError::Malformed("event name is not a string")),
             };
-            Ok(SocketPacket::Event { namespace, ack_id, name, args })
+            Ok(SocketPacket::Event {
+                namespace,
+                ack_id,
+                name,
+                args,
+            })
         }
         '3' => {
             let ack_id = ack_id.ok_or(PacketError::Malformed("ack without id"))?;
-            Ok(SocketPacket::Ack { namespace, ack_id, args: json_array(data)? })
+            Ok(SocketPacket::Ack {
+                namespace,
+                ack_id,
+                args: json_array(data)?,
+            })
         }
         '5' | '6' => Ok(SocketPacket::Binary { namespace, ack_id }),
         other => Err(PacketError::UnknownSocketType(other)),
@@ -126,7 +154,12 @@ fn json_array(data: &str) -> Result<Vec<Value>, PacketError> {
 }
 
 /// The Engine.IO handshake sent as the first frame of a connection.
-pub fn open_frame(sid: &str, ping_interval_ms: u64, ping_timeout_ms: u64, max_payload: usize) -> String {
+pub fn open_frame(
+    sid: &str,
+    ping_interval_ms: u64,
+    ping_timeout_ms: u64,
+    max_payload: usize,
+) -> String {
     let handshake = serde_json::json!({
         "sid": sid,
         "upgrades": [],
@@ -166,10 +199,16 @@ mod tests {
     #[test]
     fn decodes_engine_control_packets() {
         assert_eq!(decode("3").unwrap(), EnginePacket::Pong);
-        assert_eq!(decode("2probe").unwrap(), EnginePacket::Ping("probe".into()));
+        assert_eq!(
+            decode("2probe").unwrap(),
+            EnginePacket::Ping("probe".into())
+        );
         assert_eq!(decode("1").unwrap(), EnginePacket::Close);
         assert_eq!(decode("").unwrap_err(), PacketError::Empty);
-        assert!(matches!(decode("9"), Err(PacketError::UnknownEngineType('9'))));
+        assert!(matches!(
+            decode("9"),
+            Err(PacketError::UnknownEngineType('9'))
+        ));
     }
 
     #[test]
@@ -183,11 +222,17 @@ mod tests {
         );
         assert_eq!(
             decode("40").unwrap(),
-            EnginePacket::Message(SocketPacket::Connect { namespace: "/".into(), auth: None })
+            EnginePacket::Message(SocketPacket::Connect {
+                namespace: "/".into(),
+                auth: None
+            })
         );
         assert_eq!(
             decode("40/chat,").unwrap(),
-            EnginePacket::Message(SocketPacket::Connect { namespace: "/chat".into(), auth: None })
+            EnginePacket::Message(SocketPacket::Connect {
+                namespace: "/chat".into(),
+                auth: None
+            })
         );
     }
 
@@ -225,7 +270,9 @@ mod tests {
         );
         assert_eq!(
             decode("41/chat,").unwrap(),
-            EnginePacket::Message(SocketPacket::Disconnect { namespace: "/chat".into() })
+            EnginePacket::Message(SocketPacket::Disconnect {
+                namespace: "/chat".into()
+            })
         );
     }
 
