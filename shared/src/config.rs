@@ -72,7 +72,9 @@ impl Env {
             None => Ok(default),
             Some("1" | "true" | "yes" | "on") => Ok(true),
             Some("0" | "false" | "no" | "off") => Ok(false),
-            Some(other) => Err(ConfigError(format!("{name}={other:?} must be true or false"))),
+            Some(other) => Err(ConfigError(format!(
+                "{name}={other:?} must be true or false"
+            ))),
         }
     }
 
@@ -91,8 +93,15 @@ impl Env {
 /// `JWT_JWKS_FILE`, `JWT_ISSUER`, `JWT_AUDIENCE`. With `allow_development`
 /// and no key configured, falls back to the development secret; the second
 /// value says whether it did.
-pub fn jwt_from_env(env: &Env, allow_development: bool) -> Result<(JwtSettings, bool), ConfigError> {
-    let algorithm = match env.string("JWT_ALGORITHM", "").to_ascii_uppercase().as_str() {
+pub fn jwt_from_env(
+    env: &Env,
+    allow_development: bool,
+) -> Result<(JwtSettings, bool), ConfigError> {
+    let algorithm = match env
+        .string("JWT_ALGORITHM", "")
+        .to_ascii_uppercase()
+        .as_str()
+    {
         "" => None,
         "HS256" => Some(JwtAlgorithm::Hs256),
         "RS256" => Some(JwtAlgorithm::Rs256),
@@ -161,7 +170,12 @@ mod tests {
 
     #[test]
     fn parses_numbers_flags_and_reports_the_variable() {
-        let env = Env::from_pairs([("PORT", "8080"), ("BAD", "x"), ("ON", "true"), ("BLANK", " ")]);
+        let env = Env::from_pairs([
+            ("PORT", "8080"),
+            ("BAD", "x"),
+            ("ON", "true"),
+            ("BLANK", " "),
+        ]);
         assert_eq!(env.parse::<u16>("PORT", 1).unwrap(), 8080);
         assert_eq!(env.parse::<u16>("MISSING", 7).unwrap(), 7);
         assert_eq!(env.parse::<u16>("BLANK", 7).unwrap(), 7);
@@ -187,8 +201,14 @@ mod tests {
         let ok = Env::from_pairs([("JWT_SECRET", "a-long-enough-secret")]);
         let (settings, dev) = jwt_from_env(&ok, false).unwrap();
         assert!(!dev);
-        assert_eq!(settings.key, JwtKeySource::Secret("a-long-enough-secret".into()));
-        let wrong_alg = Env::from_pairs([("JWT_SECRET", "a-long-enough-secret"), ("JWT_ALGORITHM", "RS256")]);
+        assert_eq!(
+            settings.key,
+            JwtKeySource::Secret("a-long-enough-secret".into())
+        );
+        let wrong_alg = Env::from_pairs([
+            ("JWT_SECRET", "a-long-enough-secret"),
+            ("JWT_ALGORITHM", "RS256"),
+        ]);
         assert!(jwt_from_env(&wrong_alg, true).is_err());
         let unknown_alg = Env::from_pairs([("JWT_ALGORITHM", "none")]);
         assert!(jwt_from_env(&unknown_alg, true).is_err());
@@ -209,7 +229,8 @@ pub struct ClusterConnections {
 
 impl ClusterConnections {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let (Some(redis_url), Some(database_url)) = (env.get("REDIS_URL"), env.get("DATABASE_URL")) else {
+        let (Some(redis_url), Some(database_url)) = (env.get("REDIS_URL"), env.get("DATABASE_URL"))
+        else {
             return Err(ConfigError(
                 "cluster mode needs both REDIS_URL and DATABASE_URL; for a single process without them, run `support-chat`"
                     .into(),
@@ -219,12 +240,16 @@ impl ClusterConnections {
             return Err(ConfigError("REDIS_URL must start with redis://".into()));
         }
         if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
-            return Err(ConfigError("DATABASE_URL must start with postgres://".into()));
+            return Err(ConfigError(
+                "DATABASE_URL must start with postgres://".into(),
+            ));
         }
         let redis_pool_size: usize = env.parse("REDIS_POOL_SIZE", 4)?;
         let database_pool_size: usize = env.parse("DATABASE_POOL_SIZE", 8)?;
         if redis_pool_size == 0 || database_pool_size == 0 {
-            return Err(ConfigError("REDIS_POOL_SIZE and DATABASE_POOL_SIZE must be at least 1".into()));
+            return Err(ConfigError(
+                "REDIS_POOL_SIZE and DATABASE_POOL_SIZE must be at least 1".into(),
+            ));
         }
         Ok(ClusterConnections {
             redis_url: redis_url.to_owned(),
@@ -241,11 +266,19 @@ mod cluster_tests {
 
     #[test]
     fn cluster_needs_both_urls() {
-        assert!(ClusterConnections::from_env(&Env::from_pairs([("REDIS_URL", "redis://x")])).is_err());
-        let env = Env::from_pairs([("REDIS_URL", "redis://h:1"), ("DATABASE_URL", "postgres://u@h/db")]);
+        assert!(
+            ClusterConnections::from_env(&Env::from_pairs([("REDIS_URL", "redis://x")])).is_err()
+        );
+        let env = Env::from_pairs([
+            ("REDIS_URL", "redis://h:1"),
+            ("DATABASE_URL", "postgres://u@h/db"),
+        ]);
         let connections = ClusterConnections::from_env(&env).unwrap();
         assert_eq!(connections.redis_pool_size, 4);
-        let bad = Env::from_pairs([("REDIS_URL", "http://h"), ("DATABASE_URL", "postgres://u@h/db")]);
+        let bad = Env::from_pairs([
+            ("REDIS_URL", "http://h"),
+            ("DATABASE_URL", "postgres://u@h/db"),
+        ]);
         assert!(ClusterConnections::from_env(&bad).is_err());
     }
 }

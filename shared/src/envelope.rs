@@ -92,7 +92,9 @@ pub enum Command {
     },
     /// Something that feeds a pool's stats changed outside the store (an
     /// agent connected or left): recompute and push them.
-    RefreshStats { pool: String },
+    RefreshStats {
+        pool: String,
+    },
 }
 
 impl Command {
@@ -135,7 +137,10 @@ pub enum ReplyBody {
     Session(Session),
     /// `duplicate` is true when the `clientMsgId` was already stored and
     /// `message` is the original.
-    Message { message: Message, duplicate: bool },
+    Message {
+        message: Message,
+        duplicate: bool,
+    },
     ReadPosition(ReadPosition),
     Done,
 }
@@ -218,6 +223,9 @@ mod tests {
             event_frame("new-message", &json!({"a": 1})).unwrap(),
             r#"42/chat,["new-message",{"a":1}]"#
         );
-        assert_eq!(ack_frame(12, &json!({"ok": true})).unwrap(), r#"43/chat,12[{"ok":true}]"#);
+        assert_eq!(
+            ack_frame(12, &json!({"ok": true})).unwrap(),
+            r#"43/chat,12[{"ok":true}]"#
+        );
     }
 }

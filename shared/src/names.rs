@@ -118,8 +118,9 @@ mod tests {
             assert!(partition_of(&format!("s{i}"), 16) < 16);
         }
         assert_eq!(partition_of("anything", 0), 0);
-        let spread: std::collections::HashSet<u32> =
-            (0..200).map(|i| partition_of(&format!("session-{i}"), 16)).collect();
+        let spread: std::collections::HashSet<u32> = (0..200)
+            .map(|i| partition_of(&format!("session-{i}"), 16))
+            .collect();
         assert_eq!(spread.len(), 16);
     }
 }

@@ -6,7 +6,11 @@ use crate::protocol::Stats;
 use crate::store::Store;
 use crate::{ChatError, Timestamp};
 
-pub async fn compute(store: &dyn Store, backplane: &dyn Backplane, pool: &str) -> Result<Stats, ChatError> {
+pub async fn compute(
+    store: &dyn Store,
+    backplane: &dyn Backplane,
+    pool: &str,
+) -> Result<Stats, ChatError> {
     let now = Timestamp::now();
     let figures = store
         .pool_figures(pool, now.start_of_utc_day())

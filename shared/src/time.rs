@@ -67,7 +67,10 @@ mod tests {
 
     #[test]
     fn formats_with_milliseconds_and_z() {
-        assert_eq!(Timestamp(1_700_000_000_123).to_rfc3339(), "2023-11-14T22:13:20.123Z");
+        assert_eq!(
+            Timestamp(1_700_000_000_123).to_rfc3339(),
+            "2023-11-14T22:13:20.123Z"
+        );
         assert_eq!(Timestamp(0).to_rfc3339(), "1970-01-01T00:00:00.000Z");
     }
 
@@ -82,6 +85,9 @@ mod tests {
     #[test]
     fn start_of_day_is_midnight_utc() {
         let t = Timestamp::parse_rfc3339("2026-11-27T21:02:07.500Z").unwrap();
-        assert_eq!(t.start_of_utc_day().to_rfc3339(), "2026-11-27T00:00:00.000Z");
+        assert_eq!(
+            t.start_of_utc_day().to_rfc3339(),
+            "2026-11-27T00:00:00.000Z"
+        );
     }
 }

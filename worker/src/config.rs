@@ -70,8 +70,16 @@ mod tests {
 
     #[test]
     fn defaults_and_validation() {
-        assert_eq!(WorkerConfig::from_env(&Env::default()).unwrap(), WorkerConfig::default());
-        for (name, value) in [("PARTITIONS", "0"), ("BATCH_MAX", "0"), ("LEASE_TTL_MS", "10"), ("MAX_DELIVERIES", "x")] {
+        assert_eq!(
+            WorkerConfig::from_env(&Env::default()).unwrap(),
+            WorkerConfig::default()
+        );
+        for (name, value) in [
+            ("PARTITIONS", "0"),
+            ("BATCH_MAX", "0"),
+            ("LEASE_TTL_MS", "10"),
+            ("MAX_DELIVERIES", "x"),
+        ] {
             let err = WorkerConfig::from_env(&Env::from_pairs([(name, value)])).unwrap_err();
             assert!(err.0.contains(name), "{err}");
         }

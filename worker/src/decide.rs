@@ -175,7 +175,14 @@ impl BatchState {
                 session_id,
                 content,
                 client_msg_id,
-            } => self.send_message(actor, session_id, content, client_msg_id.as_deref(), now, new_id),
+            } => self.send_message(
+                actor,
+                session_id,
+                content,
+                client_msg_id.as_deref(),
+                now,
+                new_id,
+            ),
             Command::Assign {
                 session_id,
                 agent_id,
@@ -256,7 +263,10 @@ impl BatchState {
                         &SessionEnvelope {
                             session: session.clone(),
                         },
-                        vec![self.names.pool_channel(&session.pool), self.names.admin_channel()],
+                        vec![
+                            self.names.pool_channel(&session.pool),
+                            self.names.admin_channel(),
+                        ],
                         Some(session_id),
                         None,
                     ));
@@ -342,7 +352,9 @@ impl BatchState {
             }
         }
         if !is_participant(actor, &record.session) {
-            return Decision::fail(ChatError::forbidden("only the session's participants may send"));
+            return Decision::fail(ChatError::forbidden(
+                "only the session's participants may send",
+            ));
         }
         match record.session.status {
             SessionStatus::Closed => return Decision::fail(ChatError::session_closed()),
@@ -351,7 +363,14 @@ impl BatchState {
             }
             _ => {}
         }
-        let message = new_message(&record.session, actor, content, client_msg_id, now, new_id());
+        let message = new_message(
+            &record.session,
+            actor,
+            content,
+            client_msg_id,
+            now,
+            new_id(),
+        );
         let mut updated = record;
         updated.session.last_seq = message.seq;
         updated.session.last_message_at = Some(now);
@@ -379,7 +398,12 @@ impl BatchState {
         decision
     }
 
-    fn find_by_client_id(&self, session_id: &str, sender: &str, client_id: &str) -> Option<Message> {
+    fn find_by_client_id(
+        &self,
+        session_id: &str,
+        sender: &str,
+        client_id: &str,
+    ) -> Option<Message> {
         let in_batch = self.messages.iter().find(|m| {
             m.session_id == session_id
                 && m.sender_id == sender
@@ -388,12 +412,22 @@ impl BatchState {
         in_batch.cloned().or_else(|| {
             self.snapshot
                 .messages_by_client_id
-                .get(&(session_id.to_owned(), sender.to_owned(), client_id.to_owned()))
+                .get(&(
+                    session_id.to_owned(),
+                    sender.to_owned(),
+                    client_id.to_owned(),
+                ))
                 .cloned()
         })
     }
 
-    fn assign(&mut self, actor: &Actor, session_id: &str, agent_id: Option<&str>, now: Timestamp) -> Decision {
+    fn assign(
+        &mut self,
+        actor: &Actor,
+        session_id: &str,
+        agent_id: Option<&str>,
+        now: Timestamp,
+    ) -> Decision {
         let record = match self.session(session_id) {
             Ok(record) => record.clone(),
             Err(e) => return Decision::fail(e),
@@ -402,15 +436,23 @@ impl BatchState {
             Role::Admin => agent_id.unwrap_or(&actor.user_id).to_owned(),
             Role::Agent if actor.is_agent_of(&record.session.pool) => match agent_id {
                 Some(other) if other != actor.user_id => {
-                    return Decision::fail(ChatError::forbidden("agents may only assign themselves"))
+                    return Decision::fail(ChatError::forbidden(
+                        "agents may only assign themselves",
+                    ))
                 }
                 _ => actor.user_id.clone(),
             },
-            _ => return Decision::fail(ChatError::forbidden("only agents of the session's pool may take it")),
+            _ => {
+                return Decision::fail(ChatError::forbidden(
+                    "only agents of the session's pool may take it",
+                ))
+            }
         };
         match record.session.status {
             SessionStatus::Closed => return Decision::fail(ChatError::session_closed()),
-            SessionStatus::Active => return Decision::fail(ChatError::conflict("the session is already assigned")),
+            SessionStatus::Active => {
+                return Decision::fail(ChatError::conflict("the session is already assigned"))
+            }
             SessionStatus::Pending => {}
         }
         let mut updated = record;
@@ -437,7 +479,9 @@ impl BatchState {
         };
         let is_assigned_agent = record.session.agent_id.as_deref() == Some(actor.user_id.as_str());
         if !(actor.is_admin() || (actor.role == Role::Agent && is_assigned_agent)) {
-            return Decision::fail(ChatError::forbidden("only the assigned agent or an admin may transfer"));
+            return Decision::fail(ChatError::forbidden(
+                "only the assigned agent or an admin may transfer",
+            ));
         }
         if record.session.status == SessionStatus::Closed {
             return Decision::fail(ChatError::session_closed());
@@ -469,7 +513,12 @@ impl BatchState {
     /// Stores an assignment change and tells everyone concerned: the
     /// session's sockets, the agents of the old and new pool, admins, and
     /// the customer and the agents before and after.
-    fn finish_reassignment(&mut self, record: SessionRecord, previous_agent: Option<String>, old_pool: &str) -> Decision {
+    fn finish_reassignment(
+        &mut self,
+        record: SessionRecord,
+        previous_agent: Option<String>,
+        old_pool: &str,
+    ) -> Decision {
         let session = record.session.clone();
         self.store_session(record);
         let mut audience = vec![
@@ -502,7 +551,10 @@ impl BatchState {
             decision.deliveries.push(self.delivery(
                 server_events::NEW_PENDING_SESSION,
                 &payload,
-                vec![self.names.pool_channel(&session.pool), self.names.admin_channel()],
+                vec![
+                    self.names.pool_channel(&session.pool),
+                    self.names.admin_channel(),
+                ],
                 Some(&session.id),
                 None,
             ));
@@ -514,13 +566,21 @@ impl BatchState {
         decision
     }
 
-    fn close(&mut self, actor: &Actor, session_id: &str, reason: &Option<String>, now: Timestamp) -> Decision {
+    fn close(
+        &mut self,
+        actor: &Actor,
+        session_id: &str,
+        reason: &Option<String>,
+        now: Timestamp,
+    ) -> Decision {
         let record = match self.session(session_id) {
             Ok(record) => record.clone(),
             Err(e) => return Decision::fail(e),
         };
         if !is_participant(actor, &record.session) {
-            return Decision::fail(ChatError::forbidden("only the session's participants may close it"));
+            return Decision::fail(ChatError::forbidden(
+                "only the session's participants may close it",
+            ));
         }
         if record.session.status == SessionStatus::Closed {
             return Decision::fail(ChatError::session_closed());
@@ -560,13 +620,21 @@ impl BatchState {
         decision
     }
 
-    fn mark_read(&mut self, actor: &Actor, session_id: &str, up_to_seq: i64, now: Timestamp) -> Decision {
+    fn mark_read(
+        &mut self,
+        actor: &Actor,
+        session_id: &str,
+        up_to_seq: i64,
+        now: Timestamp,
+    ) -> Decision {
         let record = match self.session(session_id) {
             Ok(record) => record.clone(),
             Err(e) => return Decision::fail(e),
         };
         if !is_participant(actor, &record.session) {
-            return Decision::fail(ChatError::forbidden("only the session's participants may mark it read"));
+            return Decision::fail(ChatError::forbidden(
+                "only the session's participants may mark it read",
+            ));
         }
         let key = (session_id.to_owned(), actor.user_id.clone());
         let current = self.snapshot.read_positions.get(&key).copied().unwrap_or(0);

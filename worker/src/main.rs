@@ -42,9 +42,10 @@ async fn main() -> anyhow::Result<()> {
         pool_size: config.connections.redis_pool_size,
         ..RedisOptions::default()
     };
-    let backplane = RedisBackplane::connect(&config.connections.redis_url, names.clone(), redis_options)
-        .await
-        .context("connecting to Redis")?;
+    let backplane =
+        RedisBackplane::connect(&config.connections.redis_url, names.clone(), redis_options)
+            .await
+            .context("connecting to Redis")?;
     let store_options = PostgresOptions {
         pool_size: config.connections.database_pool_size,
         ..PostgresOptions::default()

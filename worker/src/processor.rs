@@ -30,7 +30,10 @@ impl ProcessError {
     /// The store or the backplane cannot be reached: every command would
     /// fail alike, so there is no point trying the next one now.
     fn is_outage(&self) -> bool {
-        matches!(self, ProcessError::Backplane(_) | ProcessError::Store(StoreError::Unavailable(_)))
+        matches!(
+            self,
+            ProcessError::Backplane(_) | ProcessError::Store(StoreError::Unavailable(_))
+        )
     }
 }
 
@@ -104,7 +107,10 @@ impl Processor {
         }
     }
 
-    async fn process_single(&self, single: (StreamEntry, CommandEnvelope)) -> Result<(), ProcessError> {
+    async fn process_single(
+        &self,
+        single: (StreamEntry, CommandEnvelope),
+    ) -> Result<(), ProcessError> {
         let batch = [single];
         match self.decide_and_commit(&batch).await {
             Ok(decisions) => self.finish(&batch, decisions).await,
@@ -128,7 +134,9 @@ impl Processor {
             return Err(error.into());
         }
         tracing::error!(partition = entry.partition, id = %entry.id, %error, "command dead-lettered");
-        self.backplane.dead_letter(&entry, &error.to_string()).await?;
+        self.backplane
+            .dead_letter(&entry, &error.to_string())
+            .await?;
         if let Some(reply_to) = &command.reply_to {
             let reply = Reply {
                 request_id: reply_to.request_id,
@@ -139,7 +147,10 @@ impl Processor {
         Ok(())
     }
 
-    async fn decide_and_commit(&self, batch: &[(StreamEntry, CommandEnvelope)]) -> Result<Vec<Decision>, StoreError> {
+    async fn decide_and_commit(
+        &self,
+        batch: &[(StreamEntry, CommandEnvelope)],
+    ) -> Result<Vec<Decision>, StoreError> {
         let commands: Vec<&CommandEnvelope> = batch.iter().map(|(_, c)| c).collect();
         let keys = keys_for(&commands);
         let mut attempt = 0;
@@ -169,7 +180,11 @@ impl Processor {
 
     /// After the commit: replies first, then events, so that a sender's ack
     /// always precedes its own `new-message`; then the acknowledgement.
-    async fn finish(&self, batch: &[(StreamEntry, CommandEnvelope)], decisions: Vec<Decision>) -> Result<(), ProcessError> {
+    async fn finish(
+        &self,
+        batch: &[(StreamEntry, CommandEnvelope)],
+        decisions: Vec<Decision>,
+    ) -> Result<(), ProcessError> {
         let mut ids = Vec::with_capacity(batch.len());
         let mut partition = None;
         for ((entry, command), decision) in batch.iter().zip(decisions) {
@@ -184,7 +199,8 @@ impl Processor {
                 match envelope::encode(delivery) {
                     Ok(bytes) => {
                         for channel in &delivery.audience {
-                            if let Err(error) = self.backplane.publish(channel, bytes.clone()).await {
+                            if let Err(error) = self.backplane.publish(channel, bytes.clone()).await
+                            {
                                 tracing::warn!(%error, %channel, "event not published");
                             }
                         }

@@ -42,7 +42,12 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn new(config: WorkerConfig, store: Arc<dyn Store>, backplane: Arc<dyn Backplane>, names: Names) -> Self {
+    pub fn new(
+        config: WorkerConfig,
+        store: Arc<dyn Store>,
+        backplane: Arc<dyn Backplane>,
+        names: Names,
+    ) -> Self {
         let stats = Arc::new(StatsTracker::default());
         let processor = Processor::new(
             store.clone(),
@@ -114,10 +119,11 @@ impl Worker {
                 }
             }
             let owned: Vec<u32> = self.leases.keys().copied().collect();
-            let block = self
-                .config
-                .read_block
-                .min(next_lease_check.saturating_duration_since(Instant::now()).max(Duration::from_millis(1)));
+            let block = self.config.read_block.min(
+                next_lease_check
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1)),
+            );
             let read = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 read = self.backplane.read_new(&owned, &self.id, self.config.batch_max, block) => read,
@@ -150,7 +156,9 @@ impl Worker {
         for entry in entries {
             by_partition.entry(entry.partition).or_default().push(entry);
         }
-        let runs = by_partition.into_values().map(|batch| self.processor.process(batch));
+        let runs = by_partition
+            .into_values()
+            .map(|batch| self.processor.process(batch));
         for result in join_all(runs).await {
             if let Err(error) = result {
                 tracing::warn!(%error, "batch left pending for retry");
@@ -163,7 +171,8 @@ impl Worker {
     async fn retry_stuck(&self) {
         let owned: Vec<u32> = self.leases.keys().copied().collect();
         for partition in owned {
-            self.claim_and_process(partition, self.config.retry_idle).await;
+            self.claim_and_process(partition, self.config.retry_idle)
+                .await;
         }
     }
 
@@ -197,7 +206,8 @@ impl Worker {
             .await?;
         let live_workers = self.backplane.presence_count(WORKER_REGISTRY).await?.max(1);
         let partitions = self.config.partitions;
-        let share = usize::try_from(u64::from(partitions).div_ceil(live_workers)).unwrap_or(usize::MAX);
+        let share =
+            usize::try_from(u64::from(partitions).div_ceil(live_workers)).unwrap_or(usize::MAX);
 
         let mut lost = Vec::new();
         for (partition, lease) in &self.leases {
@@ -224,7 +234,11 @@ impl Worker {
             if self.leases.contains_key(&partition) {
                 continue;
             }
-            if let Some(lease) = self.backplane.acquire_lease(partition, &self.id, ttl).await? {
+            if let Some(lease) = self
+                .backplane
+                .acquire_lease(partition, &self.id, ttl)
+                .await?
+            {
                 tracing::info!(partition, token = lease.token, "partition taken");
                 self.leases.insert(partition, lease);
                 // The previous owner's unfinished entries come first.

@@ -30,7 +30,10 @@ pub struct StatsTracker {
 
 impl StatsTracker {
     pub fn mark_dirty(&self, pool: String) {
-        self.dirty.lock().unwrap_or_else(|e| e.into_inner()).insert(pool);
+        self.dirty
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(pool);
         self.changed.notify_one();
     }
 
@@ -99,7 +102,8 @@ async fn push_if_due(
         frame: event_frame(server_events::STATS_UPDATE, &stats)
             .map_err(|e| chat_shared::ChatError::unavailable(e.to_string()))?,
     };
-    let bytes = envelope::encode(&delivery).map_err(|e| chat_shared::ChatError::unavailable(e.to_string()))?;
+    let bytes = envelope::encode(&delivery)
+        .map_err(|e| chat_shared::ChatError::unavailable(e.to_string()))?;
     for channel in &delivery.audience {
         backplane
             .publish(channel, bytes.clone())

@@ -119,7 +119,12 @@ pub trait Backplane: Send + Sync + 'static {
     ) -> Result<Option<Lease>, BackplaneError>;
 
     /// Extends a lease still held with this token; false if it was lost.
-    async fn renew_lease(&self, lease: Lease, holder: &str, ttl: Duration) -> Result<bool, BackplaneError>;
+    async fn renew_lease(
+        &self,
+        lease: Lease,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, BackplaneError>;
 
     /// Gives a lease up at once so another holder can take it.
     async fn release_lease(&self, lease: Lease, holder: &str) -> Result<(), BackplaneError>;
@@ -131,7 +136,13 @@ pub trait Backplane: Send + Sync + 'static {
     /// Opens a pub/sub connection; its events arrive on the receiver.
     async fn subscriber(
         &self,
-    ) -> Result<(Box<dyn Subscriber>, mpsc::UnboundedReceiver<SubscriptionEvent>), BackplaneError>;
+    ) -> Result<
+        (
+            Box<dyn Subscriber>,
+            mpsc::UnboundedReceiver<SubscriptionEvent>,
+        ),
+        BackplaneError,
+    >;
 
     /// Records that `user_id` is present in `pool` through `instance` (a
     /// gateway) for `ttl` from now.
@@ -145,7 +156,12 @@ pub trait Backplane: Send + Sync + 'static {
 
     /// Removes `user_id`'s presence through `instance` from `pool` now; the
     /// user stays present through other instances.
-    async fn presence_remove(&self, pool: &str, user_id: &str, instance: &str) -> Result<(), BackplaneError>;
+    async fn presence_remove(
+        &self,
+        pool: &str,
+        user_id: &str,
+        instance: &str,
+    ) -> Result<(), BackplaneError>;
 
     /// Counts distinct users of `pool` present through at least one
     /// instance whose presence has not expired.

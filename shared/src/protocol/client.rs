@@ -116,7 +116,8 @@ pub struct CreateSessionBody {
 impl CreateSessionBody {
     pub fn parse(value: Value) -> Result<Self, ChatError> {
         let mut body: CreateSessionBody = from_json(value)?;
-        body.subject = validate::optional_text(body.subject, "subject", validate::MAX_SUBJECT_CHARS)?;
+        body.subject =
+            validate::optional_text(body.subject, "subject", validate::MAX_SUBJECT_CHARS)?;
         if let Some(pool) = &body.pool {
             validate::pool(pool)?;
         }
@@ -210,7 +211,10 @@ mod tests {
 
     #[test]
     fn send_message_is_trimmed_and_validated() {
-        let send = SendMessage::parse(json!({"sessionId": "s1", "content": "  hi  ", "clientMsgId": "c1"})).unwrap();
+        let send = SendMessage::parse(
+            json!({"sessionId": "s1", "content": "  hi  ", "clientMsgId": "c1"}),
+        )
+        .unwrap();
         assert_eq!(send.content, "hi");
 
         for bad in [
@@ -229,15 +233,33 @@ mod tests {
             assert_eq!(err.code, ErrorCode::InvalidPayload, "{bad}");
         }
         // 4000 code points are fine even when they take more bytes.
-        let long = SendMessage::parse(json!({"sessionId": "s1", "content": "é".repeat(4000), "clientMsgId": "c"})).unwrap();
+        let long = SendMessage::parse(
+            json!({"sessionId": "s1", "content": "é".repeat(4000), "clientMsgId": "c"}),
+        )
+        .unwrap();
         assert_eq!(long.content.chars().count(), 4000);
     }
 
     #[test]
     fn join_session_last_seq_is_optional_and_non_negative() {
-        assert_eq!(JoinSession::parse(json!({"sessionId": "s"})).unwrap().last_seq, None);
-        assert_eq!(JoinSession::parse(json!({"sessionId": "s", "lastSeq": null})).unwrap().last_seq, None);
-        assert_eq!(JoinSession::parse(json!({"sessionId": "s", "lastSeq": 4})).unwrap().last_seq, Some(4));
+        assert_eq!(
+            JoinSession::parse(json!({"sessionId": "s"}))
+                .unwrap()
+                .last_seq,
+            None
+        );
+        assert_eq!(
+            JoinSession::parse(json!({"sessionId": "s", "lastSeq": null}))
+                .unwrap()
+                .last_seq,
+            None
+        );
+        assert_eq!(
+            JoinSession::parse(json!({"sessionId": "s", "lastSeq": 4}))
+                .unwrap()
+                .last_seq,
+            Some(4)
+        );
         assert!(JoinSession::parse(json!({"sessionId": "s", "lastSeq": -1})).is_err());
         assert!(JoinSession::parse(json!({"sessionId": "s", "lastSeq": "4"})).is_err());
         assert!(JoinSession::parse(json!({"sessionId": "s", "lastSeq": 1.5})).is_err());
@@ -245,16 +267,31 @@ mod tests {
 
     #[test]
     fn typing_and_mark_read_need_their_fields() {
-        assert!(Typing::parse(json!({"sessionId": "s", "isTyping": true})).unwrap().is_typing);
+        assert!(
+            Typing::parse(json!({"sessionId": "s", "isTyping": true}))
+                .unwrap()
+                .is_typing
+        );
         assert!(Typing::parse(json!({"sessionId": "s", "isTyping": "yes"})).is_err());
-        assert_eq!(MarkRead::parse(json!({"sessionId": "s", "upToSeq": 3})).unwrap().up_to_seq, 3);
+        assert_eq!(
+            MarkRead::parse(json!({"sessionId": "s", "upToSeq": 3}))
+                .unwrap()
+                .up_to_seq,
+            3
+        );
         assert!(MarkRead::parse(json!({"sessionId": "s"})).is_err());
     }
 
     #[test]
     fn create_session_body_defaults_and_limits() {
-        assert_eq!(CreateSessionBody::parse(json!({})).unwrap(), CreateSessionBody::default());
-        let body = CreateSessionBody::parse(json!({"subject": " Help ", "pool": "billing", "message": " hi "})).unwrap();
+        assert_eq!(
+            CreateSessionBody::parse(json!({})).unwrap(),
+            CreateSessionBody::default()
+        );
+        let body = CreateSessionBody::parse(
+            json!({"subject": " Help ", "pool": "billing", "message": " hi "}),
+        )
+        .unwrap();
         assert_eq!(body.subject.as_deref(), Some("Help"));
         assert_eq!(body.message.as_deref(), Some("hi"));
         assert!(CreateSessionBody::parse(json!({"pool": ""})).is_err());

@@ -93,7 +93,10 @@ pub enum Mutation {
         position: ReadPosition,
         read_at: Timestamp,
     },
-    RememberUser { user_id: String, name: String },
+    RememberUser {
+        user_id: String,
+        name: String,
+    },
 }
 
 /// Which sessions a `list_sessions` caller may see.
@@ -164,12 +167,21 @@ pub trait Store: Send + Sync + 'static {
 
     /// Up to `limit` messages of the range, ascending by seq, with whether
     /// more exist beyond them in the direction read.
-    async fn messages(&self, session_id: &str, range: MessageRange, limit: usize) -> Result<MessagePage, StoreError>;
+    async fn messages(
+        &self,
+        session_id: &str,
+        range: MessageRange,
+        limit: usize,
+    ) -> Result<MessagePage, StoreError>;
 
     /// Read positions of a session, ordered by user id.
     async fn read_positions(&self, session_id: &str) -> Result<Vec<ReadPosition>, StoreError>;
 
-    async fn pool_figures(&self, pool: &str, day_start: Timestamp) -> Result<PoolFigures, StoreError>;
+    async fn pool_figures(
+        &self,
+        pool: &str,
+        day_start: Timestamp,
+    ) -> Result<PoolFigures, StoreError>;
 
     /// Cheap liveness probe for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;
