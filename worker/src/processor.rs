@@ -6,6 +6,8 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use chat_shared::backplane::{Backplane, StreamEntry};
 use chat_shared::envelope::{self, CommandEnvelope, Reply};
 use chat_shared::names::Names;
@@ -187,24 +189,26 @@ impl Processor {
     ) -> Result<(), ProcessError> {
         let mut ids = Vec::with_capacity(batch.len());
         let mut partition = None;
+        let mut outgoing: Vec<(String, Bytes)> = Vec::with_capacity(batch.len() * 2);
         for ((entry, command), decision) in batch.iter().zip(decisions) {
             if let Some(reply_to) = &command.reply_to {
                 let reply = Reply {
                     request_id: reply_to.request_id,
                     outcome: decision.reply,
                 };
-                self.publish_reply(&reply_to.gateway_id, &reply).await;
+                match envelope::encode(&reply) {
+                    Ok(bytes) => outgoing.push((self.names.gateway_channel(&reply_to.gateway_id), bytes)),
+                    Err(error) => tracing::error!(%error, "reply not encodable"),
+                }
             }
             for delivery in &decision.deliveries {
                 match envelope::encode(delivery) {
-                    Ok(bytes) => {
-                        for channel in &delivery.audience {
-                            if let Err(error) = self.backplane.publish(channel, bytes.clone()).await
-                            {
-                                tracing::warn!(%error, %channel, "event not published");
-                            }
-                        }
-                    }
+                    Ok(bytes) => outgoing.extend(
+                        delivery
+                            .audience
+                            .iter()
+                            .map(|channel| (channel.clone(), bytes.clone())),
+                    ),
                     Err(error) => tracing::error!(%error, "event not encodable"),
                 }
             }
@@ -213,6 +217,10 @@ impl Processor {
             }
             ids.push(entry.id.clone());
             partition = Some(entry.partition);
+        }
+        // One ordered batch: each reply still precedes its own events.
+        if let Err(error) = self.backplane.publish_batch(&outgoing).await {
+            tracing::warn!(%error, count = outgoing.len(), "events not published");
         }
         if let Some(partition) = partition {
             self.backplane.ack(partition, &ids).await?;

@@ -43,6 +43,7 @@ pub async fn run_all(backplane: &dyn Backplane) {
     lease_release_frees_at_once(backplane).await;
     pubsub_subscribe_then_publish(backplane).await;
     pubsub_preserves_order(backplane).await;
+    publish_batch_preserves_order_across_channels(backplane).await;
     pubsub_reaches_every_subscriber(backplane).await;
     pubsub_channels_are_isolated(backplane).await;
     pubsub_unsubscribe_stops_delivery(backplane).await;
@@ -562,6 +563,31 @@ pub async fn pubsub_preserves_order(backplane: &dyn Backplane) {
     for n in 0..100 {
         let message = next_message(&mut events).await;
         assert_eq!(message.payload, Bytes::from(format!("{n}")));
+    }
+}
+
+/// A batch spanning two channels arrives in the order given, interleaved
+/// as published: the worker relies on a reply preceding its own events.
+pub async fn publish_batch_preserves_order_across_channels(backplane: &dyn Backplane) {
+    let scope = Scope::new();
+    let replies = scope.name("replies");
+    let events = scope.name("events");
+    let (subscriber, mut received) = backplane.subscriber().await.expect("subscriber");
+    subscriber.subscribe(&replies).await.expect("subscribe");
+    subscriber.subscribe(&events).await.expect("subscribe");
+
+    let batch: Vec<(String, Bytes)> = (0..60)
+        .map(|n| {
+            let channel = if n % 2 == 0 { &replies } else { &events };
+            (channel.clone(), Bytes::from(format!("{n}")))
+        })
+        .collect();
+    backplane.publish_batch(&batch).await.expect("publish batch");
+    backplane.publish_batch(&[]).await.expect("empty batch");
+    for (channel, payload) in &batch {
+        let message = next_message(&mut received).await;
+        assert_eq!(&message.channel, channel);
+        assert_eq!(&message.payload, payload);
     }
 }
 

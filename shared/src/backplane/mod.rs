@@ -133,6 +133,16 @@ pub trait Backplane: Send + Sync + 'static {
     /// subscribers that are not connected).
     async fn publish(&self, channel: &str, payload: Bytes) -> Result<(), BackplaneError>;
 
+    /// Publishes several messages, received by each subscriber in the
+    /// order given. Implementations send them in one round trip where they
+    /// can; this default publishes them one after the other.
+    async fn publish_batch(&self, messages: &[(String, Bytes)]) -> Result<(), BackplaneError> {
+        for (channel, payload) in messages {
+            self.publish(channel, payload.clone()).await?;
+        }
+        Ok(())
+    }
+
     /// Opens a pub/sub connection; its events arrive on the receiver.
     async fn subscriber(
         &self,

@@ -275,6 +275,10 @@ impl Backplane for RedisBackplane {
         self.inner.publish(channel, payload).await
     }
 
+    async fn publish_batch(&self, messages: &[(String, Bytes)]) -> Result<(), BackplaneError> {
+        self.inner.publish_batch(messages).await
+    }
+
     async fn subscriber(
         &self,
     ) -> Result<

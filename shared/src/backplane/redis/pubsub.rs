@@ -46,6 +46,27 @@ impl Inner {
             .map_err(map_error)
     }
 
+    /// One pipeline on one connection: Redis runs the publishes in the
+    /// order sent, so subscribers see them in that order, for the cost of a
+    /// single round trip.
+    pub(super) async fn publish_batch(
+        &self,
+        messages: &[(String, Bytes)],
+    ) -> Result<(), BackplaneError> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let pipeline = self.pool.next().pipeline();
+        for (channel, payload) in messages {
+            pipeline
+                .publish::<(), _, _>(channel.as_str(), payload.clone())
+                .await
+                .map_err(map_error)?;
+        }
+        pipeline.all::<Vec<i64>>().await.map_err(map_error)?;
+        Ok(())
+    }
+
     pub(super) async fn subscriber(
         &self,
     ) -> Result<(RedisSubscriber, mpsc::UnboundedReceiver<SubscriptionEvent>), BackplaneError> {

@@ -1,0 +1,156 @@
+// The conversation's messages: bubbles grouped by sender, each of mine with
+// its state (waiting, sending, sent, read, not sent), auto-scrolling to the
+// newest message unless the reader has scrolled up to read older ones.
+
+import { useEffect, useLayoutEffect, useRef, useState } from 'react';
+import type { ChatItem, ItemState } from '../lib/sessionState';
+import { timeOfDay } from '../lib/format';
+
+const STATE_TEXT: Record<ItemState, string> = {
+  queued: 'Waiting for connection',
+  sending: 'Sending…',
+  sent: 'Sent',
+  read: 'Read',
+  failed: 'Not sent',
+  received: '',
+};
+
+function StateMark({ state }: { state: ItemState }) {
+  const icon = state === 'read' ? '✓✓' : state === 'sent' ? '✓' : state === 'failed' ? '!' : '◷';
+  return (
+    <span className={`msg-state msg-state-${state}`} data-testid="message-state">
+      <span aria-hidden="true" className="msg-state-icon">
+        {icon}
+      </span>{' '}
+      {STATE_TEXT[state]}
+    </span>
+  );
+}
+
+export interface MessageListProps {
+  items: ChatItem[];
+  onRetry: (clientMsgId: string) => void;
+  onDiscard: (clientMsgId: string) => void;
+  hasEarlier: boolean;
+  onLoadEarlier: () => Promise<void>;
+  empty?: string;
+  /** Label of the other side's role for screen readers ("Agent", "Customer"). */
+  roleLabel: (role: ChatItem['senderRole']) => string;
+}
+
+export function MessageList({ items, onRetry, onDiscard, hasEarlier, onLoadEarlier, empty, roleLabel }: MessageListProps) {
+  const scroller = useRef<HTMLDivElement>(null);
+  const nearBottom = useRef(true);
+  const lastKey = useRef<string | null>(null);
+  const [unseenBelow, setUnseenBelow] = useState(false);
+  const [loadingEarlier, setLoadingEarlier] = useState(false);
+
+  const onScroll = () => {
+    const el = scroller.current;
+    if (!el) return;
+    nearBottom.current = el.scrollHeight - el.scrollTop - el.clientHeight < 80;
+    if (nearBottom.current) setUnseenBelow(false);
+  };
+
+  useLayoutEffect(() => {
+    const el = scroller.current;
+    if (!el) return;
+    const last = items[items.length - 1];
+    const newLast = last && last.key !== lastKey.current;
+    const firstRender = lastKey.current === null;
+    lastKey.current = last?.key ?? null;
+    if (!newLast) return;
+    if (firstRender || nearBottom.current || last.mine) {
+      el.scrollTop = el.scrollHeight;
+      nearBottom.current = true;
+      setUnseenBelow(false);
+    } else {
+      setUnseenBelow(true);
+    }
+  }, [items]);
+
+  // Keep the newest message in view when the area is resized (keyboard on phones, window size).
+  useEffect(() => {
+    const el = scroller.current;
+    if (!el || typeof ResizeObserver === 'undefined') return undefined;
+    const observer = new ResizeObserver(() => {
+      if (nearBottom.current) el.scrollTop = el.scrollHeight;
+    });
+    observer.observe(el);
+    return () => observer.disconnect();
+  }, []);
+
+  const jumpDown = () => {
+    const el = scroller.current;
+    if (el) el.scrollTop = el.scrollHeight;
+    setUnseenBelow(false);
+  };
+
+  return (
+    <div className="messages-wrap">
+      <div className="messages" ref={scroller} onScroll={onScroll} role="log" aria-label="Messages" aria-live="polite" tabIndex={0}>
+        {hasEarlier && (
+          <div className="earlier">
+            <button
+              type="button"
+              className="btn btn-ghost btn-small"
+              disabled={loadingEarlier}
+              onClick={() => {
+                setLoadingEarlier(true);
+                void onLoadEarlier().finally(() => setLoadingEarlier(false));
+              }}
+            >
+              {loadingEarlier ? 'Loading…' : 'Show earlier messages'}
+            </button>
+          </div>
+        )}
+        {items.length === 0 && empty && <p className="messages-empty">{empty}</p>}
+        <ol className="message-items">
+          {items.map((item, index) => {
+            const previous = items[index - 1];
+            const firstOfRun = !previous || previous.senderId !== item.senderId;
+            return (
+              <li
+                key={item.key}
+                className={`msg ${item.mine ? 'msg-mine' : 'msg-theirs'} ${firstOfRun ? 'msg-first' : ''}`}
+                data-testid="message"
+                data-state={item.state}
+                data-seq={item.seq ?? ''}
+                data-mine={item.mine ? 'true' : 'false'}
+              >
+                {firstOfRun && !item.mine && (
+                  <span className="msg-sender">
+                    {item.senderName}
+                    <span className="visually-hidden"> ({roleLabel(item.senderRole)})</span>
+                  </span>
+                )}
+                {item.mine && <span className="visually-hidden">You: </span>}
+                <div className="bubble">{item.content}</div>
+                <div className="msg-meta">
+                  <time dateTime={item.createdAt}>{timeOfDay(item.createdAt)}</time>
+                  {item.mine && <StateMark state={item.state} />}
+                </div>
+                {item.state === 'failed' && item.clientMsgId && (
+                  <div className="msg-error" role="alert">
+                    <span>{item.error?.message ?? 'The message was not sent.'}</span>
+                    <button type="button" className="link" onClick={() => onRetry(item.clientMsgId!)}>
+                      Retry
+                    </button>
+                    <button type="button" className="link" onClick={() => onDiscard(item.clientMsgId!)}>
+                      Delete
+                    </button>
+                  </div>
+                )}
+              </li>
+            );
+          })}
+        </ol>
+      </div>
+      {unseenBelow && (
+        <button type="button" className="jump-down" onClick={jumpDown}>
+          New messages ↓
+        </button>
+      )}
+    </div>
+  );
+}

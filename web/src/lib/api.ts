@@ -1,0 +1,126 @@
+// The REST API of PROTOCOL.md §5 (base /api/chat) and the development token
+// endpoint, with errors turned into `ApiError` carrying the protocol's code.
+
+import type { ChatErrorBody, ChatUser, Message, MessagePage, Session, SessionPage, SessionStatus, Stats } from './types';
+
+export class ApiError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly status: number,
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+
+  get body(): ChatErrorBody {
+    return { code: this.code, message: this.message };
+  }
+}
+
+async function request<T>(baseUrl: string, path: string, init: { method?: string; token?: string; body?: unknown } = {}): Promise<T> {
+  const headers: Record<string, string> = { Accept: 'application/json' };
+  if (init.token) headers.Authorization = `Bearer ${init.token}`;
+  if (init.body !== undefined) headers['Content-Type'] = 'application/json';
+  let response: Response;
+  try {
+    response = await fetch(`${baseUrl}${path}`, {
+      method: init.method ?? 'GET',
+      headers,
+      body: init.body === undefined ? null : JSON.stringify(init.body),
+    });
+  } catch {
+    throw new ApiError('network', 'The chat server cannot be reached. Check your connection and try again.', 0);
+  }
+  const text = await response.text();
+  let data: unknown = null;
+  if (text) {
+    try {
+      data = JSON.parse(text);
+    } catch {
+      data = null;
+    }
+  }
+  if (!response.ok) {
+    const error = (data as { error?: ChatErrorBody } | null)?.error;
+    throw new ApiError(error?.code ?? `http_${response.status}`, error?.message ?? (text || response.statusText), response.status);
+  }
+  return data as T;
+}
+
+export interface DevTokenRequest {
+  userId: string;
+  name: string;
+  role: ChatUser['role'];
+  pools?: string[];
+}
+
+export async function fetchDevToken(baseUrl: string, body: DevTokenRequest): Promise<{ token: string; user: ChatUser }> {
+  return request(baseUrl, '/api/dev/token', { method: 'POST', body });
+}
+
+/** The chat REST API for one signed-in user. */
+export class ChatApi {
+  constructor(
+    private readonly baseUrl: string,
+    private readonly token: string,
+  ) {}
+
+  private call<T>(path: string, method = 'GET', body?: unknown): Promise<T> {
+    return request<T>(this.baseUrl, `/api/chat${path}`, { method, token: this.token, body });
+  }
+
+  createSession(body: { subject?: string; pool?: string; message?: string }): Promise<Session> {
+    return this.call('/sessions', 'POST', body);
+  }
+
+  listSessions(query: { status?: SessionStatus; pool?: string; limit?: number; cursor?: string } = {}): Promise<SessionPage> {
+    const params = new URLSearchParams();
+    for (const [k, v] of Object.entries(query)) if (v !== undefined && v !== '') params.set(k, String(v));
+    const qs = params.toString();
+    return this.call(`/sessions${qs ? `?${qs}` : ''}`);
+  }
+
+  /** Every session of a status, following cursors (bounded). */
+  async allSessions(status: SessionStatus, maxPages = 10): Promise<Session[]> {
+    const items: Session[] = [];
+    let cursor: string | undefined;
+    for (let page = 0; page < maxPages; page++) {
+      const result = await this.listSessions({ status, limit: 200, ...(cursor ? { cursor } : {}) });
+      items.push(...result.items);
+      if (!result.nextCursor) break;
+      cursor = result.nextCursor;
+    }
+    return items;
+  }
+
+  getSession(id: string): Promise<Session> {
+    return this.call(`/sessions/${encodeURIComponent(id)}`);
+  }
+
+  messages(id: string, query: { afterSeq?: number; beforeSeq?: number; limit?: number }): Promise<MessagePage> {
+    const params = new URLSearchParams();
+    for (const [k, v] of Object.entries(query)) if (v !== undefined) params.set(k, String(v));
+    return this.call(`/sessions/${encodeURIComponent(id)}/messages?${params.toString()}`);
+  }
+
+  postMessage(id: string, content: string, clientMsgId: string): Promise<Message> {
+    return this.call(`/sessions/${encodeURIComponent(id)}/messages`, 'POST', { content, clientMsgId });
+  }
+
+  assign(id: string, agentId?: string): Promise<Session> {
+    return this.call(`/sessions/${encodeURIComponent(id)}/assign`, 'POST', agentId ? { agentId } : {});
+  }
+
+  transfer(id: string, target: { agentId?: string; pool?: string }): Promise<Session> {
+    return this.call(`/sessions/${encodeURIComponent(id)}/transfer`, 'POST', target);
+  }
+
+  close(id: string, reason?: string): Promise<Session> {
+    return this.call(`/sessions/${encodeURIComponent(id)}/close`, 'POST', reason ? { reason } : {});
+  }
+
+  stats(pool?: string): Promise<Stats> {
+    return this.call(`/stats${pool ? `?pool=${encodeURIComponent(pool)}` : ''}`);
+  }
+}

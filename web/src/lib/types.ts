@@ -1,0 +1,137 @@
+// The chat protocol's objects and event payloads (PROTOCOL.md §2–§4), as
+// the browser sees them: JSON, camelCase, times as RFC 3339 strings.
+
+export type Role = 'customer' | 'agent' | 'admin';
+export type SessionStatus = 'pending' | 'active' | 'closed';
+
+export interface Session {
+  id: string;
+  customerId: string;
+  customerName: string;
+  agentId: string | null;
+  agentName: string | null;
+  pool: string;
+  status: SessionStatus;
+  subject: string | null;
+  createdAt: string;
+  assignedAt: string | null;
+  closedAt: string | null;
+  lastSeq: number;
+  lastMessageAt: string | null;
+}
+
+export interface Message {
+  id: string;
+  sessionId: string;
+  seq: number;
+  senderId: string;
+  senderName: string;
+  senderRole: Role;
+  content: string;
+  clientMsgId: string | null;
+  createdAt: string;
+}
+
+export interface Stats {
+  pool: string;
+  pendingSessions: number;
+  activeSessions: number;
+  closedToday: number;
+  onlineAgents: number;
+  avgWaitSeconds: number | null;
+  longestWaitSeconds: number;
+  avgFirstResponseSeconds: number | null;
+  messagesToday: number;
+  updatedAt: string;
+}
+
+export type ErrorCode =
+  | 'invalid_payload'
+  | 'unauthorized'
+  | 'forbidden'
+  | 'not_found'
+  | 'conflict'
+  | 'session_closed'
+  | 'payload_too_large'
+  | 'rate_limited'
+  | 'unavailable';
+
+export interface ChatErrorBody {
+  code: ErrorCode | string;
+  message: string;
+}
+
+export interface ReadPosition {
+  userId: string;
+  role: Role;
+  upToSeq: number;
+}
+
+export interface ConnectedPayload {
+  userId: string;
+  name: string;
+  role: Role;
+  pools: string[];
+  socketId: string;
+  serverTime: string;
+}
+
+export interface SessionJoinedPayload {
+  session: Session;
+  messages: Message[];
+  hasMore: boolean;
+  readPositions: ReadPosition[];
+}
+
+export interface UserTypingPayload {
+  sessionId: string;
+  userId: string;
+  name: string;
+  role: Role;
+  isTyping: boolean;
+}
+
+export interface MessagesReadPayload {
+  sessionId: string;
+  userId: string;
+  role: Role;
+  upToSeq: number;
+  readAt: string;
+}
+
+export interface SessionClosedPayload {
+  sessionId: string;
+  closedBy: { userId: string; role: Role };
+  reason: string | null;
+  closedAt: string;
+}
+
+export interface SessionEnvelope {
+  session: Session;
+}
+
+export interface MessagePage {
+  items: Message[];
+  hasMore: boolean;
+}
+
+export interface SessionPage {
+  items: Session[];
+  nextCursor: string | null;
+}
+
+/** An acknowledgement: `{ ok: true, ... }` or `{ ok: false, error }`. */
+export type Ack<T> = ({ ok: true } & T) | { ok: false; error: ChatErrorBody };
+
+/** Who is signed in, as the token says. */
+export interface ChatUser {
+  userId: string;
+  name: string;
+  role: Role;
+  pools: string[];
+}
+
+/** Limits the server enforces (PROTOCOL.md §3, §5). */
+export const MAX_CONTENT_CHARS = 4000;
+export const MAX_SUBJECT_CHARS = 200;
+export const MAX_REASON_CHARS = 500;

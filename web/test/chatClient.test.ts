@@ -1,0 +1,271 @@
+// The connection manager against a scripted fake socket: rejoin with
+// lastSeq, outbox flushed in order with the same clientMsgId after a
+// reconnect, nothing doubled when an unacknowledged message was in fact
+// stored, the outbox surviving a reload, giving up and retrying by hand.
+
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { WebSocketConfig } from '../src/config/websocket.config';
+import type { Message } from '../src/lib/types';
+import { message, session } from './fixtures';
+
+type Ack = (err: Error | null, response?: unknown) => void;
+interface Sent {
+  event: string;
+  payload: Record<string, unknown>;
+  ack: Ack | undefined;
+}
+
+class FakeSocket {
+  handlers = new Map<string, ((...args: unknown[]) => void)[]>();
+  connected = false;
+  sent: Sent[] = [];
+  connect = vi.fn(() => this);
+  io = { engine: { close: vi.fn() }, removeAllListeners: vi.fn() };
+
+  on(event: string, fn: (...args: unknown[]) => void) {
+    this.handlers.set(event, [...(this.handlers.get(event) ?? []), fn]);
+    return this;
+  }
+  removeAllListeners() {
+    this.handlers.clear();
+  }
+  disconnect() {
+    this.connected = false;
+  }
+  emit(event: string, payload: Record<string, unknown>, ack?: Ack) {
+    this.sent.push({ event, payload, ack });
+    return this;
+  }
+  timeout() {
+    return { emit: (event: string, payload: Record<string, unknown>, ack?: Ack) => this.emit(event, payload, ack) };
+  }
+  get volatile() {
+    return { emit: (event: string, payload: Record<string, unknown>) => this.emit(event, payload) };
+  }
+  fire(event: string, ...args: unknown[]) {
+    for (const fn of this.handlers.get(event) ?? []) fn(...args);
+  }
+  // What the server does:
+  accept() {
+    this.connected = true;
+    this.fire('connect');
+  }
+  drop() {
+    this.connected = false;
+    this.fire('disconnect', 'transport close');
+  }
+  refuse(message = 'xhr poll error') {
+    this.fire('connect_error', Object.assign(new Error(message), { data: { code: 'token_expired' } }));
+  }
+  take(event: string): Sent[] {
+    const found = this.sent.filter((s) => s.event === event);
+    this.sent = this.sent.filter((s) => s.event !== event);
+    return found;
+  }
+}
+
+let socket: FakeSocket;
+vi.mock('socket.io-client', () => ({
+  io: vi.fn(() => {
+    socket = new FakeSocket();
+    return socket;
+  }),
+}));
+
+const { ChatClient } = await import('../src/chat/ChatClient');
+
+const config: WebSocketConfig = {
+  serverUrl: 'http://chat.test',
+  namespace: '/chat',
+  transports: ['websocket'],
+  reconnection: { enabled: true, attempts: 3, delay: 1000, maxDelay: 5000 },
+  timeouts: { connection: 10000, typing: 3000 },
+};
+
+class MemoryStorage {
+  data = new Map<string, string>();
+  getItem(k: string) {
+    return this.data.get(k) ?? null;
+  }
+  setItem(k: string, v: string) {
+    this.data.set(k, v);
+  }
+  removeItem(k: string) {
+    this.data.delete(k);
+  }
+}
+
+const user = { userId: 'cust', name: 'Carla', role: 'customer' as const, pools: [] };
+const agent = (seq: number) => message(seq, { senderId: 'alice', senderName: 'Alice', senderRole: 'agent', clientMsgId: null });
+
+function makeClient(storage = new MemoryStorage()) {
+  const client = new ChatClient({ token: 't', user, config, storage: storage as unknown as Storage });
+  client.start();
+  return { client, storage };
+}
+
+function answerJoin(messages: Message[], lastSeq = messages.at(-1)?.seq ?? 0) {
+  const joins = socket.take('join-session');
+  expect(joins).toHaveLength(1);
+  joins[0]!.ack!(null, { ok: true, session: session({ status: 'active', lastSeq }), messages, hasMore: false, readPositions: [] });
+  return joins[0]!.payload;
+}
+
+describe('ChatClient', () => {
+  beforeEach(() => vi.useFakeTimers());
+  afterEach(() => vi.useRealTimers());
+
+  it('rejoins with lastSeq and sends what was written offline, in order, with its clientMsgId', () => {
+    const { client } = makeClient();
+    socket.accept();
+    const stop = client.watch('s1');
+    expect(answerJoin([message(1), agent(2)])).toEqual({ sessionId: 's1' });
+
+    socket.drop();
+    expect(client.getConnection().status).toBe('reconnecting');
+    const first = client.sendMessage('s1', 'written offline')!;
+    const second = client.sendMessage('s1', 'me too')!;
+    expect(socket.take('send-message')).toEqual([]);
+    expect(client.getSessionState('s1').outbox.map((e) => e.state)).toEqual(['queued', 'queued']);
+
+    vi.advanceTimersByTime(1000);
+    expect(socket.connect).toHaveBeenCalledTimes(2);
+    socket.accept();
+    expect(answerJoin([agent(3)], 3)).toEqual({ sessionId: 's1', lastSeq: 2 });
+
+    // One at a time, oldest first.
+    let sends = socket.take('send-message');
+    expect(sends.map((s) => s.payload)).toEqual([{ sessionId: 's1', content: 'written offline', clientMsgId: first }]);
+    sends[0]!.ack!(null, { ok: true, message: message(4, { content: 'written offline', clientMsgId: first }) });
+    sends = socket.take('send-message');
+    expect(sends.map((s) => s.payload.clientMsgId)).toEqual([second]);
+    sends[0]!.ack!(null, { ok: true, message: message(5, { content: 'me too', clientMsgId: second }) });
+    // The live echo of a stored message changes nothing.
+    socket.fire('new-message', message(5, { content: 'me too', clientMsgId: second }));
+
+    const state = client.getSessionState('s1');
+    expect(state.messages.map((m) => m.seq)).toEqual([1, 2, 3, 4, 5]);
+    expect(state.outbox).toEqual([]);
+    stop();
+    client.stop();
+  });
+
+  it('resends an unacknowledged message with the same clientMsgId, or drops it if the catch-up shows it stored', () => {
+    const { client } = makeClient();
+    socket.accept();
+    client.watch('s1');
+    answerJoin([message(1)]);
+    const a = client.sendMessage('s1', 'lost ack')!;
+    expect(socket.take('send-message').map((s) => s.payload.clientMsgId)).toEqual([a]);
+    socket.drop(); // the ack never comes
+    expect(client.getSessionState('s1').outbox[0]!.state).toBe('queued');
+
+    vi.advanceTimersByTime(1000);
+    socket.accept();
+    answerJoin([], 1); // not stored: resent as it was
+    const resent = socket.take('send-message');
+    expect(resent.map((s) => s.payload.clientMsgId)).toEqual([a]);
+
+    const b = client.sendMessage('s1', 'stored before the drop');
+    expect(b).not.toBeNull();
+    resent[0]!.ack!(null, { ok: true, message: message(2, { clientMsgId: a }) });
+    const inFlight = socket.take('send-message');
+    expect(inFlight.map((s) => s.payload.clientMsgId)).toEqual([b]);
+    socket.drop();
+    vi.advanceTimersByTime(1000);
+    socket.accept();
+    // The catch-up already holds it: nothing is sent again.
+    answerJoin([message(3, { clientMsgId: b })]);
+    expect(socket.take('send-message')).toEqual([]);
+    expect(client.getSessionState('s1').messages.map((m) => m.clientMsgId)).toEqual(['c1', a, b]);
+    client.stop();
+  });
+
+  it('keeps the outbox across a reload and flushes it on the next connection', () => {
+    const storage = new MemoryStorage();
+    const first = makeClient(storage);
+    const id = first.client.sendMessage('s1', 'typed before closing the tab')!;
+    first.client.stop();
+    expect(storage.data.size).toBe(1);
+
+    const second = makeClient(storage);
+    socket.accept();
+    second.client.watch('s1');
+    expect(second.client.getSessionState('s1').outbox.map((e) => e.clientMsgId)).toEqual([id]);
+    answerJoin([]);
+    expect(socket.take('send-message').map((s) => s.payload.clientMsgId)).toEqual([id]);
+    second.client.stop();
+  });
+
+  it('marks a message failed on a final refusal and keeps the others going', () => {
+    const { client } = makeClient();
+    socket.accept();
+    client.watch('s1');
+    answerJoin([]);
+    client.sendMessage('s1', 'one');
+    client.sendMessage('s1', 'two');
+    const [one] = socket.take('send-message');
+    one!.ack!(null, { ok: false, error: { code: 'invalid_payload', message: 'bad' } });
+    const [two] = socket.take('send-message');
+    expect(two!.payload.content).toBe('two');
+    expect(client.getSessionState('s1').outbox.map((e) => e.state)).toEqual(['failed', 'sending']);
+    client.stop();
+  });
+
+  it('retries later after a rate limit, with the same clientMsgId', () => {
+    const { client } = makeClient();
+    socket.accept();
+    client.watch('s1');
+    answerJoin([]);
+    const id = client.sendMessage('s1', 'hi');
+    socket.take('send-message')[0]!.ack!(null, { ok: false, error: { code: 'rate_limited', message: 'slow down' } });
+    expect(socket.take('send-message')).toEqual([]);
+    vi.advanceTimersByTime(2000);
+    expect(socket.take('send-message').map((s) => s.payload.clientMsgId)).toEqual([id]);
+    client.stop();
+  });
+
+  it('gives up after the last attempt and offers a manual retry', () => {
+    const { client } = makeClient();
+    socket.accept();
+    socket.drop();
+    for (let i = 0; i < 3; i++) {
+      vi.advanceTimersByTime(5000);
+      socket.refuse();
+    }
+    expect(client.getConnection()).toMatchObject({ status: 'failed', attempt: 3 });
+    const calls = socket.connect.mock.calls.length;
+    vi.advanceTimersByTime(60_000);
+    expect(socket.connect.mock.calls.length).toBe(calls);
+    client.retryConnection();
+    expect(socket.connect.mock.calls.length).toBe(calls + 1);
+    expect(client.getConnection().status).toBe('reconnecting');
+    socket.accept();
+    expect(client.getConnection().status).toBe('connected');
+    client.stop();
+  });
+
+  it('stops for good when the server refuses the token', () => {
+    const { client } = makeClient();
+    socket.refuse('unauthorized');
+    expect(client.getConnection().status).toBe('unauthorized');
+    vi.advanceTimersByTime(60_000);
+    expect(socket.connect).toHaveBeenCalledTimes(1);
+    client.stop();
+  });
+
+  it('fills a gap in live messages over REST', async () => {
+    vi.useRealTimers();
+    const fetchMock = vi.fn(async () => new Response(JSON.stringify({ items: [message(2), message(3)], hasMore: false }), { status: 200 }));
+    vi.stubGlobal('fetch', fetchMock);
+    const { client } = makeClient();
+    socket.accept();
+    client.watch('s1');
+    answerJoin([message(1)]);
+    socket.fire('new-message', message(4));
+    await vi.waitFor(() => expect(client.getSessionState('s1').messages.map((m) => m.seq)).toEqual([1, 2, 3, 4]));
+    expect(String((fetchMock.mock.calls[0] as unknown as [string])[0])).toContain('/api/chat/sessions/s1/messages?afterSeq=1&limit=200');
+    vi.unstubAllGlobals();
+    client.stop();
+  });
+});
