@@ -1,0 +1,455 @@
+//! Command-line parsing by hand: a subcommand (`load` or `idle`) followed by
+//! `--flag value` (or `--flag=value`) pairs, and `--help` anywhere. Every
+//! flag has a default except the gateway URLs; the JWT secret falls back to
+//! the `JWT_SECRET` environment variable.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chat_shared::protocol::Role;
+
+use crate::client::Endpoint;
+
+/// What the user asked for.
+#[derive(Debug, Clone)]
+pub enum Command {
+    Help,
+    Load(LoadArgs),
+    Idle(IdleArgs),
+}
+
+#[derive(Debug, Clone)]
+pub struct LoadArgs {
+    pub endpoints: Vec<Endpoint>,
+    pub jwt_secret: String,
+    pub pairs: usize,
+    /// Aggregate target, messages per second over all pairs.
+    pub rate: f64,
+    pub duration: Duration,
+    pub warmup: Duration,
+    /// How long to wait after the last send for acks and deliveries.
+    pub grace: Duration,
+    pub pool: String,
+    /// Bytes of filler added to each message's content.
+    pub size: usize,
+    /// Pairs set up at once.
+    pub concurrency: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct IdleArgs {
+    pub endpoints: Vec<Endpoint>,
+    pub jwt_secret: String,
+    pub connections: usize,
+    pub pids: Vec<u32>,
+    pub role: Role,
+    pub pool: String,
+    /// Connections being opened at once.
+    pub concurrency: usize,
+    /// How long the connections stay open after the memory reading.
+    pub hold: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ArgsError {
+    #[error("missing subcommand: expected `load` or `idle` (see --help)")]
+    MissingCommand,
+    #[error("unknown subcommand {0:?}: expected `load` or `idle`")]
+    UnknownCommand(String),
+    #[error("unknown flag {flag} for `{command}`")]
+    UnknownFlag { command: &'static str, flag: String },
+    #[error("flag {0} needs a value")]
+    MissingValue(String),
+    #[error("unexpected argument {0:?}: flags take the form --name value")]
+    Unexpected(String),
+    #[error("--{flag}: {reason}")]
+    Invalid { flag: &'static str, reason: String },
+    #[error("--{0} is required")]
+    Required(&'static str),
+}
+
+const LOAD_FLAGS: &[&str] = &[
+    "url",
+    "jwt-secret",
+    "pairs",
+    "rate",
+    "duration",
+    "warmup",
+    "grace",
+    "pool",
+    "size",
+    "concurrency",
+];
+const IDLE_FLAGS: &[&str] = &[
+    "url",
+    "jwt-secret",
+    "connections",
+    "pid",
+    "role",
+    "pool",
+    "concurrency",
+    "hold",
+];
+
+/// Parses the arguments after the program name. `env_secret` is the value
+/// of `JWT_SECRET`, used when `--jwt-secret` is absent.
+pub fn parse(args: &[String], env_secret: Option<String>) -> Result<Command, ArgsError> {
+    if args
+        .iter()
+        .any(|a| a == "--help" || a == "-h" || a == "help")
+    {
+        return Ok(Command::Help);
+    }
+    let (command, rest) = args.split_first().ok_or(ArgsError::MissingCommand)?;
+    match command.as_str() {
+        "load" => {
+            let flags = Flags::parse("load", LOAD_FLAGS, rest, env_secret)?;
+            Ok(Command::Load(LoadArgs {
+                endpoints: flags.endpoints()?,
+                jwt_secret: flags.secret()?,
+                pairs: flags.number("pairs", 100, 1..=50_000)?,
+                rate: flags.rate()?,
+                duration: flags.seconds("duration", 20.0)?,
+                warmup: flags.seconds("warmup", 3.0)?,
+                grace: flags.seconds("grace", 5.0)?,
+                pool: flags.text("pool", "bench"),
+                size: flags.number("size", 0, 0..=3_900)?,
+                concurrency: flags.number("concurrency", 50, 1..=10_000)?,
+            }))
+        }
+        "idle" => {
+            let flags = Flags::parse("idle", IDLE_FLAGS, rest, env_secret)?;
+            Ok(Command::Idle(IdleArgs {
+                endpoints: flags.endpoints()?,
+                jwt_secret: flags.secret()?,
+                connections: flags.number("connections", 10_000, 1..=1_000_000)?,
+                pids: flags.pids()?,
+                role: flags.role()?,
+                pool: flags.text("pool", "bench"),
+                concurrency: flags.number("concurrency", 200, 1..=10_000)?,
+                hold: flags.seconds("hold", 5.0)?,
+            }))
+        }
+        other => Err(ArgsError::UnknownCommand(other.to_owned())),
+    }
+}
+
+/// The `--name value` pairs of one subcommand.
+struct Flags {
+    values: HashMap<&'static str, String>,
+}
+
+impl Flags {
+    fn parse(
+        command: &'static str,
+        known: &[&'static str],
+        args: &[String],
+        env_secret: Option<String>,
+    ) -> Result<Self, ArgsError> {
+        let mut values = HashMap::new();
+        let mut iter = args.iter();
+        while let Some(arg) = iter.next() {
+            let Some(body) = arg.strip_prefix("--") else {
+                return Err(ArgsError::Unexpected(arg.clone()));
+            };
+            let (name, inline) = match body.split_once('=') {
+                Some((name, value)) => (name, Some(value.to_owned())),
+                None => (body, None),
+            };
+            let Some(&flag) = known.iter().find(|k| **k == name) else {
+                return Err(ArgsError::UnknownFlag {
+                    command,
+                    flag: arg.clone(),
+                });
+            };
+            let value = match inline {
+                Some(value) => value,
+                None => iter
+                    .next()
+                    .cloned()
+                    .ok_or_else(|| ArgsError::MissingValue(arg.clone()))?,
+            };
+            values.insert(flag, value);
+        }
+        if let Some(secret) = env_secret {
+            values.entry("jwt-secret").or_insert(secret);
+        }
+        Ok(Flags { values })
+    }
+
+    fn text(&self, flag: &'static str, default: &str) -> String {
+        self.values
+            .get(flag)
+            .cloned()
+            .unwrap_or_else(|| default.to_owned())
+    }
+
+    fn secret(&self) -> Result<String, ArgsError> {
+        let secret = self
+            .values
+            .get("jwt-secret")
+            .ok_or(ArgsError::Required("jwt-secret"))?;
+        if secret.is_empty() {
+            return Err(invalid("jwt-secret", "must not be empty"));
+        }
+        Ok(secret.clone())
+    }
+
+    fn endpoints(&self) -> Result<Vec<Endpoint>, ArgsError> {
+        let list = self.values.get("url").ok_or(ArgsError::Required("url"))?;
+        list.split(',')
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| Endpoint::parse(s.trim()).map_err(|reason| invalid("url", reason)))
+            .collect::<Result<Vec<_>, _>>()
+            .and_then(|list| {
+                if list.is_empty() {
+                    Err(invalid("url", "no URL given"))
+                } else {
+                    Ok(list)
+                }
+            })
+    }
+
+    fn number(
+        &self,
+        flag: &'static str,
+        default: usize,
+        range: std::ops::RangeInclusive<usize>,
+    ) -> Result<usize, ArgsError> {
+        let Some(raw) = self.values.get(flag) else {
+            return Ok(default);
+        };
+        let value: usize = raw
+            .replace('_', "")
+            .parse()
+            .map_err(|_| invalid(flag, format!("{raw:?} is not a whole number")))?;
+        if !range.contains(&value) {
+            return Err(invalid(
+                flag,
+                format!("must be between {} and {}", range.start(), range.end()),
+            ));
+        }
+        Ok(value)
+    }
+
+    fn seconds(&self, flag: &'static str, default: f64) -> Result<Duration, ArgsError> {
+        let value = match self.values.get(flag) {
+            Some(raw) => raw
+                .parse::<f64>()
+                .map_err(|_| invalid(flag, format!("{raw:?} is not a number of seconds")))?,
+            None => default,
+        };
+        if !(0.0..=86_400.0).contains(&value) {
+            return Err(invalid(flag, "must be between 0 and 86400 seconds"));
+        }
+        Ok(Duration::from_secs_f64(value))
+    }
+
+    fn rate(&self) -> Result<f64, ArgsError> {
+        let Some(raw) = self.values.get("rate") else {
+            return Ok(1000.0);
+        };
+        let value: f64 = raw
+            .replace('_', "")
+            .parse()
+            .map_err(|_| invalid("rate", format!("{raw:?} is not a number")))?;
+        if !(value > 0.0 && value <= 1_000_000.0) {
+            return Err(invalid("rate", "must be above 0 and at most 1000000 msg/s"));
+        }
+        Ok(value)
+    }
+
+    fn pids(&self) -> Result<Vec<u32>, ArgsError> {
+        let Some(list) = self.values.get("pid") else {
+            return Ok(Vec::new());
+        };
+        list.split(',')
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| {
+                s.trim()
+                    .parse::<u32>()
+                    .map_err(|_| invalid("pid", format!("{s:?} is not a process id")))
+            })
+            .collect()
+    }
+
+    fn role(&self) -> Result<Role, ArgsError> {
+        match self.values.get("role").map(String::as_str) {
+            None | Some("customer") => Ok(Role::Customer),
+            Some("agent") => Ok(Role::Agent),
+            Some(other) => Err(invalid(
+                "role",
+                format!("{other:?} is not `customer` or `agent`"),
+            )),
+        }
+    }
+}
+
+fn invalid(flag: &'static str, reason: impl Into<String>) -> ArgsError {
+    ArgsError::Invalid {
+        flag,
+        reason: reason.into(),
+    }
+}
+
+pub const HELP: &str = "\
+chat-bench: load generator and idle-connection memory probe for the support chat server
+
+USAGE:
+    chat-bench load --url URL[,URL...] --jwt-secret SECRET [options]
+    chat-bench idle --url URL[,URL...] --jwt-secret SECRET [--pid PID[,PID...]] [options]
+    chat-bench --help
+
+The server must share the HS256 secret (its JWT_SECRET): the bench mints its
+own tokens. --jwt-secret falls back to the JWT_SECRET environment variable.
+Flags take the form `--name value` or `--name=value`.
+
+LOAD: customer/agent pairs chatting at a fixed aggregate rate.
+    Each pair: the customer creates a session (REST), its agent assigns it
+    (REST), both sockets join it, then the customer sends messages on a fixed
+    schedule. With two or more URLs a customer and its agent are always on
+    different gateways, so every delivery crosses the backplane.
+    Start the server with RATE_LIMIT_PER_SEC=0, or the per-socket rate limit
+    (20/s by default) answers most sends with `rate_limited`.
+
+    --url URL[,URL...]   gateway base URLs (http://127.0.0.1:3001)
+    --jwt-secret SECRET  HS256 secret of the server
+    --pairs N            customer/agent pairs (100)
+    --rate R             target messages per second, all pairs together (1000)
+    --duration S         measured seconds of sending (20)
+    --warmup S           seconds of sending before measuring starts (3)
+    --grace S            wait after the last send for acks/deliveries (5)
+    --pool NAME          agent pool the sessions go to (bench)
+    --size BYTES         filler added to each message's content (0)
+    --concurrency N      pairs being set up at once (50)
+
+    Reports ack latency (send -> ack ok:true), delivery latency (send ->
+    the agent's new-message) and echo latency (send -> the sender's own
+    new-message) as p50/p90/p99/p99.9/max, the bench's own scheduling lag,
+    achieved send and delivery rates, and per-socket correctness: lost
+    (acked, never delivered to the agent), missing echo (acked, never sent
+    back to the sender), duplicated (a seq delivered twice to one socket),
+    out-of-order (seq not increasing on one socket), unanswered (no ack by
+    the end) and failed acks by error code.
+    Exit status 1 when any of those is non-zero.
+
+IDLE: memory per idle connection.
+    Reads the servers' resident memory (VmRSS from /proc/PID/status), opens
+    N authenticated Socket.IO connections (waiting for `connected` on each),
+    waits until the memory settles, prints the growth per connection, holds
+    the connections open (answering pings), then closes them.
+    Both this process and the server need an open-file limit above N
+    (for 10,000 connections run `ulimit -n 65536` in both shells).
+
+    --url URL[,URL...]   gateway base URLs; connections go round-robin
+    --jwt-secret SECRET  HS256 secret of the server
+    --connections N      connections to open (10000)
+    --pid PID[,PID...]   server processes whose memory is read (optional)
+    --role ROLE          customer or agent (customer)
+    --pool NAME          the agents' pool, for --role agent (bench)
+    --concurrency N      connections being opened at once (200)
+    --hold S             seconds to keep them open after measuring (5)
+
+EXAMPLES:
+    RATE_LIMIT_PER_SEC=0 JWT_SECRET=bench-secret-0123456789 support-chat &
+    chat-bench idle --url http://127.0.0.1:3001 --jwt-secret bench-secret-0123456789 \\
+        --connections 10000 --pid $!
+    chat-bench load --url http://127.0.0.1:3001 --jwt-secret bench-secret-0123456789 \\
+        --pairs 100 --rate 1000 --duration 20
+    chat-bench load --url http://127.0.0.1:3001,http://127.0.0.1:3002 \\
+        --jwt-secret bench-secret-0123456789 --rate 2000
+";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(args: &[&str]) -> Vec<String> {
+        args.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn load_defaults_and_overrides() {
+        let args = strings(&[
+            "load",
+            "--url",
+            "http://127.0.0.1:3001,http://127.0.0.1:3002",
+            "--rate=2500",
+        ]);
+        let Command::Load(load) = parse(&args, Some("s3cret".into())).unwrap() else {
+            panic!("expected load");
+        };
+        assert_eq!(load.endpoints.len(), 2);
+        assert_eq!(load.jwt_secret, "s3cret");
+        assert_eq!(load.pairs, 100);
+        assert!((load.rate - 2500.0).abs() < f64::EPSILON);
+        assert_eq!(load.duration, Duration::from_secs(20));
+        assert_eq!(load.warmup, Duration::from_secs(3));
+        assert_eq!(load.pool, "bench");
+    }
+
+    #[test]
+    fn idle_reads_pids_and_role() {
+        let args = strings(&[
+            "idle",
+            "--url",
+            "http://localhost:3001",
+            "--jwt-secret",
+            "x",
+            "--pid",
+            "12,34",
+            "--role",
+            "agent",
+            "--connections",
+            "10_000",
+        ]);
+        let Command::Idle(idle) = parse(&args, None).unwrap() else {
+            panic!("expected idle");
+        };
+        assert_eq!(idle.pids, vec![12, 34]);
+        assert_eq!(idle.role, Role::Agent);
+        assert_eq!(idle.connections, 10_000);
+        assert_eq!(idle.concurrency, 200);
+    }
+
+    #[test]
+    fn help_wins_and_errors_name_the_flag() {
+        assert!(matches!(
+            parse(&strings(&["load", "--help"]), None),
+            Ok(Command::Help)
+        ));
+        assert_eq!(parse(&[], None).unwrap_err(), ArgsError::MissingCommand);
+        let missing = parse(&strings(&["load", "--url", "http://a:1"]), None).unwrap_err();
+        assert_eq!(missing, ArgsError::Required("jwt-secret"));
+        let bad = parse(
+            &strings(&[
+                "load",
+                "--url",
+                "http://a:1",
+                "--jwt-secret",
+                "s",
+                "--pairs",
+                "x",
+            ]),
+            None,
+        );
+        assert!(bad.unwrap_err().to_string().contains("--pairs"));
+        let unknown = parse(&strings(&["idle", "--rate", "3"]), None).unwrap_err();
+        assert!(matches!(unknown, ArgsError::UnknownFlag { .. }));
+        let dangling = parse(&strings(&["load", "--url"]), None).unwrap_err();
+        assert_eq!(dangling, ArgsError::MissingValue("--url".into()));
+        let zero = parse(
+            &strings(&[
+                "load",
+                "--url",
+                "http://a:1",
+                "--jwt-secret",
+                "s",
+                "--rate",
+                "0",
+            ]),
+            None,
+        );
+        assert!(zero.is_err());
+    }
+}

@@ -1,0 +1,78 @@
+//! `chat-bench`: the support chat's load generator and idle-connection
+//! memory probe. It speaks the public protocol only (Socket.IO over
+//! WebSocket on `/chat`, REST under `/api/chat`) and mints its own HS256
+//! tokens with the server's secret.
+//!
+//! ```text
+//! chat-bench load --url http://127.0.0.1:3001[,http://127.0.0.1:3002] --jwt-secret S \
+//!     [--pairs 100] [--rate 1000] [--duration 20] [--warmup 3] [--grace 5] [--pool bench]
+//! chat-bench idle --url http://127.0.0.1:3001 --jwt-secret S --connections 10000 --pid PID \
+//!     [--role customer] [--concurrency 200] [--hold 5]
+//! chat-bench --help
+//! ```
+//!
+//! `load` sets up customer/agent pairs (a customer and its agent on
+//! different gateways when several URLs are given), sends at a fixed
+//! aggregate rate, and reports ack and delivery latency percentiles,
+//! achieved rates, and lost, duplicated or out-of-order messages; it exits
+//! with status 1 when any message went wrong. The server must run with
+//! `RATE_LIMIT_PER_SEC=0`. `idle` opens many authenticated sockets and
+//! reports the servers' memory growth per connection (VmRSS of `--pid`).
+//! `scripts/bench-standalone.sh` runs both against a fresh standalone
+//! server. Exit status 2 means bad arguments or a setup failure.
+#![forbid(unsafe_code)]
+
+mod args;
+mod client;
+mod idle;
+mod load;
+mod report;
+mod rest;
+
+use std::future::Future;
+use std::process::ExitCode;
+
+use args::Command;
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let command = match args::parse(&argv, std::env::var("JWT_SECRET").ok()) {
+        Ok(command) => command,
+        Err(error) => {
+            eprintln!("chat-bench: {error}");
+            eprintln!("run `chat-bench --help` for usage");
+            return ExitCode::from(2);
+        }
+    };
+    match command {
+        Command::Help => {
+            print!("{}", args::HELP);
+            ExitCode::SUCCESS
+        }
+        Command::Load(load) => run(load::run(load)),
+        Command::Idle(idle) => run(idle::run(idle)),
+    }
+}
+
+/// Runs one mode on a multi-threaded runtime: status 0 when it passed, 1
+/// when it ran but found problems, 2 when it could not run.
+fn run(mode: impl Future<Output = anyhow::Result<bool>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("chat-bench: cannot start the runtime: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(mode) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(error) => {
+            eprintln!("chat-bench: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}

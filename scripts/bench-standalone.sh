@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Benchmarks the standalone server on this machine: builds `support-chat` and
+# `chat-bench` in release mode, starts the server on a free port with a
+# throw-away data directory and the rate limit off, measures the memory of
+# idle connections, then runs the load test at each given rate, and stops
+# the server on exit.
+#
+# Usage: scripts/bench-standalone.sh [RATE ...]        (default: 1000)
+# Environment: CONNECTIONS (10000), PAIRS (100), DURATION (20), WARMUP (3),
+#              SKIP_IDLE=1 to skip the idle run, SKIP_BUILD=1 to reuse the
+#              release binaries.
+# Exit status: non-zero when any run failed (lost, duplicated or
+# out-of-order messages, failed connections).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+connections=${CONNECTIONS:-10000}
+pairs=${PAIRS:-100}
+duration=${DURATION:-20}
+warmup=${WARMUP:-3}
+rates=("$@")
+[ ${#rates[@]} -gt 0 ] || rates=(1000)
+
+# Each connection is a descriptor in the server and one in the bench.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+echo "==> open-file limit: $(ulimit -n)"
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((connections + 256)) ]; then
+  echo "warning: $connections connections need an open-file limit above $((connections + 256))" >&2
+fi
+
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+  echo "==> building support-chat and chat-bench (release)"
+  cargo build --release -p support-chat -p chat-bench
+fi
+server_bin="$root/target/release/support-chat"
+bench_bin="$root/target/release/chat-bench"
+
+workdir=$(mktemp -d "${TMPDIR:-/tmp}/chat-bench.XXXXXX")
+server_pid=""
+cleanup() {
+  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
+    kill -TERM "$server_pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do
+      kill -0 "$server_pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$server_pid" 2>/dev/null || true
+  fi
+  rm -rf "$workdir"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+secret="bench-$(date +%s%N)-secret"
+export JWT_SECRET="$secret"
+echo "==> starting support-chat (data in $workdir)"
+PORT=0 HOST=127.0.0.1 CHAT_DATA_DIR="$workdir" RATE_LIMIT_PER_SEC=0 RUST_LOG="${RUST_LOG:-warn}" \
+  "$server_bin" >"$workdir/server.out" 2>"$workdir/server.err" &
+server_pid=$!
+
+url=""
+for _ in $(seq 1 100); do
+  url=$(sed -n 's/^support-chat listening on \(http:[^ ]*\).*/\1/p' "$workdir/server.out")
+  [ -n "$url" ] && break
+  kill -0 "$server_pid" 2>/dev/null || break
+  sleep 0.1
+done
+if [ -z "$url" ]; then
+  echo "the server did not start:" >&2
+  cat "$workdir/server.err" >&2
+  exit 1
+fi
+echo "==> server pid $server_pid at $url"
+
+status=0
+if [ "${SKIP_IDLE:-0}" != 1 ]; then
+  echo
+  echo "==> idle: $connections connections"
+  "$bench_bin" idle --url "$url" --connections "$connections" --pid "$server_pid" --hold 5 || status=1
+fi
+
+for rate in "${rates[@]}"; do
+  echo
+  echo "==> load: $pairs pairs at $rate msg/s for ${duration} s"
+  "$bench_bin" load --url "$url" --pairs "$pairs" --rate "$rate" --duration "$duration" --warmup "$warmup" \
+    || status=1
+  echo "server VmRSS: $(awk '/^VmRSS/ {print $2, $3}' "/proc/$server_pid/status")"
+done
+
+if ! kill -0 "$server_pid" 2>/dev/null; then
+  echo "the server died during the run:" >&2
+  tail -20 "$workdir/server.err" >&2
+  status=1
+fi
+exit "$status"
