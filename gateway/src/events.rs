@@ -1,4 +1,4 @@
-//! The client events of PROTOCOL.md §3 for one connected socket: join and
+//! The client events of docs/protocol.md for one connected socket: join and
 //! leave (served by the gateway itself from the store), send-message and
 //! mark-read (forwarded to the worker, acked when it answers), and typing
 //! (published straight to the session, never stored). Also the per-socket

@@ -1,5 +1,5 @@
 //! REST error answers: `{ error: { code, message } }` with the status of
-//! the code (PROTOCOL.md §2).
+//! the code (docs/protocol.md).
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

@@ -1,4 +1,4 @@
-//! The REST API of PROTOCOL.md §5 under `/api/chat`. Reads go to the store
+//! The REST API of docs/protocol.md under `/api/chat`. Reads go to the store
 //! directly; writes become commands for the worker, like socket events, so
 //! every change is fanned out the same way whichever entry point made it.
 

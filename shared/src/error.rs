@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Error codes of PROTOCOL.md §2, with their wire spelling.
+/// Error codes of docs/protocol.md, with their wire spelling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {

@@ -1,4 +1,4 @@
-//! Computing a pool's Stats (PROTOCOL.md §2) from the store's figures and
+//! Computing a pool's Stats (docs/protocol.md) from the store's figures and
 //! the backplane's presence; used by the worker's pushes and by `GET /stats`.
 
 use crate::backplane::Backplane;

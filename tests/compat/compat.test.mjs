@@ -1,4 +1,4 @@
-// Compatibility of the support-chat server with PROTOCOL.md, seen from the
+// Compatibility of the support-chat server with docs/protocol.md, seen from the
 // stock socket.io-client 4.x and plain fetch: authentication failures, the
 // `connected` greeting, the session lifecycle over REST and Socket.IO
 // (create, assign, join, send, deduplication, typing, read positions, close,

@@ -1,5 +1,5 @@
-//! Payloads that clients send: Socket.IO event payloads (§3) and REST bodies
-//! (§5). Each has a `parse` that turns arbitrary JSON into either a validated
+//! Payloads that clients send: Socket.IO event payloads and REST bodies
+//! (see docs/protocol.md). Each has a `parse` that turns arbitrary JSON into either a validated
 //! value or an `invalid_payload` error naming what is wrong.
 
 use serde::de::DeserializeOwned;

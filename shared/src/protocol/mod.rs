@@ -1,4 +1,4 @@
-//! The public protocol of PROTOCOL.md as Rust types: field names, casing and
+//! The public protocol of docs/protocol.md as Rust types: field names, casing and
 //! null handling are exactly what clients see on the wire.
 
 mod client;

@@ -1,4 +1,4 @@
-//! The objects of PROTOCOL.md §2: Session, Message, Stats, read positions.
+//! The objects of docs/protocol.md: Session, Message, Stats, read positions.
 
 use serde::{Deserialize, Serialize};
 
@@ -101,7 +101,7 @@ pub struct ReadPosition {
     pub up_to_seq: i64,
 }
 
-/// Live figures of one pool (PROTOCOL.md §2 and §5).
+/// Live figures of one pool (docs/protocol.md).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Stats {

@@ -1,4 +1,4 @@
-//! Payloads the server emits (§4) and the shapes of REST answers (§5).
+//! Payloads the server emits and the shapes of REST answers (docs/protocol.md).
 
 use serde::{Deserialize, Serialize};
 

@@ -1,4 +1,4 @@
-// The supervisor dashboard: the pool's Stats (PROTOCOL.md §2) as live
+// The supervisor dashboard: the pool's Stats (docs/protocol.md) as live
 // cards, refreshed by `stats-update`, and charts of the queue length and the
 // message rate over the last minutes.
 

@@ -1,4 +1,4 @@
-// The REST API of PROTOCOL.md §5 (base /api/chat) and the development token
+// The REST API of docs/protocol.md (base /api/chat) and the development token
 // endpoint, with errors turned into `ApiError` carrying the protocol's code.
 
 import type { ChatErrorBody, ChatUser, Message, MessagePage, Session, SessionPage, SessionStatus, Stats } from './types';

@@ -1,4 +1,4 @@
-// The chat protocol's objects and event payloads (PROTOCOL.md §2–§4), as
+// The chat protocol's objects and event payloads (docs/protocol.md), as
 // the browser sees them: JSON, camelCase, times as RFC 3339 strings.
 
 export type Role = 'customer' | 'agent' | 'admin';
@@ -131,7 +131,7 @@ export interface ChatUser {
   pools: string[];
 }
 
-/** Limits the server enforces (PROTOCOL.md §3, §5). */
+/** Limits the server enforces (docs/protocol.md). */
 export const MAX_CONTENT_CHARS = 4000;
 export const MAX_SUBJECT_CHARS = 200;
 export const MAX_REASON_CHARS = 500;
