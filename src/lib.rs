@@ -42,8 +42,14 @@ impl StandaloneConfig {
                 "REDIS_URL and DATABASE_URL select cluster mode: run the `gateway` and `worker` binaries".into(),
             ));
         }
-        let gateway = GatewayConfig::from_env(env, true)?;
+        let mut gateway = GatewayConfig::from_env(env, true)?;
         let mut worker = WorkerConfig::from_env(env)?;
+        if env.get("PARTITIONS").is_none() {
+            // One worker owns everything here, and SQLite commits one
+            // transaction at a time: a single partition turns each read into
+            // one batch and one fsync instead of one per partition.
+            gateway.partitions = 1;
+        }
         // One process owns every partition, so a short lease costs nothing
         // and a restart takes over at once.
         worker.partitions = gateway.partitions;
@@ -117,6 +123,8 @@ pub async fn start(config: StandaloneConfig) -> Result<RunningChat, StandaloneEr
         names,
     );
     let gateway = Gateway::start(config.gateway.clone(), store, backplane).await?;
+    // One process, one `/metrics`: the worker's series are served there too.
+    gateway.add_metrics_source(worker.metrics());
 
     let shutdown = CancellationToken::new();
     let worker_stop = CancellationToken::new();

@@ -1,5 +1,6 @@
 //! Assembling a gateway: connect its hub to the backplane, start its
-//! background tasks, build the HTTP router, serve, and drain on shutdown.
+//! background tasks, build the HTTP router, serve, and drain on shutdown
+//! so that a rolling update loses no client and no acknowledged message.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,28 +11,38 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::response::Response;
 use axum::routing::{any, get, post};
+use axum::serve::ListenerExt;
 use axum::Router;
 use chat_shared::auth::{JwtConfigError, JwtKeySource, TokenMinter, TokenVerifier};
 use chat_shared::backplane::{Backplane, BackplaneError};
 use chat_shared::names::Names;
 use chat_shared::store::Store;
+use chat_shared::metrics::MetricsSource;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{GatewayConfig, MAX_PAYLOAD_BYTES};
-use crate::hub::Hub;
-use crate::metrics::Metrics;
+use crate::hub::{Hub, SocketHandle};
+use crate::metrics::{Metrics, Rejection};
 use crate::presence::{self, Presence};
 use crate::state::GatewayState;
 use crate::{ops, rest, sio};
 
 /// WebSocket read buffer: small, since most sockets sit idle and the
 /// protocol's frames are small; larger frames still work, they just take
-/// more reads.
-const WS_READ_BUFFER: usize = 4 * 1024;
+/// more reads. It is allocated per connection, so it dominates the memory
+/// of an idle socket.
+const WS_READ_BUFFER: usize = 2 * 1024;
 /// How often requests past their deadline are answered.
 const EXPIRY_SWEEP: Duration = Duration::from_millis(250);
+/// Shortest pause between two batches of a drain's disconnections; a
+/// shorter window closes bigger batches rather than more of them.
+const MIN_BATCH_GAP: Duration = Duration::from_millis(50);
+/// How often a drain looks whether every in-flight command was answered.
+const IN_FLIGHT_POLL: Duration = Duration::from_millis(20);
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -82,7 +93,9 @@ impl Gateway {
             metrics,
             presence: Presence::default(),
             draining: AtomicBool::new(false),
+            accepting: AtomicBool::new(true),
             close_connections: CancellationToken::new(),
+            metrics_sources: std::sync::Mutex::new(Vec::new()),
         });
         let tasks = TaskTracker::new();
         let stop_tasks = CancellationToken::new();
@@ -124,17 +137,32 @@ impl Gateway {
         ops_routes().with_state(self.state.clone())
     }
 
-    /// Serves until `shutdown` resolves, then drains: turn unready, stop
-    /// accepting, close every socket (clients reconnect elsewhere), answer
-    /// or time out what is in flight, and stop the background tasks.
+    /// Adds another component's series to this gateway's `/metrics` (the
+    /// standalone process serves the worker's there too).
+    pub fn add_metrics_source(&self, source: Arc<dyn MetricsSource>) {
+        self.state
+            .metrics_sources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(source);
+    }
+
+    /// Serves until `shutdown` resolves, then drains (see [`DrainConfig`]):
+    /// turn unready, keep serving for the drain delay, stop accepting,
+    /// close the sockets in batches over the drain window (clients
+    /// reconnect to another gateway), wait for what is in flight, and stop
+    /// the background tasks, all within the shutdown grace.
+    ///
+    /// [`DrainConfig`]: crate::config::DrainConfig
     pub async fn serve(
         self,
         listener: TcpListener,
         admin_listener: Option<TcpListener>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), GatewayError> {
-        let stop_accepting = CancellationToken::new();
         if let Some(admin) = admin_listener {
+            // The admin port outlives the public one: probes must keep
+            // seeing "not ready" and scrapes keep working until the end.
             let admin_router = self.admin_router();
             let stop = self.stop_tasks.clone();
             self.tasks.spawn(async move {
@@ -146,34 +174,121 @@ impl Gateway {
                 }
             });
         }
-        let state = self.state.clone();
+        let stop_accepting = CancellationToken::new();
         let stop = stop_accepting.clone();
-        let signal = async move {
-            shutdown.await;
-            tracing::info!("shutting down: draining connections");
-            state.draining.store(true, Ordering::Relaxed);
-            stop.cancel();
-        };
         let router = self.router();
-        axum::serve(listener, router)
-            .with_graceful_shutdown(signal)
-            .await?;
-        self.drain().await;
-        Ok(())
+        // Small frames go out at once rather than waiting for Nagle's
+        // algorithm to batch them.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(error) = tcp.set_nodelay(true) {
+                tracing::debug!(%error, "TCP_NODELAY not set");
+            }
+        });
+        let mut public = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await
+        });
+        let failed = tokio::select! {
+            _ = shutdown => None,
+            finished = &mut public => Some(finished),
+        };
+        match failed {
+            None => {
+                self.drain(stop_accepting, Some(public)).await;
+                Ok(())
+            }
+            // The listener failed on its own: nothing to hand over to a
+            // load balancer any more, but the sockets still get closed.
+            Some(finished) => {
+                self.drain(stop_accepting, None).await;
+                match finished {
+                    Ok(served) => served.map_err(GatewayError::Io),
+                    Err(join) => Err(GatewayError::Io(std::io::Error::other(join))),
+                }
+            }
+        }
     }
 
-    async fn drain(self) {
+    async fn drain(
+        self,
+        stop_accepting: CancellationToken,
+        public: Option<JoinHandle<std::io::Result<()>>>,
+    ) {
+        let drain = self.state.config.drain;
+        let deadline = Instant::now() + drain.grace;
         self.state.draining.store(true, Ordering::Relaxed);
+        tracing::info!(
+            delay_ms = drain.delay.as_millis() as u64,
+            window_ms = drain.window.as_millis() as u64,
+            "draining: readiness is off; still serving while load balancers notice"
+        );
+        tokio::time::sleep_until(deadline.min(Instant::now() + drain.delay)).await;
+
+        self.state.accepting.store(false, Ordering::Relaxed);
+        stop_accepting.cancel();
+        let sockets = self.state.hub.all_sockets();
+        tracing::info!(
+            sockets = sockets.len(),
+            "no longer accepting; asking clients to reconnect elsewhere"
+        );
+        let window = drain
+            .window
+            .min(deadline.saturating_duration_since(Instant::now()));
+        disconnect_in_batches(&sockets, window, &self.state.metrics).await;
+        // Whatever was not in the hub (a socket still authenticating, one
+        // that connected during the window) goes now.
         self.state.close_connections.cancel();
         self.connections.close();
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.connections.wait()).await;
-        let deadline = tokio::time::Instant::now() + self.state.config.request_timeout;
-        while !self.state.hub.requests.is_empty() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let _ = tokio::time::timeout_at(deadline, self.connections.wait()).await;
+
+        // Commands already appended are answered by the workers (or time
+        // out); REST callers are waiting for those answers.
+        while !self.state.hub.requests.is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(IN_FLIGHT_POLL).await;
+        }
+        if let Some(public) = public {
+            match tokio::time::timeout_at(deadline, public).await {
+                Ok(Ok(Err(error))) => tracing::warn!(%error, "public listener failed while draining"),
+                Ok(Err(error)) => tracing::warn!(%error, "public listener task failed"),
+                Err(_) => tracing::warn!("grace period over with HTTP requests still open"),
+                Ok(Ok(Ok(()))) => {}
+            }
+        }
+        let unanswered = self.state.hub.requests.len();
+        if unanswered > 0 {
+            tracing::warn!(unanswered, "grace period over with commands unanswered");
         }
         self.stop_tasks.cancel();
         self.tasks.close();
         self.tasks.wait().await;
+        tracing::info!("drained");
+    }
+}
+
+/// Closes `sockets` in batches spread evenly over `window`, the first at
+/// once. Clients treat the close as a lost transport and reconnect (through
+/// the load balancer, to a gateway still serving); spreading the closes
+/// spreads those reconnections and the history reads they cause.
+async fn disconnect_in_batches(sockets: &[Arc<SocketHandle>], window: Duration, metrics: &Metrics) {
+    if sockets.is_empty() {
+        return;
+    }
+    let most_batches = usize::try_from(window.as_millis() / MIN_BATCH_GAP.as_millis())
+        .unwrap_or(usize::MAX)
+        .max(1);
+    let batches = sockets.len().min(most_batches);
+    let per_batch = sockets.len().div_ceil(batches);
+    let gap = window / u32::try_from(batches).unwrap_or(u32::MAX);
+    let started = Instant::now();
+    for (index, batch) in sockets.chunks(per_batch).enumerate() {
+        tokio::time::sleep_until(started + gap * u32::try_from(index).unwrap_or(u32::MAX)).await;
+        for socket in batch {
+            if !socket.kick.is_cancelled() {
+                metrics.drain_disconnects.inc();
+                socket.kick.cancel();
+            }
+        }
     }
 }
 
@@ -195,7 +310,8 @@ async fn socket_io(
     let (Ok(upgrade), true, true) = (upgrade, websocket, engine_v4) else {
         return ops::polling_refused().await;
     };
-    if state.draining.load(Ordering::Relaxed) {
+    if !state.accepting.load(Ordering::Relaxed) {
+        state.metrics.rejected(Rejection::Draining).inc();
         return axum::response::IntoResponse::into_response((
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             "draining",

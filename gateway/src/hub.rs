@@ -17,7 +17,7 @@ use chat_shared::names::Names;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::Metrics;
+use crate::metrics::{BackplaneOp, Metrics};
 use crate::requests::PendingRequests;
 
 /// What the hub hands a connection task to write.
@@ -26,16 +26,21 @@ pub enum Outbound {
     /// A finished text frame.
     Frame(Utf8Bytes),
     /// A `new-message` frame: the socket writes it only if `seq` is new to
-    /// it, and repairs any gap before it from the store.
-    SessionMessage {
-        session_id: Arc<str>,
-        seq: i64,
-        frame: Utf8Bytes,
-    },
+    /// it, and repairs any gap before it from the store. Shared by every
+    /// socket of the room, which keeps queue slots small.
+    SessionMessage(Arc<SessionFrame>),
     /// The subscription was lost and restored: events may have been
     /// missed, so the socket catches up on its joined sessions from the
     /// store.
     Resync,
+}
+
+/// One `new-message` as it is fanned out to a room.
+#[derive(Debug)]
+pub struct SessionFrame {
+    pub session_id: String,
+    pub seq: i64,
+    pub frame: Utf8Bytes,
 }
 
 /// The hub's handle on one connected socket.
@@ -58,7 +63,7 @@ impl SocketHandle {
             Err(mpsc::error::TrySendError::Full(_))
         );
         if full && !self.kick.is_cancelled() {
-            metrics.slow_consumer_drops.fetch_add(1, Ordering::Relaxed);
+            metrics.slow_consumer_drops.inc();
             tracing::info!(sid = %self.sid, "socket fell behind; disconnecting it");
             self.kick.cancel();
         }
@@ -157,7 +162,10 @@ impl Hub {
         let _change = self.subscription_changes.lock().await;
         let needs_subscription = !self.lock_rooms().by_channel.contains_key(channel);
         if needs_subscription {
-            self.subscriber.subscribe(channel).await?;
+            if let Err(error) = self.subscriber.subscribe(channel).await {
+                self.metrics.backplane_error(BackplaneOp::Subscribe);
+                return Err(error);
+            }
         }
         self.lock_rooms()
             .by_channel
@@ -255,8 +263,12 @@ impl Hub {
             Some(index) => &delivery.audience[..index],
             None => &[],
         };
-        let session_id: Option<Arc<str>> = match (delivery.seq, &delivery.session_id) {
-            (Some(_), Some(id)) => Some(Arc::from(id.as_str())),
+        let session_frame = match (delivery.seq, delivery.session_id) {
+            (Some(seq), Some(session_id)) => Some(Arc::new(SessionFrame {
+                session_id,
+                seq,
+                frame: frame.clone(),
+            })),
             _ => None,
         };
         let rooms = self.lock_rooms();
@@ -271,19 +283,18 @@ impl Hub {
             if earlier.iter().any(|c| rooms.is_member(c, socket.key)) {
                 continue;
             }
-            let item = match (&session_id, delivery.seq) {
-                (Some(session_id), Some(seq)) => Outbound::SessionMessage {
-                    session_id: session_id.clone(),
-                    seq,
-                    frame: frame.clone(),
-                },
-                _ => Outbound::Frame(frame.clone()),
+            let item = match &session_frame {
+                Some(shared) => Outbound::SessionMessage(shared.clone()),
+                None => Outbound::Frame(frame.clone()),
             };
             socket.push(item, &self.metrics);
             sent += 1;
         }
-        self.metrics
-            .events_emitted
-            .fetch_add(sent, Ordering::Relaxed);
+        drop(rooms);
+        self.metrics.events_emitted(&delivery.event, sent);
+        if let (Some(committed_at), true) = (delivery.committed_at_ms, sent > 0) {
+            self.metrics
+                .record_fanout(committed_at, chat_shared::Timestamp::now().millis());
+        }
     }
 }

@@ -4,7 +4,6 @@
 //! Nothing a client sends can end the task other than by closing its own
 //! connection; bad packets are answered with errors.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
@@ -21,6 +20,7 @@ use super::packet::{self, EnginePacket, SocketPacket};
 use crate::config::MAX_PAYLOAD_BYTES;
 use crate::events::SocketSession;
 use crate::hub::{Outbound, SocketHandle};
+use crate::metrics::Rejection;
 use crate::presence;
 use crate::state::GatewayState;
 
@@ -61,18 +61,16 @@ pub async fn serve(mut socket: WebSocket, state: Arc<GatewayState>) {
     let mut session = SocketSession::new(state.clone(), handle.clone());
     if let Err(error) = join_base_rooms(&state, &handle, &mut session).await {
         tracing::warn!(%error, "socket rejected: backplane unavailable");
+        state.metrics.rejected(Rejection::Unavailable).inc();
         let frame = packet::connect_error_frame(NAMESPACE, "unavailable", Some("unavailable"));
         let _ = socket.send(Message::Text(frame.into())).await;
         session.close().await;
         let _ = socket.close().await;
         return;
     }
-    state
-        .metrics
-        .connections_accepted
-        .fetch_add(1, Ordering::Relaxed);
+    state.metrics.connections_accepted.inc();
     let gauge = state.metrics.sockets_gauge(handle.identity.role);
-    gauge.fetch_add(1, Ordering::Relaxed);
+    gauge.inc();
     presence::agent_connected(&state, &handle.identity).await;
 
     let ending = run_connected(&mut socket, &state, &mut session, outbound, &socket_id).await;
@@ -80,7 +78,7 @@ pub async fn serve(mut socket: WebSocket, state: Arc<GatewayState>) {
 
     session.close().await;
     presence::agent_disconnected(&state, &handle.identity).await;
-    gauge.fetch_sub(1, Ordering::Relaxed);
+    gauge.dec();
     // The goodbye is bounded: a peer that stopped reading gets its TCP
     // connection dropped instead.
     let goodbye = async {
@@ -144,17 +142,14 @@ async fn await_namespace_connect(socket: &mut WebSocket, state: &GatewayState) -
                     Err(error) => {
                         state
                             .metrics
-                            .reject_counter(error.code())
-                            .fetch_add(1, Ordering::Relaxed);
+                            .rejected(Rejection::from_auth_code(error.code()))
+                            .inc();
                         packet::connect_error_frame(NAMESPACE, "unauthorized", Some(error.code()))
                     }
                 }
             }
             Ok(EnginePacket::Message(SocketPacket::Connect { namespace, .. })) => {
-                state
-                    .metrics
-                    .rejected_bad_namespace
-                    .fetch_add(1, Ordering::Relaxed);
+                state.metrics.rejected(Rejection::BadNamespace).inc();
                 packet::connect_error_frame(&namespace, "Invalid namespace", None)
             }
             Ok(EnginePacket::Close) => return None,
@@ -220,7 +215,7 @@ async fn run_connected(
                     biased;
                     _ = kick.cancelled() => return Ending::Kicked,
                     _ = state.close_connections.cancelled() => return Ending::Kicked,
-                    written = write_queued(socket, session, item, &mut outbound) => written,
+                    written = Box::pin(write_queued(socket, session, item, &mut outbound)) => written,
                 };
                 if let Err(error) = written {
                     return Ending::Transport(error);
@@ -240,7 +235,9 @@ async fn run_connected(
                     Some(Ok(_)) => continue,
                     Some(Err(error)) => return Ending::Transport(error.to_string()),
                 };
-                match handle_frame(socket, session, &text).await {
+                // Boxed: an idle connection then holds no room for the
+                // largest event handler's state.
+                match Box::pin(handle_frame(socket, session, &text)).await {
                     FrameOutcome::Continue => {}
                     FrameOutcome::Pong => {
                         awaiting_pong = false;
@@ -333,11 +330,11 @@ async fn write_queued(
     while let Some(item) = next.take() {
         let frames_out = match item {
             Outbound::Frame(frame) => vec![frame],
-            Outbound::SessionMessage {
-                session_id,
-                seq,
-                frame,
-            } => session.session_message(&session_id, seq, frame).await,
+            Outbound::SessionMessage(shared) => {
+                session
+                    .session_message(&shared.session_id, shared.seq, shared.frame.clone())
+                    .await
+            }
             Outbound::Resync => session.catch_up().await,
         };
         for frame in frames_out {
