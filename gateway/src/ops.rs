@@ -3,6 +3,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -11,6 +12,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chat_shared::auth::Identity;
+use chat_shared::metrics::{self, Kind};
 use chat_shared::protocol::Role;
 use chat_shared::{validate, ChatError};
 use serde::Deserialize;
@@ -27,32 +29,92 @@ pub async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
-pub async fn readyz(State(state): State<Arc<GatewayState>>) -> Response {
+/// How long a readiness check waits for the backplane and the store: a
+/// dependency slower than this is as good as down for new clients, and a
+/// probe or scrape must not hang on it.
+const DEPENDENCY_CHECK: Duration = Duration::from_secs(2);
+
+/// What `/readyz` reports.
+#[derive(Debug, Clone, Copy)]
+pub struct Readiness {
+    pub draining: bool,
+    pub backplane: bool,
+    pub store: bool,
+}
+
+impl Readiness {
+    pub fn ready(self) -> bool {
+        !self.draining && self.backplane && self.store
+    }
+}
+
+/// Checks both dependencies at once, each bounded.
+pub async fn readiness(state: &GatewayState) -> Readiness {
     let draining = state.draining.load(Ordering::Relaxed);
-    let backplane = state.backplane.ping().await.is_ok();
-    let store = state.store.ping().await.is_ok();
-    let ready = !draining && backplane && store;
+    let (backplane, store) = tokio::join!(
+        tokio::time::timeout(DEPENDENCY_CHECK, state.backplane.ping()),
+        tokio::time::timeout(DEPENDENCY_CHECK, state.store.ping()),
+    );
+    Readiness {
+        draining,
+        backplane: matches!(backplane, Ok(Ok(()))),
+        store: matches!(store, Ok(Ok(()))),
+    }
+}
+
+pub async fn readyz(State(state): State<Arc<GatewayState>>) -> Response {
+    let readiness = readiness(&state).await;
+    let ready = readiness.ready();
     let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body =
-        json!({ "ready": ready, "draining": draining, "backplane": backplane, "store": store });
+    let body = json!({
+        "ready": ready,
+        "draining": readiness.draining,
+        "backplane": readiness.backplane,
+        "store": readiness.store,
+    });
     (status, Json(body)).into_response()
 }
 
+/// The Prometheus text exposition of this process: the gateway's series,
+/// those of any other component it runs (the standalone worker), its
+/// readiness, and the build info.
 pub async fn metrics(State(state): State<Arc<GatewayState>>) -> Response {
-    let mut text = state.metrics.render();
-    text.push_str(&format!(
-        "# HELP chat_gateway_pending_requests Commands waiting for the worker's answer.\n# TYPE chat_gateway_pending_requests gauge\nchat_gateway_pending_requests {}\n",
-        state.hub.requests.len()
-    ));
-    text.push_str(&format!(
-        "# HELP chat_build_info Build information.\n# TYPE chat_build_info gauge\nchat_build_info{{version=\"{}\",component=\"gateway\"}} 1\n",
-        env!("CARGO_PKG_VERSION")
-    ));
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+    let readiness = readiness(&state).await;
+    let mut text = String::with_capacity(16 * 1024);
+    state.metrics.render(&mut text);
+    metrics::single(
+        &mut text,
+        "chat_gateway_pending_requests",
+        Kind::Gauge,
+        "Commands waiting for a worker's answer.",
+        state.hub.requests.len(),
+    );
+    metrics::single(
+        &mut text,
+        "chat_gateway_draining",
+        Kind::Gauge,
+        "1 while the gateway drains (after SIGTERM), else 0.",
+        u8::from(readiness.draining),
+    );
+    metrics::single(
+        &mut text,
+        "chat_ready",
+        Kind::Gauge,
+        "1 while /readyz answers 200: dependencies answer and the process is not draining.",
+        u8::from(readiness.ready()),
+    );
+    let sources = state.metrics_sources();
+    let mut components = vec!["gateway"];
+    for source in &sources {
+        source.render(&mut text);
+        components.push(source.component());
+    }
+    metrics::build_info(&mut text, &components);
+    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()
 }
 
 /// Any `/socket.io/` request that is not a WebSocket upgrade.
@@ -85,6 +147,9 @@ pub async fn dev_token(
     };
     let request: DevTokenRequest = chat_shared::protocol::from_json(json_body(body)?)?;
     validate::user_id(&request.user_id, "userId")?;
+    if let Some(name) = &request.name {
+        validate::display_name(name)?;
+    }
     let role = Role::parse(&request.role)
         .ok_or_else(|| ChatError::invalid("role must be customer, agent or admin"))?;
     let pools = match role {

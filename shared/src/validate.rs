@@ -9,6 +9,18 @@ pub const MAX_ID_CHARS: usize = 128;
 pub const MAX_POOL_CHARS: usize = 64;
 pub const MAX_SUBJECT_CHARS: usize = 200;
 pub const MAX_REASON_CHARS: usize = 500;
+pub const MAX_NAME_CHARS: usize = 200;
+
+/// U+0000 cannot be stored by every store (PostgreSQL text refuses it), so
+/// it is refused at the door rather than failing a whole batch later.
+fn refuse_nul(text: &str, field: &str) -> Result<(), ChatError> {
+    if text.contains('\0') {
+        return Err(ChatError::invalid(format!(
+            "{field} must not contain the NUL character"
+        )));
+    }
+    Ok(())
+}
 
 /// Trims `raw` and checks it holds 1..=4000 Unicode code points.
 pub fn content(raw: &str) -> Result<String, ChatError> {
@@ -17,6 +29,7 @@ pub fn content(raw: &str) -> Result<String, ChatError> {
     if chars == 0 {
         return Err(ChatError::invalid("content must not be empty"));
     }
+    refuse_nul(trimmed, "content")?;
     if chars > MAX_CONTENT_CHARS {
         return Err(ChatError::invalid(format!(
             "content must be at most {MAX_CONTENT_CHARS} characters"
@@ -26,6 +39,7 @@ pub fn content(raw: &str) -> Result<String, ChatError> {
 }
 
 pub fn client_msg_id(id: &str) -> Result<(), ChatError> {
+    refuse_nul(id, "clientMsgId")?;
     let chars = id.chars().count();
     if chars == 0 || chars > MAX_CLIENT_MSG_ID_CHARS {
         return Err(ChatError::invalid(format!(
@@ -36,6 +50,7 @@ pub fn client_msg_id(id: &str) -> Result<(), ChatError> {
 }
 
 pub fn session_id(id: &str) -> Result<(), ChatError> {
+    refuse_nul(id, "sessionId")?;
     if id.is_empty() || id.chars().count() > MAX_ID_CHARS {
         return Err(ChatError::invalid("sessionId must be a non-empty string"));
     }
@@ -43,6 +58,7 @@ pub fn session_id(id: &str) -> Result<(), ChatError> {
 }
 
 pub fn user_id(id: &str, field: &str) -> Result<(), ChatError> {
+    refuse_nul(id, field)?;
     if id.is_empty() || id.chars().count() > MAX_ID_CHARS {
         return Err(ChatError::invalid(format!(
             "{field} must be 1 to {MAX_ID_CHARS} characters"
@@ -68,6 +84,17 @@ pub fn pool(name: &str) -> Result<(), ChatError> {
     }
 }
 
+/// A display name: at most 200 characters, no NUL.
+pub fn display_name(name: &str) -> Result<(), ChatError> {
+    refuse_nul(name, "name")?;
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(ChatError::invalid(format!(
+            "name must be at most {MAX_NAME_CHARS} characters"
+        )));
+    }
+    Ok(())
+}
+
 pub fn seq(value: i64, field: &str) -> Result<(), ChatError> {
     if value < 0 {
         return Err(ChatError::invalid(format!("{field} must not be negative")));
@@ -83,6 +110,7 @@ pub fn optional_text(
 ) -> Result<Option<String>, ChatError> {
     let Some(raw) = raw else { return Ok(None) };
     let trimmed = raw.trim();
+    refuse_nul(trimmed, field)?;
     if trimmed.is_empty() {
         return Ok(None);
     }
@@ -103,6 +131,18 @@ mod tests {
         assert!(content(&"😀".repeat(4000)).is_ok());
         assert!(content(&"😀".repeat(4001)).is_err());
         assert_eq!(content("\n\t x \n").unwrap(), "x");
+    }
+
+    #[test]
+    fn nul_is_refused_everywhere() {
+        assert!(content("a\0b").is_err());
+        assert!(client_msg_id("a\0").is_err());
+        assert!(session_id("s\0").is_err());
+        assert!(user_id("u\0", "sub").is_err());
+        assert!(display_name("Ann\0").is_err());
+        assert!(optional_text(Some("x\0".into()), "subject", 10).is_err());
+        assert!(display_name(&"n".repeat(200)).is_ok());
+        assert!(display_name(&"n".repeat(201)).is_err());
     }
 
     #[test]

@@ -190,6 +190,7 @@ fn identity_from_claims(claims: TokenClaims) -> Result<Identity, AuthError> {
         .name
         .filter(|name| !name.is_empty())
         .unwrap_or_else(|| user_id.clone());
+    validate::display_name(&name).map_err(|err| invalid(err.message))?;
 
     let pools = match role {
         // Customers belong to no pool; whatever the token says is ignored.

@@ -20,8 +20,9 @@
 //! statement: inserts use `ON CONFLICT DO NOTHING` and updates check the
 //! expected version in their WHERE clause, so fewer rows written than asked
 //! means another writer got there first. Any shortfall fails the whole
-//! batch with `StoreError::Conflict`; dropping the open transaction rolls
-//! back whatever ran before it.
+//! batch with `StoreError::Conflict`, and the transaction is rolled back
+//! before its connection goes back to the pool. (A unique violation that
+//! still gets through, as SQLSTATE 23505, is a `Conflict` too.)
 
 use std::collections::{HashMap, HashSet};
 
@@ -36,22 +37,32 @@ use crate::Timestamp;
 pub(super) async fn commit(client: &mut Object, mutations: &[Mutation]) -> Result<(), StoreError> {
     let plan = Plan::new(mutations);
     let tx = client.transaction().await?;
+    match write(&tx, &plan).await {
+        Ok(()) => Ok(tx.commit().await?),
+        Err(err) => {
+            // Rolled back before the connection goes back to the pool. If
+            // the connection is broken the server rolls back by itself.
+            let _ = tx.rollback().await;
+            Err(err)
+        }
+    }
+}
+
+async fn write(tx: &Transaction<'_>, plan: &Plan<'_>) -> Result<(), StoreError> {
     for run in &plan.sessions {
-        insert_sessions(&tx, &run.inserts).await?;
-        update_sessions(&tx, &run.updates).await?;
+        insert_sessions(tx, &run.inserts).await?;
+        update_sessions(tx, &run.updates).await?;
     }
     let (users, messages, positions) = tokio::join!(
-        remember_users(&tx, &plan.users),
-        insert_messages(&tx, &plan.messages),
-        set_read_positions(&tx, &plan.read_positions),
+        remember_users(tx, &plan.users),
+        insert_messages(tx, &plan.messages),
+        set_read_positions(tx, &plan.read_positions),
     );
     // Checked in this order: once one statement fails, those after it fail
     // only because the transaction is aborted.
     users?;
     messages?;
-    positions?;
-    tx.commit().await?;
-    Ok(())
+    positions
 }
 
 // ---------------------------------------------------------------------------
@@ -204,8 +215,10 @@ impl<'a> SessionRows<'a> {
         self.last_seq.push(s.last_seq);
         self.last_message_at.push(millis(s.last_message_at));
         self.version.push(record.version);
-        self.first_assigned_at.push(millis(record.first_assigned_at));
-        self.first_response_at.push(millis(record.first_response_at));
+        self.first_assigned_at
+            .push(millis(record.first_assigned_at));
+        self.first_response_at
+            .push(millis(record.first_response_at));
         self.first_response_ms.push(record.first_response_ms);
         if let Some(expected) = expected_version {
             self.expected_version.push(expected);

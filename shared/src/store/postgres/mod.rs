@@ -22,9 +22,9 @@
 //! and the pool reconnects by itself once the server is back; anything else
 //! is `StoreError::Internal`.
 //!
-//! Durability is the server's `synchronous_commit`, which this store never
-//! lowers: a commit that returns is on disk, so an acknowledged message
-//! survives a crash. Timestamps are BIGINT milliseconds, exactly as
+//! Every connection starts with `synchronous_commit=on` (unless the URL's
+//! own `options` set it): a commit that returns is on disk, so an
+//! acknowledged message survives a crash. Timestamps are BIGINT milliseconds, exactly as
 //! `crate::Timestamp` holds them. Connections are plain TCP or Unix
 //! sockets (no TLS): the database is expected on the cluster's private
 //! network.
@@ -41,8 +41,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
 
 use super::{
-    BatchKeys, BatchSnapshot, MessageRange, Mutation, PoolFigures, SessionQuery, Store,
-    StoreError,
+    BatchKeys, BatchSnapshot, MessageRange, Mutation, PoolFigures, SessionQuery, Store, StoreError,
 };
 use crate::protocol::{MessagePage, ReadPosition, Session};
 use crate::Timestamp;
@@ -55,6 +54,10 @@ mod schema;
 mod tests;
 #[cfg(test)]
 mod throwaway;
+
+/// How long data sent to the server may stay unacknowledged before the
+/// connection counts as broken, unless the URL sets `tcp_user_timeout`.
+const UNACKNOWLEDGED_DATA_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How `PostgresStore::connect` sets up its pool.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,22 +115,21 @@ impl PostgresStore {
         let mut config = tokio_postgres::Config::from_str(database_url)
             .map_err(|err| StoreError::Internal(format!("invalid database URL: {err}")))?;
         config.connect_timeout(options.connect_timeout);
+        if config.get_tcp_user_timeout().is_none() {
+            // A server that vanishes without closing the connection (a
+            // partition, a lost node) would leave a query waiting for hours
+            // on TCP's own timers; unacknowledged data now breaks the
+            // connection after this long, and the call fails `Unavailable`.
+            config.tcp_user_timeout(UNACKNOWLEDGED_DATA_TIMEOUT);
+        }
         if config.get_application_name().is_none() {
             config.application_name("support-chat");
         }
         if let Some(schema) = &options.schema {
             check_schema_name(schema)?;
-            // Every connection of the pool starts with this search path, so
-            // unqualified names in every statement resolve to the schema.
-            let search_path = format!("-c search_path={schema}");
-            let startup = match config.get_options() {
-                Some(existing) if !existing.trim().is_empty() => {
-                    format!("{existing} {search_path}")
-                }
-                _ => search_path,
-            };
-            config.options(startup);
         }
+        let startup = startup_options(config.get_options(), options.schema.as_deref());
+        config.options(startup);
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -146,7 +148,9 @@ impl PostgresStore {
             .create_timeout(timeout)
             .recycle_timeout(timeout)
             .build()
-            .map_err(|err| StoreError::Internal(format!("cannot build the connection pool: {err}")))?;
+            .map_err(|err| {
+                StoreError::Internal(format!("cannot build the connection pool: {err}"))
+            })?;
         let store = PostgresStore { pool };
         let mut client = store.client().await?;
         schema::migrate(&mut client, options.schema.as_deref()).await?;
@@ -221,6 +225,26 @@ impl Store for PostgresStore {
         client.batch_execute("SELECT 1").await?;
         Ok(())
     }
+}
+
+/// The settings every connection starts with: whatever the URL's
+/// `options` hold, then `synchronous_commit=on` unless the URL sets it
+/// (so a commit is durable whatever the server's default), then the search
+/// path of `schema`, so unqualified names in every statement resolve to it.
+fn startup_options(existing: Option<&str>, schema: Option<&str>) -> String {
+    let mut options: Vec<String> = existing
+        .map(str::trim)
+        .filter(|existing| !existing.is_empty())
+        .map(str::to_owned)
+        .into_iter()
+        .collect();
+    if !options.iter().any(|o| o.contains("synchronous_commit")) {
+        options.push("-c synchronous_commit=on".into());
+    }
+    if let Some(schema) = schema {
+        options.push(format!("-c search_path={schema}"));
+    }
+    options.join(" ")
 }
 
 /// A schema name goes into startup options and DDL unquoted, so it is kept

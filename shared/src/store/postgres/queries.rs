@@ -12,8 +12,8 @@ use tokio_postgres::{IsolationLevel, Row};
 
 use crate::protocol::{Message, MessagePage, ReadPosition, Role, Session, SessionStatus};
 use crate::store::{
-    BatchKeys, BatchSnapshot, MessageRange, PoolFigures, SessionQuery, SessionRecord,
-    SessionScope, StoreError,
+    BatchKeys, BatchSnapshot, MessageRange, PoolFigures, SessionQuery, SessionRecord, SessionScope,
+    StoreError,
 };
 use crate::Timestamp;
 
@@ -112,8 +112,22 @@ pub(super) async fn load_batch(
     };
 
     let (sessions, messages, positions, users) =
-        tokio::join!(sessions, messages, positions, users);
-    let (sessions, messages, positions, users) = (sessions?, messages?, positions?, users?);
+        match tokio::join!(sessions, messages, positions, users) {
+            (Ok(sessions), Ok(messages), Ok(positions), Ok(users)) => {
+                (sessions, messages, positions, users)
+            }
+            (sessions, messages, positions, users) => {
+                let _ = tx.rollback().await;
+                let first = [sessions.err(), messages.err(), positions.err(), users.err()]
+                    .into_iter()
+                    .flatten()
+                    .next();
+                return Err(first.map_or_else(
+                    || StoreError::Internal("a batch read failed".into()),
+                    StoreError::from,
+                ));
+            }
+        };
     tx.commit().await?;
 
     let mut snapshot = BatchSnapshot::default();

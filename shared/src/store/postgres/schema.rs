@@ -16,7 +16,7 @@
 //! break ties by id must order them bytewise, as Rust does, whatever the
 //! database's locale.
 
-use deadpool_postgres::Object;
+use deadpool_postgres::{Object, Transaction};
 
 use crate::store::StoreError;
 use crate::Timestamp;
@@ -114,7 +114,17 @@ CREATE TABLE users (
 /// (the connection's search path already points at it).
 pub(super) async fn migrate(client: &mut Object, schema: Option<&str>) -> Result<(), StoreError> {
     let tx = client.transaction().await?;
-    // Held until this transaction ends; concurrent callers queue here.
+    match apply_missing(&tx, schema).await {
+        Ok(()) => Ok(tx.commit().await?),
+        Err(err) => {
+            let _ = tx.rollback().await;
+            Err(err)
+        }
+    }
+}
+
+async fn apply_missing(tx: &Transaction<'_>, schema: Option<&str>) -> Result<(), StoreError> {
+    // Held until the transaction ends; concurrent callers queue here.
     tx.execute(
         "SELECT pg_advisory_xact_lock($1, hashtext(coalesce($2::text, current_schema()::text, '')))",
         &[&LOCK_NAMESPACE, &schema],
@@ -133,7 +143,10 @@ pub(super) async fn migrate(client: &mut Object, schema: Option<&str>) -> Result
     )
     .await?;
     let applied: Vec<i64> = tx
-        .query("SELECT version FROM schema_migrations ORDER BY version", &[])
+        .query(
+            "SELECT version FROM schema_migrations ORDER BY version",
+            &[],
+        )
         .await?
         .iter()
         .map(|row| row.try_get(0))
@@ -151,7 +164,6 @@ pub(super) async fn migrate(client: &mut Object, schema: Option<&str>) -> Result
         .await?;
         tracing::info!(version = migration.version, "applied postgresql migration");
     }
-    tx.commit().await?;
     Ok(())
 }
 

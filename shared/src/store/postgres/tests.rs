@@ -19,7 +19,9 @@ fn database_url() -> String {
 }
 
 /// A fresh schema name; the schema is created by the first `connect` and
-/// dropped (with everything in it) when this guard goes.
+/// dropped (with everything in it) when this guard goes. The test's
+/// connections carry the schema name as their application name, so the
+/// guard can end exactly those before dropping.
 struct TestSchema {
     name: String,
 }
@@ -31,6 +33,12 @@ impl TestSchema {
         }
     }
 
+    fn url(&self) -> String {
+        let url = database_url();
+        let separator = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{separator}application_name={}", self.name)
+    }
+
     fn options(&self) -> PostgresOptions {
         PostgresOptions {
             pool_size: 4,
@@ -40,7 +48,7 @@ impl TestSchema {
     }
 
     async fn store(&self) -> PostgresStore {
-        match PostgresStore::connect(&database_url(), self.options()).await {
+        match PostgresStore::connect(&self.url(), self.options()).await {
             Ok(store) => store,
             Err(err) => panic!("connect to {} failed: {err}", database_url()),
         }
@@ -48,10 +56,18 @@ impl TestSchema {
 }
 
 impl Drop for TestSchema {
-    /// Runs on its own thread and runtime: the test's runtime may be the
-    /// one unwinding.
+    /// Runs on a thread and runtime of its own: the test's runtime may be
+    /// unwinding, and cannot be relied on to close the test's connections
+    /// (one may still hold locks in an open transaction), so the guard
+    /// ends them itself.
     fn drop(&mut self) {
-        let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name);
+        let sql = format!(
+            "SET lock_timeout = '10s';
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+              WHERE application_name = '{name}' AND pid <> pg_backend_pid();
+             DROP SCHEMA IF EXISTS {name} CASCADE;",
+            name = self.name
+        );
         let url = database_url();
         let dropped = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -198,7 +214,8 @@ async fn concurrent_connects_migrate_once() {
     let connects: Vec<_> = (0..4)
         .map(|_| {
             let options = schema.options();
-            tokio::spawn(async move { PostgresStore::connect(&database_url(), options).await })
+            let url = schema.url();
+            tokio::spawn(async move { PostgresStore::connect(&url, options).await })
         })
         .collect();
     let mut stores = Vec::new();
@@ -237,7 +254,7 @@ async fn refuses_a_schema_newer_than_this_build() {
         .batch_execute("INSERT INTO schema_migrations (version, applied_at) VALUES (9999, 0)")
         .await
         .expect("insert future version");
-    match PostgresStore::connect(&database_url(), schema.options()).await {
+    match PostgresStore::connect(&schema.url(), schema.options()).await {
         Err(StoreError::Internal(message)) => assert!(message.contains("9999"), "{message}"),
         other => panic!("expected Internal, got {other:?}"),
     }
@@ -261,7 +278,13 @@ async fn tables_live_in_the_configured_schema() {
         .collect();
     assert_eq!(
         tables,
-        ["messages", "read_positions", "schema_migrations", "sessions", "users"]
+        [
+            "messages",
+            "read_positions",
+            "schema_migrations",
+            "sessions",
+            "users"
+        ]
     );
 }
 
@@ -279,6 +302,24 @@ async fn rejects_a_schema_name_that_would_need_quoting() {
             other => panic!("{name:?}: expected Internal, got {other:?}"),
         }
     }
+}
+
+#[test]
+fn startup_options_keep_the_url_s_and_add_durability_and_the_schema() {
+    assert_eq!(startup_options(None, None), "-c synchronous_commit=on");
+    assert_eq!(
+        startup_options(Some("  "), Some("test_x")),
+        "-c synchronous_commit=on -c search_path=test_x"
+    );
+    assert_eq!(
+        startup_options(Some("-c statement_timeout=5s"), Some("s1")),
+        "-c statement_timeout=5s -c synchronous_commit=on -c search_path=s1"
+    );
+    assert_eq!(
+        startup_options(Some("-c synchronous_commit=remote_apply"), None),
+        "-c synchronous_commit=remote_apply",
+        "an explicit choice in the URL is kept"
+    );
 }
 
 #[tokio::test]
@@ -322,7 +363,10 @@ async fn a_batch_of_200_messages_is_one_commit_read_back_in_order() {
         .await
         .expect("messages");
     assert!(!page.has_more);
-    assert_eq!(page.items, messages, "all 200, in seq order, field for field");
+    assert_eq!(
+        page.items, messages,
+        "all 200, in seq order, field for field"
+    );
     let latest = store
         .messages("s-big", MessageRange::Latest, 50)
         .await
@@ -334,7 +378,11 @@ async fn a_batch_of_200_messages_is_one_commit_read_back_in_order() {
 
     // A replay of the same batch collides on every message and changes
     // nothing.
-    let replay: Vec<Mutation> = messages.iter().cloned().map(Mutation::InsertMessage).collect();
+    let replay: Vec<Mutation> = messages
+        .iter()
+        .cloned()
+        .map(Mutation::InsertMessage)
+        .collect();
     match store.commit(replay).await {
         Err(StoreError::Conflict(_)) => {}
         other => panic!("expected Conflict, got {other:?}"),
@@ -407,8 +455,16 @@ async fn racing_writers_of_one_seq_have_one_winner() {
         .await
         .expect("session");
     for seq in 1..=20 {
-        let a = vec![Mutation::InsertMessage(message("s-1", seq, Some(&format!("a-{seq}"))))];
-        let b = vec![Mutation::InsertMessage(message("s-1", seq, Some(&format!("b-{seq}"))))];
+        let a = vec![Mutation::InsertMessage(message(
+            "s-1",
+            seq,
+            Some(&format!("a-{seq}")),
+        ))];
+        let b = vec![Mutation::InsertMessage(message(
+            "s-1",
+            seq,
+            Some(&format!("b-{seq}")),
+        ))];
         let (a, b) = tokio::join!(store.commit(a), other.commit(b));
         match (&a, &b) {
             (Ok(()), Err(StoreError::Conflict(_))) | (Err(StoreError::Conflict(_)), Ok(())) => {}
@@ -428,7 +484,11 @@ async fn a_message_for_an_unknown_session_is_not_a_conflict() {
     let schema = TestSchema::new();
     let store = schema.store().await;
     match store
-        .commit(vec![Mutation::InsertMessage(message("no-such-session", 1, None))])
+        .commit(vec![Mutation::InsertMessage(message(
+            "no-such-session",
+            1,
+            None,
+        ))])
         .await
     {
         Err(StoreError::Internal(message)) => assert!(message.contains("23503"), "{message}"),
@@ -449,7 +509,7 @@ async fn a_nul_character_is_refused_not_a_panic() {
     let mut nul = message("s-1", 1, None);
     nul.content = "before\u{0}after".into();
     match store.commit(vec![Mutation::InsertMessage(nul)]).await {
-        Err(StoreError::Internal(_)) => {}
+        Err(StoreError::Internal(message)) => assert!(message.contains("22021"), "{message}"),
         other => panic!("expected Internal, got {other:?}"),
     }
 }
@@ -541,7 +601,11 @@ async fn an_unreachable_server_is_unavailable_within_the_timeout() {
         ..PostgresOptions::default()
     };
     let started = Instant::now();
-    match tokio::time::timeout(Duration::from_secs(10), PostgresStore::connect(&url, options)).await
+    match tokio::time::timeout(
+        Duration::from_secs(10),
+        PostgresStore::connect(&url, options),
+    )
+    .await
     {
         Ok(Err(StoreError::Unavailable(_))) => {}
         Ok(other) => panic!("expected Unavailable, got {other:?}"),
@@ -593,7 +657,12 @@ async fn survives_a_server_crash_and_restart() {
     let bound = timeout * 3;
     let started = Instant::now();
     let outcomes = [
-        ("ping", tokio::time::timeout(bound, store.ping()).await.map(|r| r.map(|_| ()))),
+        (
+            "ping",
+            tokio::time::timeout(bound, store.ping())
+                .await
+                .map(|r| r.map(|_| ())),
+        ),
         (
             "get_session",
             tokio::time::timeout(bound, store.get_session("s-1"))
@@ -618,7 +687,9 @@ async fn survives_a_server_crash_and_restart() {
     for (call, outcome) in outcomes {
         match outcome {
             Ok(Err(StoreError::Unavailable(_))) => {}
-            Ok(other) => panic!("{call} while the server is down: expected Unavailable, got {other:?}"),
+            Ok(other) => {
+                panic!("{call} while the server is down: expected Unavailable, got {other:?}")
+            }
             Err(_) => panic!("{call} while the server is down hung past {bound:?}"),
         }
     }

@@ -25,7 +25,9 @@ impl ThrowawayServer {
     /// the PostgreSQL server binaries cannot be found or run.
     pub(super) fn create() -> ThrowawayServer {
         let bin = find_bin_dir().unwrap_or_else(|| {
-            panic!("no PostgreSQL server binaries (initdb, pg_ctl) on PATH or in /usr/lib/postgresql")
+            panic!(
+                "no PostgreSQL server binaries (initdb, pg_ctl) on PATH or in /usr/lib/postgresql"
+            )
         });
         let as_postgres = running_as_root();
         let dir = tempfile::Builder::new()
@@ -33,9 +35,7 @@ impl ThrowawayServer {
             .tempdir()
             .expect("temp dir");
         if as_postgres {
-            run(Command::new("chown")
-                .arg("postgres:")
-                .arg(dir.path()));
+            run(Command::new("chown").arg("postgres:").arg(dir.path()));
         }
         let server = ThrowawayServer {
             dir,
@@ -45,9 +45,15 @@ impl ThrowawayServer {
         };
         let data = server.data_dir();
         server.run_tool("initdb", |cmd| {
-            cmd.arg("-D")
-                .arg(&data)
-                .args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"]);
+            cmd.arg("-D").arg(&data).args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ]);
         });
         server
     }
@@ -111,8 +117,8 @@ impl ThrowawayServer {
         args(&mut cmd);
         let output = run(&mut cmd);
         if !output.status.success() {
-            let log = std::fs::read_to_string(self.dir.path().join("server.log"))
-                .unwrap_or_default();
+            let log =
+                std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
             panic!(
                 "{tool} failed ({}):\n{}{}\nserver log:\n{log}",
                 output.status,
