@@ -94,10 +94,8 @@ const IDLE_FLAGS: &[&str] = &[
 /// Parses the arguments after the program name. `env_secret` is the value
 /// of `JWT_SECRET`, used when `--jwt-secret` is absent.
 pub fn parse(args: &[String], env_secret: Option<String>) -> Result<Command, ArgsError> {
-    if args
-        .iter()
-        .any(|a| a == "--help" || a == "-h" || a == "help")
-    {
+    let help_flag = args.iter().any(|a| a == "--help" || a == "-h");
+    if help_flag || args.first().is_some_and(|a| a == "help") {
         return Ok(Command::Help);
     }
     let (command, rest) = args.split_first().ok_or(ArgsError::MissingCommand)?;

@@ -15,9 +15,9 @@ use axum::serve::ListenerExt;
 use axum::Router;
 use chat_shared::auth::{JwtConfigError, JwtKeySource, TokenMinter, TokenVerifier};
 use chat_shared::backplane::{Backplane, BackplaneError};
+use chat_shared::metrics::MetricsSource;
 use chat_shared::names::Names;
 use chat_shared::store::Store;
-use chat_shared::metrics::MetricsSource;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -249,7 +249,9 @@ impl Gateway {
         }
         if let Some(public) = public {
             match tokio::time::timeout_at(deadline, public).await {
-                Ok(Ok(Err(error))) => tracing::warn!(%error, "public listener failed while draining"),
+                Ok(Ok(Err(error))) => {
+                    tracing::warn!(%error, "public listener failed while draining")
+                }
                 Ok(Err(error)) => tracing::warn!(%error, "public listener task failed"),
                 Err(_) => tracing::warn!("grace period over with HTTP requests still open"),
                 Ok(Ok(Ok(()))) => {}

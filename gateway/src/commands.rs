@@ -88,8 +88,7 @@ async fn append(state: &GatewayState, envelope: &CommandEnvelope) -> Result<(), 
         .map_err(|error| {
             state
                 .metrics
-                .backplane_errors
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                .backplane_error(crate::metrics::BackplaneOp::Append);
             tracing::warn!(%error, "command not appended");
             ChatError::unavailable("the chat backplane is unavailable; try again")
         })

@@ -41,6 +41,50 @@ pub struct GatewayConfig {
     pub web_dir: PathBuf,
     /// Presence heartbeat expiry of connected agents.
     pub presence_ttl: Duration,
+    /// How the gateway drains on SIGTERM; see [`DrainConfig`].
+    pub drain: DrainConfig,
+}
+
+/// The timing of a drain (on SIGTERM): unready at once, keep serving for
+/// `delay` while load balancers notice, stop accepting, close the sockets
+/// in batches spread over `window` (so their reconnections do not all hit
+/// the other gateways at once), wait for in-flight commands, and be done
+/// within `grace` of the signal whatever happens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DrainConfig {
+    /// `DRAIN_DELAY_MS`: default 5000 in a cluster, 0 standalone (no load
+    /// balancer to wait for).
+    pub delay: Duration,
+    /// `DRAIN_WINDOW_MS`: default 10000 in a cluster, 0 standalone (no
+    /// other gateway to spare).
+    pub window: Duration,
+    /// `SHUTDOWN_GRACE_MS`: default 30000 in a cluster, 15000 standalone;
+    /// must exceed delay plus window. Keep it below the orchestrator's own
+    /// grace period (Kubernetes' `terminationGracePeriodSeconds` minus any
+    /// preStop time).
+    pub grace: Duration,
+}
+
+impl DrainConfig {
+    pub fn from_env(env: &Env, standalone: bool) -> Result<Self, ConfigError> {
+        let (delay, window, grace) = if standalone {
+            (0, 0, 15_000)
+        } else {
+            (5_000, 10_000, 30_000)
+        };
+        let config = DrainConfig {
+            delay: Duration::from_millis(env.parse("DRAIN_DELAY_MS", delay)?),
+            window: Duration::from_millis(env.parse("DRAIN_WINDOW_MS", window)?),
+            grace: env.millis("SHUTDOWN_GRACE_MS", Duration::from_millis(grace))?,
+        };
+        if config.delay + config.window >= config.grace {
+            return Err(ConfigError(
+                "SHUTDOWN_GRACE_MS must exceed DRAIN_DELAY_MS + DRAIN_WINDOW_MS, leaving time for in-flight commands"
+                    .into(),
+            ));
+        }
+        Ok(config)
+    }
 }
 
 impl GatewayConfig {
@@ -72,6 +116,7 @@ impl GatewayConfig {
             outbound_queue,
             web_dir: PathBuf::from(env.string("WEB_DIR", "web/dist")),
             presence_ttl: Duration::from_secs(30),
+            drain: DrainConfig::from_env(env, standalone)?,
         };
         if config.dev_tokens
             && !config.development_secret
@@ -112,12 +157,33 @@ mod tests {
     }
 
     #[test]
+    fn drain_defaults_differ_by_mode_and_must_fit_the_grace() {
+        let env = Env::from_pairs([("JWT_SECRET", "0123456789abcdef0123")]);
+        let cluster = GatewayConfig::from_env(&env, false).unwrap().drain;
+        assert_eq!(cluster.delay, Duration::from_secs(5));
+        assert_eq!(cluster.window, Duration::from_secs(10));
+        assert_eq!(cluster.grace, Duration::from_secs(30));
+        let standalone = GatewayConfig::from_env(&Env::default(), true)
+            .unwrap()
+            .drain;
+        assert_eq!(standalone.delay, Duration::ZERO);
+        assert_eq!(standalone.window, Duration::ZERO);
+
+        let too_long = Env::from_pairs([("DRAIN_DELAY_MS", "10000"), ("DRAIN_WINDOW_MS", "6000")]);
+        let err = GatewayConfig::from_env(&too_long, true).unwrap_err();
+        assert!(err.0.contains("SHUTDOWN_GRACE_MS"), "{err}");
+        let zero_grace = Env::from_pairs([("SHUTDOWN_GRACE_MS", "0")]);
+        assert!(GatewayConfig::from_env(&zero_grace, true).is_err());
+    }
+
+    #[test]
     fn bad_values_are_refused_with_the_variable_named() {
         for (name, value) in [
             ("PORT", "x"),
             ("PARTITIONS", "0"),
             ("RATE_LIMIT_PER_SEC", "-1"),
             ("ADMIN_PORT", "99999"),
+            ("DRAIN_WINDOW_MS", "-5"),
         ] {
             let env = Env::from_pairs([(name, value)]);
             let err = GatewayConfig::from_env(&env, true).unwrap_err();

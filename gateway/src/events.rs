@@ -84,10 +84,7 @@ impl SocketSession {
         payload: Value,
         ack_id: Option<u64>,
     ) -> Vec<String> {
-        self.state
-            .metrics
-            .events_received
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.state.metrics.event_received(name);
         let result = match name {
             client_events::JOIN_SESSION => self.join(payload).await,
             client_events::LEAVE_SESSION => self.leave(payload).await,
@@ -216,10 +213,7 @@ impl SocketSession {
         let started = Instant::now();
         let request = SendMessage::parse(payload)?;
         if !self.bucket.try_take(std::time::Instant::now()) {
-            self.state
-                .metrics
-                .rate_limited
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.state.metrics.rate_limited.inc();
             return Err(ChatError::new(
                 chat_shared::ErrorCode::RateLimited,
                 "too many messages; slow down",
@@ -318,6 +312,7 @@ impl SocketSession {
             seq: None,
             except_socket: Some(self.handle.sid.clone()),
             frame: frames::event(server_events::USER_TYPING, &payload),
+            committed_at_ms: None,
         };
         let published = match envelope::encode(&delivery) {
             Ok(bytes) => self
@@ -329,6 +324,9 @@ impl SocketSession {
             Err(error) => Err(error.to_string()),
         };
         if let Err(error) = published {
+            self.state
+                .metrics
+                .backplane_error(crate::metrics::BackplaneOp::Publish);
             tracing::warn!(%error, "typing signal not published");
         }
     }

@@ -1,174 +1,410 @@
-//! The gateway's Prometheus metrics: lock-free counters and one latency
-//! histogram, rendered in the text exposition format on `/metrics`.
+//! The gateway's Prometheus metrics. Every labelled series lives in an
+//! array indexed by a small enum (role, rejection reason, event name,
+//! backplane operation), so recording is one atomic add with no lookup or
+//! allocation, and the label sets are bounded by construction: no session
+//! or user id ever becomes a label.
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-use chat_shared::protocol::Role;
+use chat_shared::metrics::{family, sample, Counter, Gauge, Histogram, Kind, LATENCY_BUCKETS};
+use chat_shared::protocol::{client_events, server_events, Role};
 
-/// Upper bounds (seconds) of the ack latency buckets: from sub-millisecond
-/// standalone acks to multi-second stalls.
-const ACK_BUCKETS: [f64; 12] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+/// Bucket bounds (seconds) of the fan-out latency, from a worker's commit
+/// to a gateway queuing the event: a few milliseconds when healthy, up to
+/// seconds when a gateway or the backplane falls behind. Measured across
+/// machines, so clock skew of a few milliseconds shows in the low buckets.
+const FANOUT_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-#[derive(Default)]
+/// Why a connection was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    MissingToken,
+    InvalidToken,
+    TokenExpired,
+    BadNamespace,
+    /// The gateway is draining and no longer takes connections.
+    Draining,
+    /// The backplane could not subscribe the socket's rooms.
+    Unavailable,
+}
+
+impl Rejection {
+    const ALL: [Rejection; 6] = [
+        Rejection::MissingToken,
+        Rejection::InvalidToken,
+        Rejection::TokenExpired,
+        Rejection::BadNamespace,
+        Rejection::Draining,
+        Rejection::Unavailable,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Rejection::MissingToken => "missing_token",
+            Rejection::InvalidToken => "invalid_token",
+            Rejection::TokenExpired => "token_expired",
+            Rejection::BadNamespace => "bad_namespace",
+            Rejection::Draining => "draining",
+            Rejection::Unavailable => "unavailable",
+        }
+    }
+
+    /// The reason for an authentication error code (`AuthError::code`).
+    pub fn from_auth_code(code: &str) -> Self {
+        match code {
+            "missing_token" => Rejection::MissingToken,
+            "token_expired" => Rejection::TokenExpired,
+            _ => Rejection::InvalidToken,
+        }
+    }
+}
+
+/// Client events by name; anything else counts as `other`.
+const RECEIVED_EVENTS: [&str; 6] = [
+    client_events::JOIN_SESSION,
+    client_events::LEAVE_SESSION,
+    client_events::SEND_MESSAGE,
+    client_events::TYPING,
+    client_events::MARK_READ,
+    "other",
+];
+
+fn received_index(name: &str) -> usize {
+    match name {
+        client_events::JOIN_SESSION => 0,
+        client_events::LEAVE_SESSION => 1,
+        client_events::SEND_MESSAGE => 2,
+        client_events::TYPING => 3,
+        client_events::MARK_READ => 4,
+        _ => 5,
+    }
+}
+
+/// Fanned-out server events by name; anything else counts as `other`.
+const EMITTED_EVENTS: [&str; 8] = [
+    server_events::NEW_MESSAGE,
+    server_events::USER_TYPING,
+    server_events::MESSAGES_READ,
+    server_events::SESSION_UPDATED,
+    server_events::SESSION_CLOSED,
+    server_events::NEW_PENDING_SESSION,
+    server_events::STATS_UPDATE,
+    "other",
+];
+
+fn emitted_index(name: &str) -> usize {
+    match name {
+        server_events::NEW_MESSAGE => 0,
+        server_events::USER_TYPING => 1,
+        server_events::MESSAGES_READ => 2,
+        server_events::SESSION_UPDATED => 3,
+        server_events::SESSION_CLOSED => 4,
+        server_events::NEW_PENDING_SESSION => 5,
+        server_events::STATS_UPDATE => 6,
+        _ => 7,
+    }
+}
+
+/// What the gateway was doing when the backplane failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackplaneOp {
+    /// Appending a command for the worker.
+    Append,
+    /// Subscribing a socket's room.
+    Subscribe,
+    /// Publishing a typing signal.
+    Publish,
+    /// Recording or withdrawing agent presence.
+    Presence,
+}
+
+impl BackplaneOp {
+    const ALL: [BackplaneOp; 4] = [
+        BackplaneOp::Append,
+        BackplaneOp::Subscribe,
+        BackplaneOp::Publish,
+        BackplaneOp::Presence,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            BackplaneOp::Append => "append",
+            BackplaneOp::Subscribe => "subscribe",
+            BackplaneOp::Publish => "publish",
+            BackplaneOp::Presence => "presence",
+        }
+    }
+}
+
+const ROLES: [Role; 3] = [Role::Customer, Role::Agent, Role::Admin];
+
+fn role_index(role: Role) -> usize {
+    match role {
+        Role::Customer => 0,
+        Role::Agent => 1,
+        Role::Admin => 2,
+    }
+}
+
 pub struct Metrics {
-    pub sockets_customer: AtomicI64,
-    pub sockets_agent: AtomicI64,
-    pub sockets_admin: AtomicI64,
-    pub connections_accepted: AtomicU64,
-    pub rejected_missing_token: AtomicU64,
-    pub rejected_invalid_token: AtomicU64,
-    pub rejected_token_expired: AtomicU64,
-    pub rejected_bad_namespace: AtomicU64,
-    pub events_received: AtomicU64,
-    pub events_emitted: AtomicU64,
-    pub slow_consumer_drops: AtomicU64,
-    pub rate_limited: AtomicU64,
-    pub backplane_errors: AtomicU64,
-    ack_buckets: [AtomicU64; ACK_BUCKETS.len()],
-    ack_count: AtomicU64,
-    ack_sum_micros: AtomicU64,
+    sockets: [Gauge; 3],
+    pub connections_accepted: Counter,
+    rejected: [Counter; Rejection::ALL.len()],
+    events_received: [Counter; RECEIVED_EVENTS.len()],
+    events_emitted: [Counter; EMITTED_EVENTS.len()],
+    pub slow_consumer_drops: Counter,
+    pub rate_limited: Counter,
+    backplane_errors: [Counter; BackplaneOp::ALL.len()],
+    /// Requests answered `unavailable` because the worker did not answer
+    /// in time.
+    pub request_timeouts: Counter,
+    /// Sockets closed by a drain, asked to reconnect elsewhere.
+    pub drain_disconnects: Counter,
+    ack_latency: Histogram,
+    fanout_latency: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            sockets: Default::default(),
+            connections_accepted: Counter::default(),
+            rejected: Default::default(),
+            events_received: Default::default(),
+            events_emitted: Default::default(),
+            slow_consumer_drops: Counter::default(),
+            rate_limited: Counter::default(),
+            backplane_errors: Default::default(),
+            request_timeouts: Counter::default(),
+            drain_disconnects: Counter::default(),
+            ack_latency: Histogram::new(LATENCY_BUCKETS),
+            fanout_latency: Histogram::new(FANOUT_BUCKETS),
+        }
+    }
 }
 
 impl Metrics {
-    pub fn sockets_gauge(&self, role: Role) -> &AtomicI64 {
-        match role {
-            Role::Customer => &self.sockets_customer,
-            Role::Agent => &self.sockets_agent,
-            Role::Admin => &self.sockets_admin,
-        }
+    /// The gauge of connected sockets of `role`.
+    pub fn sockets_gauge(&self, role: Role) -> &Gauge {
+        &self.sockets[role_index(role)]
     }
 
-    pub fn reject_counter(&self, code: &str) -> &AtomicU64 {
-        match code {
-            "missing_token" => &self.rejected_missing_token,
-            "token_expired" => &self.rejected_token_expired,
-            "invalid_token" => &self.rejected_invalid_token,
-            _ => &self.rejected_bad_namespace,
-        }
+    pub fn rejected(&self, reason: Rejection) -> &Counter {
+        let index = Rejection::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0);
+        &self.rejected[index]
+    }
+
+    pub fn event_received(&self, name: &str) {
+        self.events_received[received_index(name)].inc();
+    }
+
+    /// Counts `sockets` deliveries of the fanned-out event `name`.
+    pub fn events_emitted(&self, name: &str, sockets: u64) {
+        self.events_emitted[emitted_index(name)].add(sockets);
+    }
+
+    pub fn backplane_error(&self, op: BackplaneOp) {
+        let index = BackplaneOp::ALL.iter().position(|o| *o == op).unwrap_or(0);
+        self.backplane_errors[index].inc();
     }
 
     pub fn record_ack_latency(&self, elapsed: Duration) {
-        let seconds = elapsed.as_secs_f64();
-        for (bound, bucket) in ACK_BUCKETS.iter().zip(&self.ack_buckets) {
-            if seconds <= *bound {
-                bucket.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.ack_count.fetch_add(1, Ordering::Relaxed);
-        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        self.ack_sum_micros.fetch_add(micros, Ordering::Relaxed);
+        self.ack_latency.observe_duration(elapsed);
     }
 
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        let load = |v: &AtomicU64| v.load(Ordering::Relaxed);
-        out.push_str("# HELP chat_gateway_sockets Connected sockets by role.\n# TYPE chat_gateway_sockets gauge\n");
-        for (role, gauge) in [
-            ("customer", &self.sockets_customer),
-            ("agent", &self.sockets_agent),
-            ("admin", &self.sockets_admin),
-        ] {
-            let _ = writeln!(
+    /// Records the time from the worker's commit (epoch milliseconds) to
+    /// now. A negative difference (the worker's clock ahead of this one)
+    /// is recorded as zero rather than dropped, so the count stays honest.
+    pub fn record_fanout(&self, committed_at_ms: i64, now_ms: i64) {
+        let millis = (now_ms - committed_at_ms).max(0);
+        self.fanout_latency.observe(millis as f64 / 1000.0);
+    }
+
+    /// Appends every family of this registry.
+    pub fn render(&self, out: &mut String) {
+        family(
+            out,
+            "chat_gateway_sockets",
+            Kind::Gauge,
+            "Connected Socket.IO sockets, by role.",
+        );
+        for role in ROLES {
+            sample(
                 out,
-                "chat_gateway_sockets{{role=\"{role}\"}} {}",
-                gauge.load(Ordering::Relaxed)
+                "chat_gateway_sockets",
+                &[("role", role.as_str())],
+                self.sockets_gauge(role).get(),
             );
         }
-        counter(
-            &mut out,
+        chat_shared::metrics::single(
+            out,
             "chat_gateway_connections_accepted_total",
-            "Socket.IO connections accepted.",
-            load(&self.connections_accepted),
+            Kind::Counter,
+            "Socket.IO connections accepted (authenticated and joined to their rooms).",
+            self.connections_accepted.get(),
         );
-        out.push_str("# HELP chat_gateway_connections_rejected_total Socket.IO connections refused, by reason.\n# TYPE chat_gateway_connections_rejected_total counter\n");
-        for (reason, value) in [
-            ("missing_token", &self.rejected_missing_token),
-            ("invalid_token", &self.rejected_invalid_token),
-            ("token_expired", &self.rejected_token_expired),
-            ("bad_namespace", &self.rejected_bad_namespace),
-        ] {
-            let _ = writeln!(
+        family(
+            out,
+            "chat_gateway_connections_rejected_total",
+            Kind::Counter,
+            "Socket.IO connections refused, by reason.",
+        );
+        for (reason, counter) in Rejection::ALL.iter().zip(&self.rejected) {
+            sample(
                 out,
-                "chat_gateway_connections_rejected_total{{reason=\"{reason}\"}} {}",
-                load(value)
+                "chat_gateway_connections_rejected_total",
+                &[("reason", reason.label())],
+                counter.get(),
             );
         }
-        counter(
-            &mut out,
+        family(
+            out,
             "chat_gateway_events_received_total",
-            "Client events received.",
-            load(&self.events_received),
+            Kind::Counter,
+            "Client events received, by event name.",
         );
-        counter(
-            &mut out,
-            "chat_gateway_events_emitted_total",
-            "Fanned-out events queued to sockets.",
-            load(&self.events_emitted),
-        );
-        counter(
-            &mut out,
-            "chat_gateway_slow_consumer_drops_total",
-            "Sockets cut off because their outbound queue was full.",
-            load(&self.slow_consumer_drops),
-        );
-        counter(
-            &mut out,
-            "chat_gateway_rate_limited_total",
-            "send-message events refused by the rate limit.",
-            load(&self.rate_limited),
-        );
-        counter(
-            &mut out,
-            "chat_gateway_backplane_errors_total",
-            "Failed backplane operations.",
-            load(&self.backplane_errors),
-        );
-        out.push_str("# HELP chat_gateway_send_message_ack_seconds Time from receiving send-message to queuing its ack.\n# TYPE chat_gateway_send_message_ack_seconds histogram\n");
-        for (bound, bucket) in ACK_BUCKETS.iter().zip(&self.ack_buckets) {
-            let _ = writeln!(
+        for (event, counter) in RECEIVED_EVENTS.iter().zip(&self.events_received) {
+            sample(
                 out,
-                "chat_gateway_send_message_ack_seconds_bucket{{le=\"{bound}\"}} {}",
-                load(bucket)
+                "chat_gateway_events_received_total",
+                &[("event", event)],
+                counter.get(),
             );
         }
-        let count = load(&self.ack_count);
-        let _ = writeln!(
+        family(
             out,
-            "chat_gateway_send_message_ack_seconds_bucket{{le=\"+Inf\"}} {count}"
+            "chat_gateway_events_emitted_total",
+            Kind::Counter,
+            "Fanned-out events queued to local sockets (one per socket), by event name.",
         );
-        let _ = writeln!(
+        for (event, counter) in EMITTED_EVENTS.iter().zip(&self.events_emitted) {
+            sample(
+                out,
+                "chat_gateway_events_emitted_total",
+                &[("event", event)],
+                counter.get(),
+            );
+        }
+        chat_shared::metrics::single(
             out,
-            "chat_gateway_send_message_ack_seconds_sum {}",
-            load(&self.ack_sum_micros) as f64 / 1e6
+            "chat_gateway_slow_consumer_drops_total",
+            Kind::Counter,
+            "Sockets disconnected because their outbound queue was full.",
+            self.slow_consumer_drops.get(),
         );
-        let _ = writeln!(out, "chat_gateway_send_message_ack_seconds_count {count}");
-        out
+        chat_shared::metrics::single(
+            out,
+            "chat_gateway_rate_limited_total",
+            Kind::Counter,
+            "send-message events refused by the per-socket rate limit.",
+            self.rate_limited.get(),
+        );
+        family(
+            out,
+            "chat_gateway_backplane_errors_total",
+            Kind::Counter,
+            "Failed backplane operations, by operation.",
+        );
+        for (op, counter) in BackplaneOp::ALL.iter().zip(&self.backplane_errors) {
+            sample(
+                out,
+                "chat_gateway_backplane_errors_total",
+                &[("operation", op.label())],
+                counter.get(),
+            );
+        }
+        chat_shared::metrics::single(
+            out,
+            "chat_gateway_request_timeouts_total",
+            Kind::Counter,
+            "Commands answered unavailable because no worker answered within REQUEST_TIMEOUT_MS.",
+            self.request_timeouts.get(),
+        );
+        chat_shared::metrics::single(
+            out,
+            "chat_gateway_drain_disconnects_total",
+            Kind::Counter,
+            "Sockets closed by a drain and told to reconnect to another gateway.",
+            self.drain_disconnects.get(),
+        );
+        self.ack_latency.render(
+            out,
+            "chat_gateway_send_message_ack_seconds",
+            "Time from receiving send-message to queuing its ack.",
+        );
+        self.fanout_latency.render(
+            out,
+            "chat_gateway_fanout_seconds",
+            "Time from the worker's commit to this gateway queuing the event to its sockets.",
+        );
     }
-}
-
-fn counter(out: &mut String, name: &str, help: &str, value: u64) {
-    let _ = writeln!(
-        out,
-        "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-    );
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn rendered(metrics: &Metrics) -> String {
+        let mut out = String::new();
+        metrics.render(&mut out);
+        out
+    }
+
     #[test]
-    fn histogram_buckets_are_cumulative() {
+    fn ack_histogram_buckets_are_cumulative() {
         let metrics = Metrics::default();
         metrics.record_ack_latency(Duration::from_micros(300));
         metrics.record_ack_latency(Duration::from_millis(20));
-        let text = metrics.render();
+        let text = rendered(&metrics);
         assert!(text.contains("chat_gateway_send_message_ack_seconds_bucket{le=\"0.0005\"} 1"));
         assert!(text.contains("chat_gateway_send_message_ack_seconds_bucket{le=\"0.025\"} 2"));
         assert!(text.contains("chat_gateway_send_message_ack_seconds_count 2"));
+    }
+
+    #[test]
+    fn events_are_counted_by_name_with_unknown_names_folded() {
+        let metrics = Metrics::default();
+        metrics.event_received("send-message");
+        metrics.event_received("send-message");
+        metrics.event_received("no-such-event-1");
+        metrics.event_received("no-such-event-2");
+        metrics.events_emitted("new-message", 3);
+        metrics.events_emitted("something-else", 1);
+        let text = rendered(&metrics);
+        assert!(text.contains("chat_gateway_events_received_total{event=\"send-message\"} 2"));
+        assert!(text.contains("chat_gateway_events_received_total{event=\"other\"} 2"));
+        assert!(text.contains("chat_gateway_events_emitted_total{event=\"new-message\"} 3"));
+        assert!(text.contains("chat_gateway_events_emitted_total{event=\"other\"} 1"));
+        assert!(!text.contains("no-such-event"));
+    }
+
+    #[test]
+    fn fanout_latency_clamps_a_clock_ahead_to_zero() {
+        let metrics = Metrics::default();
+        metrics.record_fanout(1_000_500, 1_000_000);
+        metrics.record_fanout(1_000_000, 1_000_030);
+        let text = rendered(&metrics);
+        assert!(text.contains("chat_gateway_fanout_seconds_bucket{le=\"0.001\"} 1"));
+        assert!(text.contains("chat_gateway_fanout_seconds_bucket{le=\"0.05\"} 2"));
+        assert!(text.contains("chat_gateway_fanout_seconds_count 2"));
+    }
+
+    #[test]
+    fn every_family_has_one_header() {
+        let text = rendered(&Metrics::default());
+        let mut seen = std::collections::HashSet::new();
+        for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+            let name = line.split_whitespace().nth(2).unwrap_or_default();
+            assert!(seen.insert(name.to_owned()), "{name} declared twice");
+            if line.ends_with(" counter") {
+                assert!(name.ends_with("_total"), "{name}");
+            }
+        }
+        assert!(seen.contains("chat_gateway_fanout_seconds"));
     }
 }

@@ -54,6 +54,9 @@ pub async fn agent_connected(state: &GatewayState, identity: &Identity) {
                 )
                 .await;
             if let Err(error) = heartbeat {
+                state
+                    .metrics
+                    .backplane_error(crate::metrics::BackplaneOp::Presence);
                 tracing::warn!(%error, "presence not recorded");
             }
             refresh_stats(state, identity, pool).await;
@@ -87,6 +90,9 @@ pub async fn agent_disconnected(state: &GatewayState, identity: &Identity) {
                 .presence_remove(pool, &identity.user_id, state.hub.gateway_id())
                 .await;
             if let Err(error) = removed {
+                state
+                    .metrics
+                    .backplane_error(crate::metrics::BackplaneOp::Presence);
                 tracing::warn!(%error, "presence not removed");
             }
             refresh_stats(state, identity, pool).await;
@@ -122,6 +128,9 @@ pub async fn run_heartbeat(state: std::sync::Arc<GatewayState>, shutdown: Cancel
                 )
                 .await;
             if let Err(error) = beat {
+                state
+                    .metrics
+                    .backplane_error(crate::metrics::BackplaneOp::Presence);
                 tracing::warn!(%error, "presence heartbeat failed");
             }
         }

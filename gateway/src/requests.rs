@@ -88,6 +88,7 @@ impl PendingRequests {
                 .collect()
         };
         for waiter in expired {
+            metrics.request_timeouts.inc();
             answer(
                 waiter,
                 Err(ChatError::unavailable(

@@ -1,10 +1,11 @@
 //! What every connection and REST handler of one gateway shares.
 
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use chat_shared::auth::{TokenMinter, TokenVerifier};
 use chat_shared::backplane::Backplane;
+use chat_shared::metrics::MetricsSource;
 use chat_shared::store::Store;
 use tokio_util::sync::CancellationToken;
 
@@ -23,8 +24,24 @@ pub struct GatewayState {
     pub backplane: Arc<dyn Backplane>,
     pub metrics: Arc<Metrics>,
     pub presence: Presence,
-    /// Set on shutdown: readiness fails and new connections are refused.
+    /// Set as soon as a drain starts: readiness fails, so load balancers
+    /// stop sending new clients, while existing ones are still served.
     pub draining: AtomicBool,
+    /// Cleared once the drain's delay is over: from then on WebSocket
+    /// upgrades are refused, also on connections kept alive from before.
+    pub accepting: AtomicBool,
     /// Cancelled to close every connection.
     pub close_connections: CancellationToken,
+    /// Other components whose series `/metrics` serves too (the worker, in
+    /// the standalone process).
+    pub metrics_sources: Mutex<Vec<Arc<dyn MetricsSource>>>,
+}
+
+impl GatewayState {
+    pub fn metrics_sources(&self) -> Vec<Arc<dyn MetricsSource>> {
+        self.metrics_sources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
 }

@@ -162,6 +162,13 @@ pub struct Delivery {
     /// Set on `user-typing`: the typist's own socket does not get it.
     pub except_socket: Option<String>,
     pub frame: String,
+    /// When the worker's transaction that produced this event committed
+    /// (milliseconds since the epoch); gateways measure fan-out latency
+    /// from it. Absent on events that no commit produced (typing, stats)
+    /// and in envelopes of older workers, hence the default: old and new
+    /// processes can run side by side during an upgrade.
+    #[serde(default)]
+    pub committed_at_ms: Option<i64>,
 }
 
 /// Encodes a server-to-client Socket.IO EVENT packet in namespace `/chat`:
@@ -215,6 +222,45 @@ mod tests {
         };
         let back: Reply = decode(&encode(&reply).unwrap()).unwrap();
         assert_eq!(back, reply);
+    }
+
+    #[test]
+    fn deliveries_without_commit_time_still_decode() {
+        // The shape an older worker sends: no `committed_at_ms` field.
+        #[derive(Serialize)]
+        struct OldDelivery {
+            event: String,
+            audience: Vec<String>,
+            session_id: Option<String>,
+            seq: Option<i64>,
+            except_socket: Option<String>,
+            frame: String,
+        }
+        let old = OldDelivery {
+            event: "new-message".into(),
+            audience: vec!["c".into()],
+            session_id: Some("s".into()),
+            seq: Some(3),
+            except_socket: None,
+            frame: "42/chat,[]".into(),
+        };
+        let decoded: Delivery = decode(&encode(&old).unwrap()).unwrap();
+        assert_eq!(decoded.committed_at_ms, None);
+        assert_eq!(decoded.seq, Some(3));
+
+        // And an older gateway ignores the new field.
+        let new = Delivery {
+            committed_at_ms: Some(1_700_000_000_000),
+            ..decoded
+        };
+        #[derive(Deserialize)]
+        struct OldReader {
+            seq: Option<i64>,
+        }
+        let read: OldReader = decode(&encode(&new).unwrap()).unwrap();
+        assert_eq!(read.seq, Some(3));
+        let back: Delivery = decode(&encode(&new).unwrap()).unwrap();
+        assert_eq!(back.committed_at_ms, Some(1_700_000_000_000));
     }
 
     #[test]

@@ -64,6 +64,13 @@ impl Names {
         format!("{}:gateway:{gateway_id}", self.prefix)
     }
 
+    /// `chat:workers`: workers say here that the set of workers changed
+    /// (one stopped and released its partitions, or one started), so that
+    /// the others rebalance at once rather than at their next lease check.
+    pub fn workers_channel(&self) -> String {
+        format!("{}:workers", self.prefix)
+    }
+
     /// `chat:lease:{p}`: who owns partition `p`.
     pub fn partition_lease(&self, partition: u32) -> String {
         format!("{}:lease:{partition}", self.prefix)
@@ -109,6 +116,7 @@ mod tests {
         assert_eq!(names.pool_channel("p"), "t1:pool:p");
         assert_eq!(names.user_channel("u"), "t1:user:u");
         assert_eq!(names.gateway_channel("g"), "t1:gateway:g");
+        assert_eq!(names.workers_channel(), "t1:workers");
     }
 
     #[test]

@@ -693,6 +693,8 @@ impl BatchState {
             seq,
             except_socket: None,
             frame,
+            // Stamped by the processor once the batch has committed.
+            committed_at_ms: None,
         }
     }
 }

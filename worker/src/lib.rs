@@ -5,6 +5,8 @@
 
 pub mod config;
 pub mod decide;
+pub mod metrics;
+pub mod ops;
 pub mod processor;
 pub mod runner;
 pub mod stats;

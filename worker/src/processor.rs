@@ -15,6 +15,7 @@ use chat_shared::store::{Store, StoreError};
 use chat_shared::{ChatError, Timestamp};
 
 use crate::decide::{keys_for, BatchState, Decision};
+use crate::metrics::{CommandKind, Outcome, WorkerMetrics};
 use crate::stats::StatsTracker;
 
 /// How often a batch is decided again after losing a write race.
@@ -45,6 +46,7 @@ pub struct Processor {
     names: Names,
     stats: Arc<StatsTracker>,
     max_deliveries: u32,
+    metrics: Arc<WorkerMetrics>,
 }
 
 impl Processor {
@@ -61,11 +63,22 @@ impl Processor {
             names,
             stats,
             max_deliveries,
+            metrics: Arc::new(WorkerMetrics::new(0)),
         }
+    }
+
+    /// Records into `metrics` (the worker's registry) instead of a private
+    /// one.
+    pub fn with_metrics(mut self, metrics: Arc<WorkerMetrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Processes entries of one partition, in order.
     pub async fn process(&self, entries: Vec<StreamEntry>) -> Result<(), ProcessError> {
+        if !entries.is_empty() {
+            self.metrics.batch_size(entries.len());
+        }
         let mut decoded = Vec::with_capacity(entries.len());
         for entry in entries {
             match envelope::decode::<CommandEnvelope>(&entry.payload) {
@@ -73,6 +86,9 @@ impl Processor {
                 Err(error) => {
                     tracing::warn!(partition = entry.partition, id = %entry.id, %error, "undecodable command");
                     self.backplane.dead_letter(&entry, "undecodable").await?;
+                    self.metrics
+                        .command(CommandKind::Unknown, Outcome::DeadLettered);
+                    self.metrics.dead_letters.inc();
                 }
             }
         }
@@ -80,7 +96,7 @@ impl Processor {
             return Ok(());
         }
         match self.decide_and_commit(&decoded).await {
-            Ok(decisions) => self.finish(&decoded, decisions).await,
+            Ok((decisions, committed_at)) => self.finish(&decoded, decisions, committed_at).await,
             Err(error) if decoded.len() > 1 => {
                 tracing::warn!(%error, size = decoded.len(), "batch failed; retrying its commands one by one");
                 // A command that fails on its own is left pending (or
@@ -115,7 +131,7 @@ impl Processor {
     ) -> Result<(), ProcessError> {
         let batch = [single];
         match self.decide_and_commit(&batch).await {
-            Ok(decisions) => self.finish(&batch, decisions).await,
+            Ok((decisions, committed_at)) => self.finish(&batch, decisions, committed_at).await,
             Err(error) => {
                 let [single] = batch;
                 self.give_up_or_leave(single, error).await
@@ -131,14 +147,18 @@ impl Processor {
         (entry, command): (StreamEntry, CommandEnvelope),
         error: StoreError,
     ) -> Result<(), ProcessError> {
+        let kind = CommandKind::of(&command.command);
         if matches!(error, StoreError::Unavailable(_)) || entry.deliveries < self.max_deliveries {
             tracing::warn!(partition = entry.partition, id = %entry.id, %error, "command failed; it will be retried");
+            self.metrics.command(kind, Outcome::Failed);
             return Err(error.into());
         }
         tracing::error!(partition = entry.partition, id = %entry.id, %error, "command dead-lettered");
         self.backplane
             .dead_letter(&entry, &error.to_string())
             .await?;
+        self.metrics.command(kind, Outcome::DeadLettered);
+        self.metrics.dead_letters.inc();
         if let Some(reply_to) = &command.reply_to {
             let reply = Reply {
                 request_id: reply_to.request_id,
@@ -149,14 +169,17 @@ impl Processor {
         Ok(())
     }
 
+    /// Decides the batch and commits its changes in one transaction;
+    /// returns the decisions and when the commit completed.
     async fn decide_and_commit(
         &self,
         batch: &[(StreamEntry, CommandEnvelope)],
-    ) -> Result<Vec<Decision>, StoreError> {
+    ) -> Result<(Vec<Decision>, Timestamp), StoreError> {
         let commands: Vec<&CommandEnvelope> = batch.iter().map(|(_, c)| c).collect();
         let keys = keys_for(&commands);
         let mut attempt = 0;
         loop {
+            let started = std::time::Instant::now();
             let snapshot = self.store.load_batch(&keys).await?;
             let mut state = BatchState::new(snapshot, self.names.clone());
             let now = Timestamp::now();
@@ -167,10 +190,13 @@ impl Processor {
                 .collect();
             let mutations = state.into_mutations();
             if mutations.is_empty() {
-                return Ok(decisions);
+                return Ok((decisions, Timestamp::now()));
             }
             match self.store.commit(mutations).await {
-                Ok(()) => return Ok(decisions),
+                Ok(()) => {
+                    self.metrics.transaction(started.elapsed());
+                    return Ok((decisions, Timestamp::now()));
+                }
                 Err(StoreError::Conflict(reason)) if attempt < CONFLICT_RETRIES => {
                     attempt += 1;
                     tracing::warn!(%reason, attempt, "write conflict; deciding the batch again");
@@ -186,18 +212,31 @@ impl Processor {
         &self,
         batch: &[(StreamEntry, CommandEnvelope)],
         decisions: Vec<Decision>,
+        committed_at: Timestamp,
     ) -> Result<(), ProcessError> {
         let mut ids = Vec::with_capacity(batch.len());
         let mut partition = None;
         let mut outgoing: Vec<(String, Bytes)> = Vec::with_capacity(batch.len() * 2);
-        for ((entry, command), decision) in batch.iter().zip(decisions) {
+        for ((entry, command), mut decision) in batch.iter().zip(decisions) {
+            let outcome = if decision.reply.is_ok() {
+                Outcome::Ok
+            } else {
+                Outcome::Rejected
+            };
+            self.metrics
+                .command(CommandKind::of(&command.command), outcome);
+            for delivery in &mut decision.deliveries {
+                delivery.committed_at_ms = Some(committed_at.millis());
+            }
             if let Some(reply_to) = &command.reply_to {
                 let reply = Reply {
                     request_id: reply_to.request_id,
                     outcome: decision.reply,
                 };
                 match envelope::encode(&reply) {
-                    Ok(bytes) => outgoing.push((self.names.gateway_channel(&reply_to.gateway_id), bytes)),
+                    Ok(bytes) => {
+                        outgoing.push((self.names.gateway_channel(&reply_to.gateway_id), bytes))
+                    }
                     Err(error) => tracing::error!(%error, "reply not encodable"),
                 }
             }

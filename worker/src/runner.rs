@@ -2,29 +2,43 @@
 //! new commands from the owned partitions, apply them partition by partition
 //! (partitions in parallel, each in order), retry what was left pending, and
 //! on shutdown finish the batch at hand and hand the leases back at once.
+//!
+//! Shutdown is only looked at between steps, never inside one: a batch
+//! that was read is always applied, answered and acknowledged before the
+//! loop ends. Workers tell each other on the workers channel when one
+//! stops (after releasing its leases) or starts, so that the others take
+//! over or give up partitions at once instead of at their next lease check,
+//! which would leave partitions without an owner for up to a third of the
+//! lease time.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chat_shared::backplane::{Backplane, BackplaneError, Lease, StreamEntry};
+use bytes::Bytes;
+use chat_shared::backplane::{Backplane, BackplaneError, Lease, StreamEntry, SubscriptionEvent};
 use chat_shared::names::Names;
 use chat_shared::store::Store;
 use futures_util::future::join_all;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::WorkerConfig;
+use crate::metrics::WorkerMetrics;
 use crate::processor::Processor;
 use crate::stats::{run_stats_loop, StatsTracker};
 
 /// Presence "pool" under which live workers announce themselves; `~` cannot
 /// appear in a real pool name.
 const WORKER_REGISTRY: &str = "~workers";
-/// How often owned streams drop their processed entries.
+/// How often owned streams drop their processed entries and their backlog
+/// is measured for the metrics.
 const TRIM_EVERY: Duration = Duration::from_secs(5);
+/// What a worker publishes on the workers channel; the content does not
+/// matter, only that the set of workers changed.
+const REBALANCE_NOTICE: &[u8] = b"rebalance";
 /// Pause after a backplane failure before trying again.
 const FAILURE_BACKOFF: Duration = Duration::from_millis(500);
 
@@ -39,6 +53,7 @@ pub struct Worker {
     leases: BTreeMap<u32, Lease>,
     /// The partitions in `leases`, published for `owned_partitions`.
     owned: watch::Sender<Vec<u32>>,
+    metrics: Arc<WorkerMetrics>,
 }
 
 impl Worker {
@@ -49,13 +64,15 @@ impl Worker {
         names: Names,
     ) -> Self {
         let stats = Arc::new(StatsTracker::default());
+        let metrics = Arc::new(WorkerMetrics::new(config.partitions));
         let processor = Processor::new(
             store.clone(),
             backplane.clone(),
             names.clone(),
             stats.clone(),
             config.max_deliveries,
-        );
+        )
+        .with_metrics(metrics.clone());
         Worker {
             id: format!("worker-{}", uuid::Uuid::new_v4().simple()),
             config,
@@ -66,7 +83,13 @@ impl Worker {
             stats,
             leases: BTreeMap::new(),
             owned: watch::Sender::new(Vec::new()),
+            metrics,
         }
+    }
+
+    /// The worker's metrics registry, for its `/metrics` endpoint.
+    pub fn metrics(&self) -> Arc<WorkerMetrics> {
+        self.metrics.clone()
     }
 
     pub fn id(&self) -> &str {
@@ -92,14 +115,30 @@ impl Worker {
             shutdown.clone(),
         ));
         let renew_every = self.config.lease_ttl / 3;
+        let mut rebalance = self.listen_for_rebalance().await;
+        let mut announced = false;
         let mut next_lease_check = Instant::now();
         let mut next_retry = Instant::now() + self.config.retry_idle;
-        let mut next_trim = Instant::now() + TRIM_EVERY;
+        // Trimmed and measured on the first round, so the backlog metrics
+        // exist from the start.
+        let mut next_trim = Instant::now();
         tracing::info!(worker = %self.id, partitions = self.config.partitions, "worker started");
         while !shutdown.is_cancelled() {
+            if rebalance_requested(&mut rebalance) {
+                next_lease_check = Instant::now();
+            }
             if Instant::now() >= next_lease_check {
-                if let Err(error) = self.maintain_leases().await {
-                    tracing::warn!(%error, "lease maintenance failed");
+                match self.maintain_leases().await {
+                    Ok(released) => {
+                        // A worker that just started asks the others to
+                        // make room; one that gave partitions up says so,
+                        // so that the worker they are meant for takes them.
+                        if released || !announced {
+                            self.announce_rebalance().await;
+                            announced = true;
+                        }
+                    }
+                    Err(error) => tracing::warn!(%error, "lease maintenance failed"),
                 }
                 self.publish_owned();
                 next_lease_check = Instant::now() + renew_every;
@@ -110,12 +149,20 @@ impl Worker {
             }
             if Instant::now() >= next_trim {
                 self.trim_owned().await;
+                self.measure_backlog().await;
                 next_trim = Instant::now() + TRIM_EVERY;
             }
             if self.leases.is_empty() {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = tokio::time::sleep_until(next_lease_check) => continue,
+                    notice = next_notice(&mut rebalance) => {
+                        if !notice {
+                            rebalance = None;
+                        }
+                        next_lease_check = Instant::now();
+                        continue;
+                    }
                 }
             }
             let owned: Vec<u32> = self.leases.keys().copied().collect();
@@ -139,8 +186,12 @@ impl Worker {
                 }
             }
         }
+        let held = self.leases.len();
         self.release_all().await;
         self.publish_owned();
+        if held > 0 {
+            self.announce_rebalance().await;
+        }
         tasks.close();
         tasks.wait().await;
         tracing::info!(worker = %self.id, "worker stopped");
@@ -176,6 +227,48 @@ impl Worker {
         }
     }
 
+    /// Reads the backlog of every owned partition into the metrics.
+    async fn measure_backlog(&self) {
+        for partition in self.leases.keys().copied() {
+            match self.backplane.stream_info(partition).await {
+                Ok(info) => self.metrics.stream(partition, info),
+                Err(error) => tracing::debug!(%error, partition, "backlog not measured"),
+            }
+        }
+    }
+
+    /// Subscribes to the workers channel. Without it (the backplane
+    /// refused), rebalancing still happens at every lease check.
+    async fn listen_for_rebalance(&self) -> Rebalance {
+        let (subscriber, events) = match self.backplane.subscriber().await {
+            Ok(pair) => pair,
+            Err(error) => {
+                tracing::warn!(%error, "no rebalance notices; relying on lease checks");
+                return None;
+            }
+        };
+        match subscriber.subscribe(&self.names.workers_channel()).await {
+            Ok(()) => Some((subscriber, events)),
+            Err(error) => {
+                tracing::warn!(%error, "no rebalance notices; relying on lease checks");
+                None
+            }
+        }
+    }
+
+    async fn announce_rebalance(&self) {
+        let published = self
+            .backplane
+            .publish(
+                &self.names.workers_channel(),
+                Bytes::from_static(REBALANCE_NOTICE),
+            )
+            .await;
+        if let Err(error) = published {
+            tracing::warn!(%error, "rebalance notice not published");
+        }
+    }
+
     /// Drops processed entries from the owned streams so they do not grow
     /// without bound; unprocessed ones are kept by the backplane.
     async fn trim_owned(&self) {
@@ -198,8 +291,9 @@ impl Worker {
     }
 
     /// Renews owned leases, then grows or shrinks the owned set towards an
-    /// even share of the partitions among live workers.
-    async fn maintain_leases(&mut self) -> Result<(), BackplaneError> {
+    /// even share of the partitions among live workers. True when it gave
+    /// partitions up.
+    async fn maintain_leases(&mut self) -> Result<bool, BackplaneError> {
         let ttl = self.config.lease_ttl;
         self.backplane
             .presence_heartbeat(WORKER_REGISTRY, &self.id, &self.id, ttl)
@@ -217,14 +311,17 @@ impl Worker {
         }
         for partition in lost {
             tracing::warn!(partition, "lease lost");
+            self.metrics.leases_lost.inc();
             self.leases.remove(&partition);
         }
+        let mut released = false;
         while self.leases.len() > share {
             let Some((&partition, &lease)) = self.leases.iter().next_back() else {
                 break;
             };
             self.backplane.release_lease(lease, &self.id).await?;
             self.leases.remove(&partition);
+            released = true;
             tracing::info!(partition, "partition handed over");
         }
         for partition in 0..partitions {
@@ -240,16 +337,18 @@ impl Worker {
                 .await?
             {
                 tracing::info!(partition, token = lease.token, "partition taken");
+                self.metrics.lease_takeovers.inc();
                 self.leases.insert(partition, lease);
                 // The previous owner's unfinished entries come first.
                 self.claim_and_process(partition, Duration::ZERO).await;
             }
         }
-        Ok(())
+        Ok(released)
     }
 
     fn publish_owned(&self) {
         let held: Vec<u32> = self.leases.keys().copied().collect();
+        self.metrics.owned(&held);
         self.owned.send_if_modified(|published| {
             let changed = *published != held;
             *published = held;
@@ -270,5 +369,32 @@ impl Worker {
         {
             tracing::warn!(%error, "worker registration not removed");
         }
+    }
+}
+
+type Rebalance = Option<(
+    Box<dyn chat_shared::backplane::Subscriber>,
+    mpsc::UnboundedReceiver<SubscriptionEvent>,
+)>;
+
+/// Whether a rebalance notice (or a resubscription, after which one may
+/// have been missed) arrived since the last look; takes them all.
+fn rebalance_requested(rebalance: &mut Rebalance) -> bool {
+    let Some((_, events)) = rebalance else {
+        return false;
+    };
+    let mut requested = false;
+    while let Ok(_event) = events.try_recv() {
+        requested = true;
+    }
+    requested
+}
+
+/// Waits for the next notice; false when the subscription ended (then the
+/// caller stops listening). Never resolves without a subscription.
+async fn next_notice(rebalance: &mut Rebalance) -> bool {
+    match rebalance {
+        Some((_, events)) => events.recv().await.is_some(),
+        None => std::future::pending().await,
     }
 }

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::{sleep, timeout, Instant};
 
-use super::{Backplane, ChannelMessage, StreamEntry, SubscriptionEvent};
+use super::{Backplane, ChannelMessage, StreamEntry, StreamInfo, SubscriptionEvent};
 
 /// Upper bound for anything that should happen "promptly"; generous so a
 /// loaded CI machine does not cause false failures.
@@ -38,6 +38,7 @@ pub async fn run_all(backplane: &dyn Backplane) {
     claim_pending_after_min_idle(backplane).await;
     dead_letter_acks(backplane).await;
     trim_keeps_unprocessed_entries(backplane).await;
+    stream_info_counts_the_backlog(backplane).await;
     lease_exclusive_and_renewable(backplane).await;
     lease_expiry_hands_over_with_larger_token(backplane).await;
     lease_release_frees_at_once(backplane).await;
@@ -371,6 +372,48 @@ pub async fn trim_keeps_unprocessed_entries(backplane: &dyn Backplane) {
     assert!(id_order(&fresh[0].id) > id_order(&read[2].id));
 }
 
+async fn info(backplane: &dyn Backplane, partition: u32) -> StreamInfo {
+    backplane.stream_info(partition).await.expect("stream_info")
+}
+
+/// The backlog a monitor sees: undelivered entries are lag, delivered and
+/// unacked ones are pending, and acking or reading moves them along. The
+/// length counts at least both (a stream may keep processed entries until
+/// it is trimmed) and never more than was appended.
+pub async fn stream_info_counts_the_backlog(backplane: &dyn Backplane) {
+    let scope = Scope::new();
+    let p = scope.partition(0);
+    assert_eq!(
+        info(backplane, p).await,
+        StreamInfo::default(),
+        "an unused partition has no backlog"
+    );
+    for n in 0..3 {
+        append(backplane, p, &format!("b-{n}")).await;
+    }
+    let appended = info(backplane, p).await;
+    assert_eq!((appended.lag, appended.pending), (3, 0), "{appended:?}");
+    assert_eq!(appended.length, 3);
+
+    let read = backplane
+        .read_new(&[p], "c", 2, Duration::from_millis(10))
+        .await
+        .expect("read_new");
+    assert_eq!(read.len(), 2);
+    backplane.ack(p, &[read[0].id.clone()]).await.expect("ack");
+    let partly = info(backplane, p).await;
+    assert_eq!((partly.lag, partly.pending), (1, 1), "{partly:?}");
+    assert!((2..=3).contains(&partly.length), "{partly:?}");
+
+    let rest = read_now(backplane, &[p], "c").await;
+    let mut all = ids(&read);
+    all.extend(ids(&rest));
+    backplane.ack(p, &all).await.expect("ack");
+    let done = info(backplane, p).await;
+    assert_eq!((done.lag, done.pending), (0, 0), "{done:?}");
+    assert!(done.length <= 3, "{done:?}");
+}
+
 pub async fn lease_exclusive_and_renewable(backplane: &dyn Backplane) {
     let scope = Scope::new();
     let (p, other) = (scope.partition(0), scope.partition(1));
@@ -582,7 +625,10 @@ pub async fn publish_batch_preserves_order_across_channels(backplane: &dyn Backp
             (channel.clone(), Bytes::from(format!("{n}")))
         })
         .collect();
-    backplane.publish_batch(&batch).await.expect("publish batch");
+    backplane
+        .publish_batch(&batch)
+        .await
+        .expect("publish batch");
     backplane.publish_batch(&[]).await.expect("empty batch");
     for (channel, payload) in &batch {
         let message = next_message(&mut received).await;

@@ -27,7 +27,8 @@ use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
 use super::{
-    Backplane, BackplaneError, ChannelMessage, Lease, StreamEntry, Subscriber, SubscriptionEvent,
+    Backplane, BackplaneError, ChannelMessage, Lease, StreamEntry, StreamInfo, Subscriber,
+    SubscriptionEvent,
 };
 
 /// Dead letters kept per partition; older ones are dropped (and logged) so
@@ -352,6 +353,23 @@ impl Backplane for MemoryBackplane {
             }
         }
         Ok(())
+    }
+
+    /// Acked entries are dropped at once, so the length is exactly the
+    /// undelivered plus the pending ones.
+    async fn stream_info(&self, partition: u32) -> Result<StreamInfo, BackplaneError> {
+        let streams = lock(&self.inner.streams);
+        Ok(streams
+            .get(&partition)
+            .map_or_else(StreamInfo::default, |stream| {
+                let lag = stream.undelivered.len() as u64;
+                let pending = stream.pending.len() as u64;
+                StreamInfo {
+                    length: lag + pending,
+                    pending,
+                    lag,
+                }
+            }))
     }
 
     async fn acquire_lease(

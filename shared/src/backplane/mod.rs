@@ -39,6 +39,21 @@ pub struct StreamEntry {
     pub deliveries: u32,
 }
 
+/// How much work a partition's command stream holds, for monitoring. The
+/// three numbers are read together but may be a moment old by the time
+/// they are looked at.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamInfo {
+    /// Entries the stream holds: undelivered, pending, and (in Redis)
+    /// processed ones not yet trimmed.
+    pub length: u64,
+    /// Entries delivered to a worker and not yet acknowledged.
+    pub pending: u64,
+    /// Entries appended and not yet delivered to any worker: how far the
+    /// workers are behind.
+    pub lag: u64,
+}
+
 /// Proof of owning a partition. The token grows every time the lease
 /// changes hands, so a stale owner can be told apart from the current one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +124,9 @@ pub trait Backplane: Send + Sync + 'static {
 
     /// Drops acked entries beyond what is needed; never drops unprocessed ones.
     async fn trim(&self, partition: u32) -> Result<(), BackplaneError>;
+
+    /// The partition's backlog: length, pending and undelivered entries.
+    async fn stream_info(&self, partition: u32) -> Result<StreamInfo, BackplaneError>;
 
     /// Takes the partition's lease if it is free or expired.
     async fn acquire_lease(

@@ -41,7 +41,9 @@ use fred::types::{Builder, Value};
 use tokio::sync::mpsc;
 
 use super::memory::DeadLetter;
-use super::{Backplane, BackplaneError, Lease, StreamEntry, Subscriber, SubscriptionEvent};
+use super::{
+    Backplane, BackplaneError, Lease, StreamEntry, StreamInfo, Subscriber, SubscriptionEvent,
+};
 use crate::names::Names;
 
 mod leases;
@@ -247,6 +249,10 @@ impl Backplane for RedisBackplane {
 
     async fn trim(&self, partition: u32) -> Result<(), BackplaneError> {
         self.inner.trim(partition).await
+    }
+
+    async fn stream_info(&self, partition: u32) -> Result<StreamInfo, BackplaneError> {
+        self.inner.stream_info(partition).await
     }
 
     async fn acquire_lease(

@@ -32,7 +32,7 @@ use super::{
     unexpected, Inner,
 };
 use crate::backplane::memory::DeadLetter;
-use crate::backplane::{BackplaneError, StreamEntry};
+use crate::backplane::{BackplaneError, StreamEntry, StreamInfo};
 use crate::names::COMMAND_GROUP;
 
 /// The one field of a command entry.
@@ -45,6 +45,10 @@ const DEAD_LETTERS_KEPT: i64 = 10_000;
 /// A consumer that holds nothing and has not been seen for this long is
 /// removed from the group when the stream is trimmed.
 const IDLE_CONSUMER_REMOVAL: Duration = Duration::from_secs(3_600);
+
+/// Where counting undelivered entries stops when the server cannot say
+/// (Redis before 7): enough to tell "far behind" without a huge reply.
+const LAG_COUNT_CAP: i64 = 10_000;
 
 impl Inner {
     /// One XADD: the payload is handed over without a copy and the command
@@ -298,6 +302,30 @@ impl Inner {
         let dropped = scripts::run(&self.pool, &self.scripts.trim, key, args).await?;
         tracing::debug!(partition, dropped = ?dropped, "command stream trimmed");
         Ok(())
+    }
+}
+
+impl Inner {
+    pub(super) async fn stream_info(&self, partition: u32) -> Result<StreamInfo, BackplaneError> {
+        const WHAT: &str = "stream_info";
+        let args = vec![
+            Value::from_static_str(COMMAND_GROUP),
+            Value::Integer(LAG_COUNT_CAP),
+        ];
+        let key = self.names.command_stream(partition);
+        let reply = scripts::run(&self.pool, &self.scripts.stream_info, key, args).await?;
+        let values = into_array(WHAT, reply)?;
+        let [length, pending, lag] = values.as_slice() else {
+            return Err(BackplaneError::Protocol(format!(
+                "{WHAT}: {} values instead of 3",
+                values.len()
+            )));
+        };
+        Ok(StreamInfo {
+            length: into_u64(WHAT, length)?,
+            pending: into_u64(WHAT, pending)?,
+            lag: into_u64(WHAT, lag)?,
+        })
     }
 }
 

@@ -1,0 +1,332 @@
+"""Checks the deployment files offline: deploy/ (Dockerfile, compose file,
+HAProxy, Prometheus, Grafana) and k8s/ (the kustomize base), and that the
+alerts, their runbooks and the drain timings agree everywhere.
+
+Run by scripts/check-deploy, which provides the tools (promtool, kubectl,
+and a virtualenv with kubernetes-validate, check-jsonschema and dockerfile).
+Prints one line per check; exits 1 if any failed.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import dockerfile
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEPLOY = os.path.join(ROOT, "deploy")
+K8S = os.path.join(ROOT, "k8s")
+OPERATIONS = os.path.join(ROOT, "docs", "operations.md")
+# Kubernetes versions the manifests are checked against: the oldest the
+# docs support (preStop `sleep` is on by default from 1.30) and the newest
+# the validator knows.
+K8S_VERSIONS = ["1.30.0", "1.37.0"]
+REQUIRED_ALERTS = {
+    "ChatPartitionWithoutOwner",
+    "ChatStreamLagGrowing",
+    "ChatErrorRateHigh",
+    "ChatAckLatencyHigh",
+    "ChatPodsNotReady",
+    "ChatDeadLetters",
+}
+
+results = []
+
+
+def check(name, ok, detail=""):
+    results.append(ok)
+    status = "ok  " if ok else "FAIL"
+    print(f"{status} {name}" + (f": {detail}" if detail and not ok else ""))
+    if detail and ok and detail.startswith("skipped"):
+        print(f"     {detail}")
+
+
+def run(args, **kwargs):
+    return subprocess.run(args, capture_output=True, text=True, **kwargs)
+
+
+def load(path):
+    with open(path) as f:
+        return yaml.safe_load(f)
+
+
+def millis(env, name):
+    return int(env[name])
+
+
+def anchor(heading):
+    """The anchor GitHub gives a Markdown heading."""
+    text = heading.strip().lower()
+    text = re.sub(r"[^\w\- ]", "", text)
+    return text.replace(" ", "-")
+
+
+# ---------------------------------------------------------------- Prometheus
+
+
+def check_prometheus():
+    config = os.path.join(DEPLOY, "prometheus", "prometheus.yml")
+    rules = os.path.join(DEPLOY, "prometheus", "alerts.yml")
+    result = run(["promtool", "check", "config", config])
+    check("promtool check config deploy/prometheus/prometheus.yml", result.returncode == 0,
+          result.stdout + result.stderr)
+    result = run(["promtool", "check", "rules", rules])
+    check("promtool check rules deploy/prometheus/alerts.yml", result.returncode == 0,
+          result.stdout + result.stderr)
+
+    scrape = load(config)
+    jobs = {job["job_name"]: job for job in scrape["scrape_configs"]}
+    for job in ("chat-gateway", "chat-worker"):
+        targets = [t for sc in jobs.get(job, {}).get("static_configs", []) for t in sc["targets"]]
+        check(f"prometheus.yml scrapes two {job} targets", len(targets) == 2, str(targets))
+
+    groups = load(rules)["groups"]
+    alerts = {rule["alert"]: rule for group in groups for rule in group["rules"] if "alert" in rule}
+    check("alerts.yml has the required alerts", REQUIRED_ALERTS <= set(alerts),
+          f"missing {sorted(REQUIRED_ALERTS - set(alerts))}")
+    with open(OPERATIONS) as f:
+        docs = f.read()
+    anchors = {anchor(line.lstrip("#")) for line in docs.splitlines() if line.startswith("#")}
+    for name, rule in sorted(alerts.items()):
+        url = rule.get("annotations", {}).get("runbook_url", "")
+        wanted = f"docs/operations.md#{name.lower()}"
+        check(f"alert {name} links its runbook", url == wanted, f"runbook_url {url!r}, want {wanted!r}")
+        check(f"docs/operations.md has a runbook for {name}", name.lower() in anchors,
+              f"no heading '{name}' in docs/operations.md")
+        check(f"alert {name} has a severity", rule.get("labels", {}).get("severity") in
+              ("warning", "critical"))
+    return groups
+
+
+# ---------------------------------------------------------------- Grafana
+
+
+def check_grafana():
+    datasources = load(os.path.join(DEPLOY, "grafana", "provisioning", "datasources", "prometheus.yml"))
+    uids = {ds["uid"] for ds in datasources["datasources"]}
+    providers = load(os.path.join(DEPLOY, "grafana", "provisioning", "dashboards", "chat.yml"))
+    check("Grafana provisions a dashboard folder",
+          providers["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards")
+    with open(os.path.join(DEPLOY, "grafana", "dashboards", "chat.json")) as f:
+        dashboard = json.load(f)
+    exprs = []
+    for panel in dashboard["panels"]:
+        check(f"panel '{panel['title']}' uses the provisioned data source",
+              panel["datasource"]["uid"] in uids)
+        exprs.extend(t["expr"] for t in panel["targets"])
+    joined = "\n".join(exprs)
+    for topic, pattern in [
+        ("connections", "chat_gateway_sockets"),
+        ("message rate", "chat_gateway_events_received_total"),
+        ("latency percentiles", "histogram_quantile(0.99"),
+        ("stream lag", "chat_worker_stream_lag"),
+        ("errors", "chat_gateway_backplane_errors_total"),
+    ]:
+        check(f"the dashboard shows {topic}", pattern in joined)
+    # Every query must be valid PromQL: promtool compiles them as recording
+    # rules (Grafana's $__rate_interval stands for a range).
+    rules = {"groups": [{"name": "dashboard", "rules": [
+        {"record": f"dashboard:query:{i}", "expr": e.replace("$__rate_interval", "5m")}
+        for i, e in enumerate(exprs)]}]}
+    with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as f:
+        yaml.safe_dump(rules, f)
+        path = f.name
+    result = run(["promtool", "check", "rules", path])
+    os.unlink(path)
+    check(f"the dashboard's {len(exprs)} queries are valid PromQL", result.returncode == 0,
+          result.stdout + result.stderr)
+
+
+# ---------------------------------------------------------------- Dockerfile, compose, HAProxy
+
+
+def check_docker():
+    commands = dockerfile.parse_file(os.path.join(DEPLOY, "Dockerfile"))
+    stages = {}
+    current = None
+    for command in commands:
+        if command.cmd == "FROM":
+            values = command.value
+            current = values[2] if len(values) >= 3 and values[1].upper() == "AS" else values[0]
+            stages[current] = {"from": values[0], "user": None}
+        elif command.cmd == "USER" and current:
+            stages[current]["user"] = command.value[0]
+    for target in ("gateway", "worker", "standalone"):
+        stage = stages.get(target)
+        check(f"Dockerfile has a '{target}' target", stage is not None)
+        if stage:
+            user = (stage["user"] or "0").split(":")[0]
+            check(f"the {target} image runs as a non-root user", user not in ("0", "root"), user)
+            check(f"the {target} image is distroless", stage["from"].startswith("gcr.io/distroless/"),
+                  stage["from"])
+    check("Dockerfile builds in separate stages", {"web", "build"} <= set(stages))
+
+    compose_path = os.path.join(DEPLOY, "docker-compose.yml")
+    result = run(["check-jsonschema", "--builtin-schema", "vendor.compose-spec", compose_path])
+    check("docker-compose.yml follows the Compose Specification", result.returncode == 0,
+          result.stdout + result.stderr)
+    compose = load(compose_path)
+    services = compose["services"]
+    check("compose has Redis, PostgreSQL, 2 gateways, 2 workers, a load balancer, Prometheus, Grafana",
+          {"redis", "postgres", "gateway-1", "gateway-2", "worker-1", "worker-2", "lb", "prometheus",
+           "grafana"} <= set(services))
+    redis_command = services["redis"]["command"]
+    check("Redis keeps an append-only file",
+          "--appendonly" in redis_command and redis_command[redis_command.index("--appendonly") + 1] == "yes")
+    for name in ("gateway-1", "gateway-2", "worker-1", "worker-2"):
+        service = services[name]
+        build = service.get("build", {})
+        check(f"{name} builds a Dockerfile target", build.get("target") in stages, str(build))
+        grace = int(service["stop_grace_period"].rstrip("s")) * 1000
+        env = service["environment"]
+        check(f"{name}'s stop_grace_period exceeds its SHUTDOWN_GRACE_MS",
+              grace > millis(env, "SHUTDOWN_GRACE_MS"))
+        if name.startswith("gateway"):
+            check(f"{name}'s drain fits its grace",
+                  millis(env, "DRAIN_DELAY_MS") + millis(env, "DRAIN_WINDOW_MS") < millis(env, "SHUTDOWN_GRACE_MS"))
+    for name, service in services.items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("."):
+                check(f"{name} mounts an existing {source}",
+                      os.path.exists(os.path.join(DEPLOY, source)))
+
+    haproxy_cfg = os.path.join(DEPLOY, "haproxy", "haproxy.cfg")
+    with open(haproxy_cfg) as f:
+        # Directives only, without comments.
+        text = "\n".join(line.split("#")[0] for line in f)
+    check("the load balancer health-checks /readyz", "option httpchk GET /readyz" in text)
+    check("the load balancer keeps WebSockets open (timeout tunnel)", "timeout tunnel" in text)
+    check("the load balancer has no sticky sessions",
+          "balance roundrobin" in text and "stick" not in text and "cookie" not in text)
+    if shutil.which("haproxy"):
+        result = run(["haproxy", "-c", "-f", haproxy_cfg])
+        check("haproxy -c accepts haproxy.cfg", result.returncode == 0, result.stdout + result.stderr)
+    else:
+        check("haproxy -c accepts haproxy.cfg", True,
+              "skipped: HAProxy is not installed here (Debian package 'haproxy'); the keywords above were checked")
+
+
+# ---------------------------------------------------------------- Kubernetes
+
+
+def check_kubernetes(alert_groups):
+    result = run(["kubectl", "kustomize", K8S])
+    check("kubectl kustomize k8s renders", result.returncode == 0, result.stderr)
+    if result.returncode != 0:
+        return
+    rendered = result.stdout
+    objects = [o for o in yaml.safe_load_all(rendered) if o]
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        f.write(rendered)
+        path = f.name
+    crds = {"ServiceMonitor", "PrometheusRule"}
+    for version in K8S_VERSIONS:
+        result = run(["kubernetes-validate", "--strict", "--quiet", "--no-warn", "-k", version, path])
+        check(f"the rendered objects validate against the Kubernetes {version} schemas (strict)",
+              result.returncode == 0, result.stdout + result.stderr)
+    os.unlink(path)
+
+    by_kind = {}
+    for obj in objects:
+        by_kind.setdefault(obj["kind"], []).append(obj)
+    for kind in ("Namespace", "ConfigMap", "Secret", "Deployment", "Service", "Ingress",
+                 "HorizontalPodAutoscaler", "PodDisruptionBudget", "ServiceMonitor", "PrometheusRule"):
+        check(f"k8s renders a {kind}", kind in by_kind)
+    unvalidated = sorted({o["kind"] for o in objects if o["kind"] in crds})
+    print(f"     note: {', '.join(unvalidated)} are custom resources of the Prometheus Operator; the "
+          "validator bundles no schema for them, so they are checked below instead (the rule groups "
+          "with promtool and against deploy/, the ServiceMonitor against the Services it selects)")
+
+    rule = by_kind["PrometheusRule"][0]
+    check("the PrometheusRule carries exactly the alerts of deploy/prometheus/alerts.yml",
+          rule["spec"]["groups"] == alert_groups)
+    with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as f:
+        yaml.safe_dump({"groups": rule["spec"]["groups"]}, f)
+        path = f.name
+    result = run(["promtool", "check", "rules", path])
+    os.unlink(path)
+    check("promtool accepts the PrometheusRule's groups", result.returncode == 0, result.stdout + result.stderr)
+
+    monitor = by_kind["ServiceMonitor"][0]
+    wanted = monitor["spec"]["selector"]["matchLabels"]
+    ports = {e["port"] for e in monitor["spec"]["endpoints"]}
+    selected = [s for s in by_kind["Service"]
+                if all(s["metadata"].get("labels", {}).get(k) == v for k, v in wanted.items())]
+    check("the ServiceMonitor selects the gateway and worker Services",
+          sorted(s["metadata"]["name"] for s in selected) == ["chat-gateway", "chat-worker"],
+          str([s["metadata"]["name"] for s in selected]))
+    for service in selected:
+        names = {p["name"] for p in service["spec"]["ports"]}
+        check(f"Service {service['metadata']['name']} has the scraped port {sorted(ports)}", ports <= names)
+
+    deployments = {d["metadata"]["name"]: d for d in by_kind["Deployment"]}
+    for name, admin in (("chat-gateway", 9090), ("chat-worker", 9091)):
+        deployment = deployments[name]
+        pod = deployment["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        check(f"{name} listens for admin on {admin}", ports.get("admin") == admin and env.get("ADMIN_PORT") == str(admin))
+        for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+            check(f"{name}'s {probe} uses the admin port", container[probe]["httpGet"]["port"] == "admin")
+        check(f"{name} is ready on /readyz", container["readinessProbe"]["httpGet"]["path"] == "/readyz")
+        security = container["securityContext"]
+        check(f"{name} runs non-root with a read-only root file system",
+              security.get("readOnlyRootFilesystem") is True and pod["securityContext"].get("runAsNonRoot") is True
+              and security.get("allowPrivilegeEscalation") is False and security["capabilities"]["drop"] == ["ALL"])
+        check(f"{name} has resource requests and limits",
+              {"requests", "limits"} <= set(container.get("resources", {})))
+        check(f"{name} spreads over nodes and zones",
+              {c["topologyKey"] for c in pod.get("topologySpreadConstraints", [])}
+              >= {"kubernetes.io/hostname", "topology.kubernetes.io/zone"})
+        pre_stop = container.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
+        grace = int(env["SHUTDOWN_GRACE_MS"])
+        check(f"{name}'s terminationGracePeriodSeconds covers preStop and SHUTDOWN_GRACE_MS",
+              pod["terminationGracePeriodSeconds"] * 1000 > pre_stop * 1000 + grace,
+              f"{pod['terminationGracePeriodSeconds']} s for {pre_stop} s + {grace} ms")
+        if name == "chat-gateway":
+            check("the gateway sleeps in preStop while endpoints are updated", pre_stop > 0)
+            check("the gateway's drain fits its grace",
+                  int(env["DRAIN_DELAY_MS"]) + int(env["DRAIN_WINDOW_MS"]) < grace)
+
+    hpa = by_kind["HorizontalPodAutoscaler"][0]
+    check("the HPA is autoscaling/v2", hpa["apiVersion"] == "autoscaling/v2")
+    check("the HPA scales down slowly",
+          hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] >= 300)
+    ingress = by_kind["Ingress"][0]
+    annotations = ingress["metadata"].get("annotations", {})
+    check("the Ingress keeps WebSockets open for an hour",
+          int(annotations.get("nginx.ingress.kubernetes.io/proxy-read-timeout", 0)) >= 3600
+          and int(annotations.get("nginx.ingress.kubernetes.io/proxy-send-timeout", 0)) >= 3600)
+    check("the Ingress has no session affinity",
+          not any("affinity" in key or "upstream-hash-by" in key for key in annotations))
+    backends = {p["backend"]["service"]["port"]["name"]
+                for r in ingress["spec"]["rules"] for p in r["http"]["paths"]}
+    check("the Ingress routes only the public port", backends == {"http"}, str(backends))
+    secret = by_kind["Secret"][0]
+    check("the example Secret holds only placeholders",
+          all("replace-me" in v or "example" in v for v in secret.get("stringData", {}).values()))
+
+
+def main():
+    os.chdir(ROOT)
+    groups = check_prometheus()
+    check_grafana()
+    check_docker()
+    check_kubernetes(groups)
+    failed = results.count(False)
+    if failed:
+        print(f"check-deploy: {failed} of {len(results)} checks FAILED")
+        return 1
+    print(f"check-deploy: all {len(results)} checks hold")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
