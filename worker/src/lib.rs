@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod decide;
+pub mod lanes;
 pub mod metrics;
 pub mod ops;
 pub mod processor;

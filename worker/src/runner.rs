@@ -1,11 +1,12 @@
 //! The worker's main loop: keep a fair share of the partition leases, read
-//! new commands from the owned partitions, apply them partition by partition
-//! (partitions in parallel, each in order), retry what was left pending, and
-//! on shutdown finish the batch at hand and hand the leases back at once.
+//! new commands from the owned partitions and hand them to the partitions'
+//! lanes (`lanes`: partitions in parallel, each in order), retry what was
+//! left pending, and on shutdown finish what was read and hand the leases
+//! back at once.
 //!
-//! Shutdown is only looked at between steps, never inside one: a batch
-//! that was read is always applied, answered and acknowledged before the
-//! loop ends. Workers tell each other on the workers channel when one
+//! Shutdown is only looked at between steps, never inside one: every entry
+//! that was read is applied, answered and acknowledged before the leases
+//! are released. Workers tell each other on the workers channel when one
 //! stops (after releasing its leases) or starts, so that the others take
 //! over or give up partitions at once instead of at their next lease check,
 //! which would leave partitions without an owner for up to a third of the
@@ -16,16 +17,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use chat_shared::backplane::{Backplane, BackplaneError, Lease, StreamEntry, SubscriptionEvent};
+use chat_shared::backplane::{Backplane, BackplaneError, Lease, SubscriptionEvent};
 use chat_shared::names::Names;
 use chat_shared::store::Store;
-use futures_util::future::join_all;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::WorkerConfig;
+use crate::lanes::Lanes;
 use crate::metrics::WorkerMetrics;
 use crate::processor::Processor;
 use crate::stats::{run_stats_loop, StatsTracker};
@@ -48,7 +49,7 @@ pub struct Worker {
     store: Arc<dyn Store>,
     backplane: Arc<dyn Backplane>,
     names: Names,
-    processor: Processor,
+    lanes: Lanes,
     stats: Arc<StatsTracker>,
     leases: BTreeMap<u32, Lease>,
     /// The partitions in `leases`, published for `owned_partitions`.
@@ -73,13 +74,16 @@ impl Worker {
             config.max_deliveries,
         )
         .with_metrics(metrics.clone());
+        // Room for a few batches per lane keeps every lane busy without
+        // reading far ahead of what the store can take.
+        let lanes = Lanes::new(Arc::new(processor), config.batch_max, config.batch_max * 4);
         Worker {
             id: format!("worker-{}", uuid::Uuid::new_v4().simple()),
             config,
             store,
             backplane,
             names,
-            processor,
+            lanes,
             stats,
             leases: BTreeMap::new(),
             owned: watch::Sender::new(Vec::new()),
@@ -165,6 +169,10 @@ impl Worker {
                     }
                 }
             }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.lanes.wait_for_room() => {}
+            }
             let owned: Vec<u32> = self.leases.keys().copied().collect();
             let block = self.config.read_block.min(
                 next_lease_check
@@ -176,7 +184,7 @@ impl Worker {
                 read = self.backplane.read_new(&owned, &self.id, self.config.batch_max, block) => read,
             };
             match read {
-                Ok(entries) => self.process(entries).await,
+                Ok(entries) => self.lanes.dispatch(entries),
                 Err(error) => {
                     tracing::warn!(%error, "reading commands failed");
                     tokio::select! {
@@ -186,6 +194,8 @@ impl Worker {
                 }
             }
         }
+        // Everything read is applied and acknowledged before the leases go.
+        self.lanes.close().await;
         let held = self.leases.len();
         self.release_all().await;
         self.publish_owned();
@@ -197,29 +207,9 @@ impl Worker {
         tracing::info!(worker = %self.id, "worker stopped");
     }
 
-    /// Applies entries grouped by partition: in order within a partition,
-    /// partitions concurrently.
-    async fn process(&self, entries: Vec<StreamEntry>) {
-        if entries.is_empty() {
-            return;
-        }
-        let mut by_partition: BTreeMap<u32, Vec<StreamEntry>> = BTreeMap::new();
-        for entry in entries {
-            by_partition.entry(entry.partition).or_default().push(entry);
-        }
-        let runs = by_partition
-            .into_values()
-            .map(|batch| self.processor.process(batch));
-        for result in join_all(runs).await {
-            if let Err(error) = result {
-                tracing::warn!(%error, "batch left pending for retry");
-            }
-        }
-    }
-
     /// Re-applies commands that were read but never acknowledged (a failed
     /// batch, or a previous owner that died mid-batch).
-    async fn retry_stuck(&self) {
+    async fn retry_stuck(&mut self) {
         let owned: Vec<u32> = self.leases.keys().copied().collect();
         for partition in owned {
             self.claim_and_process(partition, self.config.retry_idle)
@@ -279,13 +269,13 @@ impl Worker {
         }
     }
 
-    async fn claim_and_process(&self, partition: u32, min_idle: Duration) {
+    async fn claim_and_process(&mut self, partition: u32, min_idle: Duration) {
         match self
             .backplane
             .claim_pending(partition, &self.id, min_idle, self.config.batch_max)
             .await
         {
-            Ok(entries) => self.process(entries).await,
+            Ok(entries) => self.lanes.dispatch(entries),
             Err(error) => tracing::warn!(%error, partition, "claiming pending commands failed"),
         }
     }

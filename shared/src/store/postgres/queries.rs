@@ -70,12 +70,15 @@ pub(super) async fn load_batch(
         }
         let statement = tx
             .prepare_cached(
+                // LATERAL keeps one index probe per key whatever plan the
+                // prepared statement settles on; a hash join over the
+                // whole table would grow with history.
                 "SELECT m.id, m.session_id, m.seq, m.sender_id, m.sender_name, m.sender_role, \
                  m.content, m.client_msg_id, m.created_at \
-                 FROM messages m \
-                 JOIN UNNEST($1::text[], $2::text[], $3::text[]) AS k (session_id, sender_id, client_msg_id) \
-                 ON m.session_id = k.session_id AND m.sender_id = k.sender_id \
-                 AND m.client_msg_id = k.client_msg_id",
+                 FROM UNNEST($1::text[], $2::text[], $3::text[]) AS k (session_id, sender_id, client_msg_id) \
+                 CROSS JOIN LATERAL (SELECT * FROM messages \
+                   WHERE session_id = k.session_id AND sender_id = k.sender_id \
+                   AND client_msg_id = k.client_msg_id) AS m",
             )
             .await?;
         tx.query(&statement, &[&msg_sessions, &msg_senders, &msg_client_ids])
@@ -93,9 +96,10 @@ pub(super) async fn load_batch(
         }
         let statement = tx
             .prepare_cached(
-                "SELECT r.session_id, r.user_id, r.up_to_seq FROM read_positions r \
-                 JOIN UNNEST($1::text[], $2::text[]) AS k (session_id, user_id) \
-                 ON r.session_id = k.session_id AND r.user_id = k.user_id",
+                "SELECT r.session_id, r.user_id, r.up_to_seq \
+                 FROM UNNEST($1::text[], $2::text[]) AS k (session_id, user_id) \
+                 CROSS JOIN LATERAL (SELECT * FROM read_positions \
+                   WHERE session_id = k.session_id AND user_id = k.user_id) AS r",
             )
             .await?;
         tx.query(&statement, &[&read_sessions, &read_users]).await

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Benchmarks a cluster of 2 gateways and 2 workers on this machine: builds
+# the release binaries, creates a fresh database on DATABASE_URL's server
+# and a fresh key prefix on REDIS_URL (defaults: the local servers), starts
+# the four processes with the rate limit off, measures the memory of idle
+# connections spread over both gateways, then runs the load test at each
+# given rate with customers and their agents on different gateways, and
+# stops everything on exit.
+#
+# Usage: scripts/bench-cluster.sh [RATE ...]          (default: 1000)
+# Environment: REDIS_URL, DATABASE_URL (a server where the user may create
+#              databases), CONNECTIONS (10000), PAIRS (100), DURATION (20),
+#              WARMUP (3), SKIP_IDLE=1, SKIP_BUILD=1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+redis_url=${REDIS_URL:-redis://127.0.0.1:6379}
+admin_url=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+connections=${CONNECTIONS:-10000}
+pairs=${PAIRS:-100}
+duration=${DURATION:-20}
+warmup=${WARMUP:-3}
+rates=("$@")
+[ ${#rates[@]} -gt 0 ] || rates=(1000)
+
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+  echo "==> building gateway, worker and chat-bench (release)"
+  cargo build --release -p chat-gateway -p chat-worker -p chat-bench
+fi
+bin="$root/target/release"
+
+workdir=$(mktemp -d "${TMPDIR:-/tmp}/chat-bench-cluster.XXXXXX")
+database="chat_bench_$(date +%s)_$$"
+prefix="bench$(date +%s)$$"
+database_url="${admin_url%/*}/$database"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  psql "$admin_url" -qc "DROP DATABASE IF EXISTS $database WITH (FORCE)" >/dev/null 2>&1 || true
+  redis-cli -u "$redis_url" --scan --pattern "$prefix:*" 2>/dev/null | xargs -r redis-cli -u "$redis_url" del >/dev/null 2>&1 || true
+  rm -rf "$workdir"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+psql "$admin_url" -qc "CREATE DATABASE $database" >/dev/null
+export REDIS_URL="$redis_url" DATABASE_URL="$database_url" KEY_PREFIX="$prefix"
+export JWT_SECRET="bench-$(date +%s%N)-secret" RATE_LIMIT_PER_SEC=0 HOST=127.0.0.1 RUST_LOG="${RUST_LOG:-warn}"
+
+for n in 1 2; do
+  ADMIN_PORT=0 "$bin/worker" >"$workdir/worker$n.out" 2>"$workdir/worker$n.err" &
+  pids+=($!)
+done
+urls=()
+gateway_pids=()
+for n in 1 2; do
+  PORT=0 "$bin/gateway" >"$workdir/gateway$n.out" 2>"$workdir/gateway$n.err" &
+  pid=$!
+  pids+=("$pid")
+  gateway_pids+=("$pid")
+  url=""
+  for _ in $(seq 1 100); do
+    url=$(sed -n 's/^gateway listening on \(http:[^ ]*\).*/\1/p' "$workdir/gateway$n.out")
+    [ -n "$url" ] && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if [ -z "$url" ]; then
+    echo "gateway $n did not start:" >&2
+    cat "$workdir/gateway$n.err" >&2
+    exit 1
+  fi
+  urls+=("$url")
+done
+url_list=$(IFS=,; echo "${urls[*]}")
+pid_list=$(IFS=,; echo "${gateway_pids[*]}")
+echo "==> gateways at $url_list (pids $pid_list), database $database, prefix $prefix"
+
+status=0
+if [ "${SKIP_IDLE:-0}" != 1 ]; then
+  echo
+  echo "==> idle: $connections connections over both gateways"
+  "$bin/chat-bench" idle --url "$url_list" --connections "$connections" --pid "$pid_list" --hold 5 || status=1
+fi
+for rate in "${rates[@]}"; do
+  echo
+  echo "==> load: $pairs pairs at $rate msg/s for ${duration} s, customers and agents on different gateways"
+  "$bin/chat-bench" load --url "$url_list" --pairs "$pairs" --rate "$rate" --duration "$duration" --warmup "$warmup" \
+    || status=1
+done
+for pid in "${pids[@]}"; do
+  if ! kill -0 "$pid" 2>/dev/null; then
+    echo "a process died during the run; see its log:" >&2
+    tail -5 "$workdir"/*.err >&2
+    status=1
+  fi
+done
+exit "$status"
