@@ -14,6 +14,9 @@ pub struct WorkerConfig {
     pub lease_ttl: Duration,
     /// Most commands applied in one transaction.
     pub batch_max: usize,
+    /// Transactions a worker runs at once; its partitions are shared among
+    /// them (`WORKER_LANES`).
+    pub lanes: u32,
     /// How long one blocking read waits for new commands.
     pub read_block: Duration,
     /// Deliveries after which a failing command goes to the dead letters.
@@ -28,6 +31,7 @@ impl Default for WorkerConfig {
             partitions: 16,
             lease_ttl: Duration::from_secs(10),
             batch_max: 256,
+            lanes: 1,
             read_block: Duration::from_millis(500),
             max_deliveries: 5,
             retry_idle: Duration::from_secs(15),
@@ -44,12 +48,16 @@ impl WorkerConfig {
             partitions: env.parse("PARTITIONS", defaults.partitions)?,
             lease_ttl: env.millis("LEASE_TTL_MS", defaults.lease_ttl)?,
             batch_max: env.parse("BATCH_MAX", defaults.batch_max)?,
+            lanes: env.parse("WORKER_LANES", defaults.lanes)?,
             read_block: defaults.read_block,
             max_deliveries: env.parse("MAX_DELIVERIES", defaults.max_deliveries)?,
             retry_idle: env.millis("RETRY_IDLE_MS", defaults.retry_idle)?,
         };
         if config.partitions == 0 || config.partitions > 1024 {
             return Err(ConfigError("PARTITIONS must be between 1 and 1024".into()));
+        }
+        if config.lanes == 0 || config.lanes > 64 {
+            return Err(ConfigError("WORKER_LANES must be between 1 and 64".into()));
         }
         if config.batch_max == 0 {
             return Err(ConfigError("BATCH_MAX must be at least 1".into()));

@@ -1,9 +1,11 @@
-//! One lane per partition between reading commands and applying them. The
-//! reader hands what it read to the partition's lane and goes back to
-//! reading at once; each lane applies its entries in order, one batch at a
-//! time, and whatever arrives while a batch commits becomes the next batch.
-//! So partitions never wait for one another, a busy partition batches more,
-//! and an idle one answers as soon as its single command commits.
+//! Lanes between reading commands and applying them. Each partition maps to
+//! one lane (partition mod lane count). The reader hands what it read to
+//! the lanes and goes back to reading at once; each lane applies its
+//! entries in order, one batch (one transaction) at a time, and whatever
+//! arrives while a batch commits becomes the next batch: group commit. Few
+//! lanes mean few, larger transactions (the store's fixed cost per
+//! transaction dominates small ones); more than one lets a commit overlap
+//! the next batch's reads.
 //!
 //! A bound on entries read but not yet applied keeps a slow store from
 //! letting the reader pull the whole stream into memory.
@@ -21,6 +23,7 @@ use crate::processor::Processor;
 pub struct Lanes {
     processor: Arc<Processor>,
     senders: HashMap<u32, mpsc::UnboundedSender<Vec<StreamEntry>>>,
+    lane_count: u32,
     tasks: TaskTracker,
     in_flight: Arc<AtomicUsize>,
     applied: Arc<Notify>,
@@ -30,10 +33,11 @@ pub struct Lanes {
 
 impl Lanes {
     /// `limit` bounds entries read but not yet applied.
-    pub fn new(processor: Arc<Processor>, batch_max: usize, limit: usize) -> Self {
+    pub fn new(processor: Arc<Processor>, lane_count: u32, batch_max: usize, limit: usize) -> Self {
         Lanes {
             processor,
             senders: HashMap::new(),
+            lane_count: lane_count.max(1),
             tasks: TaskTracker::new(),
             in_flight: Arc::new(AtomicUsize::new(0)),
             applied: Arc::new(Notify::new()),
@@ -47,13 +51,16 @@ impl Lanes {
         if entries.is_empty() {
             return;
         }
-        let mut by_partition: HashMap<u32, Vec<StreamEntry>> = HashMap::new();
+        let mut by_lane: HashMap<u32, Vec<StreamEntry>> = HashMap::new();
         for entry in entries {
-            by_partition.entry(entry.partition).or_default().push(entry);
+            by_lane
+                .entry(entry.partition % self.lane_count)
+                .or_default()
+                .push(entry);
         }
-        for (partition, batch) in by_partition {
+        for (lane, batch) in by_lane {
             self.in_flight.fetch_add(batch.len(), Ordering::AcqRel);
-            let sender = self.senders.entry(partition).or_insert_with(|| {
+            let sender = self.senders.entry(lane).or_insert_with(|| {
                 spawn_lane(
                     &self.tasks,
                     self.processor.clone(),

@@ -1,4 +1,4 @@
-//! Applies one partition's batch of stream entries: decode, load what they
+//! Applies a batch of stream entries: decode, load what they
 //! touch, decide, commit in one transaction, then answer callers and fan the
 //! events out, and only then acknowledge the entries. A batch that cannot be
 //! committed is retried one command at a time so that one bad command never
@@ -74,7 +74,8 @@ impl Processor {
         self
     }
 
-    /// Processes entries of one partition, in order.
+    /// Processes entries in order (each partition's entries keep their
+    /// stream order; a batch may span partitions).
     pub async fn process(&self, entries: Vec<StreamEntry>) -> Result<(), ProcessError> {
         if !entries.is_empty() {
             self.metrics.batch_size(entries.len());
@@ -214,8 +215,8 @@ impl Processor {
         decisions: Vec<Decision>,
         committed_at: Timestamp,
     ) -> Result<(), ProcessError> {
-        let mut ids = Vec::with_capacity(batch.len());
-        let mut partition = None;
+        let mut acks: std::collections::BTreeMap<u32, Vec<String>> =
+            std::collections::BTreeMap::new();
         let mut outgoing: Vec<(String, Bytes)> = Vec::with_capacity(batch.len() * 2);
         for ((entry, command), mut decision) in batch.iter().zip(decisions) {
             let outcome = if decision.reply.is_ok() {
@@ -254,15 +255,16 @@ impl Processor {
             for pool in decision.stats_pools {
                 self.stats.mark_dirty(pool);
             }
-            ids.push(entry.id.clone());
-            partition = Some(entry.partition);
+            acks.entry(entry.partition)
+                .or_default()
+                .push(entry.id.clone());
         }
         // One ordered batch: each reply still precedes its own events.
         if let Err(error) = self.backplane.publish_batch(&outgoing).await {
             tracing::warn!(%error, count = outgoing.len(), "events not published");
         }
-        if let Some(partition) = partition {
-            self.backplane.ack(partition, &ids).await?;
+        for (partition, ids) in &acks {
+            self.backplane.ack(*partition, ids).await?;
         }
         Ok(())
     }

@@ -76,7 +76,12 @@ impl Worker {
         .with_metrics(metrics.clone());
         // Room for a few batches per lane keeps every lane busy without
         // reading far ahead of what the store can take.
-        let lanes = Lanes::new(Arc::new(processor), config.batch_max, config.batch_max * 4);
+        let lanes = Lanes::new(
+            Arc::new(processor),
+            config.lanes,
+            config.batch_max,
+            config.batch_max * 4,
+        );
         Worker {
             id: format!("worker-{}", uuid::Uuid::new_v4().simple()),
             config,

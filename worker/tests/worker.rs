@@ -30,6 +30,7 @@ fn config(partitions: u32) -> WorkerConfig {
         partitions,
         lease_ttl: LEASE,
         batch_max: 32,
+        lanes: 1,
         read_block: Duration::from_millis(100),
         max_deliveries: 3,
         retry_idle: Duration::from_secs(5),

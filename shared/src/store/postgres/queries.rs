@@ -8,7 +8,7 @@
 
 use deadpool_postgres::Object;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{IsolationLevel, Row};
+use tokio_postgres::Row;
 
 use crate::protocol::{Message, MessagePage, ReadPosition, Role, Session, SessionStatus};
 use crate::store::{
@@ -37,30 +37,27 @@ pub(super) fn nothing_to_load(keys: &BatchKeys) -> bool {
         && keys.user_ids.is_empty()
 }
 
-/// Reads everything a batch names in one read-only snapshot. The four
-/// queries are sent together (pipelined), so the whole load costs three
-/// round trips (begin, queries, commit) whatever the number of keys.
+/// Reads everything a batch names. The four queries are sent together
+/// (pipelined) outside any transaction: one round trip whatever the number
+/// of keys. No snapshot is needed, since the worker reading them is the
+/// only writer of the sessions they name; a racing writer is caught by the
+/// version checks of the commit.
 pub(super) async fn load_batch(
     client: &mut Object,
     keys: &BatchKeys,
 ) -> Result<BatchSnapshot, StoreError> {
-    let tx = client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?;
+    let db = &**client;
 
     let sessions = async {
         if keys.session_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let statement = tx
+        let statement = db
             .prepare_cached(&format!(
                 "SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ANY($1)"
             ))
             .await?;
-        tx.query(&statement, &[&keys.session_ids]).await
+        db.query(&statement, &[&keys.session_ids]).await
     };
 
     let (msg_sessions, msg_senders, msg_client_ids) = unzip3(&keys.client_messages);
@@ -68,7 +65,7 @@ pub(super) async fn load_batch(
         if keys.client_messages.is_empty() {
             return Ok(Vec::new());
         }
-        let statement = tx
+        let statement = db
             .prepare_cached(
                 // LATERAL keeps one index probe per key whatever plan the
                 // prepared statement settles on; a hash join over the
@@ -81,7 +78,7 @@ pub(super) async fn load_batch(
                    AND client_msg_id = k.client_msg_id) AS m",
             )
             .await?;
-        tx.query(&statement, &[&msg_sessions, &msg_senders, &msg_client_ids])
+        db.query(&statement, &[&msg_sessions, &msg_senders, &msg_client_ids])
             .await
     };
 
@@ -94,7 +91,7 @@ pub(super) async fn load_batch(
         if keys.read_positions.is_empty() {
             return Ok(Vec::new());
         }
-        let statement = tx
+        let statement = db
             .prepare_cached(
                 "SELECT r.session_id, r.user_id, r.up_to_seq \
                  FROM UNNEST($1::text[], $2::text[]) AS k (session_id, user_id) \
@@ -102,17 +99,17 @@ pub(super) async fn load_batch(
                    WHERE session_id = k.session_id AND user_id = k.user_id) AS r",
             )
             .await?;
-        tx.query(&statement, &[&read_sessions, &read_users]).await
+        db.query(&statement, &[&read_sessions, &read_users]).await
     };
 
     let users = async {
         if keys.user_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let statement = tx
+        let statement = db
             .prepare_cached("SELECT user_id, name FROM users WHERE user_id = ANY($1)")
             .await?;
-        tx.query(&statement, &[&keys.user_ids]).await
+        db.query(&statement, &[&keys.user_ids]).await
     };
 
     let (sessions, messages, positions, users) =
@@ -121,7 +118,6 @@ pub(super) async fn load_batch(
                 (sessions, messages, positions, users)
             }
             (sessions, messages, positions, users) => {
-                let _ = tx.rollback().await;
                 let first = [sessions.err(), messages.err(), positions.err(), users.err()]
                     .into_iter()
                     .flatten()
@@ -132,7 +128,6 @@ pub(super) async fn load_batch(
                 ));
             }
         };
-    tx.commit().await?;
 
     let mut snapshot = BatchSnapshot::default();
     for row in &sessions {
