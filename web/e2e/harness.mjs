@@ -29,9 +29,10 @@ const CHROMIUM_ARGS = [
 
 /** The server binary; built (without rebuilding the UI) when missing. */
 export function serverBinary() {
-  const fromEnv = process.env.SUPPORT_CHAT_BIN;
+  const fromEnv = process.env.CHAT_SERVER_BIN || process.env.SUPPORT_CHAT_BIN;
   if (fromEnv) return fromEnv;
-  const bin = path.join(repoRoot, 'target', 'debug', 'support-chat');
+  const targetDir = process.env.CARGO_TARGET_DIR || path.join(repoRoot, 'target');
+  const bin = path.join(targetDir, 'debug', 'support-chat');
   if (!existsSync(bin)) {
     const built = spawnSync('cargo', ['build', '--bin', 'support-chat'], {
       cwd: repoRoot,
