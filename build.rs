@@ -10,7 +10,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::SystemTime;
 
-const SOURCES: [&str; 4] = ["web/src", "web/index.html", "web/package.json", "web/package-lock.json"];
+const SOURCES: [&str; 4] = [
+    "web/src",
+    "web/index.html",
+    "web/package.json",
+    "web/package-lock.json",
+];
 
 fn main() {
     println!("cargo:rerun-if-env-changed=CHAT_SKIP_WEB_BUILD");
@@ -34,7 +39,8 @@ fn main() {
     }
 
     let lock = modified(&web.join("package-lock.json"));
-    let installed = modified(&web.join("node_modules/.package-lock.json")).or_else(|| modified(&web.join("node_modules")));
+    let installed = modified(&web.join("node_modules/.package-lock.json"))
+        .or_else(|| modified(&web.join("node_modules")));
     let needs_install = match (installed, lock) {
         (None, _) => true,
         (Some(i), Some(l)) => i < l,
@@ -53,8 +59,12 @@ fn npm(dir: &Path, args: &[&str]) -> bool {
     match Command::new(program).args(args).current_dir(dir).output() {
         Ok(out) if out.status.success() => true,
         Ok(out) => {
-            println!("cargo:warning=web UI not built: `{shown}` in web/ failed ({}).", out.status);
-            let text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+            println!(
+                "cargo:warning=web UI not built: `{shown}` in web/ failed ({}).",
+                out.status
+            );
+            let text = String::from_utf8_lossy(&out.stderr).into_owned()
+                + &String::from_utf8_lossy(&out.stdout);
             let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
             for line in &lines[lines.len().saturating_sub(15)..] {
                 println!("cargo:warning=  {line}");
