@@ -13,8 +13,9 @@ mod cluster_support;
 
 use std::time::Duration;
 
+use chat_shared::testing::ThrowawayPostgres;
 use cluster_support::processes::Cluster;
-use cluster_support::servers::{shared_redis_url, Database, RedisNamespace, ThrowawayPostgres};
+use cluster_support::servers::{shared_redis_url, Database, RedisNamespace};
 use cluster_support::traffic::{Plan, Traffic};
 use cluster_support::{spec, SECRET};
 use tokio::task::block_in_place;
@@ -23,7 +24,11 @@ use tokio::time::Instant;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn nothing_is_acked_while_postgres_is_down_and_sends_resume_after_it_restarts() {
     let namespace = RedisNamespace::new(&shared_redis_url());
-    let postgres = block_in_place(ThrowawayPostgres::start);
+    let postgres = block_in_place(|| {
+        let server = ThrowawayPostgres::create();
+        server.start();
+        server
+    });
     let database = Database::create(&postgres.url()).await;
     let spec = spec(&namespace.url, &database.url, &namespace.prefix, &[]);
     let mut cluster = Cluster::start(spec, 2, 2).await;
@@ -49,7 +54,7 @@ async fn nothing_is_acked_while_postgres_is_down_and_sends_resume_after_it_resta
         )
         .await;
     let restarting_at = Instant::now();
-    block_in_place(|| postgres.start_again());
+    block_in_place(|| postgres.start());
     let restarted_at = Instant::now();
 
     let recovery = traffic

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use chat_shared::testing::free_port;
 use ops_support::{get, process_env, Backing, ChatClient, Process, Role, Upstream};
 use serde_json::{json, Value};
 use support::{rest, token};
@@ -114,13 +115,6 @@ fn encode(text: &str) -> String {
         }
     }
     out
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// Every `chat_*` metric name in `text` (histogram series reduced to the

@@ -15,6 +15,8 @@ pub mod protocol;
 pub mod runtime;
 pub mod stats;
 pub mod store;
+#[cfg(any(test, feature = "conformance"))]
+pub mod testing;
 pub mod time;
 pub mod validate;
 

@@ -12,9 +12,8 @@
 //! no async runtime (the test's may be the one unwinding).
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// What to tell whoever lacks the servers' binaries.
@@ -31,13 +30,7 @@ pub fn shared_database_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
-/// A loopback port nobody listens on right now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free port")
-}
+pub use chat_shared::testing::free_port;
 
 // ------------------------------------------------------------------ Redis
 
@@ -409,170 +402,6 @@ async fn pg_connect(url: &str) -> Result<tokio_postgres::Client, String> {
         .map_err(|e| e.to_string())?;
     tokio::spawn(connection);
     Ok(client)
-}
-
-/// A PostgreSQL server of the test's own, to stop and start at will. Under
-/// root its tools run as the `postgres` user, who owns its directory.
-pub struct ThrowawayPostgres {
-    // Removed after the server is stopped: fields drop after `Drop::drop`.
-    dir: tempfile::TempDir,
-    bin: PathBuf,
-    port: u16,
-    as_postgres: bool,
-}
-
-impl ThrowawayPostgres {
-    /// Creates the cluster (`initdb`) and starts it.
-    pub fn start() -> ThrowawayPostgres {
-        let bin = pg_bin_dir().unwrap_or_else(|| {
-            panic!("no PostgreSQL server binaries (initdb, pg_ctl) on the PATH or in /usr/lib/postgresql; {INSTALL_HINT}")
-        });
-        let as_postgres = running_as_root();
-        let dir = tempfile::Builder::new()
-            .prefix("chat-cluster-pg-")
-            .tempdir()
-            .expect("temp dir");
-        if as_postgres {
-            run(Command::new("chown").arg("postgres:").arg(dir.path()));
-        }
-        let server = ThrowawayPostgres {
-            dir,
-            bin,
-            port: free_port(),
-            as_postgres,
-        };
-        let data = server.data_dir();
-        server.tool("initdb", |cmd| {
-            cmd.arg("-D").arg(&data).args([
-                "-A",
-                "trust",
-                "-U",
-                "postgres",
-                "--no-sync",
-                "-E",
-                "UTF8",
-            ]);
-        });
-        server.start_again();
-        server
-    }
-
-    /// The `postgres` database of the server.
-    pub fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-
-    /// Starts the (stopped) server and waits until it accepts connections.
-    pub fn start_again(&self) {
-        let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=100",
-            self.port,
-            self.dir.path().display()
-        );
-        let (data, log) = (self.data_dir(), self.dir.path().join("server.log"));
-        self.tool("pg_ctl", |cmd| {
-            cmd.arg("-D")
-                .arg(&data)
-                .arg("-l")
-                .arg(&log)
-                .args(["-w", "-t", "60", "-o", &options, "start"]);
-        });
-    }
-
-    /// Stops the server the way a crash would: no checkpoint, connections
-    /// cut. Committed data survives through the write-ahead log.
-    pub fn stop_immediately(&self) {
-        let data = self.data_dir();
-        self.tool("pg_ctl", |cmd| {
-            cmd.arg("-D")
-                .arg(&data)
-                .args(["-w", "-t", "60", "-m", "immediate", "stop"]);
-        });
-    }
-
-    fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    fn command(&self, tool: &str) -> Command {
-        let program = self.bin.join(tool);
-        let mut cmd = if self.as_postgres {
-            let mut cmd = Command::new("runuser");
-            cmd.args(["-u", "postgres", "--"]).arg(program);
-            cmd
-        } else {
-            Command::new(program)
-        };
-        // The postgres user may not be allowed into the test's directory.
-        cmd.current_dir(self.dir.path());
-        cmd
-    }
-
-    fn tool(&self, tool: &str, args: impl FnOnce(&mut Command)) {
-        let mut cmd = self.command(tool);
-        args(&mut cmd);
-        let output = run(&mut cmd);
-        if !output.status.success() {
-            let log =
-                std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
-            panic!(
-                "{tool} failed ({}):\n{}{}\nserver log:\n{log}",
-                output.status,
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-    }
-}
-
-impl Drop for ThrowawayPostgres {
-    fn drop(&mut self) {
-        if !self.data_dir().join("postmaster.pid").exists() {
-            return;
-        }
-        let mut cmd = self.command("pg_ctl");
-        cmd.arg("-D")
-            .arg(self.data_dir())
-            .args(["-w", "-m", "immediate", "stop"]);
-        if let Err(error) = cmd.output() {
-            eprintln!("could not stop the throwaway PostgreSQL: {error}");
-        }
-    }
-}
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.output()
-        .unwrap_or_else(|err| panic!("cannot run {cmd:?}: {err}"))
-}
-
-fn running_as_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
-}
-
-/// A directory holding both `initdb` and `pg_ctl`: the one on the PATH,
-/// else the newest under /usr/lib/postgresql.
-fn pg_bin_dir() -> Option<PathBuf> {
-    let has_tools = |dir: &Path| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file();
-    let on_path = std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
-        .unwrap_or_default();
-    if let Some(dir) = on_path.into_iter().find(|dir| has_tools(dir)) {
-        return Some(dir);
-    }
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .filter_map(Result::ok)
-        .filter_map(|entry| {
-            let version = entry.file_name().to_str()?.parse::<u32>().ok()?;
-            Some((version, entry.path().join("bin")))
-        })
-        .filter(|(_, dir)| has_tools(dir))
-        .collect();
-    versions.sort();
-    versions.pop().map(|(_, dir)| dir)
 }
 
 /// `<stem>_<32 hex digits>`: unique across parallel test processes.

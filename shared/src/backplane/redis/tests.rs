@@ -7,7 +7,7 @@
 //! check fails; nothing else on that server is touched. The restart test
 //! starts, kills and restarts a throwaway `redis-server` of its own.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -21,6 +21,7 @@ use tokio::time::{timeout, Instant};
 use super::{RedisBackplane, RedisOptions};
 use crate::backplane::{conformance, Backplane, StreamEntry, SubscriptionEvent};
 use crate::names::Names;
+use crate::testing::free_port;
 
 const PROMPTLY: Duration = Duration::from_secs(5);
 
@@ -455,12 +456,6 @@ async fn unreachable_server_is_unavailable() {
         result,
         Err(crate::backplane::BackplaneError::Unavailable(_))
     ));
-}
-
-/// A port nobody listens on right now.
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("local_addr").port()
 }
 
 /// A throwaway `redis-server` with an append-only file synced on every

@@ -52,8 +52,6 @@ mod schema;
 
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod throwaway;
 
 /// How long data sent to the server may stay unacknowledged before the
 /// connection counts as broken, unless the URL sets `tcp_user_timeout`.

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
-use super::throwaway::{free_port, ThrowawayServer};
 use super::*;
 use crate::protocol::{Message, Role, SessionStatus};
 use crate::store::{conformance, SessionRecord};
+use crate::testing::{free_port, ThrowawayPostgres};
 
 const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
@@ -627,7 +627,7 @@ async fn an_invalid_url_is_an_internal_error() {
 /// the store reconnects by itself and finds everything it committed.
 #[tokio::test]
 async fn survives_a_server_crash_and_restart() {
-    let server = ThrowawayServer::create();
+    let server = ThrowawayPostgres::create();
     server.start();
     let timeout = Duration::from_secs(2);
     let store = PostgresStore::connect(

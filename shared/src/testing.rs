@@ -1,4 +1,6 @@
-//! A PostgreSQL server of a test's own, to stop and restart at will.
+//! Test support shared by this crate's seam tests and the cluster tests: a
+//! free loopback port, and a PostgreSQL server of a test's own, to stop and
+//! restart at will.
 //!
 //! Tests that crash the server cannot use the shared one, so this makes a
 //! cluster in a temporary directory (`initdb`), serves it on a free
@@ -12,7 +14,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-pub(super) struct ThrowawayServer {
+pub struct ThrowawayPostgres {
     // Removed after the server is stopped: fields drop after `Drop::drop`.
     dir: tempfile::TempDir,
     bin: PathBuf,
@@ -20,13 +22,14 @@ pub(super) struct ThrowawayServer {
     as_postgres: bool,
 }
 
-impl ThrowawayServer {
+impl ThrowawayPostgres {
     /// Creates the cluster (not yet started). Panics with the reason when
     /// the PostgreSQL server binaries cannot be found or run.
-    pub(super) fn create() -> ThrowawayServer {
+    pub fn create() -> ThrowawayPostgres {
         let bin = find_bin_dir().unwrap_or_else(|| {
             panic!(
-                "no PostgreSQL server binaries (initdb, pg_ctl) on PATH or in /usr/lib/postgresql"
+                "no PostgreSQL server binaries (initdb, pg_ctl) on PATH or in /usr/lib/postgresql; \
+             install them with: apt-get install postgresql"
             )
         });
         let as_postgres = running_as_root();
@@ -37,7 +40,7 @@ impl ThrowawayServer {
         if as_postgres {
             run(Command::new("chown").arg("postgres:").arg(dir.path()));
         }
-        let server = ThrowawayServer {
+        let server = ThrowawayPostgres {
             dir,
             bin,
             port: free_port(),
@@ -58,7 +61,7 @@ impl ThrowawayServer {
         server
     }
 
-    pub(super) fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!(
             "postgres://postgres@127.0.0.1:{}/postgres?connect_timeout=5",
             self.port
@@ -66,9 +69,9 @@ impl ThrowawayServer {
     }
 
     /// Starts the server and waits until it accepts connections.
-    pub(super) fn start(&self) {
+    pub fn start(&self) {
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=20 \
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=100 \
              -c shared_buffers=16MB",
             self.port,
             self.dir.path().display()
@@ -85,7 +88,7 @@ impl ThrowawayServer {
 
     /// Kills the server the way a crash would: no checkpoint, connections
     /// cut. Committed data survives through the write-ahead log.
-    pub(super) fn stop_immediately(&self) {
+    pub fn stop_immediately(&self) {
         let data = self.data_dir();
         self.run_tool("pg_ctl", |cmd| {
             cmd.arg("-D")
@@ -129,7 +132,7 @@ impl ThrowawayServer {
     }
 }
 
-impl Drop for ThrowawayServer {
+impl Drop for ThrowawayPostgres {
     fn drop(&mut self) {
         if !self.data_dir().join("postmaster.pid").exists() {
             return;
@@ -182,7 +185,7 @@ fn find_bin_dir() -> Option<PathBuf> {
 }
 
 /// A loopback port nobody listens on right now.
-pub(super) fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
