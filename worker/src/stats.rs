@@ -4,7 +4,7 @@
 //! one computation per pool per second, and every change is visible within
 //! about a second and a quarter.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,6 +15,7 @@ use chat_shared::protocol::server_events;
 use chat_shared::stats::compute;
 use chat_shared::store::Store;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// Minimum time between two pushes of one pool's stats, cluster-wide.
@@ -52,30 +53,51 @@ pub async fn run_stats_loop(
     shutdown: CancellationToken,
 ) {
     let mut waiting: BTreeSet<String> = BTreeSet::new();
+    // When each pool may be tried again: a message marks its pool dirty,
+    // and asking the backplane's throttle after every one would cost a
+    // round trip per message for nothing.
+    let mut not_before: HashMap<String, Instant> = HashMap::new();
     loop {
-        if waiting.is_empty() {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tracker.changed.notified() => {}
-            }
-        } else {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(RETRY_TICK) => {}
-                _ = tracker.changed.notified() => {}
-            }
+        let next_due = waiting
+            .iter()
+            .map(|pool| not_before.get(pool).copied().unwrap_or_else(Instant::now))
+            .min();
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tracker.changed.notified() => {}
+            _ = sleep_until_due(next_due) => {}
         }
         waiting.extend(tracker.take_dirty());
-        let pools: Vec<String> = waiting.iter().cloned().collect();
-        for pool in pools {
+        let now = Instant::now();
+        not_before.retain(|_, at| *at > now);
+        let due: Vec<String> = waiting
+            .iter()
+            .filter(|pool| !not_before.contains_key(*pool))
+            .cloned()
+            .collect();
+        for pool in due {
             match push_if_due(&*store, &*backplane, &names, &pool).await {
                 Ok(true) => {
                     waiting.remove(&pool);
+                    not_before.insert(pool, now + STATS_PERIOD);
                 }
-                Ok(false) => {}
-                Err(error) => tracing::warn!(%error, %pool, "stats not pushed; will retry"),
+                Ok(false) => {
+                    not_before.insert(pool, now + RETRY_TICK);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, %pool, "stats not pushed; will retry");
+                    not_before.insert(pool, now + RETRY_TICK);
+                }
             }
         }
+    }
+}
+
+/// Sleeps until `due`, or forever when nothing waits.
+async fn sleep_until_due(due: Option<Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(due).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -95,8 +95,11 @@ pub trait Backplane: Send + Sync + 'static {
     async fn append_command(&self, partition: u32, payload: Bytes) -> Result<(), BackplaneError>;
 
     /// Reads entries never delivered to any consumer from the given
-    /// partitions, waiting up to `block` when there are none. Entries read
-    /// stay pending until acked.
+    /// partitions, waiting up to `block` when there are none: at most `max`
+    /// from each partition, every partition with entries getting some.
+    /// Entries read stay pending until acked. A read dropped before it
+    /// returns loses nothing: what it took reaches the consumer's next read
+    /// or stays pending.
     async fn read_new(
         &self,
         partitions: &[u32],

@@ -7,8 +7,9 @@
 //! from [`Names`], so several deployments or test runs can share a server.
 //!
 //! The work is split by concern, one file each:
-//! - `streams`: appending, reading (with the blocking wait on connections of
-//!   its own), claiming, acking, dead letters and trimming;
+//! - `streams`: appending, reading (blocking, on connections of its own),
+//!   claiming, acking, dead letters and trimming;
+//! - `reader`: reads a caller may drop without losing what they took;
 //! - `leases`: partition leases with fencing tokens;
 //! - `pubsub`: publishing and the per-subscriber connections;
 //! - `presence`: agent presence and the throttle;
@@ -49,6 +50,7 @@ use crate::names::Names;
 mod leases;
 mod presence;
 mod pubsub;
+mod reader;
 mod scripts;
 mod streams;
 
@@ -122,6 +124,7 @@ struct Inner {
     /// How to open a subscriber's connection.
     subscriber_builder: Builder,
     scripts: Scripts,
+    readers: reader::Readers,
 }
 
 impl Drop for Inner {
@@ -194,6 +197,7 @@ impl RedisBackplane {
                 blocking,
                 subscriber_builder,
                 scripts: Scripts::new(),
+                readers: reader::Readers::default(),
             }),
         };
         backplane.ping().await?;
@@ -224,7 +228,7 @@ impl Backplane for RedisBackplane {
         max: usize,
         block: Duration,
     ) -> Result<Vec<StreamEntry>, BackplaneError> {
-        self.inner.read_new(partitions, consumer, max, block).await
+        reader::read_new(&self.inner, partitions, consumer, max, block).await
     }
 
     async fn claim_pending(

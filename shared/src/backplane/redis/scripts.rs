@@ -20,76 +20,6 @@ use fred::types::{MultipleKeys, MultipleValues, Value};
 use super::map_error;
 use crate::backplane::BackplaneError;
 
-/// Reads entries never delivered from several streams for one consumer,
-/// with one budget for all of them.
-///
-/// KEYS: the streams. ARGV: group, consumer, max.
-///
-/// A first pass gives every stream an even share of the budget, so a busy
-/// partition cannot starve the others; a second pass hands what is left
-/// to streams that had more. A missing group (a stream never read, or
-/// lost with a server that kept no data) is created at `0`, so nothing
-/// appended before it is skipped.
-///
-/// Returns `{entries, tails}`. `entries` is flat: stream index (1-based),
-/// id, payload, repeated. `tails` is filled only when nothing was found:
-/// per stream, the id of its last entry (`0-0` when empty). Anything
-/// appended later has a larger id, so a blocking XREAD from there wakes
-/// up for exactly the entries this script would now return.
-const READ_NEW: &str = r#"
-local group, consumer = ARGV[1], ARGV[2]
-local budget = tonumber(ARGV[3])
-local streams = #KEYS
-local out = {}
-local full = {}
-
-local function read(i, count)
-  local reply = redis.pcall('XREADGROUP', 'GROUP', group, consumer, 'COUNT', count, 'STREAMS', KEYS[i], '>')
-  if type(reply) == 'table' and reply.err then
-    if not string.find(reply.err, 'NOGROUP', 1, true) then
-      return error(reply.err)
-    end
-    redis.call('XGROUP', 'CREATE', KEYS[i], group, '0', 'MKSTREAM')
-    reply = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', count, 'STREAMS', KEYS[i], '>')
-  end
-  local taken = 0
-  if reply then
-    for _, entry in ipairs(reply[1][2]) do
-      local payload = ''
-      local fields = entry[2]
-      for f = 1, #fields, 2 do
-        if fields[f] == 'payload' then payload = fields[f + 1] end
-      end
-      out[#out + 1] = i
-      out[#out + 1] = entry[1]
-      out[#out + 1] = payload
-      taken = taken + 1
-    end
-  end
-  budget = budget - taken
-  full[i] = taken == count
-end
-
-local share = math.ceil(budget / streams)
-for i = 1, streams do
-  if budget <= 0 then break end
-  read(i, math.min(share, budget))
-end
-for i = 1, streams do
-  if budget <= 0 then break end
-  if full[i] then read(i, budget) end
-end
-
-local tails = {}
-if #out == 0 then
-  for i = 1, streams do
-    local last = redis.call('XREVRANGE', KEYS[i], '+', '-', 'COUNT', 1)
-    tails[i] = last[1] and last[1][1] or '0-0'
-  end
-end
-return {out, tails}
-"#;
-
 /// Takes over entries idle for at least `min_idle`, oldest first, and
 /// reports how often each has now been delivered.
 ///
@@ -314,7 +244,6 @@ return count
 
 /// Every script, hashed once at start.
 pub(super) struct Scripts {
-    pub read_new: Script,
     pub claim: Script,
     pub dead_letter: Script,
     pub trim: Script,
@@ -329,7 +258,6 @@ pub(super) struct Scripts {
 impl Scripts {
     pub fn new() -> Self {
         Scripts {
-            read_new: Script::from_lua(READ_NEW),
             claim: Script::from_lua(CLAIM),
             dead_letter: Script::from_lua(DEAD_LETTER),
             trim: Script::from_lua(TRIM),

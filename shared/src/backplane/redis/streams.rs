@@ -1,18 +1,12 @@
 //! Command streams: one Redis stream per partition (`{prefix}:cmd:{p}`),
 //! read by the workers' consumer group.
 //!
-//! Reading is two steps. Taking entries is a script that runs
-//! XREADGROUP `>` over every given stream with one budget (`max`) for all
-//! of them; it never waits. When it finds nothing, the reader waits with a
-//! plain XREAD BLOCK on the streams' tails, on a connection of its own, and
-//! takes again once something arrived. Waiting outside the group has two
-//! merits over XREADGROUP BLOCK: the budget holds across streams (XREADGROUP
-//! COUNT is per stream), and dropping the future while it waits (a shutdown
-//! racing the read) loses nothing, because nothing was delivered yet.
+//! Reading is one XREADGROUP `>` over all of a worker's streams, blocking
+//! on a connection of its own (`reader` makes giving up on a read safe).
 //!
 //! The blocking connections never carry anything else; they are opened on
 //! first use, reused, and closed whenever their state is in doubt (the
-//! wait was cancelled or failed), so a stale blocked command never delays
+//! read was cancelled or failed), so a stale blocked command never delays
 //! the next reader.
 
 use std::sync::{Mutex, PoisonError};
@@ -20,16 +14,17 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use fred::clients::Client;
-use fred::interfaces::{ClientLike, StreamsInterface};
+use fred::error::{Error as RedisError, ErrorKind as RedisErrorKind};
+use fred::interfaces::{ClientInterface, ClientLike, StreamsInterface};
 use fred::types::config::Options;
 use fred::types::streams::XID;
-use fred::types::{Builder, Key, Value};
-use tokio::sync::{Semaphore, SemaphorePermit};
+use fred::types::{Builder, ClientUnblockFlag, Key, Value};
+use tokio::sync::{watch, Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 
 use super::{
     into_array, into_bytes, into_string, into_u64, map_error, millis, scripts, spawn_detached,
-    unexpected, Inner,
+    Inner,
 };
 use crate::backplane::memory::DeadLetter;
 use crate::backplane::{BackplaneError, StreamEntry, StreamInfo};
@@ -71,99 +66,63 @@ impl Inner {
             .map_err(map_error)
     }
 
-    pub(super) async fn read_new(
+    /// One XREADGROUP over every given stream, blocking up to `block` on a
+    /// connection of its own, or until `gave_up` closes. Up to `max`
+    /// entries come from each stream (COUNT is per stream), so a busy
+    /// partition cannot starve the others.
+    /// A missing group (a stream never read, or lost with a server that
+    /// kept no data) is created at `0`, so nothing appended before it is
+    /// skipped, and the read is made again.
+    pub(super) async fn read_entries(
         &self,
         partitions: &[u32],
         consumer: &str,
         max: usize,
         block: Duration,
+        gave_up: watch::Receiver<()>,
     ) -> Result<Vec<StreamEntry>, BackplaneError> {
-        if max == 0 || partitions.is_empty() {
-            return Ok(Vec::new());
-        }
         let keys: Vec<Key> = partitions
             .iter()
             .map(|&p| Key::from(self.names.command_stream(p)))
             .collect();
+        let count = u64::try_from(max).unwrap_or(u64::MAX);
         let deadline = Instant::now() + block;
-        loop {
-            let (entries, tails) = self.take_new(&keys, partitions, consumer, max).await?;
-            if !entries.is_empty() {
-                return Ok(entries);
+        let read = || {
+            self.blocking.read_group(
+                &keys,
+                consumer,
+                count,
+                deadline.saturating_duration_since(Instant::now()),
+                self.options.command_timeout,
+                gave_up.clone(),
+            )
+        };
+        let reply = match read().await {
+            Err(error) if error.details().starts_with("NOGROUP") => {
+                self.create_groups(&keys).await?;
+                read().await.map_err(map_error)?
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left < Duration::from_millis(1) {
-                return Ok(entries);
-            }
-            // Woken up means "something arrived", not "it is ours": another
-            // consumer may take it first, so take again and maybe wait more.
-            self.blocking
-                .wait_for_append(&keys, tails, left, self.options.command_timeout)
-                .await?;
-        }
+            other => other.map_err(map_error)?,
+        };
+        parse_group_read(reply, &keys, partitions)
     }
 
-    /// Runs the taking script; returns the entries, or the streams' tails
-    /// to wait from when there were none.
-    async fn take_new(
-        &self,
-        keys: &[Key],
-        partitions: &[u32],
-        consumer: &str,
-        max: usize,
-    ) -> Result<(Vec<StreamEntry>, Vec<String>), BackplaneError> {
-        const WHAT: &str = "read_new";
-        let args = vec![
-            Value::from_static_str(COMMAND_GROUP),
-            Value::from(consumer),
-            Value::Integer(i64::try_from(max).unwrap_or(i64::MAX)),
-        ];
-        let reply = scripts::run(&self.pool, &self.scripts.read_new, keys.to_vec(), args).await?;
-        let mut parts = into_array(WHAT, reply)?.into_iter();
-        let (Some(flat), Some(tails)) = (parts.next(), parts.next()) else {
-            return Err(BackplaneError::Protocol(format!(
-                "{WHAT}: reply is not {{entries, tails}}"
-            )));
-        };
-
-        let flat = into_array(WHAT, flat)?;
-        if flat.len() % 3 != 0 {
-            return Err(BackplaneError::Protocol(format!(
-                "{WHAT}: entry list of length {}",
-                flat.len()
-            )));
+    /// Creates the consumer group of each stream that has none.
+    async fn create_groups(&self, keys: &[Key]) -> Result<(), BackplaneError> {
+        for key in keys {
+            let created = self
+                .pool
+                .next()
+                .xgroup_create::<(), _, _, _>(key.clone(), COMMAND_GROUP, "0", true)
+                .await;
+            match created {
+                Err(error) if !error.details().starts_with("BUSYGROUP") => {
+                    return Err(map_error(error))
+                }
+                _ => {}
+            }
         }
-        let mut entries = Vec::with_capacity(flat.len() / 3);
-        let mut values = flat.into_iter();
-        while let (Some(index), Some(id), Some(payload)) =
-            (values.next(), values.next(), values.next())
-        {
-            let partition = into_u64(WHAT, &index)
-                .ok()
-                .and_then(|i| usize::try_from(i).ok())
-                .and_then(|i| i.checked_sub(1))
-                .and_then(|i| partitions.get(i).copied())
-                .ok_or_else(|| unexpected(WHAT, &index))?;
-            entries.push(StreamEntry {
-                partition,
-                id: into_string(WHAT, id)?,
-                payload: into_bytes(WHAT, payload)?,
-                deliveries: 1,
-            });
-        }
-
-        let tails = into_array(WHAT, tails)?
-            .into_iter()
-            .map(|tail| into_string(WHAT, tail))
-            .collect::<Result<Vec<_>, _>>()?;
-        if entries.is_empty() && tails.len() != keys.len() {
-            return Err(BackplaneError::Protocol(format!(
-                "{WHAT}: {} tails for {} streams",
-                tails.len(),
-                keys.len()
-            )));
-        }
-        Ok((entries, tails))
+        Ok(())
     }
 
     pub(super) async fn claim_pending(
@@ -329,6 +288,55 @@ impl Inner {
     }
 }
 
+/// Turns an XREADGROUP reply (per stream: its name and its entries, each
+/// an id and field/value pairs; nil when nothing came) into entries.
+fn parse_group_read(
+    reply: Value,
+    keys: &[Key],
+    partitions: &[u32],
+) -> Result<Vec<StreamEntry>, BackplaneError> {
+    const WHAT: &str = "read_new";
+    let mut entries = Vec::new();
+    for stream in into_array(WHAT, reply)? {
+        let mut parts = into_array(WHAT, stream)?.into_iter();
+        let (Some(name), Some(items)) = (parts.next(), parts.next()) else {
+            return Err(BackplaneError::Protocol(format!(
+                "{WHAT}: stream reply is not {{name, entries}}"
+            )));
+        };
+        let name = into_bytes(WHAT, name)?;
+        let partition = keys
+            .iter()
+            .position(|key| key.as_bytes() == name.as_ref())
+            .and_then(|i| partitions.get(i).copied())
+            .ok_or_else(|| {
+                BackplaneError::Protocol(format!("{WHAT}: reply names a stream not asked for"))
+            })?;
+        for item in into_array(WHAT, items)? {
+            let mut item = into_array(WHAT, item)?.into_iter();
+            let (Some(id), Some(fields)) = (item.next(), item.next()) else {
+                return Err(BackplaneError::Protocol(format!(
+                    "{WHAT}: entry is not {{id, fields}}"
+                )));
+            };
+            let mut payload = Bytes::new();
+            let mut fields = into_array(WHAT, fields)?.into_iter();
+            while let (Some(field), Some(value)) = (fields.next(), fields.next()) {
+                if into_bytes(WHAT, field)?.as_ref() == PAYLOAD_FIELD.as_bytes() {
+                    payload = into_bytes(WHAT, value)?;
+                }
+            }
+            entries.push(StreamEntry {
+                partition,
+                id: into_string(WHAT, id)?,
+                payload,
+                deliveries: 1,
+            });
+        }
+    }
+    Ok(entries)
+}
+
 /// `<ms>-<seq>` or `<ms>`, both numbers: what Redis accepts as an entry id.
 fn is_stream_id(id: &str) -> bool {
     let number = |s: &str| !s.is_empty() && s.len() <= 20 && s.parse::<u64>().is_ok();
@@ -356,22 +364,25 @@ impl BlockingClients {
         }
     }
 
-    /// Waits up to `block` for an entry after `tails` in any of `keys`.
-    /// Returns without error also when the time ran out, or when every
-    /// blocking connection stayed busy for all of it.
-    pub async fn wait_for_append(
+    /// XREADGROUP `>` on `keys` for `consumer`, blocking up to `block`
+    /// (not at all when zero). Answers nil also when every blocking
+    /// connection stayed busy for all of `block`.
+    pub async fn read_group(
         &self,
         keys: &[Key],
-        tails: Vec<String>,
+        consumer: &str,
+        count: u64,
         block: Duration,
         command_timeout: Duration,
-    ) -> Result<(), BackplaneError> {
+        mut gave_up: watch::Receiver<()>,
+    ) -> Result<Value, RedisError> {
         let deadline = Instant::now() + block;
         let permit = match tokio::time::timeout_at(deadline, self.slots.acquire()).await {
-            Err(_) => return Ok(()),
+            Err(_) => return Ok(Value::Null),
             Ok(Err(_)) => {
-                return Err(BackplaneError::Unavailable(
-                    "backplane is shutting down".into(),
+                return Err(RedisError::new(
+                    RedisErrorKind::Canceled,
+                    "backplane is shutting down",
                 ))
             }
             Ok(Ok(permit)) => permit,
@@ -381,34 +392,54 @@ impl BlockingClients {
             client: Some(self.checkout().await?),
             _permit: permit,
         };
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left < Duration::from_millis(1) {
-            lent.give_back();
-            return Ok(());
-        }
         let Some(client) = lent.client.as_ref() else {
-            return Ok(());
+            return Ok(Value::Null);
         };
+        let left = deadline.saturating_duration_since(Instant::now());
         let options = Options {
             timeout: Some(left + command_timeout),
             ..Options::default()
         };
-        let block_ms = u64::try_from(millis(left)).unwrap_or(u64::MAX);
-        let result = client
-            .with_options(&options)
-            .xread::<Value, _, _>(Some(1), Some(block_ms), keys.to_vec(), tails)
-            .await;
-        match result {
-            Ok(_) => {
-                lent.give_back();
-                Ok(())
+        // BLOCK 0 would wait forever: a read with no time left does not block.
+        let block_ms =
+            (!left.is_zero()).then(|| u64::try_from(millis(left).max(1)).unwrap_or(u64::MAX));
+        let ids: Vec<&str> = keys.iter().map(|_| ">").collect();
+        let with_options = client.with_options(&options);
+        let read = with_options.xreadgroup::<Value, _, _, _, _>(
+            COMMAND_GROUP,
+            consumer,
+            Some(count),
+            block_ms,
+            false,
+            keys.to_vec(),
+            ids,
+        );
+        tokio::pin!(read);
+        let result = tokio::select! {
+            result = &mut read => result,
+            // Whoever waited went away: end the wait as a timeout, and
+            // still take the reply, which may carry entries.
+            _ = gave_up.changed() => {
+                let _ = client.unblock_self(Some(ClientUnblockFlag::Timeout)).await;
+                read.await
             }
-            // The connection may still be blocked: `lent` closes it.
-            Err(error) => Err(map_error(error)),
+        };
+        match result {
+            Ok(reply) => {
+                lent.give_back();
+                Ok(reply)
+            }
+            // A server error leaves the connection sound; anything else
+            // may leave it blocked, and `lent` closes it.
+            Err(error) if error.kind() == &RedisErrorKind::Unknown => {
+                lent.give_back();
+                Err(error)
+            }
+            Err(error) => Err(error),
         }
     }
 
-    async fn checkout(&self) -> Result<Client, BackplaneError> {
+    async fn checkout(&self) -> Result<Client, RedisError> {
         let idle = self
             .idle
             .lock()
@@ -417,9 +448,9 @@ impl BlockingClients {
         if let Some(client) = idle {
             return Ok(client);
         }
-        let client = self.builder.build().map_err(map_error)?;
+        let client = self.builder.build()?;
         // The returned handle only reports the end of the connection task.
-        let _connection = client.init().await.map_err(map_error)?;
+        let _connection = client.init().await?;
         Ok(client)
     }
 
@@ -460,6 +491,11 @@ impl Drop for Lent<'_> {
     fn drop(&mut self) {
         if let Some(client) = self.client.take() {
             spawn_detached(async move {
+                // A read dropped while it waits is still blocked on the
+                // server, where it would take entries appended next; ended
+                // as a timeout, it takes nothing. (QUIT alone would queue
+                // behind it.)
+                let _ = client.unblock_self(Some(ClientUnblockFlag::Timeout)).await;
                 let _ = client.quit().await;
             });
         }

@@ -1,100 +1,93 @@
-//! The write path: one batch of mutations, one transaction, all or nothing.
+//! The write path: one batch of mutations, one statement, all or nothing.
 //!
-//! A batch from the worker can carry hundreds of changes, so rows are not
-//! written one statement each. The mutations are sorted by kind into
-//! columns of values, and each kind is one statement over arrays
-//! (`INSERT ... SELECT * FROM UNNEST($1::text[], ...)`): one round trip
-//! whatever the number of rows, a fixed statement text that stays in the
-//! statement cache, and no limit on parameters.
+//! A batch from the worker can carry hundreds of changes, and each round
+//! trip to the server costs more than the rows themselves. So a batch is
+//! sorted into columns of values (one array per column) and handed to one
+//! server-side function, `chat_commit_batch` (migration 2), in one call:
+//! one round trip and one commit whatever the number of rows, a fixed
+//! statement that stays in the statement cache, and no limit on
+//! parameters. Outside a transaction block a statement is its own
+//! transaction, so the function's writes are atomic, and the call returns
+//! once the commit is on disk.
 //!
-//! The order of a batch is kept where it matters. Session rows go first
-//! (messages and read positions refer to them), in runs whose session ids
-//! are distinct, so a batch that inserts a session and then updates it, or
-//! updates it twice, applies those in order. Users, messages and read
-//! positions touch separate tables and are independent of each other, so
-//! their three statements are sent together (pipelined). For read
-//! positions and user names the last mutation of a key wins, as if each had
-//! been applied in turn.
+//! The order of a batch is kept where it matters. Mutations of one session
+//! are folded into one row before anything is sent: the first one's
+//! expected version (none for an insert) and the last one's record. That
+//! is exactly what applying them in turn would do, provided each one
+//! expects the version the previous one wrote; a batch that breaks that
+//! chain (or inserts a session twice, or after updating it) would fail
+//! when applied in turn, so it fails here with `StoreError::Conflict`
+//! without a round trip. For read positions and user names the last
+//! mutation of a key wins, as if each had been applied in turn.
 //!
 //! Races are detected by counting rows, never by catching a failed
 //! statement: inserts use `ON CONFLICT DO NOTHING` and updates check the
 //! expected version in their WHERE clause, so fewer rows written than asked
-//! means another writer got there first. Any shortfall fails the whole
-//! batch with `StoreError::Conflict`, and the transaction is rolled back
-//! before its connection goes back to the pool. (A unique violation that
-//! still gets through, as SQLSTATE 23505, is a `Conflict` too.)
+//! means another writer got there first. The function then raises SQLSTATE
+//! `CH001`, which rolls the whole batch back and reaches the caller as
+//! `StoreError::Conflict` (as does a unique violation, 23505, that still
+//! gets through).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
-use deadpool_postgres::{Object, Transaction};
+use deadpool_postgres::Object;
 use tokio_postgres::types::ToSql;
 
 use crate::protocol::{Message, ReadPosition};
 use crate::store::{Mutation, SessionRecord, StoreError};
 use crate::Timestamp;
 
+/// The statement that applies a batch: `chat_commit_batch` over the 34
+/// column arrays, in the order `Plan::params` lists them.
+const COMMIT_BATCH: &str = "SELECT chat_commit_batch(\
+     $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+     $8::text[], $9::int8[], $10::int8[], $11::int8[], $12::int8[], $13::int8[], $14::int8[], \
+     $15::int8[], $16::int8[], $17::int8[], $18::int8[], \
+     $19::text[], $20::text[], $21::int8[], $22::text[], $23::text[], $24::text[], $25::text[], \
+     $26::text[], $27::int8[], \
+     $28::text[], $29::text[], $30::text[], $31::int8[], $32::int8[], \
+     $33::text[], $34::text[])";
+
 /// Applies `mutations` in one transaction.
 pub(super) async fn commit(client: &mut Object, mutations: &[Mutation]) -> Result<(), StoreError> {
-    let plan = Plan::new(mutations);
-    let tx = client.transaction().await?;
-    match write(&tx, &plan).await {
-        Ok(()) => Ok(tx.commit().await?),
-        Err(err) => {
-            // Rolled back before the connection goes back to the pool. If
-            // the connection is broken the server rolls back by itself.
-            let _ = tx.rollback().await;
-            Err(err)
-        }
-    }
-}
-
-async fn write(tx: &Transaction<'_>, plan: &Plan<'_>) -> Result<(), StoreError> {
-    for run in &plan.sessions {
-        insert_sessions(tx, &run.inserts).await?;
-        update_sessions(tx, &run.updates).await?;
-    }
-    let (users, messages, positions) = tokio::join!(
-        remember_users(tx, &plan.users),
-        insert_messages(tx, &plan.messages),
-        set_read_positions(tx, &plan.read_positions),
-    );
-    // Checked in this order: once one statement fails, those after it fail
-    // only because the transaction is aborted.
-    users?;
-    messages?;
-    positions
+    let plan = Plan::new(mutations)?;
+    let statement = client.prepare_cached(COMMIT_BATCH).await?;
+    let columns = Columns::of(&plan);
+    client.execute(&statement, &columns.params()).await?;
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------
 // Sorting a batch
 
-/// A batch sorted into the statements that write it.
+/// A batch sorted into what the function writes.
 #[derive(Debug, Default)]
 struct Plan<'a> {
-    sessions: Vec<SessionRun<'a>>,
-    messages: MessageRows<'a>,
+    sessions: LastWins<&'a str, SessionWrite<'a>>,
+    messages: Vec<&'a Message>,
     read_positions: LastWins<(&'a str, &'a str), (&'a ReadPosition, Timestamp)>,
     users: LastWins<&'a str, &'a str>,
 }
 
-/// Session mutations with distinct ids: their order does not matter.
-#[derive(Debug, Default)]
-struct SessionRun<'a> {
-    ids: HashSet<&'a str>,
-    inserts: SessionRows<'a>,
-    updates: SessionRows<'a>,
+/// The net effect of a batch on one session row.
+#[derive(Debug, Clone, Copy)]
+struct SessionWrite<'a> {
+    /// The version the row must have now; None when the batch creates it.
+    expected_version: Option<i64>,
+    /// What the row becomes.
+    record: &'a SessionRecord,
 }
 
 impl<'a> Plan<'a> {
-    fn new(mutations: &'a [Mutation]) -> Self {
+    fn new(mutations: &'a [Mutation]) -> Result<Self, StoreError> {
         let mut plan = Plan::default();
         for mutation in mutations {
             match mutation {
-                Mutation::InsertSession(record) => plan.add_session(record, None),
+                Mutation::InsertSession(record) => plan.add_session(record, None)?,
                 Mutation::UpdateSession {
                     record,
                     expected_version,
-                } => plan.add_session(record, Some(*expected_version)),
+                } => plan.add_session(record, Some(*expected_version))?,
                 Mutation::InsertMessage(message) => plan.messages.push(message),
                 Mutation::SetReadPosition {
                     session_id,
@@ -109,30 +102,40 @@ impl<'a> Plan<'a> {
                 }
             }
         }
-        plan
+        Ok(plan)
     }
 
-    /// Adds a session mutation to the current run, or to a new one if the
-    /// current run already touches this session.
-    fn add_session(&mut self, record: &'a SessionRecord, expected_version: Option<i64>) {
+    /// Folds a session mutation into what the batch already does to that
+    /// session.
+    fn add_session(
+        &mut self,
+        record: &'a SessionRecord,
+        expected_version: Option<i64>,
+    ) -> Result<(), StoreError> {
         let id = record.session.id.as_str();
-        match self.sessions.last_mut() {
-            Some(run) if !run.ids.contains(id) => run.add(record, expected_version),
-            _ => {
-                let mut run = SessionRun::default();
-                run.add(record, expected_version);
-                self.sessions.push(run);
-            }
-        }
-    }
-}
-
-impl<'a> SessionRun<'a> {
-    fn add(&mut self, record: &'a SessionRecord, expected_version: Option<i64>) {
-        self.ids.insert(record.session.id.as_str());
+        let Some(earlier) = self.sessions.get_mut(&id) else {
+            self.sessions.set(
+                id,
+                SessionWrite {
+                    expected_version,
+                    record,
+                },
+            );
+            return Ok(());
+        };
         match expected_version {
-            None => self.inserts.push(record, None),
-            Some(expected) => self.updates.push(record, Some(expected)),
+            Some(expected) if expected == earlier.record.version => {
+                earlier.record = record;
+                Ok(())
+            }
+            Some(expected) => Err(StoreError::Conflict(format!(
+                "session {id} is updated from version {expected}, but the batch already \
+                 made it version {}",
+                earlier.record.version
+            ))),
+            None => Err(StoreError::Conflict(format!(
+                "session {id} is created by a batch that already wrote it"
+            ))),
         }
     }
 }
@@ -169,16 +172,23 @@ impl<K: std::hash::Hash + Eq + Copy, V> LastWins<K, V> {
         }
     }
 
-    fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+    fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        let at = *self.index.get(key)?;
+        self.entries.get_mut(at).map(|entry| &mut entry.1)
+    }
+
+    fn values(&self) -> impl Iterator<Item = &V> {
+        self.entries.iter().map(|(_, value)| value)
     }
 }
 
-/// Session rows as columns, in `SESSION_COLUMNS` order, plus the expected
-/// version of each when they are updates.
+// ---------------------------------------------------------------------------
+// Columns
+
+/// A plan as one array per column, the parameters of `COMMIT_BATCH`.
 #[derive(Debug, Default)]
-struct SessionRows<'a> {
-    id: Vec<&'a str>,
+struct Columns<'a> {
+    session_id: Vec<&'a str>,
     customer_id: Vec<&'a str>,
     customer_name: Vec<&'a str>,
     agent_id: Vec<Option<&'a str>>,
@@ -186,7 +196,7 @@ struct SessionRows<'a> {
     pool: Vec<&'a str>,
     status: Vec<&'static str>,
     subject: Vec<Option<&'a str>>,
-    created_at: Vec<i64>,
+    session_created_at: Vec<i64>,
     assigned_at: Vec<Option<i64>>,
     closed_at: Vec<Option<i64>>,
     last_seq: Vec<i64>,
@@ -195,44 +205,82 @@ struct SessionRows<'a> {
     first_assigned_at: Vec<Option<i64>>,
     first_response_at: Vec<Option<i64>>,
     first_response_ms: Vec<Option<i64>>,
-    expected_version: Vec<i64>,
+    expected_version: Vec<Option<i64>>,
+
+    message_id: Vec<&'a str>,
+    message_session_id: Vec<&'a str>,
+    seq: Vec<i64>,
+    sender_id: Vec<&'a str>,
+    sender_name: Vec<&'a str>,
+    sender_role: Vec<&'static str>,
+    content: Vec<&'a str>,
+    client_msg_id: Vec<Option<&'a str>>,
+    message_created_at: Vec<i64>,
+
+    read_session_id: Vec<&'a str>,
+    read_user_id: Vec<&'a str>,
+    read_role: Vec<&'static str>,
+    up_to_seq: Vec<i64>,
+    read_at: Vec<i64>,
+
+    user_id: Vec<&'a str>,
+    user_name: Vec<&'a str>,
 }
 
-impl<'a> SessionRows<'a> {
-    fn push(&mut self, record: &'a SessionRecord, expected_version: Option<i64>) {
-        let s = &record.session;
-        self.id.push(&s.id);
-        self.customer_id.push(&s.customer_id);
-        self.customer_name.push(&s.customer_name);
-        self.agent_id.push(s.agent_id.as_deref());
-        self.agent_name.push(s.agent_name.as_deref());
-        self.pool.push(&s.pool);
-        self.status.push(s.status.as_str());
-        self.subject.push(s.subject.as_deref());
-        self.created_at.push(s.created_at.millis());
-        self.assigned_at.push(millis(s.assigned_at));
-        self.closed_at.push(millis(s.closed_at));
-        self.last_seq.push(s.last_seq);
-        self.last_message_at.push(millis(s.last_message_at));
-        self.version.push(record.version);
-        self.first_assigned_at
-            .push(millis(record.first_assigned_at));
-        self.first_response_at
-            .push(millis(record.first_response_at));
-        self.first_response_ms.push(record.first_response_ms);
-        if let Some(expected) = expected_version {
-            self.expected_version.push(expected);
+impl<'a> Columns<'a> {
+    fn of(plan: &Plan<'a>) -> Self {
+        let mut c = Columns::default();
+        for write in plan.sessions.values() {
+            let record = write.record;
+            let s = &record.session;
+            c.session_id.push(&s.id);
+            c.customer_id.push(&s.customer_id);
+            c.customer_name.push(&s.customer_name);
+            c.agent_id.push(s.agent_id.as_deref());
+            c.agent_name.push(s.agent_name.as_deref());
+            c.pool.push(&s.pool);
+            c.status.push(s.status.as_str());
+            c.subject.push(s.subject.as_deref());
+            c.session_created_at.push(s.created_at.millis());
+            c.assigned_at.push(millis(s.assigned_at));
+            c.closed_at.push(millis(s.closed_at));
+            c.last_seq.push(s.last_seq);
+            c.last_message_at.push(millis(s.last_message_at));
+            c.version.push(record.version);
+            c.first_assigned_at.push(millis(record.first_assigned_at));
+            c.first_response_at.push(millis(record.first_response_at));
+            c.first_response_ms.push(record.first_response_ms);
+            c.expected_version.push(write.expected_version);
         }
+        for message in &plan.messages {
+            c.message_id.push(&message.id);
+            c.message_session_id.push(&message.session_id);
+            c.seq.push(message.seq);
+            c.sender_id.push(&message.sender_id);
+            c.sender_name.push(&message.sender_name);
+            c.sender_role.push(message.sender_role.as_str());
+            c.content.push(&message.content);
+            c.client_msg_id.push(message.client_msg_id.as_deref());
+            c.message_created_at.push(message.created_at.millis());
+        }
+        for ((session_id, user_id), (position, at)) in &plan.read_positions.entries {
+            c.read_session_id.push(session_id);
+            c.read_user_id.push(user_id);
+            c.read_role.push(position.role.as_str());
+            c.up_to_seq.push(position.up_to_seq);
+            c.read_at.push(at.millis());
+        }
+        for (user_id, name) in &plan.users.entries {
+            c.user_id.push(user_id);
+            c.user_name.push(name);
+        }
+        c
     }
 
-    fn len(&self) -> usize {
-        self.id.len()
-    }
-
-    /// `$1..$17`, the columns in `SESSION_COLUMNS` order.
-    fn columns(&self) -> Vec<&(dyn ToSql + Sync)> {
-        vec![
-            &self.id,
+    /// `$1..$34` in the order of `chat_commit_batch`'s arguments.
+    fn params(&self) -> [&(dyn ToSql + Sync); 34] {
+        [
+            &self.session_id,
             &self.customer_id,
             &self.customer_name,
             &self.agent_id,
@@ -240,7 +288,7 @@ impl<'a> SessionRows<'a> {
             &self.pool,
             &self.status,
             &self.subject,
-            &self.created_at,
+            &self.session_created_at,
             &self.assigned_at,
             &self.closed_at,
             &self.last_seq,
@@ -249,218 +297,29 @@ impl<'a> SessionRows<'a> {
             &self.first_assigned_at,
             &self.first_response_at,
             &self.first_response_ms,
+            &self.expected_version,
+            &self.message_id,
+            &self.message_session_id,
+            &self.seq,
+            &self.sender_id,
+            &self.sender_name,
+            &self.sender_role,
+            &self.content,
+            &self.client_msg_id,
+            &self.message_created_at,
+            &self.read_session_id,
+            &self.read_user_id,
+            &self.read_role,
+            &self.up_to_seq,
+            &self.read_at,
+            &self.user_id,
+            &self.user_name,
         ]
-    }
-}
-
-/// Message rows as columns, in `MESSAGE_COLUMNS` order.
-#[derive(Debug, Default)]
-struct MessageRows<'a> {
-    id: Vec<&'a str>,
-    session_id: Vec<&'a str>,
-    seq: Vec<i64>,
-    sender_id: Vec<&'a str>,
-    sender_name: Vec<&'a str>,
-    sender_role: Vec<&'static str>,
-    content: Vec<&'a str>,
-    client_msg_id: Vec<Option<&'a str>>,
-    created_at: Vec<i64>,
-}
-
-impl<'a> MessageRows<'a> {
-    fn push(&mut self, message: &'a Message) {
-        self.id.push(&message.id);
-        self.session_id.push(&message.session_id);
-        self.seq.push(message.seq);
-        self.sender_id.push(&message.sender_id);
-        self.sender_name.push(&message.sender_name);
-        self.sender_role.push(message.sender_role.as_str());
-        self.content.push(&message.content);
-        self.client_msg_id.push(message.client_msg_id.as_deref());
-        self.created_at.push(message.created_at.millis());
-    }
-
-    fn len(&self) -> usize {
-        self.id.len()
     }
 }
 
 fn millis(time: Option<Timestamp>) -> Option<i64> {
     time.map(Timestamp::millis)
-}
-
-/// Row counts come back as u64; batches are far below either limit.
-fn count(rows: usize) -> u64 {
-    u64::try_from(rows).unwrap_or(u64::MAX)
-}
-
-// ---------------------------------------------------------------------------
-// Statements
-
-const SESSION_ARRAYS: &str = "$1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
-     $6::text[], $7::text[], $8::text[], $9::int8[], $10::int8[], $11::int8[], $12::int8[], \
-     $13::int8[], $14::int8[], $15::int8[], $16::int8[], $17::int8[]";
-
-async fn insert_sessions(tx: &Transaction<'_>, rows: &SessionRows<'_>) -> Result<(), StoreError> {
-    if rows.len() == 0 {
-        return Ok(());
-    }
-    let statement = tx
-        .prepare_cached(&format!(
-            "INSERT INTO sessions ({}) SELECT * FROM UNNEST({SESSION_ARRAYS}) \
-             ON CONFLICT DO NOTHING",
-            super::queries::SESSION_COLUMNS
-        ))
-        .await?;
-    let inserted = tx.execute(&statement, &rows.columns()).await?;
-    if inserted < count(rows.len()) {
-        return Err(StoreError::Conflict(format!(
-            "{} of {} sessions already exist",
-            count(rows.len()) - inserted,
-            rows.len()
-        )));
-    }
-    Ok(())
-}
-
-async fn update_sessions(tx: &Transaction<'_>, rows: &SessionRows<'_>) -> Result<(), StoreError> {
-    if rows.len() == 0 {
-        return Ok(());
-    }
-    let statement = tx
-        .prepare_cached(&format!(
-            "UPDATE sessions AS s SET \
-             customer_id = u.customer_id, customer_name = u.customer_name, \
-             agent_id = u.agent_id, agent_name = u.agent_name, pool = u.pool, \
-             status = u.status, subject = u.subject, created_at = u.created_at, \
-             assigned_at = u.assigned_at, closed_at = u.closed_at, last_seq = u.last_seq, \
-             last_message_at = u.last_message_at, version = u.version, \
-             first_assigned_at = u.first_assigned_at, first_response_at = u.first_response_at, \
-             first_response_ms = u.first_response_ms \
-             FROM UNNEST({SESSION_ARRAYS}, $18::int8[]) AS u ({}, expected_version) \
-             WHERE s.id = u.id AND s.version = u.expected_version \
-             RETURNING s.id",
-            super::queries::SESSION_COLUMNS
-        ))
-        .await?;
-    let mut params = rows.columns();
-    params.push(&rows.expected_version);
-    let updated = tx.query(&statement, &params).await?;
-    if updated.len() < rows.len() {
-        let done = updated
-            .iter()
-            .map(|row| row.try_get::<_, &str>(0))
-            .collect::<Result<HashSet<_>, _>>()?;
-        let stale: Vec<String> = rows
-            .id
-            .iter()
-            .zip(&rows.expected_version)
-            .filter(|(id, _)| !done.contains(**id))
-            .map(|(id, version)| format!("{id} (expected version {version})"))
-            .collect();
-        return Err(StoreError::Conflict(format!(
-            "sessions changed or missing: {}",
-            stale.join(", ")
-        )));
-    }
-    Ok(())
-}
-
-async fn insert_messages(tx: &Transaction<'_>, rows: &MessageRows<'_>) -> Result<(), StoreError> {
-    if rows.len() == 0 {
-        return Ok(());
-    }
-    let statement = tx
-        .prepare_cached(&format!(
-            "INSERT INTO messages ({}) \
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[], \
-             $6::text[], $7::text[], $8::text[], $9::int8[]) \
-             ON CONFLICT DO NOTHING",
-            super::queries::MESSAGE_COLUMNS
-        ))
-        .await?;
-    let inserted = tx
-        .execute(
-            &statement,
-            &[
-                &rows.id,
-                &rows.session_id,
-                &rows.seq,
-                &rows.sender_id,
-                &rows.sender_name,
-                &rows.sender_role,
-                &rows.content,
-                &rows.client_msg_id,
-                &rows.created_at,
-            ],
-        )
-        .await?;
-    if inserted < count(rows.len()) {
-        // A seq or client id that exists already: another writer stored
-        // messages in this session meanwhile (or this batch is a replay).
-        return Err(StoreError::Conflict(format!(
-            "{} of {} messages collide with stored ones (same seq, client id or id)",
-            count(rows.len()) - inserted,
-            rows.len()
-        )));
-    }
-    Ok(())
-}
-
-async fn set_read_positions(
-    tx: &Transaction<'_>,
-    positions: &LastWins<(&str, &str), (&ReadPosition, Timestamp)>,
-) -> Result<(), StoreError> {
-    if positions.is_empty() {
-        return Ok(());
-    }
-    let mut session_id = Vec::with_capacity(positions.entries.len());
-    let mut user_id = Vec::with_capacity(positions.entries.len());
-    let mut role = Vec::with_capacity(positions.entries.len());
-    let mut up_to_seq = Vec::with_capacity(positions.entries.len());
-    let mut read_at = Vec::with_capacity(positions.entries.len());
-    for ((session, user), (position, at)) in &positions.entries {
-        session_id.push(*session);
-        user_id.push(*user);
-        role.push(position.role.as_str());
-        up_to_seq.push(position.up_to_seq);
-        read_at.push(at.millis());
-    }
-    let statement = tx
-        .prepare_cached(
-            "INSERT INTO read_positions (session_id, user_id, role, up_to_seq, read_at) \
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[]) \
-             ON CONFLICT (session_id, user_id) DO UPDATE SET \
-             role = EXCLUDED.role, up_to_seq = EXCLUDED.up_to_seq, read_at = EXCLUDED.read_at",
-        )
-        .await?;
-    tx.execute(
-        &statement,
-        &[&session_id, &user_id, &role, &up_to_seq, &read_at],
-    )
-    .await?;
-    Ok(())
-}
-
-async fn remember_users(
-    tx: &Transaction<'_>,
-    users: &LastWins<&str, &str>,
-) -> Result<(), StoreError> {
-    if users.is_empty() {
-        return Ok(());
-    }
-    let (user_id, name): (Vec<&str>, Vec<&str>) = users.entries.iter().copied().unzip();
-    // A name that did not change is left alone: no new row version to
-    // write and vacuum for every join of a known user.
-    let statement = tx
-        .prepare_cached(
-            "INSERT INTO users (user_id, name) SELECT * FROM UNNEST($1::text[], $2::text[]) \
-             ON CONFLICT (user_id) DO UPDATE SET name = EXCLUDED.name \
-             WHERE users.name IS DISTINCT FROM EXCLUDED.name",
-        )
-        .await?;
-    tx.execute(&statement, &[&user_id, &name]).await?;
-    Ok(())
 }
 
 #[cfg(test)]
@@ -503,38 +362,57 @@ mod tests {
         }
     }
 
-    fn runs(mutations: &[Mutation]) -> Vec<(Vec<&str>, Vec<&str>)> {
+    /// (id, expected version, resulting version) per session row written.
+    fn rows(mutations: &[Mutation]) -> Vec<(&str, Option<i64>, i64)> {
         Plan::new(mutations)
+            .expect("a consistent batch")
             .sessions
-            .into_iter()
-            .map(|run| (run.inserts.id, run.updates.id))
+            .values()
+            .map(|w| {
+                (
+                    w.record.session.id.as_str(),
+                    w.expected_version,
+                    w.record.version,
+                )
+            })
             .collect()
     }
 
     #[test]
-    fn sessions_with_distinct_ids_share_one_run() {
+    fn each_session_becomes_one_row() {
         let batch = [insert("a"), update("b", 1), insert("c"), update("d", 4)];
-        assert_eq!(runs(&batch), vec![(vec!["a", "c"], vec!["b", "d"])]);
+        assert_eq!(
+            rows(&batch),
+            vec![
+                ("a", None, 1),
+                ("b", Some(1), 2),
+                ("c", None, 1),
+                ("d", Some(4), 5)
+            ]
+        );
     }
 
     #[test]
-    fn a_session_touched_twice_starts_a_new_run() {
+    fn a_chain_of_changes_to_one_session_folds_into_its_net_effect() {
         let batch = [insert("a"), update("a", 1), update("b", 1), update("a", 2)];
-        assert_eq!(
-            runs(&batch),
-            vec![
-                (vec!["a"], vec![]),
-                (vec![], vec!["a", "b"]),
-                (vec![], vec!["a"]),
-            ]
-        );
-        let plan = Plan::new(&batch);
-        let expected: Vec<Vec<i64>> = plan
-            .sessions
-            .iter()
-            .map(|run| run.updates.expected_version.clone())
-            .collect();
-        assert_eq!(expected, vec![vec![], vec![1, 1], vec![2]]);
+        assert_eq!(rows(&batch), vec![("a", None, 3), ("b", Some(1), 2)]);
+        let batch = [update("b", 5), update("b", 6)];
+        assert_eq!(rows(&batch), vec![("b", Some(5), 7)]);
+    }
+
+    #[test]
+    fn a_broken_chain_is_a_conflict_before_any_write() {
+        for batch in [
+            vec![insert("a"), insert("a")],
+            vec![update("a", 1), insert("a")],
+            vec![insert("a"), update("a", 4)],
+            vec![update("a", 1), update("a", 1)],
+        ] {
+            assert!(
+                matches!(Plan::new(&batch), Err(StoreError::Conflict(_))),
+                "{batch:?}"
+            );
+        }
     }
 
     #[test]
@@ -560,7 +438,7 @@ mod tests {
             name("u1", "Anne"),
             position("u1", 3),
         ];
-        let plan = Plan::new(&batch);
+        let plan = Plan::new(&batch).expect("plan");
         assert_eq!(plan.users.entries, vec![("u1", "Anne"), ("u2", "Bob")]);
         let seqs: Vec<(&str, i64)> = plan
             .read_positions

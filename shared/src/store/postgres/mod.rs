@@ -9,9 +9,9 @@
 //! What lives where:
 //! - `schema`: the tables and indexes as numbered migrations, applied under
 //!   an advisory lock so that pods starting together migrate once.
-//! - `commit`: the write path. A batch is one transaction, and each kind of
-//!   change is one statement over arrays (`UNNEST`), however many rows it
-//!   carries.
+//! - `commit`: the write path. A batch is one call of a server-side
+//!   function taking one array per column: one round trip and one
+//!   transaction, however many rows it carries.
 //! - `queries`: the reads and the decoding of rows.
 //!
 //! Failures are sorted for the caller: a lost race (a stale version, a
@@ -279,6 +279,7 @@ enum Class {
 fn classify(code: &SqlState) -> Class {
     let text = code.code();
     if *code == SqlState::UNIQUE_VIOLATION
+        || text == schema::BATCH_CONFLICT_SQLSTATE
         || *code == SqlState::T_R_SERIALIZATION_FAILURE
         || *code == SqlState::T_R_DEADLOCK_DETECTED
     {

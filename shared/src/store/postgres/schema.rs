@@ -29,10 +29,20 @@ pub(super) struct Migration {
     pub sql: &'static str,
 }
 
-pub(super) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sql: V1_INITIAL,
-}];
+pub(super) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sql: V1_INITIAL,
+    },
+    Migration {
+        version: 2,
+        sql: V2_COMMIT_BATCH,
+    },
+];
+
+/// What `chat_commit_batch` raises when a batch lost a race (a stale
+/// version, a row that exists already).
+pub(super) const BATCH_CONFLICT_SQLSTATE: &str = "CH001";
 
 /// First key of the advisory lock that guards migrations ("chat" in ASCII);
 /// the second is a hash of the schema name, so separate schemas migrate
@@ -108,6 +118,114 @@ CREATE TABLE users (
     user_id TEXT COLLATE "C" PRIMARY KEY,
     name    TEXT NOT NULL
 );
+"#;
+
+/// The write path in one call (see `commit`): a batch arrives as one array
+/// per column and is written with one statement per table, all in the
+/// caller's single-statement transaction. Rows of a kind are counted, and
+/// a shortfall (a stale expected version, a key that exists already)
+/// raises CH001, which rolls the whole batch back. Sessions with a NULL
+/// expected version are created; the others are updated.
+const V2_COMMIT_BATCH: &str = r#"
+CREATE FUNCTION chat_commit_batch(
+    s_id text[], s_customer_id text[], s_customer_name text[], s_agent_id text[],
+    s_agent_name text[], s_pool text[], s_status text[], s_subject text[],
+    s_created_at int8[], s_assigned_at int8[], s_closed_at int8[], s_last_seq int8[],
+    s_last_message_at int8[], s_version int8[], s_first_assigned_at int8[],
+    s_first_response_at int8[], s_first_response_ms int8[], s_expected_version int8[],
+    m_id text[], m_session_id text[], m_seq int8[], m_sender_id text[], m_sender_name text[],
+    m_sender_role text[], m_content text[], m_client_msg_id text[], m_created_at int8[],
+    r_session_id text[], r_user_id text[], r_role text[], r_up_to_seq int8[], r_read_at int8[],
+    u_user_id text[], u_name text[]
+) RETURNS void LANGUAGE plpgsql AS $body$
+DECLARE
+    wanted bigint;
+    written bigint;
+BEGIN
+    SELECT count(*) INTO wanted FROM unnest(s_expected_version) AS e WHERE e IS NULL;
+    IF wanted > 0 THEN
+        INSERT INTO sessions (id, customer_id, customer_name, agent_id, agent_name, pool,
+            status, subject, created_at, assigned_at, closed_at, last_seq, last_message_at,
+            version, first_assigned_at, first_response_at, first_response_ms)
+        SELECT u.id, u.customer_id, u.customer_name, u.agent_id, u.agent_name, u.pool,
+            u.status, u.subject, u.created_at, u.assigned_at, u.closed_at, u.last_seq,
+            u.last_message_at, u.version, u.first_assigned_at, u.first_response_at,
+            u.first_response_ms
+        FROM UNNEST(s_id, s_customer_id, s_customer_name, s_agent_id, s_agent_name, s_pool,
+            s_status, s_subject, s_created_at, s_assigned_at, s_closed_at, s_last_seq,
+            s_last_message_at, s_version, s_first_assigned_at, s_first_response_at,
+            s_first_response_ms, s_expected_version)
+            AS u (id, customer_id, customer_name, agent_id, agent_name, pool, status,
+                subject, created_at, assigned_at, closed_at, last_seq, last_message_at,
+                version, first_assigned_at, first_response_at, first_response_ms,
+                expected_version)
+        WHERE u.expected_version IS NULL
+        ON CONFLICT DO NOTHING;
+        GET DIAGNOSTICS written = ROW_COUNT;
+        IF written < wanted THEN
+            RAISE EXCEPTION USING ERRCODE = 'CH001',
+                MESSAGE = format('%s of %s sessions already exist', wanted - written, wanted);
+        END IF;
+    END IF;
+
+    wanted := cardinality(s_id) - wanted;
+    IF wanted > 0 THEN
+        UPDATE sessions AS s SET
+            customer_id = u.customer_id, customer_name = u.customer_name,
+            agent_id = u.agent_id, agent_name = u.agent_name, pool = u.pool,
+            status = u.status, subject = u.subject, created_at = u.created_at,
+            assigned_at = u.assigned_at, closed_at = u.closed_at, last_seq = u.last_seq,
+            last_message_at = u.last_message_at, version = u.version,
+            first_assigned_at = u.first_assigned_at, first_response_at = u.first_response_at,
+            first_response_ms = u.first_response_ms
+        FROM UNNEST(s_id, s_customer_id, s_customer_name, s_agent_id, s_agent_name, s_pool,
+            s_status, s_subject, s_created_at, s_assigned_at, s_closed_at, s_last_seq,
+            s_last_message_at, s_version, s_first_assigned_at, s_first_response_at,
+            s_first_response_ms, s_expected_version)
+            AS u (id, customer_id, customer_name, agent_id, agent_name, pool, status,
+                subject, created_at, assigned_at, closed_at, last_seq, last_message_at,
+                version, first_assigned_at, first_response_at, first_response_ms,
+                expected_version)
+        WHERE u.expected_version IS NOT NULL
+            AND s.id = u.id AND s.version = u.expected_version;
+        GET DIAGNOSTICS written = ROW_COUNT;
+        IF written < wanted THEN
+            RAISE EXCEPTION USING ERRCODE = 'CH001',
+                MESSAGE = format('%s of %s sessions changed or missing', wanted - written, wanted);
+        END IF;
+    END IF;
+
+    wanted := cardinality(m_id);
+    IF wanted > 0 THEN
+        INSERT INTO messages (id, session_id, seq, sender_id, sender_name, sender_role,
+            content, client_msg_id, created_at)
+        SELECT * FROM UNNEST(m_id, m_session_id, m_seq, m_sender_id, m_sender_name,
+            m_sender_role, m_content, m_client_msg_id, m_created_at)
+        ON CONFLICT DO NOTHING;
+        GET DIAGNOSTICS written = ROW_COUNT;
+        IF written < wanted THEN
+            RAISE EXCEPTION USING ERRCODE = 'CH001',
+                MESSAGE = format('%s of %s messages collide with stored ones '
+                    '(same seq, client id or id)', wanted - written, wanted);
+        END IF;
+    END IF;
+
+    IF cardinality(r_session_id) > 0 THEN
+        INSERT INTO read_positions (session_id, user_id, role, up_to_seq, read_at)
+        SELECT * FROM UNNEST(r_session_id, r_user_id, r_role, r_up_to_seq, r_read_at)
+        ON CONFLICT (session_id, user_id) DO UPDATE SET
+            role = EXCLUDED.role, up_to_seq = EXCLUDED.up_to_seq, read_at = EXCLUDED.read_at;
+    END IF;
+
+    -- A name that did not change is left alone: no new row version to
+    -- write and vacuum for every join of a known user.
+    IF cardinality(u_user_id) > 0 THEN
+        INSERT INTO users (user_id, name) SELECT * FROM UNNEST(u_user_id, u_name)
+        ON CONFLICT (user_id) DO UPDATE SET name = EXCLUDED.name
+        WHERE users.name IS DISTINCT FROM EXCLUDED.name;
+    END IF;
+END
+$body$;
 "#;
 
 /// Brings the schema up to date, creating `schema` first if one is named
