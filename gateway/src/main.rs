@@ -3,6 +3,12 @@
 //! record from PostgreSQL. Configuration: environment variables (README).
 #![forbid(unsafe_code)]
 
+/// Many small, short-lived allocations per message (frames, envelopes,
+/// decoded JSON) cost measurably less with mimalloc than with the system
+/// allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::Arc;
 
 use anyhow::Context;

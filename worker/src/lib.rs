@@ -3,6 +3,7 @@
 //! and only then answers the callers and fans the resulting events out.
 #![forbid(unsafe_code)]
 
+pub mod cache;
 pub mod config;
 pub mod decide;
 pub mod lanes;

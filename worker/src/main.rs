@@ -7,6 +7,12 @@
 //! environment variables (README).
 #![forbid(unsafe_code)]
 
+/// Many small, short-lived allocations per message (frames, envelopes,
+/// decoded JSON) cost measurably less with mimalloc than with the system
+/// allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

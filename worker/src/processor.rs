@@ -11,9 +11,10 @@ use bytes::Bytes;
 use chat_shared::backplane::{Backplane, StreamEntry};
 use chat_shared::envelope::{self, CommandEnvelope, Reply};
 use chat_shared::names::Names;
-use chat_shared::store::{Store, StoreError};
+use chat_shared::store::{BatchKeys, BatchSnapshot, Store, StoreError};
 use chat_shared::{ChatError, Timestamp};
 
+use crate::cache::{StateCache, Written, DEFAULT_CAPACITY};
 use crate::decide::{keys_for, BatchState, Decision};
 use crate::metrics::{CommandKind, Outcome, WorkerMetrics};
 use crate::stats::StatsTracker;
@@ -47,6 +48,7 @@ pub struct Processor {
     stats: Arc<StatsTracker>,
     max_deliveries: u32,
     metrics: Arc<WorkerMetrics>,
+    cache: Arc<StateCache>,
 }
 
 impl Processor {
@@ -64,7 +66,14 @@ impl Processor {
             stats,
             max_deliveries,
             metrics: Arc::new(WorkerMetrics::new(0)),
+            cache: Arc::new(StateCache::new(DEFAULT_CAPACITY)),
         }
+    }
+
+    /// What the processor remembers between batches; whoever changes the
+    /// owned partitions clears it.
+    pub fn cache(&self) -> Arc<StateCache> {
+        self.cache.clone()
     }
 
     /// Records into `metrics` (the worker's registry) instead of a private
@@ -172,16 +181,27 @@ impl Processor {
 
     /// Decides the batch and commits its changes in one transaction;
     /// returns the decisions and when the commit completed.
+    ///
+    /// The first attempt decides on what the cache remembers (see
+    /// `cache`); a refusal decided that way, or a lost race, sends the
+    /// batch back to be decided on what the store holds.
     async fn decide_and_commit(
         &self,
         batch: &[(StreamEntry, CommandEnvelope)],
     ) -> Result<(Vec<Decision>, Timestamp), StoreError> {
         let commands: Vec<&CommandEnvelope> = batch.iter().map(|(_, c)| c).collect();
         let keys = keys_for(&commands);
+        let mut trust_cache = true;
         let mut attempt = 0;
         loop {
             let started = std::time::Instant::now();
-            let snapshot = self.store.load_batch(&keys).await?;
+            let (snapshot, remembered) = if trust_cache {
+                self.load_with_cache(&keys).await?
+            } else {
+                let snapshot = self.store.load_batch(&keys).await?;
+                self.cache.loaded(&snapshot);
+                (snapshot, false)
+            };
             let mut state = BatchState::new(snapshot, self.names.clone());
             let now = Timestamp::now();
             let mut new_id = || uuid::Uuid::now_v7().to_string();
@@ -189,22 +209,55 @@ impl Processor {
                 .iter()
                 .map(|command| state.apply(command, now, &mut new_id))
                 .collect();
+            if remembered && decisions.iter().any(|d| d.reply.is_err()) {
+                // Remembered state may be behind the store (another worker
+                // held the partition meanwhile): refuse only on the record.
+                trust_cache = false;
+                continue;
+            }
             let mutations = state.into_mutations();
             if mutations.is_empty() {
                 return Ok((decisions, Timestamp::now()));
             }
+            let written = Written::of(&mutations);
             match self.store.commit(mutations).await {
                 Ok(()) => {
+                    self.cache.committed(written);
                     self.metrics.transaction(started.elapsed());
                     return Ok((decisions, Timestamp::now()));
                 }
                 Err(StoreError::Conflict(reason)) if attempt < CONFLICT_RETRIES => {
+                    self.cache.forget(&keys.session_ids);
+                    trust_cache = false;
                     attempt += 1;
-                    tracing::warn!(%reason, attempt, "write conflict; deciding the batch again");
+                    tracing::debug!(%reason, attempt, "write conflict; deciding the batch again");
                 }
-                Err(error) => return Err(error),
+                Err(error) => {
+                    // The commit may or may not have happened.
+                    self.cache.forget(&keys.session_ids);
+                    return Err(error);
+                }
             }
         }
+    }
+
+    /// What the batch needs: remembered where possible, loaded otherwise.
+    /// True with it when any session state came from the cache.
+    async fn load_with_cache(&self, keys: &BatchKeys) -> Result<(BatchSnapshot, bool), StoreError> {
+        let lookup = self.cache.lookup(keys);
+        let remembered = lookup.used_remembered_sessions();
+        let mut snapshot = lookup.known;
+        if !lookup.to_load.is_empty() {
+            let loaded = self.store.load_batch(&lookup.to_load).await?;
+            self.cache.loaded(&loaded);
+            snapshot.sessions.extend(loaded.sessions);
+            snapshot
+                .messages_by_client_id
+                .extend(loaded.messages_by_client_id);
+            snapshot.read_positions.extend(loaded.read_positions);
+            snapshot.user_names.extend(loaded.user_names);
+        }
+        Ok((snapshot, remembered))
     }
 
     /// After the commit: replies first, then events, so that a sender's ack
@@ -263,9 +316,12 @@ impl Processor {
         if let Err(error) = self.backplane.publish_batch(&outgoing).await {
             tracing::warn!(%error, count = outgoing.len(), "events not published");
         }
-        for (partition, ids) in &acks {
-            self.backplane.ack(*partition, ids).await?;
-        }
+        // Sent together, so a batch spanning partitions costs one round trip.
+        futures_util::future::try_join_all(
+            acks.iter()
+                .map(|(partition, ids)| self.backplane.ack(*partition, ids)),
+        )
+        .await?;
         Ok(())
     }
 

@@ -25,6 +25,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::cache::StateCache;
 use crate::config::WorkerConfig;
 use crate::lanes::Lanes;
 use crate::metrics::WorkerMetrics;
@@ -50,6 +51,9 @@ pub struct Worker {
     backplane: Arc<dyn Backplane>,
     names: Names,
     lanes: Lanes,
+    /// The processor's memory of sessions, valid only for partitions held
+    /// without a break: cleared whenever the owned set changes.
+    cache: Arc<StateCache>,
     stats: Arc<StatsTracker>,
     leases: BTreeMap<u32, Lease>,
     /// The partitions in `leases`, published for `owned_partitions`.
@@ -76,6 +80,7 @@ impl Worker {
         .with_metrics(metrics.clone());
         // Room for a few batches per lane keeps every lane busy without
         // reading far ahead of what the store can take.
+        let cache = processor.cache();
         let lanes = Lanes::new(
             Arc::new(processor),
             config.lanes,
@@ -89,6 +94,7 @@ impl Worker {
             backplane,
             names,
             lanes,
+            cache,
             stats,
             leases: BTreeMap::new(),
             owned: watch::Sender::new(Vec::new()),
@@ -334,6 +340,8 @@ impl Worker {
                 tracing::info!(partition, token = lease.token, "partition taken");
                 self.metrics.lease_takeovers.inc();
                 self.leases.insert(partition, lease);
+                // Others wrote its sessions while it was not ours.
+                self.cache.clear();
                 // The previous owner's unfinished entries come first.
                 self.claim_and_process(partition, Duration::ZERO).await;
             }
@@ -344,11 +352,14 @@ impl Worker {
     fn publish_owned(&self) {
         let held: Vec<u32> = self.leases.keys().copied().collect();
         self.metrics.owned(&held);
-        self.owned.send_if_modified(|published| {
+        let changed = self.owned.send_if_modified(|published| {
             let changed = *published != held;
             *published = held;
             changed
         });
+        if changed {
+            self.cache.clear();
+        }
     }
 
     async fn release_all(&mut self) {

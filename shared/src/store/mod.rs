@@ -64,6 +64,16 @@ pub struct BatchKeys {
     pub user_ids: Vec<String>,
 }
 
+impl BatchKeys {
+    /// Whether nothing is named, so there is nothing to read.
+    pub fn is_empty(&self) -> bool {
+        self.session_ids.is_empty()
+            && self.client_messages.is_empty()
+            && self.read_positions.is_empty()
+            && self.user_ids.is_empty()
+    }
+}
+
 /// The current state of everything named in `BatchKeys`; absent keys are
 /// simply missing from the maps.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -150,6 +160,7 @@ pub struct PoolFigures {
     /// Mean of first_response_ms over sessions first answered since
     /// `day_start`, in seconds.
     pub avg_first_response_seconds: Option<f64>,
+    /// Messages of the pool created since `day_start`.
     pub messages_today: i64,
 }
 
@@ -177,6 +188,8 @@ pub trait Store: Send + Sync + 'static {
     /// Read positions of a session, ordered by user id.
     async fn read_positions(&self, session_id: &str) -> Result<Vec<ReadPosition>, StoreError>;
 
+    /// Today's figures of a pool; `day_start` is the start of a UTC day
+    /// (stores may count messages per UTC day).
     async fn pool_figures(
         &self,
         pool: &str,

@@ -163,7 +163,7 @@ impl PostgresStore {
 #[async_trait]
 impl Store for PostgresStore {
     async fn load_batch(&self, keys: &BatchKeys) -> Result<BatchSnapshot, StoreError> {
-        if queries::nothing_to_load(keys) {
+        if keys.is_empty() {
             return Ok(BatchSnapshot::default());
         }
         let mut client = self.client().await?;

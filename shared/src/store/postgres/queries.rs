@@ -30,13 +30,6 @@ type Params = Vec<Box<dyn ToSql + Sync + Send>>;
 // ---------------------------------------------------------------------------
 // The worker's batch snapshot
 
-pub(super) fn nothing_to_load(keys: &BatchKeys) -> bool {
-    keys.session_ids.is_empty()
-        && keys.client_messages.is_empty()
-        && keys.read_positions.is_empty()
-        && keys.user_ids.is_empty()
-}
-
 /// Reads everything a batch names. The four queries are sent together
 /// (pipelined) outside any transaction: one round trip whatever the number
 /// of keys. No snapshot is needed, since the worker reading them is the
@@ -343,8 +336,8 @@ pub(super) async fn pool_figures(
               WHERE pool = $1 AND first_assigned_at >= $2),
             (SELECT AVG(first_response_ms::float8) FROM sessions
               WHERE pool = $1 AND first_response_at >= $2 AND first_response_ms IS NOT NULL),
-            (SELECT COUNT(*) FROM messages m JOIN sessions s ON s.id = m.session_id
-              WHERE s.pool = $1 AND m.created_at >= $2)",
+            (SELECT COALESCE(SUM(messages), 0)::int8 FROM pool_message_counts
+              WHERE pool = $1 AND day >= $2)",
         )
         .await?;
     let row = client

@@ -280,6 +280,7 @@ async fn tables_live_in_the_configured_schema() {
         tables,
         [
             "messages",
+            "pool_message_counts",
             "read_positions",
             "schema_migrations",
             "sessions",
@@ -491,8 +492,11 @@ async fn a_message_for_an_unknown_session_is_not_a_conflict() {
         ))])
         .await
     {
-        Err(StoreError::Internal(message)) => assert!(message.contains("23503"), "{message}"),
-        other => panic!("expected Internal (foreign key), got {other:?}"),
+        Err(StoreError::Internal(message)) => assert!(
+            message.contains("23503") && message.contains("do not exist"),
+            "{message}"
+        ),
+        other => panic!("expected Internal (unknown session), got {other:?}"),
     }
 }
 
@@ -714,4 +718,75 @@ async fn survives_a_server_crash_and_restart() {
         .commit(vec![Mutation::InsertMessage(message("s-1", 2, None))])
         .await
         .expect("commit after the restart");
+}
+
+/// A database made by the first schema version, with messages in it, is
+/// brought forward without losing today's message count.
+#[tokio::test]
+async fn upgrading_from_version_1_keeps_the_message_count() {
+    let schema = TestSchema::new();
+    let (client, connection) = tokio_postgres::connect(&schema.url(), NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    let first = &schema::MIGRATIONS[0];
+    assert_eq!(first.version, 1);
+    let day = 1_699_920_000_000_i64; // 2023-11-14T00:00:00Z
+    client
+        .batch_execute(&format!(
+            "CREATE SCHEMA {name}; SET search_path = {name};
+             CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL);
+             INSERT INTO schema_migrations VALUES (1, 0);
+             {sql}
+             INSERT INTO sessions (id, customer_id, customer_name, pool, status, created_at,
+                 last_seq, version)
+             VALUES ('s-1', 'c-1', 'Carla', 'default', 'active', {day}, 3, 4);
+             INSERT INTO messages (id, session_id, seq, sender_id, sender_name, sender_role,
+                 content, created_at)
+             VALUES ('m-1', 's-1', 1, 'c-1', 'Carla', 'customer', 'yesterday', {day} - 1),
+                    ('m-2', 's-1', 2, 'c-1', 'Carla', 'customer', 'today', {day}),
+                    ('m-3', 's-1', 3, 'c-1', 'Carla', 'customer', 'today', {day} + 5);",
+            name = schema.name,
+            sql = first.sql,
+        ))
+        .await
+        .expect("a version 1 database");
+    let store = schema.store().await;
+    let versions: Vec<i64> = applied_migrations(&store)
+        .await
+        .iter()
+        .map(|(version, _)| *version)
+        .collect();
+    assert_eq!(
+        versions,
+        (1..=schema::MIGRATIONS.len() as i64).collect::<Vec<_>>()
+    );
+    let figures = store
+        .pool_figures("default", Timestamp(day))
+        .await
+        .expect("pool_figures");
+    assert_eq!(figures.messages_today, 2);
+    // And counting goes on from there.
+    let mut next = message("s-1", 4, None);
+    next.created_at = Timestamp(day + 10);
+    let mut record = session("s-1");
+    record.session.status = SessionStatus::Active;
+    record.session.created_at = Timestamp(day);
+    record.session.last_seq = 4;
+    record.version = 5;
+    store
+        .commit(vec![
+            Mutation::UpdateSession {
+                record,
+                expected_version: 4,
+            },
+            Mutation::InsertMessage(next),
+        ])
+        .await
+        .expect("commit after the upgrade");
+    let figures = store
+        .pool_figures("default", Timestamp(day))
+        .await
+        .expect("pool_figures");
+    assert_eq!(figures.messages_today, 3);
 }
