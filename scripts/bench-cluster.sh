@@ -10,7 +10,8 @@
 # Usage: scripts/bench-cluster.sh [RATE ...]          (default: 1000)
 # Environment: REDIS_URL, DATABASE_URL (a server where the user may create
 #              databases), CONNECTIONS (10000), PAIRS (100), DURATION (20),
-#              WARMUP (3), SKIP_IDLE=1, SKIP_BUILD=1.
+#              WARMUP (3), SKIP_IDLE=1, SKIP_BUILD=1, TOKIO_WORKER_THREADS
+#              (runtime threads per process, 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -52,6 +53,10 @@ trap 'exit 130' INT TERM
 psql "$admin_url" -qc "CREATE DATABASE $database" >/dev/null
 export REDIS_URL="$redis_url" DATABASE_URL="$database_url" KEY_PREFIX="$prefix"
 export JWT_SECRET="bench-$(date +%s%N)-secret" RATE_LIMIT_PER_SEC=0 HOST=127.0.0.1 RUST_LOG="${RUST_LOG:-warn}"
+# Four processes share this machine's cores with Redis, PostgreSQL and the
+# load generator: each runs one runtime thread, as it would in a pod with
+# one CPU.
+export TOKIO_WORKER_THREADS="${TOKIO_WORKER_THREADS:-1}"
 
 for n in 1 2; do
   ADMIN_PORT=0 "$bin/worker" >"$workdir/worker$n.out" 2>"$workdir/worker$n.err" &

@@ -22,12 +22,6 @@
 //! server. Exit status 2 means bad arguments or a setup failure.
 #![forbid(unsafe_code)]
 
-/// Many small, short-lived allocations per message (frames, envelopes,
-/// decoded JSON) cost measurably less with mimalloc than with the system
-/// allocator.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 mod args;
 mod client;
 mod idle;
@@ -39,6 +33,12 @@ use std::future::Future;
 use std::process::ExitCode;
 
 use args::Command;
+
+/// Many small, short-lived allocations per message (frames, envelopes,
+/// decoded JSON) cost measurably less with mimalloc than with the system
+/// allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();

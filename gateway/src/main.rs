@@ -3,12 +3,6 @@
 //! record from PostgreSQL. Configuration: environment variables (README).
 #![forbid(unsafe_code)]
 
-/// Many small, short-lived allocations per message (frames, envelopes,
-/// decoded JSON) cost measurably less with mimalloc than with the system
-/// allocator.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -18,6 +12,12 @@ use chat_shared::config::{ClusterConnections, ConfigError, Env};
 use chat_shared::names::Names;
 use chat_shared::store::postgres::{PostgresOptions, PostgresStore};
 use tokio::net::TcpListener;
+
+/// Many small, short-lived allocations per message (frames, envelopes,
+/// decoded JSON) cost measurably less with mimalloc than with the system
+/// allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 struct GatewayProcessConfig {
     gateway: GatewayConfig,

@@ -74,6 +74,38 @@ impl PendingRequests {
         answer(waiter, reply.outcome, metrics);
     }
 
+    /// Acks a send answered by its own `new-message` event, whose payload
+    /// (the message, as JSON) is `message_json`.
+    pub fn complete_with_message(&self, request_id: u64, message_json: &str, metrics: &Metrics) {
+        let Some(waiter) = self.take(request_id) else {
+            return;
+        };
+        match waiter {
+            Waiter::Socket {
+                socket,
+                ack_id,
+                kind,
+                started,
+                ..
+            } => {
+                if kind == AckKind::SendMessage {
+                    metrics.record_ack_latency(started.elapsed());
+                }
+                if let Some(id) = ack_id {
+                    let frame = frames::message_ack(id, message_json);
+                    socket.push(Outbound::Frame(Utf8Bytes::from(frame)), metrics);
+                }
+            }
+            // Only socket sends ask for this; a REST caller still gets an
+            // answer rather than a timeout.
+            Waiter::Http(sender) => {
+                let _ = sender.send(Err(ChatError::unavailable(
+                    "the answer came in a form this request cannot take; retry",
+                )));
+            }
+        }
+    }
+
     /// Answers every request past its deadline with `unavailable`.
     pub fn expire(&self, now: Instant, metrics: &Metrics) {
         let expired: Vec<Waiter> = {

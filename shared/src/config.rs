@@ -221,7 +221,9 @@ mod tests {
 pub struct ClusterConnections {
     pub redis_url: String,
     pub database_url: String,
-    /// `REDIS_POOL_SIZE`, default 4.
+    /// `REDIS_POOL_SIZE`, default 1: one connection pipelines everything
+    /// a process issues at once, so commands travel (and Redis answers
+    /// them) in few large writes; more connections mean more, smaller ones.
     pub redis_pool_size: usize,
     /// `DATABASE_POOL_SIZE`, default 8.
     pub database_pool_size: usize,
@@ -244,7 +246,7 @@ impl ClusterConnections {
                 "DATABASE_URL must start with postgres://".into(),
             ));
         }
-        let redis_pool_size: usize = env.parse("REDIS_POOL_SIZE", 4)?;
+        let redis_pool_size: usize = env.parse("REDIS_POOL_SIZE", 1)?;
         let database_pool_size: usize = env.parse("DATABASE_POOL_SIZE", 8)?;
         if redis_pool_size == 0 || database_pool_size == 0 {
             return Err(ConfigError(
@@ -274,7 +276,7 @@ mod cluster_tests {
             ("DATABASE_URL", "postgres://u@h/db"),
         ]);
         let connections = ClusterConnections::from_env(&env).unwrap();
-        assert_eq!(connections.redis_pool_size, 4);
+        assert_eq!(connections.redis_pool_size, 1);
         let bad = Env::from_pairs([
             ("REDIS_URL", "http://h"),
             ("DATABASE_URL", "postgres://u@h/db"),

@@ -130,6 +130,7 @@ impl Batch {
             actor: actor.clone(),
             issued_at: now,
             command,
+            answer_with_event: false,
         };
         let issued = &mut self.issued;
         let mut new_id = || {
@@ -1444,6 +1445,7 @@ fn keys_name_everything_a_batch_reads() {
         actor: actor.clone(),
         issued_at: NOW,
         command,
+        answer_with_event: false,
     })
     .collect();
     let refs: Vec<&CommandEnvelope> = envelopes.iter().collect();

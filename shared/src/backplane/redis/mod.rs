@@ -83,7 +83,7 @@ pub struct RedisOptions {
 impl Default for RedisOptions {
     fn default() -> Self {
         RedisOptions {
-            pool_size: 2,
+            pool_size: 1,
             command_timeout: Duration::from_secs(5),
             blocking_connections: 4,
             subscriber_buffer: 4096,

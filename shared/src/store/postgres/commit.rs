@@ -20,15 +20,13 @@
 //! without a round trip. For read positions and user names the last
 //! mutation of a key wins, as if each had been applied in turn.
 //!
-//! Races are detected by counting rows, never by catching a failed
-//! statement: inserts use `ON CONFLICT DO NOTHING` and updates check the
-//! expected version in their WHERE clause, so fewer rows written than asked
-//! means another writer got there first. The function then raises SQLSTATE
-//! `CH001`, which rolls the whole batch back and reaches the caller as
-//! `StoreError::Conflict` (as does a unique violation, 23505, that still
-//! gets through).
+//! Races fail the whole batch, which rolls back and reaches the caller as
+//! `StoreError::Conflict`: session updates check the expected version in
+//! their WHERE clause, and fewer rows written than asked (like a session
+//! insert that found its id taken) raises SQLSTATE `CH001`; a message
+//! colliding with a stored one raises a unique violation (23505).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use deadpool_postgres::Object;
 use tokio_postgres::types::ToSql;
@@ -37,8 +35,8 @@ use crate::protocol::{Message, ReadPosition};
 use crate::store::{Mutation, SessionRecord, StoreError};
 use crate::Timestamp;
 
-/// The statement that applies a batch: `chat_commit_batch` over the 34
-/// column arrays, in the order `Plan::params` lists them.
+/// The statement that applies a batch: `chat_commit_batch` over the 38
+/// column arrays, in the order `Columns::params` lists them.
 const COMMIT_BATCH: &str = "SELECT chat_commit_batch(\
      $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
      $8::text[], $9::int8[], $10::int8[], $11::int8[], $12::int8[], $13::int8[], $14::int8[], \
@@ -46,7 +44,8 @@ const COMMIT_BATCH: &str = "SELECT chat_commit_batch(\
      $19::text[], $20::text[], $21::int8[], $22::text[], $23::text[], $24::text[], $25::text[], \
      $26::text[], $27::int8[], \
      $28::text[], $29::text[], $30::text[], $31::int8[], $32::int8[], \
-     $33::text[], $34::text[])";
+     $33::text[], $34::text[], \
+     $35::text[], $36::int8[], $37::int8[], $38::text[])";
 
 /// Applies `mutations` in one transaction.
 pub(super) async fn commit(client: &mut Object, mutations: &[Mutation]) -> Result<(), StoreError> {
@@ -172,6 +171,11 @@ impl<K: std::hash::Hash + Eq + Copy, V> LastWins<K, V> {
         }
     }
 
+    fn get(&self, key: &K) -> Option<&V> {
+        let at = *self.index.get(key)?;
+        self.entries.get(at).map(|entry| &entry.1)
+    }
+
     fn get_mut(&mut self, key: &K) -> Option<&mut V> {
         let at = *self.index.get(key)?;
         self.entries.get_mut(at).map(|entry| &mut entry.1)
@@ -225,6 +229,13 @@ struct Columns<'a> {
 
     user_id: Vec<&'a str>,
     user_name: Vec<&'a str>,
+
+    /// Messages per pool and UTC day, where the batch writes the session.
+    count_pool: Vec<&'a str>,
+    count_day: Vec<i64>,
+    count_messages: Vec<i64>,
+    /// Sessions of the other messages, for the function to check and count.
+    unwritten_session_id: Vec<&'a str>,
 }
 
 impl<'a> Columns<'a> {
@@ -274,11 +285,36 @@ impl<'a> Columns<'a> {
             c.user_id.push(user_id);
             c.user_name.push(name);
         }
+        let mut counts: LastWins<(&str, i64), i64> = LastWins::default();
+        let mut unwritten: HashSet<&str> = HashSet::new();
+        for message in &plan.messages {
+            let session_id = message.session_id.as_str();
+            match plan.sessions.get(&session_id) {
+                Some(write) => {
+                    let key = (
+                        write.record.session.pool.as_str(),
+                        utc_day(message.created_at),
+                    );
+                    let counted = counts.get(&key).copied().unwrap_or(0);
+                    counts.set(key, counted + 1);
+                }
+                None => {
+                    if unwritten.insert(session_id) {
+                        c.unwritten_session_id.push(session_id);
+                    }
+                }
+            }
+        }
+        for ((pool, day), messages) in counts.entries {
+            c.count_pool.push(pool);
+            c.count_day.push(day);
+            c.count_messages.push(messages);
+        }
         c
     }
 
-    /// `$1..$34` in the order of `chat_commit_batch`'s arguments.
-    fn params(&self) -> [&(dyn ToSql + Sync); 34] {
+    /// `$1..$38` in the order of `chat_commit_batch`'s arguments.
+    fn params(&self) -> [&(dyn ToSql + Sync); 38] {
         [
             &self.session_id,
             &self.customer_id,
@@ -314,8 +350,19 @@ impl<'a> Columns<'a> {
             &self.read_at,
             &self.user_id,
             &self.user_name,
+            &self.count_pool,
+            &self.count_day,
+            &self.count_messages,
+            &self.unwritten_session_id,
         ]
     }
+}
+
+/// The start of the UTC day of `time`, as the schema buckets message
+/// counts (integer division, as SQL does it).
+fn utc_day(time: Timestamp) -> i64 {
+    const DAY: i64 = 86_400_000;
+    time.millis() / DAY * DAY
 }
 
 fn millis(time: Option<Timestamp>) -> Option<i64> {
@@ -413,6 +460,38 @@ mod tests {
                 "{batch:?}"
             );
         }
+    }
+
+    #[test]
+    fn messages_are_counted_per_pool_and_day_where_the_batch_writes_the_session() {
+        let day = 1_700_006_400_000; // a UTC midnight
+        let message = |session: &str, at: i64| {
+            Mutation::InsertMessage(Message {
+                id: format!("m-{session}-{at}"),
+                session_id: session.into(),
+                seq: at,
+                sender_id: "c".into(),
+                sender_name: "Carla".into(),
+                sender_role: Role::Customer,
+                content: "hi".into(),
+                client_msg_id: None,
+                created_at: Timestamp(at),
+            })
+        };
+        let batch = [
+            update("a", 1),
+            message("a", day - 1),
+            message("a", day),
+            message("a", day + 5),
+            message("elsewhere", day),
+            message("elsewhere", day + 1),
+        ];
+        let plan = Plan::new(&batch).expect("plan");
+        let columns = Columns::of(&plan);
+        assert_eq!(columns.count_pool, vec!["p", "p"]);
+        assert_eq!(columns.count_day, vec![day - 86_400_000, day]);
+        assert_eq!(columns.count_messages, vec![1, 2]);
+        assert_eq!(columns.unwritten_session_id, vec!["elsewhere"]);
     }
 
     #[test]
