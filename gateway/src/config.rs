@@ -36,6 +36,11 @@ pub struct GatewayConfig {
     pub ping_interval: Duration,
     pub ping_timeout: Duration,
     /// Frames queued per socket before it is cut off (`OUTBOUND_QUEUE`).
+    /// One worker batch (up to `BATCH_MAX`, 256, messages) can put two
+    /// frames per message in a sender's queue at once (its ack and its
+    /// echo), so the default leaves room for two such bursts: a client is
+    /// cut off for not reading, never for a busy moment. Queued frames are
+    /// shared, and an idle socket holds none.
     pub outbound_queue: usize,
     /// Built web UI to serve at `/` (`WEB_DIR`), if it exists.
     pub web_dir: PathBuf,
@@ -95,7 +100,7 @@ impl GatewayConfig {
         if partitions == 0 || partitions > 1024 {
             return Err(ConfigError("PARTITIONS must be between 1 and 1024".into()));
         }
-        let outbound_queue: usize = env.parse("OUTBOUND_QUEUE", 256)?;
+        let outbound_queue: usize = env.parse("OUTBOUND_QUEUE", 1024)?;
         if outbound_queue < 8 {
             return Err(ConfigError("OUTBOUND_QUEUE must be at least 8".into()));
         }

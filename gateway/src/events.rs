@@ -439,8 +439,10 @@ impl SocketSession {
         frames_out
     }
 
-    /// Leaves every room and withdraws typing; called once on disconnect.
+    /// Leaves every room, withdraws typing and forgets the socket's
+    /// pending acks; called once on disconnect.
     pub async fn close(&mut self) {
+        self.state.hub.requests.forget_socket(self.handle.key);
         let sessions: Vec<String> = self.joined.keys().cloned().collect();
         for session_id in sessions {
             self.leave_session(&session_id).await;

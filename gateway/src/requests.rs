@@ -57,6 +57,17 @@ impl PendingRequests {
         self.lock().remove(&id).map(|(_, waiter)| waiter)
     }
 
+    /// Forgets the requests of a socket that closed: nothing can reach it
+    /// any more, and an answer riding on a session event would not even
+    /// arrive once the socket has left the session's room. Its commands are
+    /// still applied.
+    pub fn forget_socket(&self, key: u64) {
+        self.lock().retain(|_, (_, waiter)| match waiter {
+            Waiter::Socket { socket, .. } => socket.key != key,
+            Waiter::Http(_) => true,
+        });
+    }
+
     pub fn len(&self) -> usize {
         self.lock().len()
     }

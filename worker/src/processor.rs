@@ -325,16 +325,22 @@ impl Processor {
                 .or_default()
                 .push(entry.id.clone());
         }
-        // One ordered batch: each reply still precedes its own events.
-        if let Err(error) = self.backplane.publish_batch(&outgoing).await {
-            tracing::warn!(%error, count = outgoing.len(), "events not published");
-        }
-        // Sent together, so a batch spanning partitions costs one round trip.
-        futures_util::future::try_join_all(
+        // One ordered batch: each reply still precedes its own events. The
+        // acknowledgements go out behind it at once rather than a round
+        // trip later: they never depended on the publication succeeding (a
+        // lost event is repaired by `seq`, a lost answer by the client's
+        // resend), and on one connection Redis applies them in this order.
+        let publish = async {
+            if let Err(error) = self.backplane.publish_batch(&outgoing).await {
+                tracing::warn!(%error, count = outgoing.len(), "events not published");
+            }
+        };
+        let acknowledge = futures_util::future::try_join_all(
             acks.iter()
                 .map(|(partition, ids)| self.backplane.ack(*partition, ids)),
-        )
-        .await?;
+        );
+        let ((), acknowledged) = tokio::join!(publish, acknowledge);
+        acknowledged?;
         Ok(())
     }
 
