@@ -34,12 +34,6 @@ use std::process::ExitCode;
 
 use args::Command;
 
-/// Many small, short-lived allocations per message (frames, envelopes,
-/// decoded JSON) cost measurably less with mimalloc than with the system
-/// allocator.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let command = match args::parse(&argv, std::env::var("JWT_SECRET").ok()) {

@@ -13,12 +13,6 @@ use chat_shared::names::Names;
 use chat_shared::store::postgres::{PostgresOptions, PostgresStore};
 use tokio::net::TcpListener;
 
-/// Many small, short-lived allocations per message (frames, envelopes,
-/// decoded JSON) cost measurably less with mimalloc than with the system
-/// allocator.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 struct GatewayProcessConfig {
     gateway: GatewayConfig,
     connections: ClusterConnections,

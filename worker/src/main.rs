@@ -24,12 +24,6 @@ use chat_worker::{Worker, WorkerConfig};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// Many small, short-lived allocations per message (frames, envelopes,
-/// decoded JSON) cost measurably less with mimalloc than with the system
-/// allocator.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// The worker's admin port when `ADMIN_PORT` is not set.
 const DEFAULT_ADMIN_PORT: u16 = 9091;
 
