@@ -30,28 +30,6 @@ pub async fn submit(
     command: Command,
     waiter: Waiter,
 ) {
-    submit_with(state, identity, command, waiter, false).await
-}
-
-/// `submit`, for a message whose session's events this gateway receives:
-/// its ack then rides on its own `new-message` (see
-/// `CommandEnvelope::answer_with_event`).
-pub async fn submit_answered_by_event(
-    state: &Arc<GatewayState>,
-    identity: &Identity,
-    command: Command,
-    waiter: Waiter,
-) {
-    submit_with(state, identity, command, waiter, true).await
-}
-
-async fn submit_with(
-    state: &Arc<GatewayState>,
-    identity: &Identity,
-    command: Command,
-    waiter: Waiter,
-    answer_with_event: bool,
-) {
     let request_id = state
         .hub
         .requests
@@ -64,7 +42,6 @@ async fn submit_with(
         actor: actor(identity),
         issued_at: Timestamp::now(),
         command,
-        answer_with_event,
     };
     if let Err(error) = append(state, &envelope).await {
         if let Some(waiter) = state.hub.requests.take(request_id) {
@@ -84,7 +61,6 @@ pub async fn submit_detached(
         actor: actor(identity),
         issued_at: Timestamp::now(),
         command,
-        answer_with_event: false,
     };
     append(state, &envelope).await
 }

@@ -19,7 +19,7 @@ use chat_shared::ChatError;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use crate::commands::{submit, submit_answered_by_event};
+use crate::commands::submit;
 use crate::hub::SocketHandle;
 use crate::rate_limit::TokenBucket;
 use crate::requests::{AckKind, Waiter};
@@ -227,21 +227,12 @@ impl SocketSession {
             session_id: request.session_id.clone(),
             started,
         };
-        // A socket that joined the session holds this gateway's
-        // subscription to its events, which can then carry the ack. (If it
-        // leaves before the answer comes, the ack times out as
-        // `unavailable`, and a resend is answered as a duplicate.)
-        let joined = self.joined.contains_key(&request.session_id);
         let command = Command::SendMessage {
             session_id: request.session_id,
             content: request.content,
             client_msg_id: Some(request.client_msg_id),
         };
-        if joined {
-            submit_answered_by_event(&self.state, &self.handle.identity, command, waiter).await;
-        } else {
-            submit(&self.state, &self.handle.identity, command, waiter).await;
-        }
+        submit(&self.state, &self.handle.identity, command, waiter).await;
         Ok(None)
     }
 
@@ -322,7 +313,6 @@ impl SocketSession {
             except_socket: Some(self.handle.sid.clone()),
             frame: frames::event(server_events::USER_TYPING, &payload),
             committed_at_ms: None,
-            answers: None,
         };
         let published = match envelope::encode(&delivery) {
             Ok(bytes) => self

@@ -3,9 +3,7 @@
 //! connection that feeds them. The hub subscribes to a channel while at
 //! least one local socket needs it and unsubscribes when the last leaves.
 //! Its dispatcher forwards each delivery's pre-encoded frame to the room's
-//! sockets without re-encoding, and routes replies to waiting requests
-//! (also those that arrive on a `new-message` event, see
-//! `CommandEnvelope::answer_with_event`).
+//! sockets without re-encoding, and routes replies to waiting requests.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -260,21 +258,6 @@ impl Hub {
     }
 
     fn dispatch(&self, channel: &str, delivery: Delivery) {
-        // The sender's ack before its own `new-message`, as with a reply.
-        if let Some(answers) = &delivery.answers {
-            if answers.gateway_id == self.gateway_id {
-                match envelope::event_payload(&delivery.frame, &delivery.event) {
-                    Some(message) => self.requests.complete_with_message(
-                        answers.request_id,
-                        message,
-                        &self.metrics,
-                    ),
-                    None => {
-                        tracing::warn!(event = %delivery.event, "answering event without a payload")
-                    }
-                }
-            }
-        }
         let frame = Utf8Bytes::from(delivery.frame);
         let earlier: &[String] = match delivery.audience.iter().position(|c| c == channel) {
             Some(index) => &delivery.audience[..index],

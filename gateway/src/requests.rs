@@ -57,9 +57,8 @@ impl PendingRequests {
         self.lock().remove(&id).map(|(_, waiter)| waiter)
     }
 
-    /// Forgets the requests of a socket that closed: nothing can reach it
-    /// any more, and an answer riding on a session event would not even
-    /// arrive once the socket has left the session's room. Its commands are
+    /// Forgets the requests of a socket that closed: no answer can reach
+    /// it any more, so a drain need not wait for them. Its commands are
     /// still applied.
     pub fn forget_socket(&self, key: u64) {
         self.lock().retain(|_, (_, waiter)| match waiter {
@@ -83,38 +82,6 @@ impl PendingRequests {
             return;
         };
         answer(waiter, reply.outcome, metrics);
-    }
-
-    /// Acks a send answered by its own `new-message` event, whose payload
-    /// (the message, as JSON) is `message_json`.
-    pub fn complete_with_message(&self, request_id: u64, message_json: &str, metrics: &Metrics) {
-        let Some(waiter) = self.take(request_id) else {
-            return;
-        };
-        match waiter {
-            Waiter::Socket {
-                socket,
-                ack_id,
-                kind,
-                started,
-                ..
-            } => {
-                if kind == AckKind::SendMessage {
-                    metrics.record_ack_latency(started.elapsed());
-                }
-                if let Some(id) = ack_id {
-                    let frame = frames::message_ack(id, message_json);
-                    socket.push(Outbound::Frame(Utf8Bytes::from(frame)), metrics);
-                }
-            }
-            // Only socket sends ask for this; a REST caller still gets an
-            // answer rather than a timeout.
-            Waiter::Http(sender) => {
-                let _ = sender.send(Err(ChatError::unavailable(
-                    "the answer came in a form this request cannot take; retry",
-                )));
-            }
-        }
     }
 
     /// Answers every request past its deadline with `unavailable`.

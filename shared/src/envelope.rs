@@ -57,14 +57,6 @@ pub struct CommandEnvelope {
     pub actor: Actor,
     pub issued_at: Timestamp,
     pub command: Command,
-    /// Set by a gateway that receives the session's events (its sender has
-    /// joined the session): a message sent successfully is then answered
-    /// on its own `new-message` delivery (`Delivery::answers`) instead of
-    /// with a separate reply, one publication fewer per message. Absent
-    /// from older gateways' commands, and ignored by older workers, which
-    /// always reply separately.
-    #[serde(default)]
-    pub answer_with_event: bool,
 }
 
 /// Every write in the system; only the worker applies them.
@@ -177,11 +169,6 @@ pub struct Delivery {
     /// processes can run side by side during an upgrade.
     #[serde(default)]
     pub committed_at_ms: Option<i64>,
-    /// The send this `new-message` answers (see
-    /// `CommandEnvelope::answer_with_event`): the gateway named there acks
-    /// its request with the message before delivering the event.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub answers: Option<ReplyTo>,
 }
 
 /// Encodes a server-to-client Socket.IO EVENT packet in namespace `/chat`:
@@ -189,14 +176,6 @@ pub struct Delivery {
 pub fn event_frame<T: Serialize>(event: &str, payload: &T) -> Result<String, serde_json::Error> {
     let body = serde_json::to_string(&(event, payload))?;
     Ok(format!("42{NAMESPACE},{body}"))
-}
-
-/// The JSON payload inside an EVENT packet made by `event_frame` for
-/// `event`, without decoding it; None when `frame` is not such a packet.
-pub fn event_payload<'a>(frame: &'a str, event: &str) -> Option<&'a str> {
-    let rest = frame.strip_prefix("42")?.strip_prefix(NAMESPACE)?;
-    let rest = rest.strip_prefix(",[\"")?.strip_prefix(event)?;
-    rest.strip_prefix("\",")?.strip_suffix(']')
 }
 
 /// Encodes an ACK packet answering the client's ack id: `43/chat,7[payload]`.
@@ -229,7 +208,6 @@ mod tests {
                 content: "hi".into(),
                 client_msg_id: Some("c".into()),
             },
-            answer_with_event: true,
         };
         let bytes = encode(&envelope).unwrap();
         assert_eq!(decode::<CommandEnvelope>(&bytes).unwrap(), envelope);
@@ -283,19 +261,6 @@ mod tests {
         assert_eq!(read.seq, Some(3));
         let back: Delivery = decode(&encode(&new).unwrap()).unwrap();
         assert_eq!(back.committed_at_ms, Some(1_700_000_000_000));
-    }
-
-    #[test]
-    fn an_event_payload_is_found_inside_its_frame() {
-        let payload = json!({"id": "m1", "content": "a \"quoted\" ] bracket"});
-        let frame = event_frame("new-message", &payload).unwrap();
-        let inner = event_payload(&frame, "new-message").expect("payload");
-        assert_eq!(
-            serde_json::from_str::<serde_json::Value>(inner).unwrap(),
-            payload
-        );
-        assert_eq!(event_payload(&frame, "new-session"), None);
-        assert_eq!(event_payload("43/chat,1[{}]", "new-message"), None);
     }
 
     #[test]

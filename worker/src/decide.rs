@@ -695,7 +695,6 @@ impl BatchState {
             frame,
             // Stamped by the processor once the batch has committed.
             committed_at_ms: None,
-            answers: None,
         }
     }
 }

@@ -130,7 +130,6 @@ impl Batch {
             actor: actor.clone(),
             issued_at: now,
             command,
-            answer_with_event: false,
         };
         let issued = &mut self.issued;
         let mut new_id = || {
@@ -1445,7 +1444,6 @@ fn keys_name_everything_a_batch_reads() {
         actor: actor.clone(),
         issued_at: NOW,
         command,
-        answer_with_event: false,
     })
     .collect();
     let refs: Vec<&CommandEnvelope> = envelopes.iter().collect();

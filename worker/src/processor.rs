@@ -9,9 +9,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use chat_shared::backplane::{Backplane, StreamEntry};
-use chat_shared::envelope::{self, CommandEnvelope, Reply, ReplyBody};
+use chat_shared::envelope::{self, CommandEnvelope, Reply};
 use chat_shared::names::Names;
-use chat_shared::protocol::server_events;
 use chat_shared::store::{BatchKeys, BatchSnapshot, Store, StoreError};
 use chat_shared::{ChatError, Timestamp};
 
@@ -284,27 +283,15 @@ impl Processor {
                 delivery.committed_at_ms = Some(committed_at.millis());
             }
             if let Some(reply_to) = &command.reply_to {
-                let answering_event = command
-                    .answer_with_event
-                    .then(|| answering_event(&decision))
-                    .flatten();
-                match answering_event {
-                    Some(index) => {
-                        if let Some(delivery) = decision.deliveries.get_mut(index) {
-                            delivery.answers = Some(reply_to.clone());
-                        }
+                let reply = Reply {
+                    request_id: reply_to.request_id,
+                    outcome: decision.reply,
+                };
+                match envelope::encode(&reply) {
+                    Ok(bytes) => {
+                        outgoing.push((self.names.gateway_channel(&reply_to.gateway_id), bytes))
                     }
-                    None => {
-                        let reply = Reply {
-                            request_id: reply_to.request_id,
-                            outcome: decision.reply,
-                        };
-                        match envelope::encode(&reply) {
-                            Ok(bytes) => outgoing
-                                .push((self.names.gateway_channel(&reply_to.gateway_id), bytes)),
-                            Err(error) => tracing::error!(%error, "reply not encodable"),
-                        }
-                    }
+                    Err(error) => tracing::error!(%error, "reply not encodable"),
                 }
             }
             for delivery in &decision.deliveries {
@@ -355,17 +342,4 @@ impl Processor {
             Err(error) => tracing::error!(%error, "reply not encodable"),
         }
     }
-}
-
-/// The delivery that can carry a sent message's ack: its `new-message`,
-/// when the message was taken (or found to be a duplicate). The ack is
-/// `{ ok, message }`, which that event's payload holds in full.
-fn answering_event(decision: &Decision) -> Option<usize> {
-    if !matches!(decision.reply, Ok(ReplyBody::Message { .. })) {
-        return None;
-    }
-    decision
-        .deliveries
-        .iter()
-        .position(|delivery| delivery.event == server_events::NEW_MESSAGE)
 }

@@ -124,7 +124,6 @@ async fn push_if_due(
         frame: event_frame(server_events::STATS_UPDATE, &stats)
             .map_err(|e| chat_shared::ChatError::unavailable(e.to_string()))?,
         committed_at_ms: None,
-        answers: None,
     };
     let bytes = envelope::encode(&delivery)
         .map_err(|e| chat_shared::ChatError::unavailable(e.to_string()))?;

@@ -73,46 +73,6 @@ async fn a_command_is_stored_answered_before_its_event_and_acknowledged() {
     assert!(rig.unacked(2).await.is_empty(), "the entry is acknowledged");
 }
 
-/// A gateway that receives the session's events gets its ack on the
-/// `new-message` itself: no separate reply; a refusal is still a reply.
-#[tokio::test]
-async fn a_send_can_be_answered_by_its_own_event() {
-    let rig = Rig::new();
-    open_session(&rig, 2, "s1").await;
-    let mut gateway = rig
-        .listen(&[
-            rig.names.gateway_channel(GATEWAY),
-            rig.names.session_channel("s1"),
-        ])
-        .await;
-    let mut answered = envelope(&customer("c1"), 8, send("s1", "Hi", "k-1"));
-    answered.answer_with_event = true;
-    let mut refused = envelope(&customer("intruder"), 9, send("s1", "Let me in", "k-2"));
-    refused.answer_with_event = true;
-    rig.append(2, &answered).await;
-    rig.append(2, &refused).await;
-    let entries = rig.read(2).await;
-    rig.processor(5).process(entries).await.expect("process");
-
-    let (channel, delivery) = gateway.next().await.event();
-    assert_eq!(channel, rig.names.session_channel("s1"));
-    assert_eq!(delivery.event, server_events::NEW_MESSAGE);
-    let answers = delivery
-        .answers
-        .clone()
-        .expect("the event answers the send");
-    assert_eq!(
-        (answers.gateway_id.as_str(), answers.request_id),
-        (GATEWAY, 8)
-    );
-    assert_eq!(frame_payload(&delivery)["content"], json!("Hi"));
-
-    let reply = gateway.next().await.reply();
-    assert_eq!(reply.request_id, 9);
-    assert!(reply.outcome.is_err(), "a refusal has no event to ride on");
-    gateway.assert_quiet(Duration::from_millis(50)).await;
-}
-
 #[tokio::test]
 async fn an_undecodable_entry_is_dead_lettered_and_does_not_block_the_next() {
     let rig = Rig::new();

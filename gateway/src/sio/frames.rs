@@ -3,7 +3,6 @@
 
 use chat_shared::envelope::{ack_frame, event_frame};
 use chat_shared::protocol::server_events;
-use chat_shared::protocol::NAMESPACE;
 use chat_shared::ChatError;
 use serde::Serialize;
 use serde_json::json;
@@ -12,12 +11,6 @@ use serde_json::json;
 /// is never used in practice.
 pub fn ack<T: Serialize>(ack_id: u64, payload: &T) -> String {
     ack_frame(ack_id, payload).unwrap_or_else(|_| format!("43/chat,{ack_id}[{{\"ok\":false}}]"))
-}
-
-/// The ack of a sent message, `{ ok: true, message }`, around the
-/// message's JSON as it came in its `new-message` event (not re-encoded).
-pub fn message_ack(ack_id: u64, message_json: &str) -> String {
-    format!("43{NAMESPACE},{ack_id}[{{\"ok\":true,\"message\":{message_json}}}]")
 }
 
 pub fn event<T: Serialize>(name: &str, payload: &T) -> String {
@@ -37,18 +30,6 @@ pub fn failure(ack_id: Option<u64>, error: &ChatError) -> String {
 mod tests {
     use super::*;
     use chat_shared::ErrorCode;
-
-    #[test]
-    fn a_message_ack_wraps_the_event_payload() {
-        let message = json!({"id": "m1", "seq": 4, "content": "hi"});
-        let frame = event(server_events::NEW_MESSAGE, &message);
-        let inner = chat_shared::envelope::event_payload(&frame, server_events::NEW_MESSAGE)
-            .expect("payload");
-        let built = message_ack(7, inner);
-        let body = built.strip_prefix("43/chat,7").expect("ack of 7");
-        let parsed: serde_json::Value = serde_json::from_str(body).expect("json");
-        assert_eq!(parsed, json!([{ "ok": true, "message": message }]));
-    }
 
     #[test]
     fn failure_is_an_ack_or_an_error_event() {

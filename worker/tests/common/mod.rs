@@ -152,7 +152,6 @@ pub fn envelope(actor: &Actor, request_id: u64, command: Command) -> CommandEnve
         actor: actor.clone(),
         issued_at: Timestamp::now(),
         command,
-        answer_with_event: false,
     }
 }
 
