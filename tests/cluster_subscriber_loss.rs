@@ -13,17 +13,16 @@ mod cluster_support;
 
 use std::time::Duration;
 
+use chat_shared::testing::ThrowawayRedis;
 use cluster_support::processes::Cluster;
-use cluster_support::servers::{
-    shared_database_url, unique_name, Database, RedisAdmin, Resp, ThrowawayRedis,
-};
+use cluster_support::servers::{shared_database_url, unique_name, Database, RedisAdmin, Resp};
 use cluster_support::traffic::{Plan, Traffic};
 use cluster_support::{spec, SECRET};
 use tokio::time::Instant;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sockets_get_the_events_lost_while_their_gateway_was_resubscribing() {
-    let redis = ThrowawayRedis::start().await;
+    let redis = ThrowawayRedis::start();
     let database = Database::create(&shared_database_url()).await;
     let spec = spec(&redis.url(), &database.url, &unique_name("ct"), &[]);
     let mut cluster = Cluster::start(spec, 2, 2).await;

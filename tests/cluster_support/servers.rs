@@ -13,11 +13,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-/// What to tell whoever lacks the servers' binaries.
-pub const INSTALL_HINT: &str = "install them with: apt-get install redis-server postgresql";
+use std::time::Duration;
 
 /// The Redis the tests share.
 pub fn shared_redis_url() -> String {
@@ -29,8 +25,6 @@ pub fn shared_database_url() -> String {
     std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
-
-pub use chat_shared::testing::free_port;
 
 // ------------------------------------------------------------------ Redis
 
@@ -220,106 +214,6 @@ impl Drop for RedisNamespace {
         if let Err(error) = deleted {
             eprintln!("could not delete the keys under {}: {error}", self.prefix);
         }
-    }
-}
-
-/// A Redis server of the test's own, with an append-only file synced on
-/// every write, so that it can be crashed and started again with its data.
-pub struct ThrowawayRedis {
-    dir: tempfile::TempDir,
-    port: u16,
-    child: Option<Child>,
-}
-
-impl ThrowawayRedis {
-    /// Starts the server and waits until it answers.
-    pub async fn start() -> ThrowawayRedis {
-        let dir = tempfile::Builder::new()
-            .prefix("chat-cluster-redis-")
-            .tempdir()
-            .expect("temp dir");
-        let mut redis = ThrowawayRedis {
-            dir,
-            port: free_port(),
-            child: None,
-        };
-        redis.launch().await;
-        redis
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Crashes the server: SIGKILL, nothing flushed beyond what was synced.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Starts the server again on the same port and files, and waits until
-    /// it has loaded its data and answers.
-    pub async fn restart(&mut self) {
-        assert!(self.child.is_none(), "the server is still running");
-        self.launch().await;
-    }
-
-    async fn launch(&mut self) {
-        let log = self.dir.path().join("redis.log");
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ])
-            .args(["--daemonize", "no", "--dir"])
-            .arg(self.dir.path())
-            .arg("--logfile")
-            .arg(&log)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run redis-server ({e}); {INSTALL_HINT}"));
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let pong = RedisAdmin::connect(&self.url())
-                .and_then(|mut admin| admin.call(&["PING"]))
-                .ok()
-                .and_then(|reply| reply.text());
-            if pong.as_deref() == Some("PONG") {
-                return;
-            }
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                panic!(
-                    "redis-server exited ({status}):\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not answer within 20 s:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for ThrowawayRedis {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 

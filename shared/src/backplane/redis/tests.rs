@@ -7,9 +7,6 @@
 //! check fails; nothing else on that server is touched. The restart test
 //! starts, kills and restarts a throwaway `redis-server` of its own.
 
-use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -21,7 +18,7 @@ use tokio::time::{timeout, Instant};
 use super::{RedisBackplane, RedisOptions};
 use crate::backplane::{conformance, Backplane, StreamEntry, SubscriptionEvent};
 use crate::names::Names;
-use crate::testing::free_port;
+use crate::testing::{free_port, ThrowawayRedis};
 
 const PROMPTLY: Duration = Duration::from_secs(5);
 
@@ -489,81 +486,6 @@ async fn unreachable_server_is_unavailable() {
     ));
 }
 
-/// A throwaway `redis-server` with an append-only file synced on every
-/// write, killed when dropped.
-struct Server {
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl Server {
-    fn start() -> Server {
-        let mut server = Server {
-            port: free_port(),
-            dir: tempfile::tempdir().expect("tempdir"),
-            child: None,
-        };
-        server.spawn();
-        server
-    }
-
-    fn spawn(&mut self) {
-        let dir = self.dir.path();
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ])
-            .arg("--dir")
-            .arg(dir)
-            .arg("--logfile")
-            .arg(dir.join("redis.log"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed for this test");
-        self.child = Some(child);
-        wait_for_port(self.port, self.dir.path());
-    }
-
-    /// SIGKILL: no chance to save anything on the way out.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn wait_for_port(port: u16, dir: &Path) {
-    let address = SocketAddr::from(([127, 0, 0, 1], port));
-    let deadline = std::time::Instant::now() + PROMPTLY;
-    while TcpStream::connect_timeout(&address, Duration::from_millis(100)).is_err() {
-        if std::time::Instant::now() > deadline {
-            let log = std::fs::read_to_string(dir.join("redis.log")).unwrap_or_default();
-            panic!("redis-server did not listen on {port}:\n{log}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 async fn next_event(
     events: &mut UnboundedReceiver<SubscriptionEvent>,
     wait: Duration,
@@ -579,7 +501,7 @@ async fn next_event(
 /// there to be read.
 #[tokio::test]
 async fn subscriber_and_commands_survive_a_server_restart() {
-    let mut server = Server::start();
+    let mut server = ThrowawayRedis::start();
     let backplane = RedisBackplane::connect(
         &server.url(),
         Names::new(format!("test-{}", uuid::Uuid::new_v4().simple())),
@@ -605,7 +527,7 @@ async fn subscriber_and_commands_survive_a_server_restart() {
     let before = run_id(&backplane).await;
 
     server.kill();
-    server.spawn();
+    server.restart();
 
     let event = next_event(&mut events, Duration::from_secs(20)).await;
     assert_eq!(event, SubscriptionEvent::Resubscribed);

@@ -1,6 +1,4 @@
-//! Test support shared by this crate's seam tests and the cluster tests: a
-//! free loopback port, and a PostgreSQL server of a test's own, to stop and
-//! restart at will.
+//! A PostgreSQL server of a test's own, to stop and restart at will.
 //!
 //! Tests that crash the server cannot use the shared one, so this makes a
 //! cluster in a temporary directory (`initdb`), serves it on a free
@@ -10,9 +8,10 @@
 //! root, so under root every command runs as the `postgres` user, who then
 //! owns the directory.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use super::free_port;
 
 pub struct ThrowawayPostgres {
     // Removed after the server is stopped: fields drop after `Drop::drop`.
@@ -182,12 +181,4 @@ fn find_bin_dir() -> Option<PathBuf> {
             .unwrap_or(0)
     });
     versions.pop()
-}
-
-/// A loopback port nobody listens on right now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free port")
 }
