@@ -1,6 +1,7 @@
 //! Applies a batch of stream entries: decode, load what they
-//! touch, decide, commit in one transaction, then answer callers and fan the
-//! events out, and only then acknowledge the entries. A batch that cannot be
+//! touch (what the `cache` does not remember), decide, commit in one
+//! transaction, then answer callers and fan the events out, and only then
+//! acknowledge the entries. A batch that cannot be
 //! committed is retried one command at a time so that one bad command never
 //! holds back the others; a command that keeps failing is dead-lettered.
 
