@@ -723,6 +723,20 @@ impl Report {
         problems
     }
 
+    /// Panics unless every member kept its first connection through the
+    /// run (`through`: what happened meanwhile, for the message).
+    pub fn assert_nobody_reconnected(&self, through: &str) {
+        for conversation in &self.conversations {
+            for (label, log) in [&conversation.customer, &conversation.agent] {
+                assert_eq!(
+                    log.connections.len(),
+                    1,
+                    "{label}'s socket did not stay connected through {through}"
+                );
+            }
+        }
+    }
+
     /// Panics, listing every violation, unless there is none.
     pub fn assert_delivery_guarantees(&self) {
         let problems = self.violations();

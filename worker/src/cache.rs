@@ -16,7 +16,7 @@
 //!   unique index, which is again a conflict and a fresh decision.
 //!
 //! Entries of a session are dropped when a commit touching it fails, when
-//! it closes, and all of them when the set of owned partitions changes. A
+//! it closes, and all of them when the worker takes a partition. A
 //! bound on the number of entries keeps memory flat whatever the traffic.
 
 use std::collections::HashMap;
@@ -157,7 +157,8 @@ impl StateCache {
         }
     }
 
-    /// Drops everything (the owned partitions changed).
+    /// Drops everything (the worker took a partition, whose sessions others
+    /// may have written meanwhile).
     pub fn clear(&self) {
         *self.state() = Remembered::default();
     }

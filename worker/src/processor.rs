@@ -1,9 +1,9 @@
-//! Applies a batch of stream entries: decode, load what they
-//! touch (what the `cache` does not remember), decide, commit in one
-//! transaction, then answer callers and fan the events out, and only then
-//! acknowledge the entries. A batch that cannot be
-//! committed is retried one command at a time so that one bad command never
-//! holds back the others; a command that keeps failing is dead-lettered.
+//! Applies a batch of stream entries: decode, load what they touch (what
+//! the `cache` does not remember), decide, commit in one transaction, then
+//! answer callers and fan the events out, and only then acknowledge the
+//! entries. A batch that cannot be committed is retried one command at a
+//! time so that one bad command never holds back the others; a command that
+//! keeps failing is dead-lettered.
 
 use std::sync::Arc;
 

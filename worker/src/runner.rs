@@ -52,7 +52,8 @@ pub struct Worker {
     names: Names,
     lanes: Lanes,
     /// The processor's memory of sessions, valid only for partitions held
-    /// without a break: cleared whenever the owned set changes.
+    /// without a break: cleared whenever a partition is taken (entries of
+    /// partitions given up are merely unused, and bounded).
     cache: Arc<StateCache>,
     stats: Arc<StatsTracker>,
     leases: BTreeMap<u32, Lease>,
@@ -352,14 +353,11 @@ impl Worker {
     fn publish_owned(&self) {
         let held: Vec<u32> = self.leases.keys().copied().collect();
         self.metrics.owned(&held);
-        let changed = self.owned.send_if_modified(|published| {
+        self.owned.send_if_modified(|published| {
             let changed = *published != held;
             *published = held;
             changed
         });
-        if changed {
-            self.cache.clear();
-        }
     }
 
     async fn release_all(&mut self) {

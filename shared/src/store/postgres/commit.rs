@@ -26,7 +26,7 @@
 //! insert that found its id taken) raises SQLSTATE `CH001`; a message
 //! colliding with a stored one raises a unique violation (23505).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use deadpool_postgres::Object;
 use tokio_postgres::types::ToSql;
@@ -285,7 +285,7 @@ impl<'a> Columns<'a> {
             c.user_id.push(user_id);
             c.user_name.push(name);
         }
-        let mut counts: LastWins<(&str, i64), i64> = LastWins::default();
+        let mut counts: BTreeMap<(&str, i64), i64> = BTreeMap::new();
         let mut unwritten: HashSet<&str> = HashSet::new();
         for message in &plan.messages {
             let session_id = message.session_id.as_str();
@@ -295,8 +295,7 @@ impl<'a> Columns<'a> {
                         write.record.session.pool.as_str(),
                         utc_day(message.created_at),
                     );
-                    let counted = counts.get(&key).copied().unwrap_or(0);
-                    counts.set(key, counted + 1);
+                    *counts.entry(key).or_insert(0) += 1;
                 }
                 None => {
                     if unwritten.insert(session_id) {
@@ -305,7 +304,7 @@ impl<'a> Columns<'a> {
                 }
             }
         }
-        for ((pool, day), messages) in counts.entries {
+        for ((pool, day), messages) in counts {
             c.count_pool.push(pool);
             c.count_day.push(day);
             c.count_messages.push(messages);
