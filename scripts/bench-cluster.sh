@@ -15,6 +15,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+# shellcheck source=lib/bench.sh
+. scripts/lib/bench.sh
 
 redis_url=${REDIS_URL:-redis://127.0.0.1:6379}
 admin_url=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
@@ -38,11 +40,7 @@ prefix="bench$(date +%s)$$"
 database_url="${admin_url%/*}/$database"
 pids=()
 cleanup() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-  done
+  stop_processes "${pids[@]}"
   psql "$admin_url" -qc "DROP DATABASE IF EXISTS $database WITH (FORCE)" >/dev/null 2>&1 || true
   redis-cli -u "$redis_url" --scan --pattern "$prefix:*" 2>/dev/null | xargs -r redis-cli -u "$redis_url" del >/dev/null 2>&1 || true
   rm -rf "$workdir"
@@ -69,13 +67,7 @@ for n in 1 2; do
   pid=$!
   pids+=("$pid")
   gateway_pids+=("$pid")
-  url=""
-  for _ in $(seq 1 100); do
-    url=$(sed -n 's/^gateway listening on \(http:[^ ]*\).*/\1/p' "$workdir/gateway$n.out")
-    [ -n "$url" ] && break
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
+  url=$(announced_url "$workdir/gateway$n.out" "$pid" gateway)
   if [ -z "$url" ]; then
     echo "gateway $n did not start:" >&2
     cat "$workdir/gateway$n.err" >&2
@@ -88,17 +80,8 @@ pid_list=$(IFS=,; echo "${gateway_pids[*]}")
 echo "==> gateways at $url_list (pids $pid_list), database $database, prefix $prefix"
 
 status=0
-if [ "${SKIP_IDLE:-0}" != 1 ]; then
-  echo
-  echo "==> idle: $connections connections over both gateways"
-  "$bin/chat-bench" idle --url "$url_list" --connections "$connections" --pid "$pid_list" --hold 5 || status=1
-fi
-for rate in "${rates[@]}"; do
-  echo
-  echo "==> load: $pairs pairs at $rate msg/s for ${duration} s, customers and agents on different gateways"
-  "$bin/chat-bench" load --url "$url_list" --pairs "$pairs" --rate "$rate" --duration "$duration" --warmup "$warmup" \
-    || status=1
-done
+run_bench "$bin/chat-bench" "$url_list" "$pid_list" " over both gateways" \
+  ", customers and agents on different gateways" "" || status=1
 for pid in "${pids[@]}"; do
   if ! kill -0 "$pid" 2>/dev/null; then
     echo "a process died during the run; see its log:" >&2

@@ -14,6 +14,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+# shellcheck source=lib/bench.sh
+. scripts/lib/bench.sh
 
 connections=${CONNECTIONS:-10000}
 pairs=${PAIRS:-100}
@@ -39,14 +41,7 @@ bench_bin="$root/target/release/chat-bench"
 workdir=$(mktemp -d "${TMPDIR:-/tmp}/chat-bench.XXXXXX")
 server_pid=""
 cleanup() {
-  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-    kill -TERM "$server_pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do
-      kill -0 "$server_pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL "$server_pid" 2>/dev/null || true
-  fi
+  if [ -n "$server_pid" ]; then stop_processes "$server_pid"; fi
   rm -rf "$workdir"
 }
 trap cleanup EXIT
@@ -59,13 +54,7 @@ PORT=0 HOST=127.0.0.1 CHAT_DATA_DIR="$workdir" RATE_LIMIT_PER_SEC=0 RUST_LOG="${
   "$server_bin" >"$workdir/server.out" 2>"$workdir/server.err" &
 server_pid=$!
 
-url=""
-for _ in $(seq 1 100); do
-  url=$(sed -n 's/^support-chat listening on \(http:[^ ]*\).*/\1/p' "$workdir/server.out")
-  [ -n "$url" ] && break
-  kill -0 "$server_pid" 2>/dev/null || break
-  sleep 0.1
-done
+url=$(announced_url "$workdir/server.out" "$server_pid" support-chat)
 if [ -z "$url" ]; then
   echo "the server did not start:" >&2
   cat "$workdir/server.err" >&2
@@ -73,20 +62,11 @@ if [ -z "$url" ]; then
 fi
 echo "==> server pid $server_pid at $url"
 
-status=0
-if [ "${SKIP_IDLE:-0}" != 1 ]; then
-  echo
-  echo "==> idle: $connections connections"
-  "$bench_bin" idle --url "$url" --connections "$connections" --pid "$server_pid" --hold 5 || status=1
-fi
-
-for rate in "${rates[@]}"; do
-  echo
-  echo "==> load: $pairs pairs at $rate msg/s for ${duration} s"
-  "$bench_bin" load --url "$url" --pairs "$pairs" --rate "$rate" --duration "$duration" --warmup "$warmup" \
-    || status=1
+server_memory() {
   echo "server VmRSS: $(awk '/^VmRSS/ {print $2, $3}' "/proc/$server_pid/status")"
-done
+}
+status=0
+run_bench "$bench_bin" "$url" "$server_pid" "" "" server_memory || status=1
 
 if ! kill -0 "$server_pid" 2>/dev/null; then
   echo "the server died during the run:" >&2

@@ -1,0 +1,53 @@
+# What the benchmark scripts share: stopping servers, finding the URL a
+# server announced, and running the idle and load measurements. Sourced, not
+# run; reads the caller's `connections`, `pairs`, `duration`, `warmup` and
+# `rates`.
+
+# Stops the given processes: SIGTERM, up to 10 s each to exit, then SIGKILL.
+stop_processes() {
+  local pid
+  for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "$@"; do
+    for _ in $(seq 1 100); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+}
+
+# Prints the URL in the line "NAME listening on http://…" of OUT, waiting up
+# to 10 s for it; prints nothing when PID exited first or never said it.
+announced_url() {
+  local out=$1 pid=$2 name=$3 url=""
+  for _ in $(seq 1 100); do
+    url=$(sed -n "s/^$name listening on \(http:[^ ]*\).*/\1/p" "$out")
+    [ -n "$url" ] && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "$url"
+}
+
+# Runs the idle measurement (unless SKIP_IDLE=1) against URLS
+# (comma-separated) with the servers' PIDS (comma-separated), then the load
+# test at each rate; WHERE ends the headings ("" or ", …"), and AFTER_LOAD,
+# when not empty, is a command run after each load. Returns 1 when any run
+# failed.
+run_bench() {
+  local bench=$1 urls=$2 pids=$3 idle_where=$4 load_where=$5 after_load=$6
+  local status=0 rate
+  if [ "${SKIP_IDLE:-0}" != 1 ]; then
+    echo
+    echo "==> idle: $connections connections$idle_where"
+    "$bench" idle --url "$urls" --connections "$connections" --pid "$pids" --hold 5 || status=1
+  fi
+  for rate in "${rates[@]}"; do
+    echo
+    echo "==> load: $pairs pairs at $rate msg/s for ${duration} s$load_where"
+    "$bench" load --url "$urls" --pairs "$pairs" --rate "$rate" --duration "$duration" --warmup "$warmup" \
+      || status=1
+    if [ -n "$after_load" ]; then $after_load; fi
+  done
+  return "$status"
+}
