@@ -19,6 +19,7 @@ use async_trait::async_trait;
 use crate::protocol::{Message, MessagePage, ReadPosition, Session};
 use crate::Timestamp;
 
+mod rows;
 pub mod sqlite;
 
 #[cfg(feature = "postgres")]

@@ -22,11 +22,12 @@ use rusqlite::{
     TransactionBehavior,
 };
 
+use super::rows::{self, Columns};
 use super::{
     BatchKeys, BatchSnapshot, MessageRange, Mutation, PoolFigures, SessionQuery, SessionRecord,
     SessionScope, Store, StoreError,
 };
-use crate::protocol::{Message, MessagePage, ReadPosition, Role, Session, SessionStatus};
+use crate::protocol::{Message, MessagePage, ReadPosition, Session};
 use crate::Timestamp;
 
 #[path = "sqlite_schema.rs"]
@@ -475,7 +476,7 @@ fn find_session(conn: &Connection, id: &str) -> Result<Option<SessionRecord>, St
         .prepare_cached(&format!(
             "SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1"
         ))?
-        .query_row([id], session_record)
+        .query_row([id], |row| rows::session_record(row))
         .optional()?;
     Ok(record)
 }
@@ -489,7 +490,9 @@ fn find_message_by_client_id(
             "SELECT {MESSAGE_COLUMNS} FROM messages \
              WHERE session_id = ?1 AND sender_id = ?2 AND client_msg_id = ?3"
         ))?
-        .query_row([session_id, sender_id, client_msg_id], message_row)
+        .query_row([session_id, sender_id, client_msg_id], |row| {
+            rows::message(row)
+        })
         .optional()?;
     Ok(message)
 }
@@ -520,7 +523,7 @@ fn list_sessions(conn: &Connection, query: &SessionQuery) -> Result<Vec<Session>
         return Ok(Vec::new());
     };
     let mut statement = conn.prepare_cached(&sql)?;
-    let rows = statement.query_map(params_from_iter(values), session_record)?;
+    let rows = statement.query_map(params_from_iter(values), |row| rows::session_record(row))?;
     let mut sessions = Vec::new();
     for row in rows {
         sessions.push(row?.session);
@@ -595,7 +598,7 @@ fn message_page(
     let mut statement = conn.prepare_cached(&sql)?;
     let rows = statement.query_map(
         params![session_id, bound, sql_limit(limit.saturating_add(1))],
-        message_row,
+        |row| rows::message(row),
     )?;
     let mut items = rows.collect::<Result<Vec<_>, _>>()?;
     let has_more = items.len() > limit;
@@ -611,13 +614,7 @@ fn read_positions(conn: &Connection, session_id: &str) -> Result<Vec<ReadPositio
         "SELECT user_id, role, up_to_seq FROM read_positions \
          WHERE session_id = ?1 ORDER BY user_id",
     )?;
-    let rows = statement.query_map([session_id], |row| {
-        Ok(ReadPosition {
-            user_id: row.get("user_id")?,
-            role: parsed(row, "role", Role::parse)?,
-            up_to_seq: row.get("up_to_seq")?,
-        })
-    })?;
+    let rows = statement.query_map([session_id], |row| rows::read_position(row))?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
@@ -668,65 +665,40 @@ fn sql_limit(limit: usize) -> i64 {
 // ---------------------------------------------------------------------------
 // Rows
 
-fn session_record(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
-    Ok(SessionRecord {
-        session: Session {
-            id: row.get("id")?,
-            customer_id: row.get("customer_id")?,
-            customer_name: row.get("customer_name")?,
-            agent_id: row.get("agent_id")?,
-            agent_name: row.get("agent_name")?,
-            pool: row.get("pool")?,
-            status: parsed(row, "status", SessionStatus::parse)?,
-            subject: row.get("subject")?,
-            created_at: Timestamp(row.get("created_at")?),
-            assigned_at: optional_timestamp(row, "assigned_at")?,
-            closed_at: optional_timestamp(row, "closed_at")?,
-            last_seq: row.get("last_seq")?,
-            last_message_at: optional_timestamp(row, "last_message_at")?,
-        },
-        version: row.get("version")?,
-        first_assigned_at: optional_timestamp(row, "first_assigned_at")?,
-        first_response_at: optional_timestamp(row, "first_response_at")?,
-        first_response_ms: row.get("first_response_ms")?,
-    })
-}
+impl Columns for Row<'_> {
+    type Error = rusqlite::Error;
 
-fn message_row(row: &Row<'_>) -> rusqlite::Result<Message> {
-    Ok(Message {
-        id: row.get("id")?,
-        session_id: row.get("session_id")?,
-        seq: row.get("seq")?,
-        sender_id: row.get("sender_id")?,
-        sender_name: row.get("sender_name")?,
-        sender_role: parsed(row, "sender_role", Role::parse)?,
-        content: row.get("content")?,
-        client_msg_id: row.get("client_msg_id")?,
-        created_at: Timestamp(row.get("created_at")?),
-    })
-}
+    fn text(&self, column: &str) -> rusqlite::Result<String> {
+        self.get(column)
+    }
 
-fn optional_timestamp(row: &Row<'_>, column: &str) -> rusqlite::Result<Option<Timestamp>> {
-    Ok(row.get::<_, Option<i64>>(column)?.map(Timestamp))
-}
+    fn optional_text(&self, column: &str) -> rusqlite::Result<Option<String>> {
+        self.get(column)
+    }
 
-/// Reads a text column holding one of an enum's names. An unknown name is a
-/// conversion error (and so `StoreError::Internal`), never a panic.
-fn parsed<T>(row: &Row<'_>, column: &str, parse: fn(&str) -> Option<T>) -> rusqlite::Result<T> {
-    let text: String = row.get(column)?;
-    parse(&text).ok_or_else(|| {
-        let index = row.as_ref().column_index(column).unwrap_or_default();
+    fn int(&self, column: &str) -> rusqlite::Result<i64> {
+        self.get(column)
+    }
+
+    fn optional_int(&self, column: &str) -> rusqlite::Result<Option<i64>> {
+        self.get(column)
+    }
+
+    /// A conversion error, and so `StoreError::Internal`.
+    fn unknown(&self, column: &str, text: &str) -> rusqlite::Error {
+        let index = self.as_ref().column_index(column).unwrap_or_default();
         rusqlite::Error::FromSqlConversionFailure(
             index,
             Type::Text,
             format!("unknown {column} {text:?}").into(),
         )
-    })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::{Role, SessionStatus};
     use crate::store::conformance;
 
     fn open_temp() -> (tempfile::TempDir, SqliteStore) {

@@ -10,7 +10,8 @@ use deadpool_postgres::Object;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
-use crate::protocol::{Message, MessagePage, ReadPosition, Role, Session, SessionStatus};
+use crate::protocol::{MessagePage, ReadPosition, Session};
+use crate::store::rows::{self, Columns};
 use crate::store::{
     BatchKeys, BatchSnapshot, MessageRange, PoolFigures, SessionQuery, SessionRecord, SessionScope,
     StoreError,
@@ -124,11 +125,11 @@ pub(super) async fn load_batch(
 
     let mut snapshot = BatchSnapshot::default();
     for row in &sessions {
-        let record = session_record(row)?;
+        let record = rows::session_record(row)?;
         snapshot.sessions.insert(record.session.id.clone(), record);
     }
     for row in &messages {
-        let message = message_row(row)?;
+        let message = rows::message(row)?;
         // The join matched on the client id, so it is present.
         if let Some(client_msg_id) = &message.client_msg_id {
             let key = (
@@ -183,7 +184,7 @@ pub(super) async fn find_session(
         .query_opt(&statement, &[&id])
         .await?
         .as_ref()
-        .map(session_record)
+        .map(rows::session_record)
         .transpose()
 }
 
@@ -203,7 +204,7 @@ pub(super) async fn list_sessions(
         .query(&statement, &params)
         .await?
         .iter()
-        .map(|row| Ok(session_record(row)?.session))
+        .map(|row| Ok(rows::session_record(row)?.session))
         .collect()
 }
 
@@ -283,7 +284,7 @@ pub(super) async fn message_page(
         .await?;
     let mut items = rows
         .iter()
-        .map(message_row)
+        .map(rows::message)
         .collect::<Result<Vec<_>, _>>()?;
     let has_more = items.len() > limit;
     items.truncate(limit);
@@ -307,13 +308,7 @@ pub(super) async fn read_positions(
         .query(&statement, &[&session_id])
         .await?
         .iter()
-        .map(|row| {
-            Ok(ReadPosition {
-                user_id: row.try_get("user_id")?,
-                role: parsed(row, "role", Role::parse)?,
-                up_to_seq: row.try_get("up_to_seq")?,
-            })
-        })
+        .map(rows::read_position)
         .collect()
 }
 
@@ -372,50 +367,26 @@ fn sql_limit(limit: usize) -> i64 {
 // ---------------------------------------------------------------------------
 // Rows
 
-pub(super) fn session_record(row: &Row) -> Result<SessionRecord, StoreError> {
-    Ok(SessionRecord {
-        session: Session {
-            id: row.try_get("id")?,
-            customer_id: row.try_get("customer_id")?,
-            customer_name: row.try_get("customer_name")?,
-            agent_id: row.try_get("agent_id")?,
-            agent_name: row.try_get("agent_name")?,
-            pool: row.try_get("pool")?,
-            status: parsed(row, "status", SessionStatus::parse)?,
-            subject: row.try_get("subject")?,
-            created_at: Timestamp(row.try_get("created_at")?),
-            assigned_at: optional_timestamp(row, "assigned_at")?,
-            closed_at: optional_timestamp(row, "closed_at")?,
-            last_seq: row.try_get("last_seq")?,
-            last_message_at: optional_timestamp(row, "last_message_at")?,
-        },
-        version: row.try_get("version")?,
-        first_assigned_at: optional_timestamp(row, "first_assigned_at")?,
-        first_response_at: optional_timestamp(row, "first_response_at")?,
-        first_response_ms: row.try_get("first_response_ms")?,
-    })
-}
+impl Columns for Row {
+    type Error = StoreError;
 
-pub(super) fn message_row(row: &Row) -> Result<Message, StoreError> {
-    Ok(Message {
-        id: row.try_get("id")?,
-        session_id: row.try_get("session_id")?,
-        seq: row.try_get("seq")?,
-        sender_id: row.try_get("sender_id")?,
-        sender_name: row.try_get("sender_name")?,
-        sender_role: parsed(row, "sender_role", Role::parse)?,
-        content: row.try_get("content")?,
-        client_msg_id: row.try_get("client_msg_id")?,
-        created_at: Timestamp(row.try_get("created_at")?),
-    })
-}
+    fn text(&self, column: &str) -> Result<String, StoreError> {
+        Ok(self.try_get(column)?)
+    }
 
-fn optional_timestamp(row: &Row, column: &str) -> Result<Option<Timestamp>, StoreError> {
-    Ok(row.try_get::<_, Option<i64>>(column)?.map(Timestamp))
-}
+    fn optional_text(&self, column: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.try_get(column)?)
+    }
 
-/// Reads a text column holding one of an enum's names.
-fn parsed<T>(row: &Row, column: &str, parse: fn(&str) -> Option<T>) -> Result<T, StoreError> {
-    let text: &str = row.try_get(column)?;
-    parse(text).ok_or_else(|| StoreError::Internal(format!("unknown {column} {text:?} in a row")))
+    fn int(&self, column: &str) -> Result<i64, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn optional_int(&self, column: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn unknown(&self, column: &str, text: &str) -> StoreError {
+        StoreError::Internal(format!("unknown {column} {text:?} in a row"))
+    }
 }
