@@ -1,8 +1,11 @@
-//! Test support shared by this crate's seam tests and the cluster tests: a
-//! free loopback port, and Redis and PostgreSQL servers of a test's own, to
-//! crash and restart at will (the shared servers must never be stopped).
+//! Test support shared by this crate's seam tests, the worker's tests and the
+//! cluster tests: a free loopback port, Redis and PostgreSQL servers of a
+//! test's own, to crash and restart at will (the shared servers must never be
+//! stopped), and waiting for a condition with a deadline.
 
+use std::future::Future;
 use std::net::TcpListener;
+use std::time::{Duration, Instant};
 
 mod postgres;
 mod redis;
@@ -17,3 +20,30 @@ pub fn free_port() -> u16 {
         .map(|addr| addr.port())
         .expect("a free port")
 }
+
+/// Waits until `holds` answers true, checking every few milliseconds, and
+/// panics naming `what` once `within` has passed. For state that follows an
+/// observed event only eventually (an acknowledgement written beside the
+/// reply, a counter updated after the broadcast): asserting it right after
+/// the event races the writer under load.
+pub async fn wait_until<F, Fut>(within: Duration, what: &str, mut holds: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if holds().await {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: still not true after {within:?}"
+        );
+        tokio::time::sleep(RECHECK).await;
+    }
+}
+
+/// How often `wait_until` looks again: short against any deadline a test
+/// uses, long enough not to steal the CPU from what it waits for.
+const RECHECK: Duration = Duration::from_millis(5);

@@ -112,6 +112,16 @@ impl Rig {
             .expect("claim pending entries")
     }
 
+    /// How many entries of `partition` are delivered and not yet
+    /// acknowledged, read without claiming them.
+    pub async fn pending(&self, partition: u32) -> u64 {
+        self.backplane
+            .stream_info(partition)
+            .await
+            .expect("read the stream's backlog")
+            .pending
+    }
+
     pub async fn messages(&self, session_id: &str) -> Vec<Message> {
         self.store
             .messages(session_id, chat_shared::store::MessageRange::After(0), 200)
