@@ -55,6 +55,13 @@ async fn bad_tokens_get_exactly_one_unauthorized_connect_error() {
         (Some(json!({ "token": unsigned })), "invalid_token"),
         (Some(json!({ "token": tampered })), "invalid_token"),
         (Some(json!({ "token": expired })), "token_expired"),
+        (Some(json!({ "token": null })), "missing_token"),
+        (Some(json!({ "token": 42 })), "invalid_token"),
+        (Some(json!({ "token": [valid.clone()] })), "invalid_token"),
+        (
+            Some(json!({ "token": { "jwt": valid.clone() } })),
+            "invalid_token",
+        ),
     ];
 
     // Each refusal on its own connection, checked frame by frame.
@@ -102,6 +109,35 @@ async fn bad_tokens_get_exactly_one_unauthorized_connect_error() {
         let error: Value = serde_json::from_str(&error).expect("JSON");
         assert_eq!(error["data"]["code"], json!(code), "{auth:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connect_whose_auth_is_not_json_is_answered_at_once() {
+    let server = TestServer::start(&[]).await;
+    let valid = token("auth-bad-json", "customer", &[]);
+    let mut client = SioClient::open(server.addr, ClientOptions::default()).await;
+    for broken in ["{not json", "{\"token\":", "[1,", "\"\\ud800\""] {
+        client.send_raw(format!("40/chat,{broken}"));
+        let answer = client
+            .next_non_ping(WAIT)
+            .await
+            .unwrap_or_else(|| panic!("{broken}: CONNECT left without an answer"));
+        let body = answer
+            .raw
+            .strip_prefix("44/chat,")
+            .unwrap_or_else(|| panic!("{broken}: expected CONNECT_ERROR, got {}", answer.raw));
+        let body: Value = serde_json::from_str(body).expect("JSON body");
+        assert_eq!(
+            body,
+            json!({ "message": "unauthorized", "data": { "code": "invalid_token" } }),
+            "{broken}"
+        );
+    }
+    let connected = client
+        .join_namespace(Some(json!({ "token": valid })))
+        .await
+        .expect("a later valid CONNECT succeeds");
+    assert_eq!(connected["userId"], "auth-bad-json");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,6 +23,10 @@ enum Expect {
     Nothing,
     /// This exact text frame.
     Raw(&'static str),
+    /// A CONNECT answer on `/chat` (the socket is connected already).
+    ConnectOk,
+    /// A CONNECT_ERROR on this namespace.
+    ConnectError(&'static str),
 }
 
 #[derive(Debug)]
@@ -169,7 +173,31 @@ fn barrage(session_id: &str, valid_token: &str) -> Vec<Case> {
         ),
         text("49/chat,[\"send-message\"]", Expect::ErrorEvent),
         text("4x", Expect::ErrorEvent),
-        text("40/chat,{not json", Expect::ErrorEvent),
+        text("40/chat,{not json", Expect::ConnectOk),
+        // Data that does not parse still gets its ack: bad JSON, a lone
+        // surrogate, a number out of range, nesting too deep.
+        text(
+            "42/chat,21[\"send-message\",{\"sessionId\":",
+            Expect::AckError(21),
+        ),
+        text(
+            "42/chat,22[\"send-message\",{\"sessionId\":\"\\ud800\"}]",
+            Expect::AckError(22),
+        ),
+        text(
+            "42/chat,23[\"mark-read\",{\"upToSeq\":1e999}]",
+            Expect::AckError(23),
+        ),
+        text(
+            format!(
+                "42/chat,24[\"typing\",{}1{}]",
+                "[".repeat(300),
+                "]".repeat(300)
+            ),
+            Expect::AckError(24),
+        ),
+        text("42/chat,25{}", Expect::AckError(25)),
+        text("42/chat,26[]", Expect::AckError(26)),
         text("43/chat,[1]", Expect::ErrorEvent),
         text(
             "42/chat,99999999999999999999999[\"send-message\",{}]",
@@ -196,17 +224,23 @@ fn barrage(session_id: &str, valid_token: &str) -> Vec<Case> {
         ),
         // The largest ack id there is.
         with_ack(u64::MAX, json!(["typing", 5])),
-        // Things Socket.IO ignores: noops, client acks, other namespaces,
-        // a second CONNECT.
+        // Every CONNECT is answered: again to /chat, or to a namespace
+        // that does not exist.
+        text(
+            format!("40/chat,{}", json!({ "token": valid_token })),
+            Expect::ConnectOk,
+        ),
+        text(
+            format!("40/admin,{}", json!({ "token": valid_token })),
+            Expect::ConnectError("/admin"),
+        ),
+        text("40", Expect::ConnectError("/")),
+        // Things Socket.IO ignores: noops, client acks, other namespaces.
         text("6", Expect::Nothing),
         text("43/chat,1[\"fine\"]", Expect::Nothing),
         text("42/other,[\"send-message\",{}]", Expect::Nothing),
         text("42[\"send-message\",{}]", Expect::Nothing),
         text("41/other,", Expect::Nothing),
-        text(
-            format!("40/chat,{}", json!({ "token": valid_token })),
-            Expect::Nothing,
-        ),
         // An Engine.IO ping from the client.
         text("2probe", Expect::Raw("3probe")),
         // Binary WebSocket frames.
@@ -275,6 +309,20 @@ async fn check(client: &mut SioClient, case: &Case, probe: u64) {
     match (&case.expect, replies.as_slice()) {
         (Expect::Nothing, []) => {}
         (Expect::Raw(raw), [reply]) => assert_eq!(reply.raw, *raw, "{case:?}"),
+        (Expect::ConnectOk, [reply]) => match &reply.frame {
+            Frame::ConnectOk { namespace, payload } => {
+                assert_eq!(namespace, "/chat", "{case:?}");
+                assert!(payload["sid"].is_string(), "{case:?}: {}", reply.raw);
+            }
+            other => panic!("{case:?}: expected a CONNECT answer, got {other:?}"),
+        },
+        (Expect::ConnectError(expected), [reply]) => match &reply.frame {
+            Frame::ConnectError { namespace, payload } => {
+                assert_eq!(namespace, expected, "{case:?}: {}", reply.raw);
+                assert_eq!(payload["message"], "Invalid namespace", "{case:?}");
+            }
+            other => panic!("{case:?}: expected a CONNECT_ERROR, got {other:?}"),
+        },
         (Expect::ErrorEvent, [reply]) => match &reply.frame {
             Frame::Event { name, payload } if name == "error" => {
                 assert!(invalid(payload), "{case:?}: {}", reply.raw);

@@ -78,8 +78,8 @@ impl DrainConfig {
             (5_000, 10_000, 30_000)
         };
         let config = DrainConfig {
-            delay: Duration::from_millis(env.parse("DRAIN_DELAY_MS", delay)?),
-            window: Duration::from_millis(env.parse("DRAIN_WINDOW_MS", window)?),
+            delay: env.millis_or_zero("DRAIN_DELAY_MS", Duration::from_millis(delay))?,
+            window: env.millis_or_zero("DRAIN_WINDOW_MS", Duration::from_millis(window))?,
             grace: env.millis("SHUTDOWN_GRACE_MS", Duration::from_millis(grace))?,
         };
         if config.delay + config.window >= config.grace {
@@ -101,8 +101,10 @@ impl GatewayConfig {
             return Err(ConfigError("PARTITIONS must be between 1 and 1024".into()));
         }
         let outbound_queue: usize = env.parse("OUTBOUND_QUEUE", 1024)?;
-        if outbound_queue < 8 {
-            return Err(ConfigError("OUTBOUND_QUEUE must be at least 8".into()));
+        if !(8..=1_000_000).contains(&outbound_queue) {
+            return Err(ConfigError(
+                "OUTBOUND_QUEUE must be between 8 and 1000000".into(),
+            ));
         }
         let config = GatewayConfig {
             host: env.parse("HOST", IpAddr::from([0, 0, 0, 0]))?,
@@ -189,6 +191,11 @@ mod tests {
             ("RATE_LIMIT_PER_SEC", "-1"),
             ("ADMIN_PORT", "99999"),
             ("DRAIN_WINDOW_MS", "-5"),
+            ("PING_INTERVAL_MS", "18446744073709551615"),
+            ("PING_TIMEOUT_MS", "86400001"),
+            ("REQUEST_TIMEOUT_MS", "0"),
+            ("DRAIN_DELAY_MS", "99999999999"),
+            ("OUTBOUND_QUEUE", "100000000"),
         ] {
             let env = Env::from_pairs([(name, value)]);
             let err = GatewayConfig::from_env(&env, true).unwrap_err();

@@ -137,7 +137,9 @@ impl SocketSession {
             session.id.clone(),
             JoinedSession {
                 cursor,
-                paging: joined.has_more,
+                // Only a catch-up leaves older messages to page over REST
+                // before live ones; the latest page ends at the newest.
+                paging: request.last_seq.is_some() && joined.has_more,
             },
         );
         let value =
@@ -181,7 +183,7 @@ impl SocketSession {
         Ok(SessionJoined {
             session,
             messages: page.items,
-            has_more: last_seq.is_some() && page.has_more,
+            has_more: page.has_more,
             read_positions,
         })
     }
@@ -256,6 +258,9 @@ impl SocketSession {
     async fn typing(&mut self, payload: Value) -> EventResult {
         let request = Typing::parse(payload)?;
         if !self.joined.contains_key(&request.session_id) {
+            // §3's order: an unknown session is not_found before any
+            // question of rights.
+            self.load_session(&request.session_id).await?;
             return Err(ChatError::forbidden("join the session before typing in it"));
         }
         if request.is_typing {

@@ -10,6 +10,9 @@ use crate::auth::{JwtAlgorithm, JwtKeySource, JwtSettings};
 /// can mint tokens with it: it is for a developer's machine only.
 pub const DEVELOPMENT_JWT_SECRET: &str = "development-secret-do-not-use-in-production";
 
+/// The longest duration any setting may have: one day, in milliseconds.
+pub const MAX_MILLIS: u64 = 24 * 60 * 60 * 1000;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("configuration error: {0}")]
 pub struct ConfigError(pub String);
@@ -78,12 +81,25 @@ impl Env {
         }
     }
 
-    /// A duration given in milliseconds.
+    /// A duration given in milliseconds, 1 ms to one day.
     pub fn millis(&self, name: &str, default: Duration) -> Result<Duration, ConfigError> {
+        let duration = self.millis_or_zero(name, default)?;
+        if duration.is_zero() {
+            return Err(ConfigError(format!("{name} must be greater than 0")));
+        }
+        Ok(duration)
+    }
+
+    /// A duration given in milliseconds, 0 to one day. The bound keeps
+    /// every deadline computed from it (`Instant + duration`) far from
+    /// overflowing, and no setting of this system needs more.
+    pub fn millis_or_zero(&self, name: &str, default: Duration) -> Result<Duration, ConfigError> {
         let default_ms = u64::try_from(default.as_millis()).unwrap_or(u64::MAX);
         let ms: u64 = self.parse(name, default_ms)?;
-        if ms == 0 {
-            return Err(ConfigError(format!("{name} must be greater than 0")));
+        if ms > MAX_MILLIS {
+            return Err(ConfigError(format!(
+                "{name}={ms} is more than one day ({MAX_MILLIS} ms)"
+            )));
         }
         Ok(Duration::from_millis(ms))
     }

@@ -148,7 +148,20 @@ async fn await_namespace_connect(socket: &mut WebSocket, state: &GatewayState) -
                     }
                 }
             }
-            Ok(EnginePacket::Message(SocketPacket::Connect { namespace, .. })) => {
+            Ok(EnginePacket::Message(SocketPacket::ConnectWithBadAuth { namespace }))
+                if namespace == NAMESPACE =>
+            {
+                let error = AuthError::InvalidToken("auth is not valid JSON".into());
+                state
+                    .metrics
+                    .rejected(Rejection::from_auth_code(error.code()))
+                    .inc();
+                packet::connect_error_frame(NAMESPACE, "unauthorized", Some(error.code()))
+            }
+            Ok(EnginePacket::Message(
+                SocketPacket::Connect { namespace, .. }
+                | SocketPacket::ConnectWithBadAuth { namespace },
+            )) => {
                 state.metrics.rejected(Rejection::BadNamespace).inc();
                 packet::connect_error_frame(&namespace, "Invalid namespace", None)
             }
@@ -162,12 +175,14 @@ async fn await_namespace_connect(socket: &mut WebSocket, state: &GatewayState) -
     }
 }
 
+/// No auth, no `token` key, `null` or an empty string are a missing token;
+/// a token of any other type is an invalid one.
 fn authenticate(state: &GatewayState, auth: Option<&Value>) -> Result<Identity, AuthError> {
-    let token = auth
-        .and_then(|a| a.get("token"))
-        .and_then(Value::as_str)
-        .map(|t| t.strip_prefix("Bearer ").unwrap_or(t))
-        .unwrap_or("");
+    let token = match auth.and_then(|a| a.get("token")) {
+        None | Some(Value::Null) => "",
+        Some(Value::String(token)) => token.strip_prefix("Bearer ").unwrap_or(token),
+        Some(_) => return Err(AuthError::InvalidToken("the token is not a string".into())),
+    };
     state.verifier.verify(token)
 }
 
@@ -237,7 +252,7 @@ async fn run_connected(
                 };
                 // Boxed: an idle connection then holds no room for the
                 // largest event handler's state.
-                match Box::pin(handle_frame(socket, session, &text)).await {
+                match Box::pin(handle_frame(socket, session, &text, socket_id)).await {
                     FrameOutcome::Continue => {}
                     FrameOutcome::Pong => {
                         awaiting_pong = false;
@@ -275,6 +290,7 @@ async fn handle_frame(
     socket: &mut WebSocket,
     session: &mut SocketSession,
     text: &str,
+    socket_id: &str,
 ) -> FrameOutcome {
     let replies = match packet::decode(text) {
         Ok(EnginePacket::Pong) => return FrameOutcome::Pong,
@@ -300,7 +316,33 @@ async fn handle_frame(
                     &ChatError::invalid("binary attachments are not supported"),
                 )]
             }
-            // Acks from the client, a repeated CONNECT, other namespaces:
+            SocketPacket::Unparsable {
+                namespace,
+                ack_id,
+                reason,
+            } if namespace == NAMESPACE => {
+                vec![frames::failure(
+                    ack_id,
+                    &ChatError::invalid(format!("malformed packet: {reason}")),
+                )]
+            }
+            // Already connected: the answer is the one it got the first time.
+            SocketPacket::Connect { namespace, .. }
+            | SocketPacket::ConnectWithBadAuth { namespace }
+                if namespace == NAMESPACE =>
+            {
+                vec![packet::connect_ok_frame(NAMESPACE, socket_id)]
+            }
+            // Only `/chat` exists; every CONNECT gets an answer.
+            SocketPacket::Connect { namespace, .. }
+            | SocketPacket::ConnectWithBadAuth { namespace } => {
+                vec![packet::connect_error_frame(
+                    &namespace,
+                    "Invalid namespace",
+                    None,
+                )]
+            }
+            // Acks from the client and packets for other namespaces:
             // nothing to do.
             _ => Vec::new(),
         },

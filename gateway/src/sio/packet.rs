@@ -22,6 +22,11 @@ pub enum SocketPacket {
         namespace: String,
         auth: Option<Value>,
     },
+    /// A CONNECT whose auth is not valid JSON: answered `invalid_token`,
+    /// never left without an answer.
+    ConnectWithBadAuth {
+        namespace: String,
+    },
     Disconnect {
         namespace: String,
     },
@@ -40,6 +45,14 @@ pub enum SocketPacket {
     Binary {
         namespace: String,
         ack_id: Option<u64>,
+    },
+    /// An event whose data cannot be parsed (bad JSON, lone surrogates,
+    /// numbers out of range, nesting too deep). Kept as a packet so that
+    /// its ack id, when it has one, gets the error.
+    Unparsable {
+        namespace: String,
+        ack_id: Option<u64>,
+        reason: PacketError,
     },
 }
 
@@ -86,32 +99,37 @@ fn decode_socket(text: &str) -> Result<SocketPacket, PacketError> {
     let (ack_id, data) = split_ack_id(rest)?;
     match kind {
         '0' => {
-            let auth = if data.is_empty() {
-                None
-            } else {
-                Some(serde_json::from_str(data).map_err(|_| PacketError::BadJson)?)
-            };
-            Ok(SocketPacket::Connect { namespace, auth })
+            if data.is_empty() {
+                return Ok(SocketPacket::Connect {
+                    namespace,
+                    auth: None,
+                });
+            }
+            Ok(match serde_json::from_str(data) {
+                Ok(auth) => SocketPacket::Connect {
+                    namespace,
+                    auth: Some(auth),
+                },
+                Err(_) => SocketPacket::ConnectWithBadAuth { namespace },
+            })
         }
         '1' => Ok(SocketPacket::Disconnect { namespace }),
-        '2' => {
-            let mut args = json_array(data)?;
-            if args.is_empty() {
-                return Err(PacketError::Malformed("event without a name"));
-            }
-            let name = match args.remove(0) {
-                Value::String(name) => name,
-                _ => return Err(PacketError::Malformed("event name is not a string")),
-            };
-            Ok(SocketPacket::Event {
+        '2' => Ok(match event_name_and_args(data) {
+            Ok((name, args)) => SocketPacket::Event {
                 namespace,
                 ack_id,
                 name,
                 args,
-            })
-        }
+            },
+            Err(reason) => SocketPacket::Unparsable {
+                namespace,
+                ack_id,
+                reason,
+            },
+        }),
         '3' => {
             let ack_id = ack_id.ok_or(PacketError::Malformed("ack without id"))?;
+            // A client's ack is never answered, so its data need not parse.
             Ok(SocketPacket::Ack {
                 namespace,
                 ack_id,
@@ -145,6 +163,17 @@ fn split_ack_id(text: &str) -> Result<(Option<u64>, &str), PacketError> {
     Ok((Some(id), &text[digits..]))
 }
 
+fn event_name_and_args(data: &str) -> Result<(String, Vec<Value>), PacketError> {
+    let mut args = json_array(data)?;
+    if args.is_empty() {
+        return Err(PacketError::Malformed("event without a name"));
+    }
+    match args.remove(0) {
+        Value::String(name) => Ok((name, args)),
+        _ => Err(PacketError::Malformed("event name is not a string")),
+    }
+}
+
 fn json_array(data: &str) -> Result<Vec<Value>, PacketError> {
     match serde_json::from_str(data) {
         Ok(Value::Array(items)) => Ok(items),
@@ -175,13 +204,18 @@ pub fn connect_ok_frame(namespace: &str, socket_id: &str) -> String {
     format!("40{namespace},{}", serde_json::json!({ "sid": socket_id }))
 }
 
-/// Refusal of a namespace CONNECT, with the protocol's error object.
+/// Refusal of a namespace CONNECT, with the protocol's error object. The
+/// main namespace is written without a name, as Socket.IO does.
 pub fn connect_error_frame(namespace: &str, message: &str, code: Option<&str>) -> String {
     let body = match code {
         Some(code) => serde_json::json!({ "message": message, "data": { "code": code } }),
         None => serde_json::json!({ "message": message }),
     };
-    format!("44{namespace},{body}")
+    if namespace == "/" {
+        format!("44{body}")
+    } else {
+        format!("44{namespace},{body}")
+    }
 }
 
 /// Server-side namespace disconnect.
@@ -279,17 +313,11 @@ mod tests {
     #[test]
     fn rejects_malformed_events_without_panicking() {
         for bad in [
-            "42/chat,",
-            "42/chat,{}",
-            "42/chat,[]",
-            "42/chat,[1,2]",
-            "42/chat,[\"x\"",
             "42/chat,99999999999999999999999[\"x\"]",
             "4",
             "4x",
             "43/chat,[1]",
             "45",
-            "40/chat,{not json",
             "4é",
             "é",
         ] {
@@ -299,6 +327,54 @@ mod tests {
             decode("451-/chat,[\"x\",{\"_placeholder\":true,\"num\":0}]").unwrap(),
             EnginePacket::Message(SocketPacket::Binary { .. })
         ));
+    }
+
+    #[test]
+    fn unparsable_event_data_keeps_its_ack_id() {
+        let deep = format!(
+            "42/chat,7[\"typing\",{}1{}]",
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        for (frame, ack_id) in [
+            (r#"42/chat,3["x""#.to_owned(), Some(3)),
+            (
+                r#"42/chat,4["send-message",{"content":"\ud800"}]"#.to_owned(),
+                Some(4),
+            ),
+            (
+                r#"42/chat,5["mark-read",{"upToSeq":1e999}]"#.to_owned(),
+                Some(5),
+            ),
+            (deep, Some(7)),
+            (r#"42/chat,{"#.to_owned(), None),
+            ("42/chat,".to_owned(), None),
+            ("42/chat,8{}".to_owned(), Some(8)),
+            ("42/chat,9[]".to_owned(), Some(9)),
+            ("42/chat,[1,2]".to_owned(), None),
+        ] {
+            match decode(&frame) {
+                Ok(EnginePacket::Message(SocketPacket::Unparsable {
+                    namespace,
+                    ack_id: got,
+                    ..
+                })) => {
+                    assert_eq!(namespace, "/chat", "{frame}");
+                    assert_eq!(got, ack_id, "{frame}");
+                }
+                other => panic!("{frame} decoded as {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_connect_with_auth_that_is_not_json_is_kept_apart() {
+        assert_eq!(
+            decode("40/chat,{not json").unwrap(),
+            EnginePacket::Message(SocketPacket::ConnectWithBadAuth {
+                namespace: "/chat".into()
+            })
+        );
     }
 
     #[test]
@@ -316,5 +392,9 @@ mod tests {
             r#"44/chat,{"data":{"code":"token_expired"},"message":"unauthorized"}"#
         );
         assert_eq!(disconnect_frame("/chat"), "41/chat,");
+        assert_eq!(
+            connect_error_frame("/", "Invalid namespace", None),
+            r#"44{"message":"Invalid namespace"}"#
+        );
     }
 }

@@ -481,7 +481,52 @@ pub async fn message_pages(store: &dyn Store) {
         (MessageRange::Latest, 2, vec![4, 5], true),
         (MessageRange::Latest, 4, vec![2, 3, 4, 5], true),
         (MessageRange::Latest, 5, all.clone(), false),
-        (MessageRange::Latest, 10, all, false),
+        (MessageRange::Latest, 10, all.clone(), false),
+        (
+            MessageRange::Between {
+                after: 1,
+                before: 5,
+            },
+            10,
+            vec![2, 3, 4],
+            false,
+        ),
+        (
+            MessageRange::Between {
+                after: 1,
+                before: 5,
+            },
+            2,
+            vec![2, 3],
+            true,
+        ),
+        (
+            MessageRange::Between {
+                after: 0,
+                before: 6,
+            },
+            5,
+            all,
+            false,
+        ),
+        (
+            MessageRange::Between {
+                after: 3,
+                before: 4,
+            },
+            5,
+            vec![],
+            false,
+        ),
+        (
+            MessageRange::Between {
+                after: 4,
+                before: 2,
+            },
+            5,
+            vec![],
+            false,
+        ),
     ];
     for (range, limit, expected, has_more) in cases {
         assert_eq!(

@@ -145,6 +145,22 @@ pub enum MessageRange {
     Before(i64),
     /// The last `limit` of the session.
     Latest,
+    /// The first `limit` with seq strictly between the two (a gap to fill).
+    Between { after: i64, before: i64 },
+}
+
+impl MessageRange {
+    /// The range as the SQL both stores run reads it: `seq > lower AND seq
+    /// < upper`, and whether to take the newest first (then reversed, so
+    /// that results stay ascending).
+    pub fn bounds(self) -> (i64, i64, bool) {
+        match self {
+            MessageRange::After(seq) => (seq, i64::MAX, false),
+            MessageRange::Before(seq) => (i64::MIN, seq, true),
+            MessageRange::Latest => (i64::MIN, i64::MAX, true),
+            MessageRange::Between { after, before } => (after, before, false),
+        }
+    }
 }
 
 /// The store's part of a pool's stats; the worker adds presence.

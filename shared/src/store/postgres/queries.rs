@@ -262,24 +262,25 @@ pub(super) async fn message_page(
     range: MessageRange,
     limit: usize,
 ) -> Result<MessagePage, StoreError> {
-    let (comparison, newest_first, bound) = match range {
-        MessageRange::After(seq) => (">", false, seq),
-        MessageRange::Before(seq) => ("<", true, seq),
-        // The latest messages are the last ones before any possible seq.
-        MessageRange::Latest => ("<", true, i64::MAX),
-    };
+    let (lower, upper, newest_first) = range.bounds();
     let order = if newest_first { "DESC" } else { "ASC" };
     let statement = client
         .prepare_cached(&format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE session_id = $1 AND seq {comparison} $2 \
-             ORDER BY seq {order} LIMIT $3"
+            "SELECT {MESSAGE_COLUMNS} FROM messages \
+             WHERE session_id = $1 AND seq > $2 AND seq < $3 \
+             ORDER BY seq {order} LIMIT $4"
         ))
         .await?;
     // Reading one row beyond the limit tells whether more exist.
     let rows = client
         .query(
             &statement,
-            &[&session_id, &bound, &sql_limit(limit.saturating_add(1))],
+            &[
+                &session_id,
+                &lower,
+                &upper,
+                &sql_limit(limit.saturating_add(1)),
+            ],
         )
         .await?;
     let mut items = rows
