@@ -84,6 +84,8 @@ interface SessionRecord {
   watchers: number;
   listeners: Set<() => void>;
   joining: boolean;
+  /** Whether the last join asked for what followed a `lastSeq`: only then does `hasMore` mean newer messages to page. */
+  catchingUp: boolean;
   filling: boolean;
   readInFlight: number;
   flushTimer: ReturnType<typeof setTimeout> | null;
@@ -347,6 +349,7 @@ export class ChatClient {
         watchers: 0,
         listeners: new Set(),
         joining: false,
+        catchingUp: false,
         filling: false,
         readInFlight: 0,
         flushTimer: null,
@@ -421,6 +424,7 @@ export class ChatClient {
     const generation = this.generation;
     const lastSeq = rejoinSeq(record.state);
     const payload = lastSeq === undefined ? { sessionId } : { sessionId, lastSeq };
+    record.catchingUp = lastSeq !== undefined;
     socket.timeout(this.config.timeouts.connection).emit('join-session', payload, (err: Error | null, ack?: Ack<SessionJoinedPayload>) => {
       record.joining = false;
       if (generation !== this.generation || record.watchers === 0) return;
@@ -448,7 +452,10 @@ export class ChatClient {
     const sessionId = payload.session.id;
     const record = this.sessions.get(sessionId);
     if (!record || record.watchers === 0) return;
-    this.dispatch(sessionId, { type: 'joined', payload });
+    // A join for the latest messages says `hasMore` when older ones exist;
+    // those are for scrolling back, not a gap to fill forward.
+    const joined = record.catchingUp ? payload : { ...payload, hasMore: false };
+    this.dispatch(sessionId, { type: 'joined', payload: joined });
     if (payload.session.status === 'closed') {
       this.failOutbox(sessionId, { code: 'session_closed', message: 'The chat is closed.' });
     }
