@@ -587,6 +587,8 @@ describe("REST", () => {
     assert.deepEqual(await page("?afterSeq=5"), { seqs: [], hasMore: false });
     assert.deepEqual(await page("?beforeSeq=5&limit=2"), { seqs: [3, 4], hasMore: true });
     assert.deepEqual(await page("?beforeSeq=3&limit=5"), { seqs: [1, 2], hasMore: false });
+    assert.deepEqual(await page("?afterSeq=1&beforeSeq=5"), { seqs: [2, 3, 4], hasMore: false });
+    assert.deepEqual(await page("?afterSeq=1&beforeSeq=5&limit=2"), { seqs: [2, 3], hasMore: true });
   });
 
   test("GET /stats answers agents with Stats and refuses customers", { timeout: TEST_MS }, async () => {
