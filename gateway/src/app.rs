@@ -117,24 +117,38 @@ impl Gateway {
     /// The public router: Socket.IO, REST, and (without an admin port) the
     /// operational endpoints.
     pub fn router(&self) -> Router {
+        // Handlers wait for the worker up to the request timeout; reading
+        // the body gets as long again.
+        let deadline = self.state.config.request_timeout * 2;
+        let api = rest::routes().layer(axum::middleware::from_fn(move |request, next| {
+            crate::http_edges::bound_request_time(deadline, request, next)
+        }));
         let mut router = Router::new()
             .route("/socket.io", any(socket_io))
             .route("/socket.io/", any(socket_io))
-            .nest("/api/chat", rest::routes())
-            .route("/api/dev/token", post(ops::dev_token));
+            .nest("/api/chat", api);
+        // With an admin port, nothing but the chat itself is public.
         if self.state.config.admin_port.is_none() {
-            router = router.merge(ops_routes());
+            router = router
+                .merge(ops_routes())
+                .route("/api/dev/token", post(ops::dev_token));
         }
         router
             .fallback(crate::web::serve_web)
             .layer(DefaultBodyLimit::max(MAX_PAYLOAD_BYTES))
+            .layer(axum::middleware::from_fn(
+                crate::http_edges::refuse_oversized_bodies,
+            ))
+            .layer(axum::middleware::from_fn(crate::http_edges::no_sniffing))
             .layer(axum::Extension(self.connections.clone()))
             .with_state(self.state.clone())
     }
 
     /// The router of the admin port.
     pub fn admin_router(&self) -> Router {
-        ops_routes().with_state(self.state.clone())
+        ops_routes()
+            .route("/api/dev/token", post(ops::dev_token))
+            .with_state(self.state.clone())
     }
 
     /// Adds another component's series to this gateway's `/metrics` (the

@@ -44,6 +44,9 @@ pub struct GatewayConfig {
     pub outbound_queue: usize,
     /// Built web UI to serve at `/` (`WEB_DIR`), if it exists.
     pub web_dir: PathBuf,
+    /// Who may frame the web UI (`FRAME_ANCESTORS`, the CSP directive's
+    /// sources, default `'self'`; `'none'` forbids framing).
+    pub frame_ancestors: String,
     /// Presence heartbeat expiry of connected agents.
     pub presence_ttl: Duration,
     /// How the gateway drains on SIGTERM; see [`DrainConfig`].
@@ -92,6 +95,19 @@ impl DrainConfig {
     }
 }
 
+/// `FRAME_ANCESTORS`: CSP source expressions separated by spaces; nothing
+/// that could end the directive or the header.
+fn frame_ancestors(env: &Env) -> Result<String, ConfigError> {
+    let value = env.string("FRAME_ANCESTORS", "'self'");
+    let allowed = |c: char| c.is_ascii_graphic() && !matches!(c, ';' | ',') || c == ' ';
+    if !value.chars().all(allowed) {
+        return Err(ConfigError(format!(
+            "FRAME_ANCESTORS={value:?} must be CSP sources separated by spaces (no ';' or ',')"
+        )));
+    }
+    Ok(value)
+}
+
 impl GatewayConfig {
     /// Reads the configuration; `standalone` allows the development secret.
     pub fn from_env(env: &Env, standalone: bool) -> Result<Self, ConfigError> {
@@ -122,6 +138,7 @@ impl GatewayConfig {
             ping_timeout: env.millis("PING_TIMEOUT_MS", Duration::from_secs(20))?,
             outbound_queue,
             web_dir: PathBuf::from(env.string("WEB_DIR", "web/dist")),
+            frame_ancestors: frame_ancestors(env)?,
             presence_ttl: Duration::from_secs(30),
             drain: DrainConfig::from_env(env, standalone)?,
         };
@@ -196,6 +213,7 @@ mod tests {
             ("REQUEST_TIMEOUT_MS", "0"),
             ("DRAIN_DELAY_MS", "99999999999"),
             ("OUTBOUND_QUEUE", "100000000"),
+            ("FRAME_ANCESTORS", "'self'; script-src *"),
         ] {
             let env = Env::from_pairs([(name, value)]);
             let err = GatewayConfig::from_env(&env, true).unwrap_err();

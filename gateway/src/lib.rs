@@ -8,6 +8,7 @@ pub mod app;
 pub mod commands;
 pub mod config;
 pub mod events;
+pub mod http_edges;
 pub mod http_error;
 pub mod hub;
 pub mod metrics;

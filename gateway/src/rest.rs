@@ -68,11 +68,24 @@ impl FromRequestParts<Arc<GatewayState>> for Caller {
             .or_else(|| header.strip_prefix("bearer "))
             .unwrap_or("")
             .trim();
-        state
-            .verifier
-            .verify(token)
-            .map(Caller)
-            .map_err(|error| ApiError(ChatError::new(ErrorCode::Unauthorized, error.to_string())))
+        state.verifier.verify(token).map(Caller).map_err(|error| {
+            // The verifier's reason (algorithms, key ids) helps an
+            // attacker more than a client: it goes to the log only.
+            tracing::debug!(%error, "REST token refused");
+            ApiError(ChatError::new(
+                ErrorCode::Unauthorized,
+                unauthorized_message(&error),
+            ))
+        })
+    }
+}
+
+/// What a refused token's caller is told: which of §1's cases it is, no more.
+fn unauthorized_message(error: &chat_shared::auth::AuthError) -> &'static str {
+    match error {
+        chat_shared::auth::AuthError::MissingToken => "a bearer token is required",
+        chat_shared::auth::AuthError::InvalidToken(_) => "the token is not valid",
+        chat_shared::auth::AuthError::TokenExpired => "the token has expired",
     }
 }
 
@@ -85,14 +98,20 @@ pub fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ChatError
                 "the request body is larger than 64 KiB",
             )
         } else {
-            ChatError::invalid(rejection.body_text())
+            tracing::debug!(%rejection, "request body not read");
+            ChatError::invalid("the request body could not be read")
         }
     })?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Object(Default::default()));
     }
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ChatError::invalid(format!("the body is not valid JSON: {e}")))
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ChatError::invalid(format!(
+            "the body is not valid JSON (line {}, column {})",
+            e.line(),
+            e.column()
+        ))
+    })
 }
 
 fn session_id_param(id: &str) -> Result<(), ChatError> {

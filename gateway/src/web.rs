@@ -1,14 +1,17 @@
 //! Serves the built web UI (`WEB_DIR`, default `web/dist`) at `/`: files by
 //! path, and `index.html` for any other page path so that the single-page
-//! app can route on the client. Paths that try to leave the folder are
-//! refused.
+//! app can route on the client. Paths that try to leave the folder, plainly
+//! or percent-encoded, are refused with 400. Every answer carries a
+//! Content-Security-Policy that allows only this origin's scripts and
+//! connections and the configured framing.
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode, Uri};
+use axum::http::{header, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use percent_encoding::percent_decode_str;
 
 use crate::state::GatewayState;
 
@@ -22,9 +25,35 @@ pub async fn serve_web(State(state): State<Arc<GatewayState>>, uri: Uri) -> Resp
     if matches!(uri.path(), "/healthz" | "/readyz" | "/metrics") {
         return StatusCode::NOT_FOUND.into_response();
     }
+    let mut response = file_response(&state, uri.path()).await;
+    let policy = content_security_policy(&state.config.frame_ancestors);
+    if let Ok(value) = HeaderValue::from_str(&policy) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, value);
+    }
+    response.headers_mut().insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
+}
+
+/// The UI's policy: its own scripts, styles (React sets style attributes),
+/// images and sounds; connections to this origin (REST and WebSocket).
+fn content_security_policy(frame_ancestors: &str) -> String {
+    format!(
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+         img-src 'self' data:; media-src 'self' data: blob:; connect-src 'self'; \
+         object-src 'none'; base-uri 'none'; form-action 'self'; \
+         frame-ancestors {frame_ancestors}"
+    )
+}
+
+async fn file_response(state: &GatewayState, raw_path: &str) -> Response {
     let root = &state.config.web_dir;
-    let Some(relative) = safe_relative(uri.path()) else {
-        return StatusCode::NOT_FOUND.into_response();
+    let Some(relative) = safe_relative(raw_path) else {
+        return (StatusCode::BAD_REQUEST, "Bad path").into_response();
     };
     let candidate = root.join(&relative);
     let is_asset = relative.extension().is_some();
@@ -55,9 +84,14 @@ pub async fn serve_web(State(state): State<Arc<GatewayState>>, uri: Uri) -> Resp
     }
 }
 
-/// The request path as a relative path with no `..`, root or prefix parts.
+/// The request path, percent-decoded, as a relative path with no `..`,
+/// root or prefix parts, backslashes or NULs; None for anything else.
 fn safe_relative(path: &str) -> Option<PathBuf> {
-    let trimmed = path.trim_start_matches('/');
+    let decoded = percent_decode_str(path).decode_utf8().ok()?;
+    if decoded.contains(['\\', '\0']) {
+        return None;
+    }
+    let trimmed = decoded.trim_start_matches('/');
     let candidate = Path::new(trimmed);
     let mut clean = PathBuf::new();
     for component in candidate.components() {
@@ -100,5 +134,14 @@ mod tests {
         assert_eq!(safe_relative("/"), Some(PathBuf::new()));
         assert_eq!(safe_relative("/../etc/passwd"), None);
         assert_eq!(safe_relative("/a/../../b"), None);
+        assert_eq!(safe_relative("/%2e%2e/%2e%2e/etc/passwd"), None);
+        assert_eq!(safe_relative("/%2E%2E%2fetc"), None);
+        assert_eq!(safe_relative("/a%5c..%5c..%5cb"), None);
+        assert_eq!(safe_relative("/a%00.js"), None);
+        assert_eq!(safe_relative("/%ff"), None);
+        assert_eq!(
+            safe_relative("/assets/a%20b.js"),
+            Some(PathBuf::from("assets/a b.js"))
+        );
     }
 }

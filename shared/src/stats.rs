@@ -15,11 +15,14 @@ pub async fn compute(
     let figures = store
         .pool_figures(pool, now.start_of_utc_day())
         .await
-        .map_err(|e| ChatError::unavailable(e.to_string()))?;
-    let online = backplane
-        .presence_count(pool)
-        .await
-        .map_err(|e| ChatError::unavailable(e.to_string()))?;
+        .map_err(|error| {
+            tracing::warn!(%error, "stats: store read failed");
+            ChatError::unavailable("the chat store is unavailable; try again")
+        })?;
+    let online = backplane.presence_count(pool).await.map_err(|error| {
+        tracing::warn!(%error, "stats: presence read failed");
+        ChatError::unavailable("the chat backplane is unavailable; try again")
+    })?;
     Ok(Stats {
         pool: pool.to_owned(),
         pending_sessions: figures.pending_sessions,
