@@ -147,7 +147,7 @@ async fn answers_say_nosniff_and_pages_carry_a_policy_with_the_configured_framin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_an_admin_port_the_token_mint_is_not_public() {
-    let server = TestServer::start(&[("ADMIN_PORT", "0"), ("DEV_TOKENS", "true")]).await;
+    let server = TestServer::start(&[("ADMIN_PORT", "0"), ("JWT_SECRET", "")]).await;
     let body = json!({ "userId": "edge-mint", "role": "customer" });
     let body = body.to_string();
     let headers = [("Content-Type", "application/json")];

@@ -95,6 +95,30 @@ impl DrainConfig {
     }
 }
 
+/// With the published development secret anyone can mint tokens, so the
+/// server then listens on loopback unless `HOST` says otherwise.
+fn default_host(development_secret: bool) -> IpAddr {
+    if development_secret {
+        IpAddr::from([127, 0, 0, 1])
+    } else {
+        IpAddr::from([0, 0, 0, 0])
+    }
+}
+
+/// `DEV_TOKENS`: on by default where it may be on at all, which is only a
+/// standalone server signing with the development secret.
+fn dev_tokens(env: &Env, may_mint: bool) -> Result<bool, ConfigError> {
+    let wanted = env.flag("DEV_TOKENS", may_mint)?;
+    if wanted && !may_mint {
+        return Err(ConfigError(
+            "DEV_TOKENS=true needs standalone mode with the development secret (no JWT_SECRET); \
+             a server with a real key never mints tokens"
+                .into(),
+        ));
+    }
+    Ok(wanted)
+}
+
 /// `FRAME_ANCESTORS`: CSP source expressions separated by spaces; nothing
 /// that could end the directive or the header.
 fn frame_ancestors(env: &Env) -> Result<String, ConfigError> {
@@ -123,12 +147,12 @@ impl GatewayConfig {
             ));
         }
         let config = GatewayConfig {
-            host: env.parse("HOST", IpAddr::from([0, 0, 0, 0]))?,
+            host: env.parse("HOST", default_host(development_secret))?,
             port: env.parse("PORT", 3001)?,
             admin_port: env.optional("ADMIN_PORT")?,
             jwt,
             development_secret,
-            dev_tokens: env.flag("DEV_TOKENS", standalone && development_secret)?,
+            dev_tokens: dev_tokens(env, standalone && development_secret)?,
             rate_limit_per_sec: env.parse("RATE_LIMIT_PER_SEC", 20)?,
             rate_limit_burst: env.parse("RATE_LIMIT_BURST", 40)?,
             partitions,
@@ -142,14 +166,6 @@ impl GatewayConfig {
             presence_ttl: Duration::from_secs(30),
             drain: DrainConfig::from_env(env, standalone)?,
         };
-        if config.dev_tokens
-            && !config.development_secret
-            && !matches!(config.jwt.key, chat_shared::auth::JwtKeySource::Secret(_))
-        {
-            return Err(ConfigError(
-                "DEV_TOKENS needs an HS256 secret to sign with".into(),
-            ));
-        }
         Ok(config)
     }
 }
@@ -170,14 +186,28 @@ mod tests {
     }
 
     #[test]
-    fn dev_tokens_are_off_with_a_real_secret_unless_enabled() {
+    fn dev_tokens_are_only_ever_on_with_the_development_secret() {
         let env = Env::from_pairs([("JWT_SECRET", "0123456789abcdef0123")]);
-        assert!(!GatewayConfig::from_env(&env, true).unwrap().dev_tokens);
+        let config = GatewayConfig::from_env(&env, true).unwrap();
+        assert!(!config.dev_tokens);
+        assert_eq!(config.host, IpAddr::from([0, 0, 0, 0]));
         let env = Env::from_pairs([
             ("JWT_SECRET", "0123456789abcdef0123"),
             ("DEV_TOKENS", "true"),
         ]);
-        assert!(GatewayConfig::from_env(&env, true).unwrap().dev_tokens);
+        let error = GatewayConfig::from_env(&env, true).unwrap_err();
+        assert!(error.0.contains("DEV_TOKENS"), "{error}");
+        let off = Env::from_pairs([("DEV_TOKENS", "false")]);
+        assert!(!GatewayConfig::from_env(&off, true).unwrap().dev_tokens);
+    }
+
+    #[test]
+    fn the_development_secret_listens_on_loopback_unless_told_otherwise() {
+        let config = GatewayConfig::from_env(&Env::default(), true).unwrap();
+        assert_eq!(config.host, IpAddr::from([127, 0, 0, 1]));
+        let everywhere = Env::from_pairs([("HOST", "0.0.0.0")]);
+        let config = GatewayConfig::from_env(&everywhere, true).unwrap();
+        assert_eq!(config.host, IpAddr::from([0, 0, 0, 0]));
     }
 
     #[test]

@@ -13,6 +13,16 @@ pub const DEVELOPMENT_JWT_SECRET: &str = "development-secret-do-not-use-in-produ
 /// The longest duration any setting may have: one day, in milliseconds.
 pub const MAX_MILLIS: u64 = 24 * 60 * 60 * 1000;
 
+/// Secrets the project itself publishes (the development secret and the
+/// examples of the deployment files): a cluster refuses to start with one,
+/// since anyone can mint tokens with them.
+pub const PLACEHOLDER_JWT_SECRETS: &[&str] = &[
+    DEVELOPMENT_JWT_SECRET,
+    "compose-local-secret-change-me-0123456789",
+    "change-me-to-a-long-random-secret",
+    "replace-me-with-at-least-32-random-characters",
+];
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("configuration error: {0}")]
 pub struct ConfigError(pub String);
@@ -151,7 +161,16 @@ pub fn jwt_from_env(
                     "JWT_SECRET must be at least 16 characters".to_owned(),
                 ));
             }
-            (JwtAlgorithm::Hs256, JwtKeySource::Secret(secret), false)
+            let published = PLACEHOLDER_JWT_SECRETS.contains(&secret.as_str());
+            if published && !allow_development {
+                return Err(ConfigError(
+                    "JWT_SECRET is a placeholder published with this project: anyone could \
+                     mint tokens; set a random one (for example `openssl rand -hex 32`)"
+                        .to_owned(),
+                ));
+            }
+            let development = secret == DEVELOPMENT_JWT_SECRET;
+            (JwtAlgorithm::Hs256, JwtKeySource::Secret(secret), development)
         }
         (Some(JwtAlgorithm::Hs256) | None, None, None, None) if allow_development => (
             JwtAlgorithm::Hs256,
@@ -183,6 +202,22 @@ pub fn jwt_from_env(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cluster_refuses_published_secrets_and_standalone_knows_the_development_one() {
+        for secret in PLACEHOLDER_JWT_SECRETS {
+            let env = Env::from_pairs([("JWT_SECRET", *secret)]);
+            let error = jwt_from_env(&env, false).unwrap_err();
+            assert!(error.0.contains("placeholder"), "{error}");
+        }
+        let env = Env::from_pairs([("JWT_SECRET", DEVELOPMENT_JWT_SECRET)]);
+        assert!(
+            jwt_from_env(&env, true).unwrap().1,
+            "named the development one"
+        );
+        let env = Env::from_pairs([("JWT_SECRET", "a-real-secret-0123456789")]);
+        assert!(!jwt_from_env(&env, false).unwrap().1);
+    }
 
     #[test]
     fn parses_numbers_flags_and_reports_the_variable() {
