@@ -80,7 +80,10 @@ impl Gateway {
             names,
             gateway_id,
             metrics.clone(),
-            config.outbound_queue,
+            crate::hub::OutboundLimits {
+                frames: config.outbound_queue,
+                bytes: config.outbound_queue_bytes,
+            },
         )
         .await?;
         let state = Arc::new(GatewayState {

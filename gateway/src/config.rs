@@ -11,6 +11,11 @@ use chat_shared::config::{jwt_from_env, ConfigError, Env};
 /// connection (REST bodies over it get 413).
 pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
 
+/// The most a `join-session` reply's messages may weigh as JSON; past it
+/// the reply says `hasMore` and the client pages the rest over REST. The
+/// reply goes out twice (event and ack), so a join costs at most twice this.
+pub const JOIN_REPLY_MAX_BYTES: usize = 256 * 1024;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct GatewayConfig {
     /// Address to bind (`HOST`, default 0.0.0.0).
@@ -42,6 +47,14 @@ pub struct GatewayConfig {
     /// cut off for not reading, never for a busy moment. Queued frames are
     /// shared, and an idle socket holds none.
     pub outbound_queue: usize,
+    /// Bytes of frames a socket may have queued and unwritten before it is
+    /// cut off (`OUTBOUND_QUEUE_BYTES`, default 2 MiB): acks, join
+    /// replies, events and pings all count. At least two join replies and
+    /// a frame must fit, so a well-behaved join is never refused.
+    pub outbound_queue_bytes: usize,
+    /// How long one write to a socket may take before the socket counts as
+    /// not reading and is closed (`WRITE_TIMEOUT_MS`, default 10 s).
+    pub write_timeout: Duration,
     /// Built web UI to serve at `/` (`WEB_DIR`), if it exists.
     pub web_dir: PathBuf,
     /// Who may frame the web UI (`FRAME_ANCESTORS`, the CSP directive's
@@ -146,6 +159,13 @@ impl GatewayConfig {
                 "OUTBOUND_QUEUE must be between 8 and 1000000".into(),
             ));
         }
+        let outbound_queue_bytes: usize = env.parse("OUTBOUND_QUEUE_BYTES", 2 * 1024 * 1024)?;
+        let least = 2 * JOIN_REPLY_MAX_BYTES + MAX_PAYLOAD_BYTES;
+        if !(least..=1 << 30).contains(&outbound_queue_bytes) {
+            return Err(ConfigError(format!(
+                "OUTBOUND_QUEUE_BYTES must be between {least} (two join replies and a frame) and 1073741824"
+            )));
+        }
         let config = GatewayConfig {
             host: env.parse("HOST", default_host(development_secret))?,
             port: env.parse("PORT", 3001)?,
@@ -161,6 +181,8 @@ impl GatewayConfig {
             ping_interval: env.millis("PING_INTERVAL_MS", Duration::from_secs(25))?,
             ping_timeout: env.millis("PING_TIMEOUT_MS", Duration::from_secs(20))?,
             outbound_queue,
+            outbound_queue_bytes,
+            write_timeout: env.millis("WRITE_TIMEOUT_MS", Duration::from_secs(10))?,
             web_dir: PathBuf::from(env.string("WEB_DIR", "web/dist")),
             frame_ancestors: frame_ancestors(env)?,
             presence_ttl: Duration::from_secs(30),
@@ -243,6 +265,8 @@ mod tests {
             ("REQUEST_TIMEOUT_MS", "0"),
             ("DRAIN_DELAY_MS", "99999999999"),
             ("OUTBOUND_QUEUE", "100000000"),
+            ("OUTBOUND_QUEUE_BYTES", "1000"),
+            ("WRITE_TIMEOUT_MS", "0"),
             ("FRAME_ANCESTORS", "'self'; script-src *"),
         ] {
             let env = Env::from_pairs([(name, value)]);

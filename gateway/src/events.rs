@@ -14,12 +14,13 @@ use chat_shared::protocol::{
     client_events, server_events, JoinSession, LeaveSession, MarkRead, Message, Role, SendMessage,
     Session, SessionJoined, Typing, UserTyping,
 };
-use chat_shared::store::MessageRange;
 use chat_shared::ChatError;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use crate::commands::submit;
+use crate::config::JOIN_REPLY_MAX_BYTES;
+use crate::history;
 use crate::hub::SocketHandle;
 use crate::rate_limit::TokenBucket;
 use crate::requests::{AckKind, Waiter};
@@ -32,6 +33,16 @@ pub const TYPING_EXPIRY: Duration = Duration::from_secs(5);
 pub const JOIN_CATCH_UP_LIMIT: usize = 500;
 /// Messages a join returns without `lastSeq`.
 pub const JOIN_LATEST_LIMIT: usize = 50;
+/// What a join after `lastSeq`, a gap repair or a resync may write at once.
+const CATCH_UP: history::Budget = history::Budget {
+    messages: JOIN_CATCH_UP_LIMIT,
+    bytes: JOIN_REPLY_MAX_BYTES,
+};
+/// What a join without `lastSeq` may write at once.
+const LATEST: history::Budget = history::Budget {
+    messages: JOIN_LATEST_LIMIT,
+    bytes: JOIN_REPLY_MAX_BYTES,
+};
 
 /// What a socket has of a joined session.
 #[derive(Debug, Clone, Copy)]
@@ -162,16 +173,8 @@ impl SocketSession {
     ) -> Result<SessionJoined, ChatError> {
         let store = &self.state.store;
         let page = match last_seq {
-            Some(last) => {
-                store
-                    .messages(session_id, MessageRange::After(last), JOIN_CATCH_UP_LIMIT)
-                    .await
-            }
-            None => {
-                store
-                    .messages(session_id, MessageRange::Latest, JOIN_LATEST_LIMIT)
-                    .await
-            }
+            Some(last) => history::after(&**store, session_id, last, None, CATCH_UP).await,
+            None => history::latest(&**store, session_id, LATEST).await,
         }
         .map_err(store_unavailable)?;
         let read_positions = store
@@ -371,20 +374,11 @@ impl SocketSession {
         cursor: i64,
         seq: i64,
     ) -> Vec<axum::extract::ws::Utf8Bytes> {
-        let wanted = usize::try_from(seq - cursor - 1)
-            .unwrap_or(0)
-            .min(JOIN_CATCH_UP_LIMIT);
-        match self
-            .state
-            .store
-            .messages(session_id, MessageRange::After(cursor), wanted)
-            .await
-        {
+        match history::after(&*self.state.store, session_id, cursor, Some(seq), CATCH_UP).await {
             Ok(page) => page
                 .items
                 .iter()
-                .filter(|m: &&Message| m.seq < seq)
-                .map(|m| frames::event(server_events::NEW_MESSAGE, m).into())
+                .map(|m: &Message| frames::event(server_events::NEW_MESSAGE, m).into())
                 .collect(),
             Err(error) => {
                 tracing::warn!(%error, "gap repair failed");
@@ -403,15 +397,14 @@ impl SocketSession {
             if joined.paging {
                 continue;
             }
-            let page = match self
-                .state
-                .store
-                .messages(
-                    &session_id,
-                    MessageRange::After(joined.cursor),
-                    JOIN_CATCH_UP_LIMIT,
-                )
-                .await
+            let page = match history::after(
+                &*self.state.store,
+                &session_id,
+                joined.cursor,
+                None,
+                CATCH_UP,
+            )
+            .await
             {
                 Ok(page) => page,
                 Err(error) => {

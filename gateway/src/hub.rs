@@ -6,7 +6,7 @@
 //! sockets without re-encoding, and routes replies to waiting requests.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::ws::Utf8Bytes;
@@ -35,6 +35,27 @@ pub enum Outbound {
     Resync,
 }
 
+impl Outbound {
+    /// What the item costs the socket's byte budget: the frame it will
+    /// write (a resync's catch-up is bounded by the join reply limit).
+    pub fn bytes(&self) -> usize {
+        match self {
+            Outbound::Frame(frame) => frame.len(),
+            Outbound::SessionMessage(shared) => shared.frame.len(),
+            Outbound::Resync => 0,
+        }
+    }
+}
+
+/// How much one socket may have queued and not yet written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboundLimits {
+    /// Items (`OUTBOUND_QUEUE`).
+    pub frames: usize,
+    /// Bytes of frames (`OUTBOUND_QUEUE_BYTES`).
+    pub bytes: usize,
+}
+
 /// One `new-message` as it is fanned out to a room.
 #[derive(Debug)]
 pub struct SessionFrame {
@@ -49,20 +70,61 @@ pub struct SocketHandle {
     pub sid: String,
     pub identity: Identity,
     outbound: mpsc::Sender<Outbound>,
+    /// Bytes of frames queued and not yet written, against `byte_budget`.
+    queued_bytes: AtomicUsize,
+    byte_budget: usize,
     /// Cancelled when the socket must go: it fell behind, or the gateway
     /// is shutting down.
     pub kick: CancellationToken,
 }
 
 impl SocketHandle {
-    /// Queues a frame; a socket whose queue is full is cut off rather than
-    /// buffered without limit (it recovers by rejoining with `lastSeq`).
+    /// Queues a frame; a socket whose queue is full, in items or in bytes,
+    /// is cut off rather than buffered without limit (it recovers by
+    /// rejoining with `lastSeq`).
     pub fn push(&self, item: Outbound, metrics: &Metrics) {
-        let full = matches!(
-            self.outbound.try_send(item),
-            Err(mpsc::error::TrySendError::Full(_))
-        );
-        if full && !self.kick.is_cancelled() {
+        if self.kick.is_cancelled() {
+            return;
+        }
+        if !self.reserve(item.bytes()) {
+            self.cut_off(metrics);
+            return;
+        }
+        let bytes = item.bytes();
+        if let Err(error) = self.outbound.try_send(item) {
+            self.release(bytes);
+            if matches!(error, mpsc::error::TrySendError::Full(_)) {
+                self.cut_off(metrics);
+            }
+        }
+    }
+
+    /// Counts `bytes` against the budget; false (and nothing counted) when
+    /// they do not fit. Frames the connection writes itself (acks, join
+    /// replies) reserve here too, so the budget bounds everything the
+    /// socket holds.
+    pub fn reserve(&self, bytes: usize) -> bool {
+        self.queued_bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+                queued
+                    .checked_add(bytes)
+                    .filter(|total| *total <= self.byte_budget)
+            })
+            .is_ok()
+    }
+
+    /// Gives back what a written (or dropped) frame reserved.
+    pub fn release(&self, bytes: usize) {
+        let _ = self
+            .queued_bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+                Some(queued.saturating_sub(bytes))
+            });
+    }
+
+    /// Ends a socket that does not keep up with what it is sent.
+    pub fn cut_off(&self, metrics: &Metrics) {
+        if !self.kick.is_cancelled() {
             metrics.slow_consumer_drops.inc();
             tracing::info!(sid = %self.sid, "socket fell behind; disconnecting it");
             self.kick.cancel();
@@ -94,7 +156,7 @@ pub struct Hub {
     next_key: AtomicU64,
     pub requests: PendingRequests,
     pub metrics: Arc<Metrics>,
-    outbound_capacity: usize,
+    outbound_limits: OutboundLimits,
 }
 
 impl Hub {
@@ -105,7 +167,7 @@ impl Hub {
         names: Names,
         gateway_id: String,
         metrics: Arc<Metrics>,
-        outbound_capacity: usize,
+        outbound_limits: OutboundLimits,
     ) -> Result<(Arc<Hub>, mpsc::UnboundedReceiver<SubscriptionEvent>), BackplaneError> {
         let (subscriber, events) = backplane.subscriber().await?;
         subscriber
@@ -120,7 +182,7 @@ impl Hub {
             next_key: AtomicU64::new(1),
             requests: PendingRequests::default(),
             metrics,
-            outbound_capacity,
+            outbound_limits,
         };
         Ok((Arc::new(hub), events))
     }
@@ -140,12 +202,14 @@ impl Hub {
         sid: String,
         identity: Identity,
     ) -> (Arc<SocketHandle>, mpsc::Receiver<Outbound>) {
-        let (outbound, receiver) = mpsc::channel(self.outbound_capacity);
+        let (outbound, receiver) = mpsc::channel(self.outbound_limits.frames);
         let handle = SocketHandle {
             key: self.next_key.fetch_add(1, Ordering::Relaxed),
             sid,
             identity,
             outbound,
+            queued_bytes: AtomicUsize::new(0),
+            byte_budget: self.outbound_limits.bytes,
             kick: CancellationToken::new(),
         };
         (Arc::new(handle), receiver)

@@ -8,6 +8,7 @@ pub mod app;
 pub mod commands;
 pub mod config;
 pub mod events;
+pub mod history;
 pub mod http_edges;
 pub mod http_error;
 pub mod hub;

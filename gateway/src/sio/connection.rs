@@ -39,6 +39,52 @@ enum Ending {
     PingTimeout,
     Kicked,
     Transport(String),
+    /// A write did not finish within `WRITE_TIMEOUT_MS`: the peer is not
+    /// reading.
+    WriteTimeout,
+    /// What the socket was to be sent did not fit its byte budget.
+    QueueFull,
+}
+
+/// Why a write failed.
+#[derive(Debug)]
+enum WriteError {
+    Transport(String),
+    Timeout,
+    QueueFull,
+}
+
+impl From<WriteError> for Ending {
+    fn from(error: WriteError) -> Self {
+        match error {
+            WriteError::Transport(error) => Ending::Transport(error),
+            WriteError::Timeout => Ending::WriteTimeout,
+            WriteError::QueueFull => Ending::QueueFull,
+        }
+    }
+}
+
+/// Writes one frame the connection produced itself (an ack, a join reply,
+/// a pong, a ping): counted in the socket's byte budget while it is being
+/// written, and bounded by the write deadline.
+async fn write_now(
+    socket: &mut WebSocket,
+    handle: &SocketHandle,
+    write_timeout: std::time::Duration,
+    text: String,
+) -> Result<(), WriteError> {
+    let bytes = text.len();
+    if !handle.reserve(bytes) {
+        return Err(WriteError::QueueFull);
+    }
+    let written =
+        tokio::time::timeout(write_timeout, socket.send(Message::Text(text.into()))).await;
+    handle.release(bytes);
+    match written {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(WriteError::Transport(error.to_string())),
+        Err(_) => Err(WriteError::Timeout),
+    }
 }
 
 pub async fn serve(mut socket: WebSocket, state: Arc<GatewayState>) {
@@ -49,11 +95,16 @@ pub async fn serve(mut socket: WebSocket, state: Arc<GatewayState>) {
         millis(state.config.ping_timeout),
         MAX_PAYLOAD_BYTES,
     );
-    if socket.send(Message::Text(open.into())).await.is_err() {
+    let sent = tokio::time::timeout(
+        state.config.write_timeout,
+        socket.send(Message::Text(open.into())),
+    )
+    .await;
+    if !matches!(sent, Ok(Ok(()))) {
         return;
     }
     let Some(identity) = await_namespace_connect(&mut socket, &state).await else {
-        let _ = socket.close().await;
+        let _ = tokio::time::timeout(CLOSE_GRACE, socket.close()).await;
         return;
     };
     let socket_id = random_id();
@@ -63,9 +114,9 @@ pub async fn serve(mut socket: WebSocket, state: Arc<GatewayState>) {
         tracing::warn!(%error, "socket rejected: backplane unavailable");
         state.metrics.rejected(Rejection::Unavailable).inc();
         let frame = packet::connect_error_frame(NAMESPACE, "unavailable", Some("unavailable"));
-        let _ = socket.send(Message::Text(frame.into())).await;
+        let _ = write_now(&mut socket, &handle, state.config.write_timeout, frame).await;
         session.close().await;
-        let _ = socket.close().await;
+        let _ = tokio::time::timeout(CLOSE_GRACE, socket.close()).await;
         return;
     }
     state.metrics.connections_accepted.inc();
@@ -75,6 +126,11 @@ pub async fn serve(mut socket: WebSocket, state: Arc<GatewayState>) {
 
     let ending = run_connected(&mut socket, &state, &mut session, outbound, &socket_id).await;
     tracing::debug!(sid = %socket_id, ?ending, "socket closed");
+    match ending {
+        Ending::WriteTimeout => state.metrics.slow_consumer_drops.inc(),
+        Ending::QueueFull => handle.cut_off(&state.metrics),
+        _ => {}
+    }
 
     session.close().await;
     presence::agent_disconnected(&state, &handle.identity).await;
@@ -169,7 +225,13 @@ async fn await_namespace_connect(socket: &mut WebSocket, state: &GatewayState) -
             Ok(EnginePacket::Ping(data)) => format!("3{data}"),
             _ => continue,
         };
-        if socket.send(Message::Text(reply.into())).await.is_err() {
+        // A client that floods refusals and never reads is dropped.
+        let sent = tokio::time::timeout(
+            state.config.write_timeout,
+            socket.send(Message::Text(reply.into())),
+        )
+        .await;
+        if !matches!(sent, Ok(Ok(()))) {
             return None;
         }
     }
@@ -208,9 +270,11 @@ async fn run_connected(
             },
         ),
     ];
+    let write_timeout = state.config.write_timeout;
+    let handle = session.handle.clone();
     for frame in greeting {
-        if let Err(error) = socket.send(Message::Text(frame.into())).await {
-            return Ending::Transport(error.to_string());
+        if let Err(error) = write_now(socket, &handle, write_timeout, frame).await {
+            return error.into();
         }
     }
     let kick = session.handle.kick.clone();
@@ -230,10 +294,15 @@ async fn run_connected(
                     biased;
                     _ = kick.cancelled() => return Ending::Kicked,
                     _ = state.close_connections.cancelled() => return Ending::Kicked,
-                    written = Box::pin(write_queued(socket, session, item, &mut outbound)) => written,
+                    written = tokio::time::timeout(
+                        write_timeout,
+                        Box::pin(write_queued(socket, session, item, &mut outbound)),
+                    ) => written,
                 };
-                if let Err(error) = written {
-                    return Ending::Transport(error);
+                match written {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => return Ending::Transport(error),
+                    Err(_) => return Ending::WriteTimeout,
                 }
             }
             received = socket.recv() => {
@@ -241,8 +310,9 @@ async fn run_connected(
                     Some(Ok(Message::Text(text))) => text,
                     Some(Ok(Message::Binary(_))) => {
                         let error = ChatError::invalid("binary frames are not supported");
-                        if send_text(socket, frames::failure(None, &error)).await.is_err() {
-                            return Ending::Transport("write failed".into());
+                        let frame = frames::failure(None, &error);
+                        if let Err(error) = write_now(socket, &handle, write_timeout, frame).await {
+                            return error.into();
                         }
                         continue;
                     }
@@ -252,22 +322,23 @@ async fn run_connected(
                 };
                 // Boxed: an idle connection then holds no room for the
                 // largest event handler's state.
-                match Box::pin(handle_frame(socket, session, &text, socket_id)).await {
+                match Box::pin(handle_frame(socket, session, &text, socket_id, write_timeout)).await {
                     FrameOutcome::Continue => {}
                     FrameOutcome::Pong => {
                         awaiting_pong = false;
                         ping_at = Instant::now() + state.config.ping_interval;
                     }
                     FrameOutcome::Close => return Ending::ClientClosed,
-                    FrameOutcome::WriteFailed(error) => return Ending::Transport(error),
+                    FrameOutcome::WriteFailed(error) => return error.into(),
                 }
             }
             _ = sleep_until(ping_at) => {
                 if awaiting_pong {
                     return Ending::PingTimeout;
                 }
-                if send_text(socket, packet::PING_FRAME.to_owned()).await.is_err() {
-                    return Ending::Transport("write failed".into());
+                let ping = packet::PING_FRAME.to_owned();
+                if let Err(error) = write_now(socket, &handle, write_timeout, ping).await {
+                    return error.into();
                 }
                 awaiting_pong = true;
                 ping_at = Instant::now() + state.config.ping_timeout;
@@ -283,7 +354,7 @@ enum FrameOutcome {
     Continue,
     Pong,
     Close,
-    WriteFailed(String),
+    WriteFailed(WriteError),
 }
 
 async fn handle_frame(
@@ -291,6 +362,7 @@ async fn handle_frame(
     session: &mut SocketSession,
     text: &str,
     socket_id: &str,
+    write_timeout: std::time::Duration,
 ) -> FrameOutcome {
     let replies = match packet::decode(text) {
         Ok(EnginePacket::Pong) => return FrameOutcome::Pong,
@@ -352,7 +424,7 @@ async fn handle_frame(
         )],
     };
     for frame in replies {
-        if let Err(error) = send_text(socket, frame).await {
+        if let Err(error) = write_now(socket, &session.handle, write_timeout, frame).await {
             return FrameOutcome::WriteFailed(error);
         }
     }
@@ -370,6 +442,9 @@ async fn write_queued(
     let mut next = Some(first);
     let mut written = 0;
     while let Some(item) = next.take() {
+        // Written or not, the item leaves the queue's byte count now; what
+        // is being written is bounded by the write deadline instead.
+        session.handle.release(item.bytes());
         let frames_out = match item {
             Outbound::Frame(frame) => vec![frame],
             Outbound::SessionMessage(shared) => {
@@ -391,13 +466,6 @@ async fn write_queued(
         }
     }
     socket.flush().await.map_err(|e| e.to_string())
-}
-
-async fn send_text(socket: &mut WebSocket, text: String) -> Result<(), String> {
-    socket
-        .send(Message::Text(text.into()))
-        .await
-        .map_err(|e| e.to_string())
 }
 
 fn millis(duration: std::time::Duration) -> u64 {
