@@ -17,6 +17,7 @@ use chat_shared::names::Names;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::channel_locks::ChannelLocks;
 use crate::metrics::{BackplaneOp, Metrics};
 use crate::requests::PendingRequests;
 
@@ -150,9 +151,9 @@ pub struct Hub {
     gateway_id: String,
     rooms: Mutex<Rooms>,
     subscriber: Box<dyn Subscriber>,
-    /// Serialises subscribe/unsubscribe so a channel's first join and last
-    /// leave never interleave.
-    subscription_changes: tokio::sync::Mutex<()>,
+    /// Serialises subscribe/unsubscribe per channel so a channel's first
+    /// join and last leave never interleave.
+    subscription_changes: ChannelLocks,
     next_key: AtomicU64,
     pub requests: PendingRequests,
     pub metrics: Arc<Metrics>,
@@ -178,7 +179,7 @@ impl Hub {
             gateway_id,
             rooms: Mutex::new(Rooms::default()),
             subscriber,
-            subscription_changes: tokio::sync::Mutex::new(()),
+            subscription_changes: ChannelLocks::default(),
             next_key: AtomicU64::new(1),
             requests: PendingRequests::default(),
             metrics,
@@ -223,7 +224,7 @@ impl Hub {
         channel: &str,
         socket: &Arc<SocketHandle>,
     ) -> Result<(), BackplaneError> {
-        let _change = self.subscription_changes.lock().await;
+        let _change = self.subscription_changes.lock(channel).await;
         let needs_subscription = !self.lock_rooms().by_channel.contains_key(channel);
         if needs_subscription {
             if let Err(error) = self.subscriber.subscribe(channel).await {
@@ -241,7 +242,7 @@ impl Hub {
 
     /// Removes `socket` from `channel`, unsubscribing when it was the last.
     pub async fn leave(&self, channel: &str, socket: &SocketHandle) {
-        let _change = self.subscription_changes.lock().await;
+        let _change = self.subscription_changes.lock(channel).await;
         let now_empty = {
             let mut rooms = self.lock_rooms();
             match rooms.by_channel.get_mut(channel) {

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod channel_locks;
 pub mod commands;
 pub mod config;
 pub mod events;
