@@ -22,7 +22,7 @@ use crate::commands::submit;
 use crate::config::JOIN_REPLY_MAX_BYTES;
 use crate::history;
 use crate::hub::SocketHandle;
-use crate::rate_limit::TokenBucket;
+use crate::rate_limit::EventBudgets;
 use crate::requests::{AckKind, Waiter};
 use crate::sio::frames;
 use crate::state::GatewayState;
@@ -65,14 +65,14 @@ pub struct SocketSession {
     pub base_rooms: Vec<String>,
     joined: HashMap<String, JoinedSession>,
     typing: HashMap<String, Instant>,
-    bucket: TokenBucket,
+    budgets: EventBudgets,
     /// Frames the current event writes before its own answer.
     immediate: Vec<String>,
 }
 
 impl SocketSession {
     pub fn new(state: Arc<GatewayState>, handle: Arc<SocketHandle>) -> Self {
-        let bucket = TokenBucket::new(
+        let budgets = EventBudgets::new(
             state.config.rate_limit_per_sec,
             state.config.rate_limit_burst,
         );
@@ -82,7 +82,7 @@ impl SocketSession {
             base_rooms: Vec::new(),
             joined: HashMap::new(),
             typing: HashMap::new(),
-            bucket,
+            budgets,
             immediate: Vec::new(),
         }
     }
@@ -96,13 +96,15 @@ impl SocketSession {
         ack_id: Option<u64>,
     ) -> Vec<String> {
         self.state.metrics.event_received(name);
-        let result = match name {
-            client_events::JOIN_SESSION => self.join(payload).await,
-            client_events::LEAVE_SESSION => self.leave(payload).await,
-            client_events::SEND_MESSAGE => self.send(payload, ack_id).await,
-            client_events::TYPING => self.typing(payload).await,
-            client_events::MARK_READ => self.mark_read(payload, ack_id).await,
-            other => Err(ChatError::invalid(format!("unknown event {other:?}"))),
+        // Before anything else: a flood costs the server as little as can be.
+        let result = if !self.budgets.try_take(name, std::time::Instant::now()) {
+            self.state.metrics.rate_limited.inc();
+            Err(ChatError::new(
+                chat_shared::ErrorCode::RateLimited,
+                "too many events of this kind; slow down",
+            ))
+        } else {
+            self.dispatch(name, payload, ack_id).await
         };
         let mut out = std::mem::take(&mut self.immediate);
         match result {
@@ -111,6 +113,20 @@ impl SocketSession {
             Err(error) => out.push(frames::failure(ack_id, &error)),
         }
         out
+    }
+
+    async fn dispatch(&mut self, name: &str, payload: Value, ack_id: Option<u64>) -> EventResult {
+        match name {
+            client_events::JOIN_SESSION => self.join(payload).await,
+            client_events::LEAVE_SESSION => self.leave(payload).await,
+            client_events::SEND_MESSAGE => self.send(payload, ack_id).await,
+            client_events::TYPING => self.typing(payload).await,
+            client_events::MARK_READ => self.mark_read(payload, ack_id).await,
+            other => {
+                let shown: String = other.chars().take(64).collect();
+                Err(ChatError::invalid(format!("unknown event {shown:?}")))
+            }
+        }
     }
 
     async fn join(&mut self, payload: Value) -> EventResult {
@@ -217,13 +233,6 @@ impl SocketSession {
     async fn send(&mut self, payload: Value, ack_id: Option<u64>) -> EventResult {
         let started = Instant::now();
         let request = SendMessage::parse(payload)?;
-        if !self.bucket.try_take(std::time::Instant::now()) {
-            self.state.metrics.rate_limited.inc();
-            return Err(ChatError::new(
-                chat_shared::ErrorCode::RateLimited,
-                "too many messages; slow down",
-            ));
-        }
         self.stop_typing(&request.session_id).await;
         let waiter = Waiter::Socket {
             socket: self.handle.clone(),

@@ -1,7 +1,60 @@
-//! A token bucket per socket for `send-message`: a steady rate with room for
-//! short bursts; a rate of zero turns it off.
+//! Per-socket event budgets: a token bucket per kind of client event, a
+//! steady rate with room for short bursts. `send-message` follows
+//! `RATE_LIMIT_PER_SEC`/`RATE_LIMIT_BURST`; the other kinds have fixed
+//! budgets generous for any real client (a console rejoining its sessions
+//! after a reconnect, a typist toggling on every key) and small against a
+//! flood. A `RATE_LIMIT_PER_SEC` of zero turns every budget off.
 
 use std::time::Instant;
+
+use chat_shared::protocol::client_events;
+
+/// `typing` toggles per second, and their burst.
+pub const TYPING_BUDGET: (u32, u32) = (10, 20);
+/// `mark-read` per second, and burst.
+pub const MARK_READ_BUDGET: (u32, u32) = (10, 20);
+/// `join-session` and `leave-session` together per second, and burst.
+pub const MEMBERSHIP_BUDGET: (u32, u32) = (10, 50);
+/// Any other event (unknown names, bad packets) per second, and burst.
+pub const OTHER_BUDGET: (u32, u32) = (20, 40);
+
+/// One socket's buckets.
+#[derive(Debug, Clone)]
+pub struct EventBudgets {
+    send: TokenBucket,
+    typing: TokenBucket,
+    mark_read: TokenBucket,
+    membership: TokenBucket,
+    other: TokenBucket,
+}
+
+impl EventBudgets {
+    /// `send_per_second` 0 turns every budget off.
+    pub fn new(send_per_second: u32, send_burst: u32) -> Self {
+        let off = send_per_second == 0;
+        let bucket =
+            |(rate, burst): (u32, u32)| TokenBucket::new(if off { 0 } else { rate }, burst);
+        EventBudgets {
+            send: TokenBucket::new(send_per_second, send_burst),
+            typing: bucket(TYPING_BUDGET),
+            mark_read: bucket(MARK_READ_BUDGET),
+            membership: bucket(MEMBERSHIP_BUDGET),
+            other: bucket(OTHER_BUDGET),
+        }
+    }
+
+    /// Takes a token from the bucket of `event`; false when over budget.
+    pub fn try_take(&mut self, event: &str, now: Instant) -> bool {
+        let bucket = match event {
+            client_events::SEND_MESSAGE => &mut self.send,
+            client_events::TYPING => &mut self.typing,
+            client_events::MARK_READ => &mut self.mark_read,
+            client_events::JOIN_SESSION | client_events::LEAVE_SESSION => &mut self.membership,
+            _ => &mut self.other,
+        };
+        bucket.try_take(now)
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct TokenBucket {
@@ -54,6 +107,21 @@ mod tests {
         assert!(!bucket.try_take(start));
         assert!(bucket.try_take(start + Duration::from_millis(500)));
         assert!(!bucket.try_take(start + Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn each_kind_has_its_own_bucket() {
+        let now = Instant::now();
+        let mut budgets = EventBudgets::new(1, 1);
+        assert!(budgets.try_take(client_events::SEND_MESSAGE, now));
+        assert!(!budgets.try_take(client_events::SEND_MESSAGE, now));
+        let typed = (0..100)
+            .filter(|_| budgets.try_take(client_events::TYPING, now))
+            .count();
+        assert_eq!(typed, TYPING_BUDGET.1 as usize);
+        assert!(budgets.try_take(client_events::JOIN_SESSION, now));
+        let mut off = EventBudgets::new(0, 1);
+        assert!((0..1000).all(|_| off.try_take(client_events::TYPING, now)));
     }
 
     #[test]
