@@ -93,13 +93,16 @@ impl StateCache {
     }
 
     /// Splits `keys` into what is remembered and what must be loaded. Read
-    /// positions are always loaded; client ids only for sessions that are
+    /// positions and agents are always loaded; client ids only for sessions that are
     /// not remembered.
     pub fn lookup(&self, keys: &BatchKeys) -> Lookup {
         let state = self.state();
         let mut known = BatchSnapshot::default();
+        // Directory entries are written by gateways, not by this worker, so
+        // nothing remembered here could be trusted: always loaded.
         let mut to_load = BatchKeys {
             read_positions: keys.read_positions.clone(),
+            agent_ids: keys.agent_ids.clone(),
             ..BatchKeys::default()
         };
         for id in &keys.session_ids {
@@ -231,6 +234,7 @@ mod tests {
             ],
             read_positions: vec![("s1".into(), "c".into())],
             user_ids: vec!["c".into(), "a".into()],
+            agent_ids: vec!["a".into()],
         }
     }
 

@@ -50,6 +50,7 @@ pub fn keys_for(commands: &[&CommandEnvelope]) -> BatchKeys {
     let mut client_messages = BTreeSet::new();
     let mut read_positions = BTreeSet::new();
     let mut users = BTreeSet::new();
+    let mut agents = BTreeSet::new();
     for envelope in commands {
         let actor = &envelope.actor;
         users.insert(actor.user_id.clone());
@@ -79,6 +80,7 @@ pub fn keys_for(commands: &[&CommandEnvelope]) -> BatchKeys {
                 sessions.insert(session_id.clone());
                 if let Some(agent) = agent_id {
                     users.insert(agent.clone());
+                    agents.insert(agent.clone());
                 }
             }
             Command::MarkRead { session_id, .. } => {
@@ -93,6 +95,7 @@ pub fn keys_for(commands: &[&CommandEnvelope]) -> BatchKeys {
         client_messages: client_messages.into_iter().collect(),
         read_positions: read_positions.into_iter().collect(),
         user_ids: users.into_iter().collect(),
+        agent_ids: agents.into_iter().collect(),
     }
 }
 
@@ -448,6 +451,9 @@ impl BatchState {
                 ))
             }
         };
+        if let Err(e) = self.check_target(actor, &target, &record.session.pool) {
+            return Decision::fail(e);
+        }
         match record.session.status {
             SessionStatus::Closed => return Decision::fail(ChatError::session_closed()),
             SessionStatus::Active => {
@@ -482,6 +488,12 @@ impl BatchState {
             return Decision::fail(ChatError::forbidden(
                 "only the assigned agent or an admin may transfer",
             ));
+        }
+        if let Some(agent) = agent_id {
+            let target_pool = pool.unwrap_or(&record.session.pool);
+            if let Err(e) = self.check_target(actor, agent, target_pool) {
+                return Decision::fail(e);
+            }
         }
         if record.session.status == SessionStatus::Closed {
             return Decision::fail(ChatError::session_closed());
@@ -665,6 +677,26 @@ impl BatchState {
             ));
         }
         decision
+    }
+
+    /// Whether `target` may be given a session of `pool`: an agent of the
+    /// directory who serves it (as of their last connection), or the actor
+    /// themselves when their own token lets them hold it (an admin, or an
+    /// agent of the pool), directory or not. Checked here, as the command
+    /// is applied, so that it holds whichever gateway took the request.
+    fn check_target(&self, actor: &Actor, target: &str, pool: &str) -> Result<(), ChatError> {
+        if target == actor.user_id && (actor.is_admin() || actor.is_agent_of(pool)) {
+            return Ok(());
+        }
+        match self.snapshot.agents.get(target) {
+            None => Err(ChatError::not_found(format!(
+                "no agent {target:?} is known"
+            ))),
+            Some(agent) if !agent.serves(pool) => Err(ChatError::invalid(format!(
+                "agent {target:?} does not serve the pool {pool:?}"
+            ))),
+            Some(_) => Ok(()),
+        }
     }
 
     fn display_name(&self, user_id: &str) -> String {

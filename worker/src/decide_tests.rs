@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use chat_shared::envelope::{Actor, Command, CommandEnvelope, Delivery, ReplyBody};
 use chat_shared::names::Names;
 use chat_shared::protocol::{server_events, Message, ReadPosition, Role, Session, SessionStatus};
-use chat_shared::store::{BatchSnapshot, Mutation, SessionRecord};
+use chat_shared::store::{AgentRecord, BatchSnapshot, Mutation, SessionRecord};
 use chat_shared::{ErrorCode, Timestamp};
 use serde_json::{json, Value};
 
@@ -92,7 +92,8 @@ fn closed(id: &str, pool: &str, last_seq: i64, agent_id: &str) -> SessionRecord 
 }
 
 /// A snapshot holding `records`, where every actor of `known` is already
-/// remembered under its current name (so no `RememberUser` is due).
+/// remembered under its current name (so no `RememberUser` is due), and
+/// every agent among them is in the directory with the pools of their token.
 fn snapshot(records: impl IntoIterator<Item = SessionRecord>, known: &[&Actor]) -> BatchSnapshot {
     let mut snapshot = BatchSnapshot::default();
     for record in records {
@@ -102,8 +103,25 @@ fn snapshot(records: impl IntoIterator<Item = SessionRecord>, known: &[&Actor]) 
         snapshot
             .user_names
             .insert(actor.user_id.clone(), actor.name.clone());
+        if actor.role == Role::Agent {
+            in_directory(&mut snapshot, &actor.user_id, &actor.name, &actor.pools);
+        }
     }
     snapshot
+}
+
+/// Puts an agent in the snapshot's directory (and their display name).
+fn in_directory(snapshot: &mut BatchSnapshot, id: &str, name: &str, pools: &[String]) {
+    snapshot.user_names.insert(id.to_owned(), name.to_owned());
+    snapshot.agents.insert(
+        id.to_owned(),
+        AgentRecord {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            pools: pools.to_vec(),
+            last_seen_at: CREATED,
+        },
+    );
 }
 
 /// One batch being decided, with message ids `m-1`, `m-2`, …
@@ -784,18 +802,17 @@ fn agents_may_only_take_sessions_of_their_pool_for_themselves() {
 fn an_admin_assigns_any_agent_by_id() {
     let root = admin("root");
     let mut snap = snapshot([pending("s1", "billing", 0)], &[&root]);
-    snap.user_names.insert("a2".into(), "Bea".into());
+    in_directory(&mut snap, "a2", "Bea", &["billing".into()]);
     let mut batch = Batch::new(snap);
     let session = session_reply(&batch.apply(&root, assign("s1", Some("a2"))));
     assert_eq!(session.agent_id.as_deref(), Some("a2"));
     assert_eq!(session.agent_name.as_deref(), Some("Bea"));
     assert_eq!(session.status, SessionStatus::Active);
 
-    // A user the store has never seen is named by their id.
+    // Without an id, the admin takes it themselves.
     let mut batch = Batch::new(snapshot([pending("s1", "billing", 0)], &[&root]));
-    let session = session_reply(&batch.apply(&root, assign("s1", Some("a9"))));
-    assert_eq!(session.agent_id.as_deref(), Some("a9"));
-    assert_eq!(session.agent_name.as_deref(), Some("a9"));
+    let session = session_reply(&batch.apply(&root, assign("s1", None)));
+    assert_eq!(session.agent_id.as_deref(), Some("root"));
 
     // Without an agent id the admin takes it.
     let mut batch = Batch::new(snapshot([pending("s1", "billing", 0)], &[&root]));
@@ -921,7 +938,7 @@ fn only_the_assigned_agent_or_an_admin_transfers() {
 fn a_transfer_to_an_agent_keeps_the_session_active_and_restarts_assignment() {
     let root = admin("root");
     let mut snap = snapshot([active("s1", "billing", 3, "a1")], &[&root]);
-    snap.user_names.insert("a2".into(), "Bea".into());
+    in_directory(&mut snap, "a2", "Bea", &["billing".into()]);
     let mut batch = Batch::new(snap);
     let decision = batch.apply(&root, transfer("s1", Some("a2"), None));
     let session = session_reply(&decision);
@@ -955,6 +972,58 @@ fn a_transfer_to_an_agent_keeps_the_session_active_and_restarts_assignment() {
 
     let (record, _) = the_update(&batch.mutations());
     assert_eq!(record.first_assigned_at, Some(ASSIGNED));
+}
+
+#[test]
+fn a_transfer_or_assignment_goes_only_to_a_known_agent_of_the_target_pool() {
+    let ann = agent("a1", &["billing"]);
+    let root = admin("root");
+    let mut snap = snapshot([active("s1", "billing", 3, "a1")], &[&ann, &root]);
+    in_directory(&mut snap, "a2", "Bea", &["sales".into()]);
+    snap.sessions
+        .insert("s2".into(), pending("s2", "billing", 0));
+    let refusals = [
+        (
+            &ann,
+            transfer("s1", Some("nobody"), None),
+            ErrorCode::NotFound,
+        ),
+        (
+            &root,
+            transfer("s1", Some("nobody"), Some("sales")),
+            ErrorCode::NotFound,
+        ),
+        // Bea serves sales, not billing.
+        (
+            &ann,
+            transfer("s1", Some("a2"), None),
+            ErrorCode::InvalidPayload,
+        ),
+        (&root, assign("s2", Some("nobody")), ErrorCode::NotFound),
+        (&root, assign("s2", Some("a2")), ErrorCode::InvalidPayload),
+        // Known only as a user (a customer, say), not as an agent.
+        (&root, assign("s2", Some("c1")), ErrorCode::NotFound),
+        // Ann may not keep it when it moves to a pool she does not serve.
+        (
+            &ann,
+            transfer("s1", Some("a1"), Some("sales")),
+            ErrorCode::InvalidPayload,
+        ),
+    ];
+    for (who, command, code) in refusals {
+        let mut batch = Batch::new(snap.clone());
+        let decision = batch.apply(who, command.clone());
+        assert_eq!(error_code(&decision), code, "{command:?}");
+        assert!(decision.deliveries.is_empty(), "{command:?}");
+        assert_eq!(batch.mutations(), vec![], "{command:?}: nothing changes");
+    }
+    // The same agent, to the pool she serves.
+    let mut batch = Batch::new(snap.clone());
+    let decision = batch.apply(&ann, transfer("s1", Some("a2"), Some("sales")));
+    let session = session_reply(&decision);
+    assert_eq!(session.agent_id.as_deref(), Some("a2"));
+    assert_eq!(session.agent_name.as_deref(), Some("Bea"));
+    assert_eq!(session.pool, "sales");
 }
 
 #[test]
@@ -1009,7 +1078,9 @@ fn a_transfer_to_another_pool_queues_it_there_and_tells_both_pools() {
 #[test]
 fn a_transfer_to_an_agent_of_another_pool_moves_it_active() {
     let root = admin("root");
-    let mut batch = Batch::new(snapshot([active("s1", "billing", 3, "a1")], &[&root]));
+    let mut snap = snapshot([active("s1", "billing", 3, "a1")], &[&root]);
+    in_directory(&mut snap, "a5", "Eve", &["sales".into()]);
+    let mut batch = Batch::new(snap);
     let decision = batch.apply(&root, transfer("s1", Some("a5"), Some("sales")));
     let session = session_reply(&decision);
     assert_eq!(session.status, SessionStatus::Active);
@@ -1465,6 +1536,8 @@ fn keys_name_everything_a_batch_reads() {
         keys.user_ids,
         owned(&["a1", "a2", "a3", "c1", "c2", "root"])
     );
+    // Only the targets of assign and transfer are looked up in the directory.
+    assert_eq!(keys.agent_ids, owned(&["a2", "a3"]));
 }
 
 #[test]

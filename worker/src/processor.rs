@@ -257,6 +257,7 @@ impl Processor {
                 .extend(loaded.messages_by_client_id);
             snapshot.read_positions.extend(loaded.read_positions);
             snapshot.user_names.extend(loaded.user_names);
+            snapshot.agents.extend(loaded.agents);
         }
         Ok((snapshot, remembered))
     }

@@ -19,7 +19,9 @@ use bytes::Bytes;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::{sleep, timeout, Instant};
 
-use super::{Backplane, ChannelMessage, StreamEntry, StreamInfo, SubscriptionEvent};
+use super::{
+    Backplane, BackplaneError, ChannelMessage, StreamEntry, StreamInfo, SubscriptionEvent,
+};
 
 /// Upper bound for anything that should happen "promptly"; generous so a
 /// loaded CI machine does not cause false failures.
@@ -50,6 +52,7 @@ pub async fn run_all(backplane: &dyn Backplane) {
     pubsub_unsubscribe_stops_delivery(backplane).await;
     presence_counts_distinct_users(backplane).await;
     presence_expires(backplane).await;
+    presence_lists_distinct_users(backplane).await;
     throttle_once_per_period(backplane).await;
 }
 
@@ -808,9 +811,60 @@ pub async fn presence_expires(backplane: &dyn Backplane) {
     // 350 ms in: "short" expired at 300, "refreshed" lives until 450.
     sleep(Duration::from_millis(200)).await;
     assert_eq!(backplane.presence_count(&pool).await.expect("count"), 1);
+    assert_eq!(
+        backplane.presence_users(&pool).await.expect("users"),
+        vec!["refreshed".to_owned()],
+        "expired users are not listed"
+    );
 
     sleep(Duration::from_millis(200)).await;
     assert_eq!(backplane.presence_count(&pool).await.expect("count"), 0);
+}
+
+/// The users behind the count: each once however many gateways carry
+/// them, sorted, per pool, until the last of their gateways goes.
+pub async fn presence_lists_distinct_users(backplane: &dyn Backplane) {
+    let scope = Scope::new();
+    let (pool, other_pool) = (scope.name("pool"), scope.name("other"));
+    let ttl = Duration::from_secs(30);
+    let users = |list: Result<Vec<String>, BackplaneError>| list.expect("users");
+
+    assert_eq!(
+        users(backplane.presence_users(&pool).await),
+        Vec::<String>::new()
+    );
+    for (user, instance) in [("bob", "gw-1"), ("ann", "gw-1"), ("ann", "gw-2")] {
+        backplane
+            .presence_heartbeat(&pool, user, instance, ttl)
+            .await
+            .expect("heartbeat");
+    }
+    assert_eq!(
+        users(backplane.presence_users(&pool).await),
+        vec!["ann".to_owned(), "bob".to_owned()]
+    );
+    assert_eq!(
+        users(backplane.presence_users(&other_pool).await),
+        Vec::<String>::new(),
+        "pools are separate"
+    );
+    backplane
+        .presence_remove(&pool, "ann", "gw-1")
+        .await
+        .expect("remove");
+    assert_eq!(
+        users(backplane.presence_users(&pool).await),
+        vec!["ann".to_owned(), "bob".to_owned()],
+        "ann is still present through gw-2"
+    );
+    backplane
+        .presence_remove(&pool, "ann", "gw-2")
+        .await
+        .expect("remove");
+    assert_eq!(
+        users(backplane.presence_users(&pool).await),
+        vec!["bob".to_owned()]
+    );
 }
 
 pub async fn throttle_once_per_period(backplane: &dyn Backplane) {

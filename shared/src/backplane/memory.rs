@@ -529,6 +529,21 @@ impl Backplane for MemoryBackplane {
         Ok(count)
     }
 
+    async fn presence_users(&self, pool: &str) -> Result<Vec<String>, BackplaneError> {
+        let mut presence = lock(&self.inner.presence);
+        let now = Instant::now();
+        let Some(members) = presence.pools.get_mut(pool) else {
+            return Ok(Vec::new());
+        };
+        members.retain(|_, expires_at| now < *expires_at);
+        let users: std::collections::BTreeSet<String> =
+            members.keys().map(|(user, _)| user.clone()).collect();
+        if members.is_empty() {
+            presence.pools.remove(pool);
+        }
+        Ok(users.into_iter().collect())
+    }
+
     async fn throttle(&self, key: &str, period: Duration) -> Result<bool, BackplaneError> {
         let mut throttle = lock(&self.inner.throttle);
         let now = Instant::now();

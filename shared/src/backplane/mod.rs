@@ -198,6 +198,11 @@ pub trait Backplane: Send + Sync + 'static {
     /// instance whose presence has not expired.
     async fn presence_count(&self, pool: &str) -> Result<u64, BackplaneError>;
 
+    /// The distinct users of `pool` present through at least one instance
+    /// whose presence has not expired, sorted: who is online now, for the
+    /// agent directory (one call per list, however long the list).
+    async fn presence_users(&self, pool: &str) -> Result<Vec<String>, BackplaneError>;
+
     /// True for the first caller per `period` for this key, cluster-wide.
     async fn throttle(&self, key: &str, period: Duration) -> Result<bool, BackplaneError>;
 

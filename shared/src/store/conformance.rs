@@ -16,8 +16,8 @@ use uuid::Uuid;
 
 use crate::protocol::{Message, ReadPosition, Role, Session, SessionStatus};
 use crate::store::{
-    BatchKeys, BatchSnapshot, MessageRange, Mutation, SessionCursor, SessionQuery, SessionRecord,
-    SessionScope, Store, StoreError,
+    AgentRecord, BatchKeys, BatchSnapshot, MessageRange, Mutation, SessionCursor, SessionQuery,
+    SessionRecord, SessionScope, Store, StoreError,
 };
 use crate::Timestamp;
 
@@ -35,6 +35,7 @@ pub async fn run_all(store: &dyn Store) {
     null_client_ids_never_collide(store).await;
     load_batch_returns_known_keys(store).await;
     remember_user_keeps_latest_name(store).await;
+    agent_directory(store).await;
     message_pages(store).await;
     list_sessions_filters(store).await;
     list_sessions_pages_by_cursor(store).await;
@@ -194,6 +195,7 @@ pub async fn failed_batch_writes_nothing(store: &dyn Store) {
         client_messages: vec![(id.clone(), customer.clone(), "c-1".into())],
         read_positions: vec![(id.clone(), customer.clone())],
         user_ids: vec![user],
+        agent_ids: Vec::new(),
     };
     let snapshot = ok(store.load_batch(&keys).await, "load_batch");
     assert_eq!(
@@ -400,6 +402,7 @@ pub async fn load_batch_returns_known_keys(store: &dyn Store) {
         ],
         read_positions: vec![(id.clone(), customer.clone()), (id.clone(), unique("user"))],
         user_ids: vec![user.clone(), unique("user")],
+        agent_ids: vec![unique("agent")],
     };
     let snapshot = ok(store.load_batch(&keys).await, "load_batch");
     let expected = BatchSnapshot {
@@ -410,6 +413,7 @@ pub async fn load_batch_returns_known_keys(store: &dyn Store) {
         )]),
         read_positions: HashMap::from([((id, customer), 1)]),
         user_names: HashMap::from([(user, "Ann Agent".into())]),
+        agents: HashMap::new(),
     };
     assert_eq!(
         snapshot, expected,
@@ -439,6 +443,102 @@ pub async fn remember_user_keeps_latest_name(store: &dyn Store) {
         user_name(store, &user).await.as_deref(),
         Some("Anne"),
         "the last mutation of a batch wins"
+    );
+}
+
+/// The directory keeps one entry per agent: the latest name and pools
+/// (sorted, without repeats), `last_seen_at` only moving forward; a pool's
+/// list holds its agents only, sorted by name (bytewise) then id; the
+/// worker's `load_batch` finds entries by id; the name is also the user's
+/// display name.
+pub async fn agent_directory(store: &dyn Store) {
+    let (p1, p2) = (unique("pool"), unique("pool"));
+    let mut both = vec![p1.clone(), p2.clone()];
+    both.sort();
+    let agent = |id: &str, name: &str, pools: &[&String], seen: i64| AgentRecord {
+        id: id.to_owned(),
+        name: name.to_owned(),
+        pools: pools.iter().map(|p| (*p).clone()).collect(),
+        last_seen_at: at(seen),
+    };
+    let (bea, ann, cy, lower) = (
+        unique("agent"),
+        unique("agent"),
+        unique("agent"),
+        unique("agent"),
+    );
+    for record in [
+        agent(&bea, "Bea", &[&p2, &p1, &p1], 1_000),
+        agent(&ann, "Ann", &[&p1], 2_000),
+        agent(&cy, "Cy", &[&p2], 3_000),
+        agent(&lower, "ann", &[&p1], 4_000),
+    ] {
+        ok(store.remember_agent(&record).await, "remember_agent");
+    }
+    let listed = |agents: Vec<AgentRecord>| -> Vec<(String, String, Vec<String>, Timestamp)> {
+        agents
+            .into_iter()
+            .map(|a| (a.id, a.name, a.pools, a.last_seen_at))
+            .collect()
+    };
+    assert_eq!(
+        listed(ok(store.list_agents(Some(&p1)).await, "list_agents")),
+        vec![
+            (ann.clone(), "Ann".into(), vec![p1.clone()], at(2_000)),
+            (bea.clone(), "Bea".into(), both.clone(), at(1_000)),
+            (lower.clone(), "ann".into(), vec![p1.clone()], at(4_000)),
+        ],
+        "a pool's agents, by name, bytewise"
+    );
+    assert_eq!(
+        listed(ok(store.list_agents(Some(&p2)).await, "list_agents")),
+        vec![
+            (bea.clone(), "Bea".into(), both.clone(), at(1_000)),
+            (cy.clone(), "Cy".into(), vec![p2.clone()], at(3_000)),
+        ]
+    );
+    let everyone = ok(store.list_agents(None).await, "list_agents");
+    for id in [&bea, &ann, &cy, &lower] {
+        assert!(everyone.iter().any(|a| &a.id == id), "{id} listed");
+    }
+    assert!(
+        everyone
+            .windows(2)
+            .all(|w| (&w[0].name, &w[0].id) <= (&w[1].name, &w[1].id)),
+        "the whole directory is sorted by name then id"
+    );
+
+    // Seen again with a new name and fewer pools, with a clock behind.
+    ok(
+        store
+            .remember_agent(&agent(&bea, "Bea Bell", &[&p2], 500))
+            .await,
+        "remember_agent",
+    );
+    let ids_of = |agents: Vec<AgentRecord>| agents.into_iter().map(|a| a.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids_of(ok(store.list_agents(Some(&p1)).await, "list_agents")),
+        vec![ann.clone(), lower.clone()],
+        "a pool no longer served"
+    );
+    let keys = BatchKeys {
+        agent_ids: vec![bea.clone(), unique("agent")],
+        ..BatchKeys::default()
+    };
+    let snapshot = ok(store.load_batch(&keys).await, "load_batch");
+    assert_eq!(
+        snapshot.agents,
+        HashMap::from([(bea.clone(), agent(&bea, "Bea Bell", &[&p2], 1_000))]),
+        "latest name and pools, last seen never moves back"
+    );
+    assert_eq!(user_name(store, &bea).await.as_deref(), Some("Bea Bell"));
+    assert_eq!(
+        ok(
+            store.list_agents(Some(&unique("pool"))).await,
+            "list_agents"
+        ),
+        vec![],
+        "a pool nobody serves"
     );
 }
 

@@ -1,5 +1,5 @@
-//! The store seam: the durable record of sessions, messages, read positions
-//! and known user names. `sqlite` implements it for standalone mode; a
+//! The store seam: the durable record of sessions, messages, read positions,
+//! known user names and the agent directory. `sqlite` implements it for standalone mode; a
 //! PostgreSQL implementation serves the cluster.
 //!
 //! The store holds no business rules. The worker loads what a batch of
@@ -63,6 +63,9 @@ pub struct BatchKeys {
     pub read_positions: Vec<(String, String)>,
     /// Users whose stored display name is needed.
     pub user_ids: Vec<String>,
+    /// Agents whose directory entry is needed (targets of assign and
+    /// transfer).
+    pub agent_ids: Vec<String>,
 }
 
 impl BatchKeys {
@@ -72,6 +75,7 @@ impl BatchKeys {
             && self.client_messages.is_empty()
             && self.read_positions.is_empty()
             && self.user_ids.is_empty()
+            && self.agent_ids.is_empty()
     }
 }
 
@@ -83,6 +87,25 @@ pub struct BatchSnapshot {
     pub messages_by_client_id: HashMap<(String, String, String), Message>,
     pub read_positions: HashMap<(String, String), i64>,
     pub user_names: HashMap<String, String>,
+    pub agents: HashMap<String, AgentRecord>,
+}
+
+/// An entry of the agent directory: an agent who has connected at least
+/// once, with the name and pools their token carried the last time, and
+/// when they were last seen (connecting or disconnecting).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentRecord {
+    pub id: String,
+    pub name: String,
+    /// Sorted and without repeats.
+    pub pools: Vec<String>,
+    pub last_seen_at: Timestamp,
+}
+
+impl AgentRecord {
+    pub fn serves(&self, pool: &str) -> bool {
+        self.pools.iter().any(|p| p == pool)
+    }
 }
 
 /// One change of a batch, applied in order within one transaction.
@@ -212,6 +235,18 @@ pub trait Store: Send + Sync + 'static {
         pool: &str,
         day_start: Timestamp,
     ) -> Result<PoolFigures, StoreError>;
+
+    /// Records `agent` in the directory, replacing its name and pools (a
+    /// token is the truth about them at the time it is used) and moving
+    /// `last_seen_at` forward only; also stores the name as the user's
+    /// display name. Gateways call it as agents connect and disconnect,
+    /// outside any batch: the directory is not session state, so it needs
+    /// no worker and no version check.
+    async fn remember_agent(&self, agent: &AgentRecord) -> Result<(), StoreError>;
+
+    /// The directory: every agent, or those serving `pool`, sorted by name
+    /// then id.
+    async fn list_agents(&self, pool: Option<&str>) -> Result<Vec<AgentRecord>, StoreError>;
 
     /// Cheap liveness probe for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -24,8 +24,8 @@ use rusqlite::{
 
 use super::rows::{self, Columns};
 use super::{
-    BatchKeys, BatchSnapshot, MessageRange, Mutation, PoolFigures, SessionQuery, SessionRecord,
-    SessionScope, Store, StoreError,
+    AgentRecord, BatchKeys, BatchSnapshot, MessageRange, Mutation, PoolFigures, SessionQuery,
+    SessionRecord, SessionScope, Store, StoreError,
 };
 use crate::protocol::{Message, MessagePage, ReadPosition, Session};
 use crate::Timestamp;
@@ -144,6 +144,24 @@ impl Store for SqliteStore {
     ) -> Result<PoolFigures, StoreError> {
         let pool = pool.to_owned();
         self.read(move |conn| pool_figures(conn, &pool, day_start))
+            .await
+    }
+
+    async fn remember_agent(&self, agent: &AgentRecord) -> Result<(), StoreError> {
+        let agent = agent.clone();
+        self.write(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            remember_agent(&tx, &agent)?;
+            remember_user(&tx, &agent.id, &agent.name)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_agents(&self, pool: Option<&str>) -> Result<Vec<AgentRecord>, StoreError> {
+        let pool = pool.map(str::to_owned);
+        self.read(move |conn| list_agents(conn, pool.as_deref()))
             .await
     }
 
@@ -390,6 +408,29 @@ fn remember_user(tx: &Transaction<'_>, user_id: &str, name: &str) -> Result<(), 
     Ok(())
 }
 
+fn remember_agent(tx: &Transaction<'_>, agent: &AgentRecord) -> Result<(), StoreError> {
+    let pools = pools_json(&agent.pools)?;
+    tx.prepare_cached(
+        "INSERT INTO agents (agent_id, name, pools, last_seen_at) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (agent_id) DO UPDATE SET name = excluded.name, pools = excluded.pools, \
+         last_seen_at = MAX(agents.last_seen_at, excluded.last_seen_at)",
+    )?
+    .execute(params![
+        agent.id,
+        agent.name,
+        pools,
+        agent.last_seen_at.millis()
+    ])?;
+    Ok(())
+}
+
+/// Pools as stored: a JSON array, sorted and without repeats, so that
+/// equal sets are equal text.
+fn pools_json(pools: &[String]) -> Result<String, StoreError> {
+    let set: std::collections::BTreeSet<&str> = pools.iter().map(String::as_str).collect();
+    serde_json::to_string(&set).map_err(|err| StoreError::Internal(format!("agent pools: {err}")))
+}
+
 /// A unique-key collision means another writer got there first: the caller
 /// reloads and decides again. Any other failure is not a race.
 fn collision_is_conflict(err: rusqlite::Error, what: impl FnOnce() -> String) -> StoreError {
@@ -467,8 +508,49 @@ fn load_batch(conn: &Connection, keys: &BatchKeys) -> Result<BatchSnapshot, Stor
             snapshot.user_names.insert(user_id.clone(), name);
         }
     }
+    for agent_id in &keys.agent_ids {
+        if let Some(agent) = find_agent(&tx, agent_id)? {
+            snapshot.agents.insert(agent_id.clone(), agent);
+        }
+    }
     tx.finish()?;
     Ok(snapshot)
+}
+
+const AGENT_COLUMNS: &str = "agent_id, name, pools, last_seen_at";
+
+fn agent_row(row: &Row<'_>) -> rusqlite::Result<AgentRecord> {
+    let pools: String = row.get("pools")?;
+    let pools = serde_json::from_str(&pools)
+        .map_err(|err| rusqlite::Error::FromSqlConversionFailure(2, Type::Text, Box::new(err)))?;
+    Ok(AgentRecord {
+        id: row.get("agent_id")?,
+        name: row.get("name")?,
+        pools,
+        last_seen_at: Timestamp(row.get("last_seen_at")?),
+    })
+}
+
+fn find_agent(conn: &Connection, id: &str) -> Result<Option<AgentRecord>, StoreError> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {AGENT_COLUMNS} FROM agents WHERE agent_id = ?1"
+        ))?
+        .query_row([id], agent_row)
+        .optional()?)
+}
+
+fn list_agents(conn: &Connection, pool: Option<&str>) -> Result<Vec<AgentRecord>, StoreError> {
+    // Names compare bytewise, as in Rust and PostgreSQL's "C" collation.
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT {AGENT_COLUMNS} FROM agents \
+         WHERE ?1 IS NULL OR EXISTS (SELECT 1 FROM json_each(agents.pools) WHERE value = ?1) \
+         ORDER BY name, agent_id"
+    ))?;
+    let agents = statement
+        .query_map([pool], agent_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(agents)
 }
 
 fn find_session(conn: &Connection, id: &str) -> Result<Option<SessionRecord>, StoreError> {
@@ -732,6 +814,7 @@ mod tests {
         null_client_ids_never_collide,
         load_batch_returns_known_keys,
         remember_user_keeps_latest_name,
+        agent_directory,
         message_pages,
         list_sessions_filters,
         list_sessions_pages_by_cursor,

@@ -20,10 +20,16 @@ pub(super) struct Migration {
     pub sql: &'static str,
 }
 
-pub(super) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sql: V1_INITIAL,
-}];
+pub(super) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sql: V1_INITIAL,
+    },
+    Migration {
+        version: 2,
+        sql: V2_AGENTS,
+    },
+];
 
 const V1_INITIAL: &str = "
 CREATE TABLE sessions (
@@ -85,6 +91,19 @@ CREATE TABLE read_positions (
 CREATE TABLE users (
     user_id TEXT PRIMARY KEY,
     name    TEXT NOT NULL
+);
+";
+
+/// The agent directory. An agent serves a handful of pools, read and
+/// written together, so they are one JSON array (sorted, no repeats) rather
+/// than a table of their own; listing a pool scans the directory, which is
+/// as large as the staff, not the traffic.
+const V2_AGENTS: &str = "
+CREATE TABLE agents (
+    agent_id     TEXT PRIMARY KEY,
+    name         TEXT NOT NULL,
+    pools        TEXT NOT NULL,
+    last_seen_at INTEGER NOT NULL
 );
 ";
 

@@ -327,6 +327,10 @@ impl Backplane for RedisBackplane {
         self.inner.presence_count(pool).await
     }
 
+    async fn presence_users(&self, pool: &str) -> Result<Vec<String>, BackplaneError> {
+        self.inner.presence_users(pool).await
+    }
+
     async fn throttle(&self, key: &str, period: Duration) -> Result<bool, BackplaneError> {
         self.inner.throttle(key, period).await
     }

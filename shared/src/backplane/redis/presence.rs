@@ -16,7 +16,7 @@ use std::time::Duration;
 use fred::interfaces::{KeysInterface, SortedSetsInterface};
 use fred::types::{Expiration, SetOptions, Value};
 
-use super::{into_u64, map_error, millis, scripts, Inner};
+use super::{into_array, into_string, into_u64, map_error, millis, scripts, Inner};
 use crate::backplane::BackplaneError;
 
 /// Separates the user from the instance in a presence member; it cannot
@@ -67,6 +67,18 @@ impl Inner {
         into_u64("presence_count", &reply)
     }
 
+    /// Unexpired members (the script reads Redis's own clock, on which
+    /// the scores are expiries) collapsed to their users.
+    pub(super) async fn presence_users(&self, pool: &str) -> Result<Vec<String>, BackplaneError> {
+        let key = self.names.presence(pool);
+        let reply = scripts::run(&self.pool, &self.scripts.presence_members, key, ()).await?;
+        let members = into_array("presence_users", reply)?
+            .into_iter()
+            .map(|member| into_string("presence_users", member))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(users_of(&members))
+    }
+
     /// `key` is a full key name (see `Names::stats_throttle`).
     pub(super) async fn throttle(
         &self,
@@ -90,9 +102,32 @@ impl Inner {
     }
 }
 
+/// The distinct users of presence members, sorted. The user is everything
+/// before the last separator, as in the count script.
+fn users_of(members: &[String]) -> Vec<String> {
+    let users: std::collections::BTreeSet<&str> = members
+        .iter()
+        .map(|m| {
+            m.rsplit_once(MEMBER_SEPARATOR)
+                .map_or(m.as_str(), |(user, _)| user)
+        })
+        .collect();
+    users.into_iter().map(str::to_owned).collect()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::member;
+    use super::{member, users_of};
+
+    #[test]
+    fn users_of_collapses_instances() {
+        let members = [
+            member("a", "gw-1"),
+            member("b", "gw-1"),
+            member("a", "gw-2"),
+        ];
+        assert_eq!(users_of(&members), vec!["a".to_owned(), "b".to_owned()]);
+    }
 
     #[test]
     fn member_joins_user_and_instance() {

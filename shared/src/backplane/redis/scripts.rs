@@ -242,6 +242,17 @@ end
 return count
 "#;
 
+/// The unexpired members of a pool's presence, expired ones dropped on the
+/// way, as the count does; the caller collapses them to users.
+///
+/// KEYS: the pool's sorted set.
+const PRESENCE_MEMBERS: &str = r#"
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%d', now))
+return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. string.format('%d', now), '+inf')
+"#;
+
 /// Every script, hashed once at start.
 pub(super) struct Scripts {
     pub claim: Script,
@@ -253,6 +264,7 @@ pub(super) struct Scripts {
     pub release_lease: Script,
     pub presence_heartbeat: Script,
     pub presence_count: Script,
+    pub presence_members: Script,
 }
 
 impl Scripts {
@@ -267,6 +279,7 @@ impl Scripts {
             release_lease: Script::from_lua(RELEASE_LEASE),
             presence_heartbeat: Script::from_lua(PRESENCE_HEARTBEAT),
             presence_count: Script::from_lua(PRESENCE_COUNT),
+            presence_members: Script::from_lua(PRESENCE_MEMBERS),
         }
     }
 }

@@ -41,7 +41,8 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
 
 use super::{
-    BatchKeys, BatchSnapshot, MessageRange, Mutation, PoolFigures, SessionQuery, Store, StoreError,
+    AgentRecord, BatchKeys, BatchSnapshot, MessageRange, Mutation, PoolFigures, SessionQuery,
+    Store, StoreError,
 };
 use crate::protocol::{MessagePage, ReadPosition, Session};
 use crate::Timestamp;
@@ -215,6 +216,16 @@ impl Store for PostgresStore {
     ) -> Result<PoolFigures, StoreError> {
         let client = self.client().await?;
         queries::pool_figures(&client, pool, day_start).await
+    }
+
+    async fn remember_agent(&self, agent: &AgentRecord) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        queries::remember_agent(&client, agent).await
+    }
+
+    async fn list_agents(&self, pool: Option<&str>) -> Result<Vec<AgentRecord>, StoreError> {
+        let client = self.client().await?;
+        queries::list_agents(&client, pool).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -13,8 +13,8 @@ use tokio_postgres::Row;
 use crate::protocol::{MessagePage, ReadPosition, Session};
 use crate::store::rows::{self, Columns};
 use crate::store::{
-    BatchKeys, BatchSnapshot, MessageRange, PoolFigures, SessionQuery, SessionRecord, SessionScope,
-    StoreError,
+    AgentRecord, BatchKeys, BatchSnapshot, MessageRange, PoolFigures, SessionQuery, SessionRecord,
+    SessionScope, StoreError,
 };
 use crate::Timestamp;
 
@@ -106,16 +106,34 @@ pub(super) async fn load_batch(
         db.query(&statement, &[&keys.user_ids]).await
     };
 
-    let (sessions, messages, positions, users) =
-        match tokio::join!(sessions, messages, positions, users) {
-            (Ok(sessions), Ok(messages), Ok(positions), Ok(users)) => {
-                (sessions, messages, positions, users)
+    let agents = async {
+        if keys.agent_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let statement = db
+            .prepare_cached(&format!(
+                "SELECT {AGENT_COLUMNS} FROM agents WHERE agent_id = ANY($1)"
+            ))
+            .await?;
+        db.query(&statement, &[&keys.agent_ids]).await
+    };
+
+    let (sessions, messages, positions, users, agents) =
+        match tokio::join!(sessions, messages, positions, users, agents) {
+            (Ok(sessions), Ok(messages), Ok(positions), Ok(users), Ok(agents)) => {
+                (sessions, messages, positions, users, agents)
             }
-            (sessions, messages, positions, users) => {
-                let first = [sessions.err(), messages.err(), positions.err(), users.err()]
-                    .into_iter()
-                    .flatten()
-                    .next();
+            (sessions, messages, positions, users, agents) => {
+                let first = [
+                    sessions.err(),
+                    messages.err(),
+                    positions.err(),
+                    users.err(),
+                    agents.err(),
+                ]
+                .into_iter()
+                .flatten()
+                .next();
                 return Err(first.map_or_else(
                     || StoreError::Internal("a batch read failed".into()),
                     StoreError::from,
@@ -150,6 +168,10 @@ pub(super) async fn load_batch(
         snapshot
             .user_names
             .insert(row.try_get("user_id")?, row.try_get("name")?);
+    }
+    for row in &agents {
+        let agent = agent_record(row)?;
+        snapshot.agents.insert(agent.id.clone(), agent);
     }
     Ok(snapshot)
 }
@@ -293,6 +315,70 @@ pub(super) async fn message_page(
         items.reverse();
     }
     Ok(MessagePage { items, has_more })
+}
+
+const AGENT_COLUMNS: &str = "agent_id, name, pools, last_seen_at";
+
+fn agent_record(row: &Row) -> Result<AgentRecord, StoreError> {
+    Ok(AgentRecord {
+        id: row.try_get("agent_id")?,
+        name: row.try_get("name")?,
+        pools: row.try_get("pools")?,
+        last_seen_at: Timestamp(row.try_get("last_seen_at")?),
+    })
+}
+
+/// The agent's row and their display name, in one statement (so one
+/// transaction): the name is the same fact in both places.
+pub(super) async fn remember_agent(client: &Object, agent: &AgentRecord) -> Result<(), StoreError> {
+    // Sorted and without repeats, as the SQLite store keeps them.
+    let pools: Vec<&str> = agent
+        .pools
+        .iter()
+        .map(String::as_str)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let statement = client
+        .prepare_cached(
+            "WITH agent AS (
+               INSERT INTO agents (agent_id, name, pools, last_seen_at)
+               VALUES ($1, $2, $3, $4)
+               ON CONFLICT (agent_id) DO UPDATE SET name = EXCLUDED.name,
+                 pools = EXCLUDED.pools,
+                 last_seen_at = GREATEST(agents.last_seen_at, EXCLUDED.last_seen_at)
+             )
+             INSERT INTO users (user_id, name) VALUES ($1, $2)
+             ON CONFLICT (user_id) DO UPDATE SET name = EXCLUDED.name
+             WHERE users.name IS DISTINCT FROM EXCLUDED.name",
+        )
+        .await?;
+    client
+        .execute(
+            &statement,
+            &[&agent.id, &agent.name, &pools, &agent.last_seen_at.millis()],
+        )
+        .await?;
+    Ok(())
+}
+
+pub(super) async fn list_agents(
+    client: &Object,
+    pool: Option<&str>,
+) -> Result<Vec<AgentRecord>, StoreError> {
+    let statement = client
+        .prepare_cached(&format!(
+            "SELECT {AGENT_COLUMNS} FROM agents \
+             WHERE $1::text IS NULL OR pools @> ARRAY[$1::text] \
+             ORDER BY name, agent_id"
+        ))
+        .await?;
+    client
+        .query(&statement, &[&pool])
+        .await?
+        .iter()
+        .map(agent_record)
+        .collect()
 }
 
 pub(super) async fn read_positions(

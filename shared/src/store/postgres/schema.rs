@@ -38,6 +38,10 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         version: 2,
         sql: V2_COMMIT_BATCH,
     },
+    Migration {
+        version: 3,
+        sql: V3_AGENTS,
+    },
 ];
 
 /// What `chat_commit_batch` raises when a batch lost a race (a stale
@@ -282,6 +286,19 @@ BEGIN
     END IF;
 END
 $body$;
+"#;
+
+/// The agent directory, as in SQLite's migration 2: one row per agent who
+/// ever connected. Pools are an array, read and written with the row; the
+/// GIN index serves a pool's list (`pools @> ARRAY[pool]`).
+const V3_AGENTS: &str = r#"
+CREATE TABLE agents (
+    agent_id     TEXT COLLATE "C" PRIMARY KEY,
+    name         TEXT COLLATE "C" NOT NULL,
+    pools        TEXT[] NOT NULL,
+    last_seen_at BIGINT NOT NULL
+);
+CREATE INDEX agents_by_pool ON agents USING GIN (pools);
 "#;
 
 /// Brings the schema up to date, creating `schema` first if one is named

@@ -125,6 +125,7 @@ conformance_tests!(
     null_client_ids_never_collide,
     load_batch_returns_known_keys,
     remember_user_keeps_latest_name,
+    agent_directory,
     message_pages,
     list_sessions_filters,
     list_sessions_pages_by_cursor,
@@ -279,6 +280,7 @@ async fn tables_live_in_the_configured_schema() {
     assert_eq!(
         tables,
         [
+            "agents",
             "messages",
             "pool_message_counts",
             "read_positions",
