@@ -4,6 +4,7 @@
 //! state that another gateway would need: any pod can serve any client.
 #![forbid(unsafe_code)]
 
+pub mod agents;
 pub mod app;
 pub mod channel_locks;
 pub mod commands;

@@ -34,6 +34,9 @@ pub async fn agent_connected(state: &GatewayState, identity: &Identity) {
     if identity.role != Role::Agent {
         return;
     }
+    // Before the socket is greeted, so a client that sees `connected` can
+    // count on being in the directory (a transfer to them is accepted).
+    crate::agents::remember(state, identity).await;
     for pool in &identity.pools {
         let first = {
             let mut sockets = state.presence.lock();
@@ -68,6 +71,8 @@ pub async fn agent_disconnected(state: &GatewayState, identity: &Identity) {
     if identity.role != Role::Agent {
         return;
     }
+    // Last seen: now, as they leave.
+    crate::agents::remember(state, identity).await;
     for pool in &identity.pools {
         let last = {
             let mut sockets = state.presence.lock();

@@ -46,6 +46,7 @@ pub fn routes() -> Router<Arc<GatewayState>> {
         .route("/sessions/{id}/transfer", post(transfer))
         .route("/sessions/{id}/close", post(close))
         .route("/stats", get(stats))
+        .route("/agents", get(crate::agents::list))
 }
 
 /// The authenticated caller of a REST request (`Authorization: Bearer`).

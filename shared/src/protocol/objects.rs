@@ -208,3 +208,22 @@ mod tests {
         assert_eq!(value["avgWaitSeconds"], json!(null));
     }
 }
+
+/// An agent of the directory (`GET /agents`): who has connected, the pools
+/// their last token named, whether a socket of theirs is connected now on
+/// any gateway, and when they were last seen connecting or disconnecting.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentEntry {
+    pub id: String,
+    pub name: String,
+    pub pools: Vec<String>,
+    pub online: bool,
+    pub last_seen_at: Timestamp,
+}
+
+/// `GET /agents`: the directory, sorted by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentList {
+    pub items: Vec<AgentEntry>,
+}

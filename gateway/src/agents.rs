@@ -1,0 +1,132 @@
+//! The agent directory: `GET /api/chat/agents?pool=` lists the agents who
+//! have connected (from the store, which gateways fill as agents connect
+//! and disconnect), each marked online when the backplane's presence holds
+//! them in one of their pools right now. Agents see only the pools they
+//! serve; admins see every pool; customers see nothing.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::Json;
+use chat_shared::auth::Identity;
+use chat_shared::protocol::{AgentEntry, AgentList, Role};
+use chat_shared::store::AgentRecord;
+use chat_shared::{validate, ChatError, Timestamp};
+
+use crate::http_error::ApiResult;
+use crate::rest::Caller;
+use crate::state::GatewayState;
+
+/// Why a directory read failed, as the protocol code the caller gets.
+#[derive(Debug, thiserror::Error)]
+enum DirectoryError {
+    #[error("store: {0}")]
+    Store(#[from] chat_shared::store::StoreError),
+    #[error("backplane: {0}")]
+    Backplane(#[from] chat_shared::backplane::BackplaneError),
+}
+
+impl From<DirectoryError> for ChatError {
+    fn from(error: DirectoryError) -> Self {
+        // The details help an operator, not the client: they go to the log.
+        tracing::warn!(%error, "agent directory read failed");
+        ChatError::unavailable("the agent directory is unavailable; try again")
+    }
+}
+
+pub async fn list(
+    State(state): State<Arc<GatewayState>>,
+    Caller(caller): Caller,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult<Json<AgentList>> {
+    let pool = match query.get("pool").map(String::as_str) {
+        None | Some("") => None,
+        Some(pool) => {
+            validate::pool(pool)?;
+            Some(pool)
+        }
+    };
+    let visible = visible_pools(&caller, pool)?;
+    let items = entries(&state, pool, visible.as_ref())
+        .await
+        .map_err(ChatError::from)?;
+    Ok(Json(AgentList { items }))
+}
+
+/// The pools the caller may list: `None` for every pool (an admin asking
+/// for all), else a set; asking for a pool one does not serve is refused.
+fn visible_pools(
+    caller: &Identity,
+    pool: Option<&str>,
+) -> Result<Option<HashSet<String>>, ChatError> {
+    match (caller.role, pool) {
+        (Role::Customer, _) => Err(ChatError::forbidden(
+            "the agent directory is for agents and admins",
+        )),
+        (Role::Admin, None) => Ok(None),
+        (Role::Admin, Some(pool)) => Ok(Some(HashSet::from([pool.to_owned()]))),
+        (Role::Agent, Some(pool)) if caller.pools.iter().any(|p| p == pool) => {
+            Ok(Some(HashSet::from([pool.to_owned()])))
+        }
+        (Role::Agent, Some(_)) => Err(ChatError::forbidden(
+            "agents may list only the pools they serve",
+        )),
+        (Role::Agent, None) => Ok(Some(caller.pools.iter().cloned().collect())),
+    }
+}
+
+async fn entries(
+    state: &GatewayState,
+    pool: Option<&str>,
+    visible: Option<&HashSet<String>>,
+) -> Result<Vec<AgentEntry>, DirectoryError> {
+    let agents: Vec<AgentRecord> = state
+        .store
+        .list_agents(pool)
+        .await?
+        .into_iter()
+        .filter(|agent| visible.is_none_or(|pools| agent.pools.iter().any(|p| pools.contains(p))))
+        .collect();
+    // Presence is kept per pool: one read per pool that matters, whatever
+    // the number of agents. An agent counts as online through any pool.
+    let pools: BTreeSet<&str> = match pool {
+        Some(pool) => BTreeSet::from([pool]),
+        None => agents
+            .iter()
+            .flat_map(|agent| agent.pools.iter().map(String::as_str))
+            .collect(),
+    };
+    let mut online = HashSet::new();
+    for pool in pools {
+        online.extend(state.backplane.presence_users(pool).await?);
+    }
+    Ok(agents
+        .into_iter()
+        .map(|agent| AgentEntry {
+            online: online.contains(&agent.id),
+            id: agent.id,
+            name: agent.name,
+            pools: agent.pools,
+            last_seen_at: agent.last_seen_at,
+        })
+        .collect())
+}
+
+/// Records the agent of `identity` in the directory as seen now. Called as
+/// their sockets connect and disconnect; a failure only leaves the entry
+/// older, so it is logged, never the connection's problem.
+pub async fn remember(state: &GatewayState, identity: &Identity) {
+    if identity.role != Role::Agent {
+        return;
+    }
+    let agent = AgentRecord {
+        id: identity.user_id.clone(),
+        name: identity.name.clone(),
+        pools: identity.pools.clone(),
+        last_seen_at: Timestamp::now(),
+    };
+    if let Err(error) = state.store.remember_agent(&agent).await {
+        tracing::warn!(%error, "agent not recorded in the directory");
+    }
+}
