@@ -132,7 +132,17 @@ test('customer and agent: start, take, talk, type, read, close', { timeout: 180_
   await eventually(async () => (await shownMessages(a)).some((m) => m.content === 'Thank you!'), { message: 'thanks reach the agent' });
   await eventually(async () => (await shownMessages(c)).every((m) => !m.mine || m.state === 'read'), { message: 'all customer messages read' });
 
-  // The conversation is identical on both sides, ordered by seq 1..n.
+  // The conversation is identical on both sides, ordered by seq 1..n. Nothing
+  // waited for above implies the agent's refund message has reached the
+  // customer, or that its ack has reached the agent: wait for all five on both.
+  const conversation = async (page) => (await shownMessages(page)).map((m) => [m.seq, m.content]);
+  await eventually(
+    async () => {
+      const [agentSide, customerSide] = [await conversation(a), await conversation(c)];
+      return agentSide.length === 5 && agentSide.every(([seq]) => Number.isInteger(seq)) && JSON.stringify(agentSide) === JSON.stringify(customerSide);
+    },
+    { message: 'both sides show the whole conversation' },
+  );
   const agentView = await shownMessages(a);
   const customerView = await shownMessages(c);
   assert.deepEqual(
@@ -240,14 +250,20 @@ test('transfer: to another agent, to me, and back to the queue', { timeout: 180_
   await waitConnected(a);
   const frank = await devToken(server.url, { userId: 'frank', name: 'Frank', role: 'customer' });
   const bob = await devToken(server.url, { userId: 'bob', name: 'Bob Agent', role: 'agent' });
+  // Bob signs in, so the agent directory knows him (and shows him online).
+  const bobPage = await openPage(browser, { name: 'bob', viewport: { width: 1280, height: 800 } });
+  pages.push(bobPage);
+  await signIn(bobPage.page, server.url, { role: 'agent', name: 'Bob Agent', userId: 'bob' });
   const created = await api(server.url, frank, 'POST', '/sessions', { subject: 'Transfer me', message: 'Hello?' });
   const id = created.body.id;
   await a.getByRole('button', { name: 'Take chat with Frank' }).click();
   await a.getByRole('heading', { name: /Frank/ }).waitFor();
 
-  // To another agent, from the dialog.
+  // To another agent, picked from the pool's agents in the dialog.
   await a.getByRole('button', { name: 'Transfer' }).click();
-  await a.getByLabel('Agent id').fill('bob');
+  const picker = a.getByRole('dialog').getByLabel('Agent', { exact: true });
+  await eventually(async () => (await picker.locator('option', { hasText: 'Bob Agent — online' }).count()) === 1, { message: 'Bob listed online' });
+  await picker.selectOption('bob');
   await a.getByRole('dialog').getByRole('button', { name: 'Transfer' }).click();
   await a.getByText('No chat selected').waitFor();
   await eventually(async () => (await a.getByTestId('my-chat-item').filter({ hasText: 'Frank' }).count()) === 0, { message: 'chat left my list' });
