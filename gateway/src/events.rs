@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use chat_shared::envelope::{self, Command, Delivery};
 use chat_shared::protocol::{
-    client_events, server_events, JoinSession, LeaveSession, MarkRead, Message, Role, SendMessage,
-    Session, SessionJoined, Typing, UserTyping,
+    client_events, server_events, JoinSession, LeaveSession, MarkRead, Message, RefreshToken, Role,
+    SendMessage, Session, SessionJoined, Typing, UserTyping,
 };
 use chat_shared::ChatError;
 use serde_json::{json, Value};
@@ -22,10 +22,12 @@ use crate::commands::submit;
 use crate::config::JOIN_REPLY_MAX_BYTES;
 use crate::history;
 use crate::hub::SocketHandle;
+use crate::presence;
 use crate::rate_limit::EventBudgets;
 use crate::requests::{AckKind, Waiter};
 use crate::sio::frames;
 use crate::state::GatewayState;
+use crate::token_lifetime::TokenLifetime;
 
 /// Silence after which a typist is reported as stopped.
 pub const TYPING_EXPIRY: Duration = Duration::from_secs(5);
@@ -68,10 +70,16 @@ pub struct SocketSession {
     budgets: EventBudgets,
     /// Frames the current event writes before its own answer.
     immediate: Vec<String>,
+    /// Until when the socket's token grants its rights.
+    pub lifetime: TokenLifetime,
 }
 
 impl SocketSession {
-    pub fn new(state: Arc<GatewayState>, handle: Arc<SocketHandle>) -> Self {
+    pub fn new(
+        state: Arc<GatewayState>,
+        handle: Arc<SocketHandle>,
+        lifetime: TokenLifetime,
+    ) -> Self {
         let budgets = EventBudgets::new(
             state.config.rate_limit_per_sec,
             state.config.rate_limit_burst,
@@ -84,7 +92,112 @@ impl SocketSession {
             typing: HashMap::new(),
             budgets,
             immediate: Vec::new(),
+            lifetime,
         }
+    }
+
+    /// Joins the rooms every socket of this identity is in: its user's, its
+    /// pools' (agents) or the admins'.
+    pub async fn join_base_rooms(&mut self) -> Result<(), chat_shared::backplane::BackplaneError> {
+        let names = self.state.hub.names();
+        let identity = self.handle.identity();
+        let mut rooms = vec![names.user_channel(&identity.user_id)];
+        match identity.role {
+            Role::Agent => rooms.extend(identity.pools.iter().map(|p| names.pool_channel(p))),
+            Role::Admin => rooms.push(names.admin_channel()),
+            Role::Customer => {}
+        }
+        for room in rooms {
+            if self.base_rooms.contains(&room) {
+                continue;
+            }
+            self.state.hub.join(&room, &self.handle).await?;
+            self.base_rooms.push(room);
+        }
+        Ok(())
+    }
+
+    /// `refresh-token`: the same user and role with a new expiry; when the
+    /// pools differ, the socket's pool rooms and presence follow, and it
+    /// leaves every joined session it may no longer read, after a
+    /// `session-updated` saying how the session stands.
+    async fn refresh_token(&mut self, payload: Value) -> EventResult {
+        let request = RefreshToken::parse(payload)?;
+        let token = request
+            .token
+            .strip_prefix("Bearer ")
+            .unwrap_or(&request.token);
+        let verified = self.state.verifier.verify_token(token).map_err(|error| {
+            tracing::debug!(%error, "refresh token refused");
+            let message = match error {
+                chat_shared::auth::AuthError::TokenExpired => "the token has expired",
+                _ => "the token is not valid",
+            };
+            ChatError::new(chat_shared::ErrorCode::Unauthorized, message)
+        })?;
+        let current = self.handle.identity();
+        if verified.identity.user_id != current.user_id || verified.identity.role != current.role {
+            return Err(ChatError::forbidden(
+                "a refreshed token must name the same user and role",
+            ));
+        }
+        let pools_changed = verified.identity.pools != current.pools;
+        if pools_changed {
+            presence::agent_disconnected(&self.state, &current).await;
+        }
+        self.handle.set_identity(verified.identity);
+        if pools_changed {
+            presence::agent_connected(&self.state, &self.handle.identity()).await;
+            self.follow_new_pools().await?;
+        }
+        self.lifetime.renew(verified.expires_at);
+        Ok(Some(
+            json!({ "ok": true, "expiresAt": verified.expires_at }),
+        ))
+    }
+
+    /// After a change of pools: leave the pool rooms no longer granted,
+    /// join the new ones, and leave the sessions no longer readable.
+    async fn follow_new_pools(&mut self) -> EventResult {
+        let granted: Vec<String> = {
+            let names = self.state.hub.names();
+            let identity = self.handle.identity();
+            match identity.role {
+                Role::Agent => identity
+                    .pools
+                    .iter()
+                    .map(|p| names.pool_channel(p))
+                    .collect(),
+                _ => Vec::new(),
+            }
+        };
+        let prefix = self.state.hub.names().pool_channel("");
+        let stale: Vec<String> = self
+            .base_rooms
+            .iter()
+            .filter(|room| room.starts_with(&prefix) && !granted.contains(room))
+            .cloned()
+            .collect();
+        for room in stale {
+            self.state.hub.leave(&room, &self.handle).await;
+            self.base_rooms.retain(|r| r != &room);
+        }
+        self.join_base_rooms().await.map_err(|error| {
+            tracing::warn!(%error, "pool rooms not joined after a refresh");
+            ChatError::unavailable("the chat backplane is unavailable; try again")
+        })?;
+        let joined: Vec<String> = self.joined.keys().cloned().collect();
+        for session_id in joined {
+            let session = self.load_session(&session_id).await?;
+            if !may_read(&self.handle.identity(), &session) {
+                self.immediate.push(frames::event(
+                    server_events::SESSION_UPDATED,
+                    &json!({ "session": session }),
+                ));
+                self.leave_session(&session_id).await;
+            }
+        }
+        Ok(None)
     }
 
     /// Handles one client event; returns the frames to write at once, in
@@ -122,6 +235,7 @@ impl SocketSession {
             client_events::SEND_MESSAGE => self.send(payload, ack_id).await,
             client_events::TYPING => self.typing(payload).await,
             client_events::MARK_READ => self.mark_read(payload, ack_id).await,
+            client_events::REFRESH_TOKEN => self.refresh_token(payload).await,
             other => {
                 let shown: String = other.chars().take(64).collect();
                 Err(ChatError::invalid(format!("unknown event {shown:?}")))
@@ -132,7 +246,7 @@ impl SocketSession {
     async fn join(&mut self, payload: Value) -> EventResult {
         let request = JoinSession::parse(payload)?;
         let session = self.load_session(&request.session_id).await?;
-        if !may_read(&self.handle.identity, &session) {
+        if !may_read(&self.handle.identity(), &session) {
             return Err(ChatError::forbidden("you may not join this session"));
         }
         let channel = self.state.hub.names().session_channel(&session.id);
@@ -246,7 +360,7 @@ impl SocketSession {
             content: request.content,
             client_msg_id: Some(request.client_msg_id),
         };
-        submit(&self.state, &self.handle.identity, command, waiter).await;
+        submit(&self.state, &self.handle.identity(), command, waiter).await;
         Ok(None)
     }
 
@@ -263,7 +377,7 @@ impl SocketSession {
             session_id: request.session_id,
             up_to_seq: request.up_to_seq,
         };
-        submit(&self.state, &self.handle.identity, command, waiter).await;
+        submit(&self.state, &self.handle.identity(), command, waiter).await;
         Ok(None)
     }
 
@@ -313,7 +427,7 @@ impl SocketSession {
     }
 
     async fn publish_typing(&self, session_id: &str, is_typing: bool) {
-        let identity = &self.handle.identity;
+        let identity = self.handle.identity();
         let payload = UserTyping {
             session_id: session_id.to_owned(),
             user_id: identity.user_id.clone(),

@@ -69,7 +69,9 @@ pub struct SessionFrame {
 pub struct SocketHandle {
     pub key: u64,
     pub sid: String,
-    pub identity: Identity,
+    /// Who the socket acts as; replaced when the client refreshes its token
+    /// (same user and role, possibly other pools).
+    identity: Mutex<Arc<Identity>>,
     outbound: mpsc::Sender<Outbound>,
     /// Bytes of frames queued and not yet written, against `byte_budget`.
     queued_bytes: AtomicUsize,
@@ -80,6 +82,17 @@ pub struct SocketHandle {
 }
 
 impl SocketHandle {
+    pub fn identity(&self) -> Arc<Identity> {
+        self.identity
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn set_identity(&self, identity: Identity) {
+        *self.identity.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(identity);
+    }
+
     /// Queues a frame; a socket whose queue is full, in items or in bytes,
     /// is cut off rather than buffered without limit (it recovers by
     /// rejoining with `lastSeq`).
@@ -207,7 +220,7 @@ impl Hub {
         let handle = SocketHandle {
             key: self.next_key.fetch_add(1, Ordering::Relaxed),
             sid,
-            identity,
+            identity: Mutex::new(Arc::new(identity)),
             outbound,
             queued_bytes: AtomicUsize::new(0),
             byte_budget: self.outbound_limits.bytes,

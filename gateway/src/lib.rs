@@ -22,6 +22,7 @@ pub mod requests;
 pub mod rest;
 pub mod sio;
 pub mod state;
+pub mod token_lifetime;
 pub mod web;
 
 pub use app::{Gateway, GatewayError};

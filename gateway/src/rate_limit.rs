@@ -15,6 +15,8 @@ pub const TYPING_BUDGET: (u32, u32) = (10, 20);
 pub const MARK_READ_BUDGET: (u32, u32) = (10, 20);
 /// `join-session` and `leave-session` together per second, and burst.
 pub const MEMBERSHIP_BUDGET: (u32, u32) = (10, 50);
+/// `refresh-token` per second, and burst: a token lives minutes at least.
+pub const REFRESH_BUDGET: (u32, u32) = (1, 3);
 /// Any other event (unknown names, bad packets) per second, and burst.
 pub const OTHER_BUDGET: (u32, u32) = (20, 40);
 
@@ -25,6 +27,7 @@ pub struct EventBudgets {
     typing: TokenBucket,
     mark_read: TokenBucket,
     membership: TokenBucket,
+    refresh: TokenBucket,
     other: TokenBucket,
 }
 
@@ -39,6 +42,7 @@ impl EventBudgets {
             typing: bucket(TYPING_BUDGET),
             mark_read: bucket(MARK_READ_BUDGET),
             membership: bucket(MEMBERSHIP_BUDGET),
+            refresh: bucket(REFRESH_BUDGET),
             other: bucket(OTHER_BUDGET),
         }
     }
@@ -50,6 +54,7 @@ impl EventBudgets {
             client_events::TYPING => &mut self.typing,
             client_events::MARK_READ => &mut self.mark_read,
             client_events::JOIN_SESSION | client_events::LEAVE_SESSION => &mut self.membership,
+            client_events::REFRESH_TOKEN => &mut self.refresh,
             _ => &mut self.other,
         };
         bucket.try_take(now)

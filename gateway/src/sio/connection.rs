@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use chat_shared::auth::{AuthError, Identity};
-use chat_shared::protocol::{server_events, Connected, Role, NAMESPACE};
+use chat_shared::auth::{AuthError, VerifiedToken};
+use chat_shared::protocol::{server_events, Connected, NAMESPACE};
 use chat_shared::{ChatError, Timestamp};
 use futures_util::SinkExt;
 use serde_json::Value;
@@ -23,6 +23,7 @@ use crate::hub::{Outbound, SocketHandle};
 use crate::metrics::Rejection;
 use crate::presence;
 use crate::state::GatewayState;
+use crate::token_lifetime::{LifetimeStep, TokenLifetime};
 
 /// How long a client may take to CONNECT to the namespace.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(45);
@@ -44,6 +45,8 @@ enum Ending {
     WriteTimeout,
     /// What the socket was to be sent did not fit its byte budget.
     QueueFull,
+    /// The token's `exp` passed without a refresh.
+    TokenExpired,
 }
 
 /// Why a write failed.
@@ -103,14 +106,15 @@ pub async fn serve(mut socket: WebSocket, state: Arc<GatewayState>) {
     if !matches!(sent, Ok(Ok(()))) {
         return;
     }
-    let Some(identity) = await_namespace_connect(&mut socket, &state).await else {
+    let Some(verified) = await_namespace_connect(&mut socket, &state).await else {
         let _ = tokio::time::timeout(CLOSE_GRACE, socket.close()).await;
         return;
     };
     let socket_id = random_id();
-    let (handle, outbound) = state.hub.new_socket(socket_id.clone(), identity);
-    let mut session = SocketSession::new(state.clone(), handle.clone());
-    if let Err(error) = join_base_rooms(&state, &handle, &mut session).await {
+    let (handle, outbound) = state.hub.new_socket(socket_id.clone(), verified.identity);
+    let lifetime = TokenLifetime::new(verified.expires_at);
+    let mut session = SocketSession::new(state.clone(), handle.clone(), lifetime);
+    if let Err(error) = session.join_base_rooms().await {
         tracing::warn!(%error, "socket rejected: backplane unavailable");
         state.metrics.rejected(Rejection::Unavailable).inc();
         let frame = packet::connect_error_frame(NAMESPACE, "unavailable", Some("unavailable"));
@@ -120,9 +124,9 @@ pub async fn serve(mut socket: WebSocket, state: Arc<GatewayState>) {
         return;
     }
     state.metrics.connections_accepted.inc();
-    let gauge = state.metrics.sockets_gauge(handle.identity.role);
+    let gauge = state.metrics.sockets_gauge(handle.identity().role);
     gauge.inc();
-    presence::agent_connected(&state, &handle.identity).await;
+    presence::agent_connected(&state, &handle.identity()).await;
 
     let ending = run_connected(&mut socket, &state, &mut session, outbound, &socket_id).await;
     tracing::debug!(sid = %socket_id, ?ending, "socket closed");
@@ -133,18 +137,24 @@ pub async fn serve(mut socket: WebSocket, state: Arc<GatewayState>) {
     }
 
     session.close().await;
-    presence::agent_disconnected(&state, &handle.identity).await;
+    presence::agent_disconnected(&state, &handle.identity()).await;
     gauge.dec();
     // The goodbye is bounded: a peer that stopped reading gets its TCP
     // connection dropped instead.
     let goodbye = async {
-        if matches!(ending, Ending::Kicked) {
-            // A normal close: socket.io clients treat it as a lost transport
-            // and reconnect (to any pod), then rejoin with lastSeq.
+        // A normal close: socket.io clients treat it as a lost transport
+        // and reconnect (to any pod, with a fresh token when `auth` is a
+        // function), then rejoin with lastSeq.
+        let reason = match ending {
+            Ending::Kicked => Some("going away"),
+            Ending::TokenExpired => Some("token expired"),
+            _ => None,
+        };
+        if let Some(reason) = reason {
             let _ = socket
                 .send(Message::Close(Some(CloseFrame {
                     code: 1001,
-                    reason: Utf8Bytes::from_static("going away"),
+                    reason: Utf8Bytes::from_static(reason),
                 })))
                 .await;
         }
@@ -153,29 +163,12 @@ pub async fn serve(mut socket: WebSocket, state: Arc<GatewayState>) {
     let _ = tokio::time::timeout(CLOSE_GRACE, goodbye).await;
 }
 
-async fn join_base_rooms(
-    state: &GatewayState,
-    handle: &Arc<SocketHandle>,
-    session: &mut SocketSession,
-) -> Result<(), chat_shared::backplane::BackplaneError> {
-    let names = state.hub.names();
-    let identity = &handle.identity;
-    let mut rooms = vec![names.user_channel(&identity.user_id)];
-    match identity.role {
-        Role::Agent => rooms.extend(identity.pools.iter().map(|p| names.pool_channel(p))),
-        Role::Admin => rooms.push(names.admin_channel()),
-        Role::Customer => {}
-    }
-    for room in rooms {
-        state.hub.join(&room, handle).await?;
-        session.base_rooms.push(room);
-    }
-    Ok(())
-}
-
 /// Waits for CONNECT to `/chat` with a valid token; answers every other
 /// attempt with CONNECT_ERROR. None when the client goes away or times out.
-async fn await_namespace_connect(socket: &mut WebSocket, state: &GatewayState) -> Option<Identity> {
+async fn await_namespace_connect(
+    socket: &mut WebSocket,
+    state: &GatewayState,
+) -> Option<VerifiedToken> {
     let deadline = Instant::now()
         + CONNECT_TIMEOUT.min(state.config.ping_interval + state.config.ping_timeout);
     loop {
@@ -194,7 +187,7 @@ async fn await_namespace_connect(socket: &mut WebSocket, state: &GatewayState) -
                 if namespace == NAMESPACE =>
             {
                 match authenticate(state, auth.as_ref()) {
-                    Ok(identity) => return Some(identity),
+                    Ok(verified) => return Some(verified),
                     Err(error) => {
                         state
                             .metrics
@@ -239,13 +232,13 @@ async fn await_namespace_connect(socket: &mut WebSocket, state: &GatewayState) -
 
 /// No auth, no `token` key, `null` or an empty string are a missing token;
 /// a token of any other type is an invalid one.
-fn authenticate(state: &GatewayState, auth: Option<&Value>) -> Result<Identity, AuthError> {
+fn authenticate(state: &GatewayState, auth: Option<&Value>) -> Result<VerifiedToken, AuthError> {
     let token = match auth.and_then(|a| a.get("token")) {
         None | Some(Value::Null) => "",
         Some(Value::String(token)) => token.strip_prefix("Bearer ").unwrap_or(token),
         Some(_) => return Err(AuthError::InvalidToken("the token is not a string".into())),
     };
-    state.verifier.verify(token)
+    state.verifier.verify_token(token)
 }
 
 async fn run_connected(
@@ -255,7 +248,7 @@ async fn run_connected(
     mut outbound: mpsc::Receiver<Outbound>,
     socket_id: &str,
 ) -> Ending {
-    let identity = session.handle.identity.clone();
+    let identity = session.handle.identity();
     let greeting = [
         packet::connect_ok_frame(NAMESPACE, socket_id),
         frames::event(
@@ -282,6 +275,8 @@ async fn run_connected(
     let mut awaiting_pong = false;
     loop {
         let typing_deadline = session.typing_deadline();
+        let (lifetime_in, lifetime_step) = session.lifetime.next(Timestamp::now());
+        let lifetime_at = Instant::now() + lifetime_in;
         tokio::select! {
             biased;
             _ = kick.cancelled() => return Ending::Kicked,
@@ -342,6 +337,26 @@ async fn run_connected(
                 }
                 awaiting_pong = true;
                 ping_at = Instant::now() + state.config.ping_timeout;
+            }
+            _ = sleep_until(lifetime_at) => {
+                let Some(lifetime_step) = lifetime_step else { continue };
+                let frame = match lifetime_step {
+                    LifetimeStep::Warn => {
+                        session.lifetime.warned();
+                        let expires_at = session.lifetime.expires_at();
+                        frames::event(server_events::TOKEN_EXPIRING, &serde_json::json!({ "expiresAt": expires_at }))
+                    }
+                    LifetimeStep::Expire => frames::event(
+                        server_events::ERROR,
+                        &serde_json::json!({ "code": "token_expired", "message": "the token has expired; reconnect with a fresh one" }),
+                    ),
+                };
+                if let Err(error) = write_now(socket, &handle, write_timeout, frame).await {
+                    return error.into();
+                }
+                if lifetime_step == LifetimeStep::Expire {
+                    return Ending::TokenExpired;
+                }
             }
             _ = sleep_until(typing_deadline.unwrap_or(ping_at)), if typing_deadline.is_some() => {
                 session.expire_typing(Instant::now()).await;

@@ -24,6 +24,7 @@ use serde_json::Value;
 use super::{AuthError, Identity, JwtAlgorithm, JwtConfigError, JwtKeySource, JwtSettings};
 use crate::protocol::Role;
 use crate::validate;
+use crate::Timestamp;
 
 /// Clock skew tolerated on `exp` and `nbf` between the token issuer and us.
 /// Kept small: it extends the life of every token by this much.
@@ -123,6 +124,12 @@ impl TokenVerifier {
     /// `MissingToken` for an empty one, `TokenExpired` for a genuine token
     /// past its `exp`, `InvalidToken` for everything else.
     pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+        self.verify_token(token).map(|verified| verified.identity)
+    }
+
+    /// As [`verify`](Self::verify), with the token's expiry: a socket's
+    /// rights last no longer than the token that granted them.
+    pub fn verify_token(&self, token: &str) -> Result<VerifiedToken, AuthError> {
         let token = token.trim();
         if token.is_empty() {
             return Err(AuthError::MissingToken);
@@ -160,8 +167,24 @@ impl TokenVerifier {
         };
 
         let data = decode::<TokenClaims>(token, key, &self.validation).map_err(decode_error)?;
-        identity_from_claims(data.claims)
+        let exp = data
+            .claims
+            .exp
+            .ok_or_else(|| invalid("missing claim `exp`"))?;
+        let expires_at = Timestamp::from_millis(exp.saturating_mul(1000));
+        let identity = identity_from_claims(data.claims)?;
+        Ok(VerifiedToken {
+            identity,
+            expires_at,
+        })
     }
+}
+
+/// A token that passed verification: who it names and until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedToken {
+    pub identity: Identity,
+    pub expires_at: Timestamp,
 }
 
 /// The claims this system reads; anything else in the token is ignored.
@@ -169,6 +192,7 @@ impl TokenVerifier {
 /// precise reason instead of a generic parse error.
 #[derive(Deserialize)]
 struct TokenClaims {
+    exp: Option<i64>,
     sub: Option<String>,
     name: Option<String>,
     role: Option<String>,

@@ -8,7 +8,7 @@ use crate::protocol::Role;
 
 mod jwt;
 
-pub use jwt::{TokenMinter, TokenVerifier};
+pub use jwt::{TokenMinter, TokenVerifier, VerifiedToken};
 
 /// The caller as the rest of the system sees them, defaults applied: `name`
 /// falls back to the user id, `pools` to `["default"]` for agents and admins

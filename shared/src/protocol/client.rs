@@ -298,3 +298,20 @@ mod tests {
         assert!(CreateSessionBody::parse(json!({"message": "  "})).is_err());
     }
 }
+
+/// `refresh-token`: a fresh token for the same user and role.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefreshToken {
+    pub token: String,
+}
+
+impl RefreshToken {
+    pub fn parse(value: Value) -> Result<Self, ChatError> {
+        let refresh: RefreshToken = from_json(value)?;
+        if refresh.token.trim().is_empty() {
+            return Err(ChatError::invalid("token must be a non-empty string"));
+        }
+        Ok(refresh)
+    }
+}

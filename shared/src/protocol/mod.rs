@@ -19,6 +19,7 @@ pub mod client_events {
     pub const SEND_MESSAGE: &str = "send-message";
     pub const TYPING: &str = "typing";
     pub const MARK_READ: &str = "mark-read";
+    pub const REFRESH_TOKEN: &str = "refresh-token";
 }
 
 /// Event names, server to client.
@@ -33,4 +34,5 @@ pub mod server_events {
     pub const NEW_PENDING_SESSION: &str = "new-pending-session";
     pub const STATS_UPDATE: &str = "stats-update";
     pub const ERROR: &str = "error";
+    pub const TOKEN_EXPIRING: &str = "token-expiring";
 }
