@@ -261,7 +261,7 @@ test('transfer: to another agent, to me, and back to the queue', { timeout: 180_
 
   // To another agent, picked from the pool's agents in the dialog.
   await a.getByRole('button', { name: 'Transfer' }).click();
-  const picker = a.getByRole('dialog').getByLabel('Agent', { exact: true });
+  const picker = a.getByRole('dialog').getByTestId('agent-picker');
   await eventually(async () => (await picker.locator('option', { hasText: 'Bob Agent — online' }).count()) === 1, { message: 'Bob listed online' });
   await picker.selectOption('bob');
   await a.getByRole('dialog').getByRole('button', { name: 'Transfer' }).click();

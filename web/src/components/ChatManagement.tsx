@@ -9,7 +9,7 @@ import { useChatSocket, useSessionSummary } from '../chat/useChatSocket';
 import { ago } from '../lib/format';
 import { useNow } from '../lib/hooks';
 import { navigate, useLocation } from '../lib/router';
-import type { Session } from '../lib/types';
+import type { AgentEntry, Session } from '../lib/types';
 import { MAX_REASON_CHARS } from '../lib/types';
 import { Conversation } from './Conversation';
 import { Modal } from './Modal';
@@ -277,21 +277,45 @@ function TransferDialog({
   onCancel: () => void;
   onTransfer: (target: { agentId?: string; pool?: string }) => Promise<string | null>;
 }) {
+  const client = useChatClient();
+  const me = client.user.userId;
   const [mode, setMode] = useState<'agent' | 'queue'>('agent');
   const [agentId, setAgentId] = useState('');
+  // The agents of the chat's pool, from the directory: only they can take it.
+  const [agents, setAgents] = useState<AgentEntry[] | null>(null);
+  const [loadError, setLoadError] = useState<string | null>(null);
   const [pool, setPool] = useState(session.pool);
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
 
+  useEffect(() => {
+    let live = true;
+    client.api
+      .agents(session.pool)
+      .then(({ items }) => {
+        if (!live) return;
+        const others = items.filter((a) => a.id !== me);
+        setAgents(others);
+        // Someone online first, as the likeliest pick.
+        setAgentId((current) => current || (others.find((a) => a.online) ?? others[0])?.id || '');
+      })
+      .catch(() => {
+        if (live) setLoadError('The list of agents could not be loaded.');
+      });
+    return () => {
+      live = false;
+    };
+  }, [client, session.pool, me]);
+
   const submit = async (event: FormEvent) => {
     event.preventDefault();
-    if (mode === 'agent' && !agentId.trim()) {
-      setError('Enter the id of the agent to hand this chat to.');
+    if (mode === 'agent' && !agentId) {
+      setError('Pick the agent to hand this chat to.');
       return;
     }
     setBusy(true);
     setError(null);
-    const message = await onTransfer(mode === 'agent' ? { agentId: agentId.trim() } : { pool: pool.trim() || session.pool });
+    const message = await onTransfer(mode === 'agent' ? { agentId } : { pool: pool.trim() || session.pool });
     setBusy(false);
     if (message) setError(message);
   };
@@ -312,8 +336,21 @@ function TransferDialog({
         </fieldset>
         {mode === 'agent' ? (
           <label className="field">
-            <span className="field-label">Agent id</span>
-            <input value={agentId} onChange={(e) => setAgentId(e.target.value)} placeholder="for example: bob" autoComplete="off" />
+            <span className="field-label">Agent</span>
+            <select
+              value={agentId}
+              onChange={(e) => setAgentId(e.target.value)}
+              disabled={!agents || agents.length === 0}
+              data-testid="agent-picker"
+            >
+              {agents === null && <option value="">{loadError ?? 'Loading agents…'}</option>}
+              {agents?.length === 0 && <option value="">No other agent serves {session.pool}</option>}
+              {agents?.map((a) => (
+                <option key={a.id} value={a.id}>
+                  {a.name} — {a.online ? 'online' : 'offline'}
+                </option>
+              ))}
+            </select>
           </label>
         ) : (
           <label className="field">

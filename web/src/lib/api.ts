@@ -1,7 +1,7 @@
 // The REST API of docs/protocol.md (base /api/chat) and the development token
 // endpoint, with errors turned into `ApiError` carrying the protocol's code.
 
-import type { ChatErrorBody, ChatUser, Message, MessagePage, Session, SessionPage, SessionStatus, Stats } from './types';
+import type { AgentEntry, ChatErrorBody, ChatUser, Message, MessagePage, Session, SessionPage, SessionStatus, Stats } from './types';
 
 export class ApiError extends Error {
   constructor(
@@ -118,6 +118,11 @@ export class ChatApi {
 
   close(id: string, reason?: string): Promise<Session> {
     return this.call(`/sessions/${encodeURIComponent(id)}/close`, 'POST', reason ? { reason } : {});
+  }
+
+  /** The agents who serve `pool` (those who have connected), sorted by name. */
+  agents(pool: string): Promise<{ items: AgentEntry[] }> {
+    return this.call(`/agents?pool=${encodeURIComponent(pool)}`);
   }
 
   stats(pool?: string): Promise<Stats> {

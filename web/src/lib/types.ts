@@ -32,6 +32,15 @@ export interface Message {
   createdAt: string;
 }
 
+/** An agent of the directory (`GET /agents`): online now, or last seen then. */
+export interface AgentEntry {
+  id: string;
+  name: string;
+  pools: string[];
+  online: boolean;
+  lastSeenAt: string;
+}
+
 export interface Stats {
   pool: string;
   pendingSessions: number;
