@@ -18,6 +18,8 @@ use chat_shared::ChatError;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
+use chat_shared::permissions::may_read;
+
 use crate::commands::submit;
 use crate::config::JOIN_REPLY_MAX_BYTES;
 use crate::history;
@@ -72,6 +74,8 @@ pub struct SocketSession {
     immediate: Vec<String>,
     /// Until when the socket's token grants its rights.
     pub lifetime: TokenLifetime,
+    /// Session rooms the hub revoked: left on disconnect.
+    revoked_rooms: Vec<String>,
 }
 
 impl SocketSession {
@@ -93,6 +97,7 @@ impl SocketSession {
             budgets,
             immediate: Vec::new(),
             lifetime,
+            revoked_rooms: Vec::new(),
         }
     }
 
@@ -189,7 +194,7 @@ impl SocketSession {
         let joined: Vec<String> = self.joined.keys().cloned().collect();
         for session_id in joined {
             let session = self.load_session(&session_id).await?;
-            if !may_read(&self.handle.identity(), &session) {
+            if !may_read(&*self.handle.identity(), &session) {
                 self.immediate.push(frames::event(
                     server_events::SESSION_UPDATED,
                     &json!({ "session": session }),
@@ -246,7 +251,7 @@ impl SocketSession {
     async fn join(&mut self, payload: Value) -> EventResult {
         let request = JoinSession::parse(payload)?;
         let session = self.load_session(&request.session_id).await?;
-        if !may_read(&self.handle.identity(), &session) {
+        if !may_read(&*self.handle.identity(), &session) {
             return Err(ChatError::forbidden("you may not join this session"));
         }
         let channel = self.state.hub.names().session_channel(&session.id);
@@ -334,6 +339,17 @@ impl SocketSession {
         let request = LeaveSession::parse(payload)?;
         self.leave_session(&request.session_id).await;
         Ok(Some(json!({ "ok": true })))
+    }
+
+    /// The hub stopped sending this socket the session (its rights
+    /// changed): stop typing there and forget it. Its room membership goes
+    /// when it leaves, rejoins or disconnects.
+    pub async fn forget_session(&mut self, session_id: &str) {
+        self.stop_typing(session_id).await;
+        if self.joined.remove(session_id).is_some() {
+            let channel = self.state.hub.names().session_channel(session_id);
+            self.revoked_rooms.push(channel);
+        }
     }
 
     async fn leave_session(&mut self, session_id: &str) {
@@ -565,18 +581,8 @@ impl SocketSession {
         for channel in std::mem::take(&mut self.base_rooms) {
             self.state.hub.leave(&channel, &self.handle).await;
         }
-    }
-}
-
-/// The customer of the session, agents of its pool (and its assigned
-/// agent), and admins may read and join a session.
-pub fn may_read(identity: &chat_shared::auth::Identity, session: &Session) -> bool {
-    match identity.role {
-        Role::Admin => true,
-        Role::Customer => session.customer_id == identity.user_id,
-        Role::Agent => {
-            identity.pools.contains(&session.pool)
-                || session.agent_id.as_deref() == Some(identity.user_id.as_str())
+        for channel in std::mem::take(&mut self.revoked_rooms) {
+            self.state.hub.leave(&channel, &self.handle).await;
         }
     }
 }

@@ -5,7 +5,7 @@
 //! Its dispatcher forwards each delivery's pre-encoded frame to the room's
 //! sockets without re-encoding, and routes replies to waiting requests.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -16,6 +16,9 @@ use chat_shared::envelope::{self, Delivery, Reply};
 use chat_shared::names::Names;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+use chat_shared::permissions::may_read;
+use chat_shared::protocol::{server_events, Session};
 
 use crate::channel_locks::ChannelLocks;
 use crate::metrics::{BackplaneOp, Metrics};
@@ -34,6 +37,10 @@ pub enum Outbound {
     /// missed, so the socket catches up on its joined sessions from the
     /// store.
     Resync,
+    /// The socket may no longer read this session (it was transferred
+    /// away from its pool): the hub sends it nothing more of the session;
+    /// the connection forgets it.
+    Revoked(String),
 }
 
 impl Outbound {
@@ -43,7 +50,7 @@ impl Outbound {
         match self {
             Outbound::Frame(frame) => frame.len(),
             Outbound::SessionMessage(shared) => shared.frame.len(),
-            Outbound::Resync => 0,
+            Outbound::Resync | Outbound::Revoked(_) => 0,
         }
     }
 }
@@ -55,6 +62,12 @@ pub struct OutboundLimits {
     pub frames: usize,
     /// Bytes of frames (`OUTBOUND_QUEUE_BYTES`).
     pub bytes: usize,
+}
+
+/// The payload of `session-updated`.
+#[derive(serde::Deserialize)]
+struct SessionUpdated {
+    session: Session,
 }
 
 /// One `new-message` as it is fanned out to a room.
@@ -149,6 +162,11 @@ impl SocketHandle {
 #[derive(Default)]
 struct Rooms {
     by_channel: HashMap<String, HashMap<u64, Arc<SocketHandle>>>,
+    /// Members of a session's room who may no longer read it: they stay
+    /// members (so that an event sent to several of their channels still
+    /// reaches them once) but get nothing more from that room, until they
+    /// leave it or join it again.
+    revoked: HashSet<(String, u64)>,
 }
 
 impl Rooms {
@@ -245,7 +263,9 @@ impl Hub {
                 return Err(error);
             }
         }
-        self.lock_rooms()
+        let mut rooms = self.lock_rooms();
+        rooms.revoked.remove(&(channel.to_owned(), socket.key));
+        rooms
             .by_channel
             .entry(channel.to_owned())
             .or_default()
@@ -258,6 +278,7 @@ impl Hub {
         let _change = self.subscription_changes.lock(channel).await;
         let now_empty = {
             let mut rooms = self.lock_rooms();
+            rooms.revoked.remove(&(channel.to_owned(), socket.key));
             match rooms.by_channel.get_mut(channel) {
                 Some(members) => {
                     members.remove(&socket.key);
@@ -335,7 +356,29 @@ impl Hub {
         }
     }
 
+    /// The session a `session-updated` on that session's own channel
+    /// describes: after it, its room keeps only those who may still read.
+    fn revoked_session(&self, channel: &str, delivery: &Delivery) -> Option<Session> {
+        if delivery.event != server_events::SESSION_UPDATED {
+            return None;
+        }
+        let session_id = delivery.session_id.as_deref()?;
+        if channel != self.names.session_channel(session_id) {
+            return None;
+        }
+        let json = delivery.frame.strip_prefix("42/chat,")?;
+        let (_, payload): (String, SessionUpdated) = match serde_json::from_str(json) {
+            Ok(parsed) => parsed,
+            Err(error) => {
+                tracing::warn!(%error, "undecodable session-updated");
+                return None;
+            }
+        };
+        Some(payload.session)
+    }
+
     fn dispatch(&self, channel: &str, delivery: Delivery) {
+        let revoked_session = self.revoked_session(channel, &delivery);
         let frame = Utf8Bytes::from(delivery.frame);
         let earlier: &[String] = match delivery.audience.iter().position(|c| c == channel) {
             Some(index) => &delivery.audience[..index],
@@ -349,14 +392,25 @@ impl Hub {
             })),
             _ => None,
         };
-        let rooms = self.lock_rooms();
+        let mut rooms = self.lock_rooms();
         let Some(members) = rooms.by_channel.get(channel) else {
             return;
         };
+        let mut revoked: Vec<Arc<SocketHandle>> = Vec::new();
+        let channel_key = channel.to_owned();
         let mut sent = 0u64;
         for socket in members.values() {
             if delivery.except_socket.as_deref() == Some(socket.sid.as_str()) {
                 continue;
+            }
+            if rooms.revoked.contains(&(channel_key.clone(), socket.key)) {
+                continue;
+            }
+            let loses_access = revoked_session
+                .as_ref()
+                .is_some_and(|session| !may_read(&*socket.identity(), session));
+            if loses_access {
+                revoked.push(socket.clone());
             }
             if earlier.iter().any(|c| rooms.is_member(c, socket.key)) {
                 continue;
@@ -367,6 +421,14 @@ impl Hub {
             };
             socket.push(item, &self.metrics);
             sent += 1;
+        }
+        // Nothing more of the session reaches them after the update that
+        // ended their access.
+        if let Some(session) = &revoked_session {
+            for socket in &revoked {
+                rooms.revoked.insert((channel_key.clone(), socket.key));
+                socket.push(Outbound::Revoked(session.id.clone()), &self.metrics);
+            }
         }
         drop(rooms);
         self.metrics.events_emitted(&delivery.event, sent);

@@ -24,9 +24,9 @@ use chat_shared::{validate, ChatError, ErrorCode, Timestamp};
 use serde_json::Value;
 
 use crate::commands::request;
-use crate::events::may_read;
 use crate::http_error::{ApiError, ApiResult};
 use crate::state::GatewayState;
+use chat_shared::permissions::may_read;
 
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 200;

@@ -11,6 +11,7 @@ pub mod envelope;
 pub mod error;
 pub mod metrics;
 pub mod names;
+pub mod permissions;
 pub mod protocol;
 pub mod runtime;
 pub mod stats;

@@ -7,6 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use chat_shared::envelope::{event_frame, Actor, Command, CommandEnvelope, Delivery, ReplyBody};
 use chat_shared::names::Names;
+use chat_shared::permissions::may_write;
 use chat_shared::protocol::{
     server_events, ClosedBy, Message, MessagesRead, ReadPosition, Role, Session, SessionClosed,
     SessionEnvelope, SessionStatus,
@@ -354,7 +355,7 @@ impl BatchState {
                 return decision;
             }
         }
-        if !is_participant(actor, &record.session) {
+        if !may_write(actor, &record.session) {
             return Decision::fail(ChatError::forbidden(
                 "only the session's participants may send",
             ));
@@ -589,7 +590,7 @@ impl BatchState {
             Ok(record) => record.clone(),
             Err(e) => return Decision::fail(e),
         };
-        if !is_participant(actor, &record.session) {
+        if !may_write(actor, &record.session) {
             return Decision::fail(ChatError::forbidden(
                 "only the session's participants may close it",
             ));
@@ -643,7 +644,7 @@ impl BatchState {
             Ok(record) => record.clone(),
             Err(e) => return Decision::fail(e),
         };
-        if !is_participant(actor, &record.session) {
+        if !may_write(actor, &record.session) {
             return Decision::fail(ChatError::forbidden(
                 "only the session's participants may mark it read",
             ));
@@ -728,15 +729,6 @@ impl BatchState {
             // Stamped by the processor once the batch has committed.
             committed_at_ms: None,
         }
-    }
-}
-
-/// The customer, the assigned agent, and admins may write to a session.
-pub fn is_participant(actor: &Actor, session: &Session) -> bool {
-    match actor.role {
-        Role::Admin => true,
-        Role::Customer => session.customer_id == actor.user_id,
-        Role::Agent => session.agent_id.as_deref() == Some(actor.user_id.as_str()),
     }
 }
 

@@ -12,7 +12,7 @@ use chat_shared::store::{AgentRecord, BatchSnapshot, Mutation, SessionRecord};
 use chat_shared::{ErrorCode, Timestamp};
 use serde_json::{json, Value};
 
-use super::{is_participant, keys_for, BatchState, Decision};
+use super::{keys_for, BatchState, Decision};
 
 /// "Now" of every batch unless a test says otherwise.
 const NOW: Timestamp = Timestamp(1_700_000_000_000);
@@ -1538,20 +1538,4 @@ fn keys_name_everything_a_batch_reads() {
     );
     // Only the targets of assign and transfer are looked up in the directory.
     assert_eq!(keys.agent_ids, owned(&["a2", "a3"]));
-}
-
-#[test]
-fn participants_are_the_customer_the_assigned_agent_and_admins() {
-    let session = active("s1", "default", 0, "a1").session;
-    assert!(is_participant(&customer("c1"), &session));
-    assert!(is_participant(&agent("a1", &["other"]), &session));
-    assert!(is_participant(&admin("root"), &session));
-    assert!(!is_participant(&customer("c2"), &session));
-    assert!(!is_participant(&agent("a2", &["default"]), &session));
-    // An agent who happens to share the customer's id is still no customer.
-    assert!(!is_participant(&agent("c1", &["default"]), &session));
-
-    let waiting = pending("s2", "default", 0).session;
-    assert!(is_participant(&customer("c1"), &waiting));
-    assert!(!is_participant(&agent("a1", &["default"]), &waiting));
 }

@@ -468,6 +468,10 @@ async fn write_queued(
                     .await
             }
             Outbound::Resync => session.catch_up().await,
+            Outbound::Revoked(session_id) => {
+                session.forget_session(&session_id).await;
+                Vec::new()
+            }
         };
         for frame in frames_out {
             socket
