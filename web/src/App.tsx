@@ -62,7 +62,7 @@ export function App({ initialAuth }: AppProps) {
   }
 
   return (
-    <ChatProvider auth={auth}>
+    <ChatProvider auth={auth} onTokenRenewed={saveAuth}>
       <Shell auth={auth} path={path} onSignOut={signOut}>
         <Screen path={path} role={auth.user.role} />
       </Shell>

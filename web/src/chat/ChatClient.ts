@@ -4,7 +4,10 @@
 // `lastSeq`, filling any gap over REST, the outbox (kept across reloads and
 // flushed in order after every reconnect), and it fans the server's events
 // out to the screens. The state of each session is folded by the pure
-// reducer in lib/sessionState.
+// reducer in lib/sessionState. Every (re)connect and REST call takes its
+// token from a TokenSource (lib/tokenSource), and a `token-expiring` warning
+// is answered with `refresh-token` and a newly minted token when the sign-in
+// can be renewed.
 
 import { io, type Socket } from 'socket.io-client';
 import websocketConfig, { type WebSocketConfig } from '../config/websocket.config';
@@ -13,6 +16,7 @@ import { newClientMsgId } from '../lib/ids';
 import { contiguousSeq, hasGap } from '../lib/merge';
 import { isRetryable, newEntry, nextToSend, type OutboxEntry } from '../lib/outbox';
 import { Reconnector, type ReconnectState } from '../lib/reconnect';
+import { TokenSource } from '../lib/tokenSource';
 import {
   initialSessionState,
   myReadSeq,
@@ -75,6 +79,8 @@ export interface ClientEvents {
   'messages-read': MessagesReadPayload;
   'stats-update': Stats;
   'server-error': ChatErrorBody;
+  /** A `refresh-token` was acknowledged: the connection goes on with a new token. */
+  'token-refreshed': { expiresAt: string | number | null };
 }
 
 type Handler<T> = (payload: T) => void;
@@ -93,7 +99,10 @@ interface SessionRecord {
 }
 
 export interface ChatClientOptions {
+  /** The token, when no `tokens` source is given (it then cannot be renewed). */
   token: string;
+  /** Where fresh tokens come from (a renewable sign-in); defaults to `token` as it is. */
+  tokens?: TokenSource;
   user: ChatUser;
   config?: WebSocketConfig;
   storage?: Storage | null;
@@ -109,12 +118,14 @@ export class ChatClient {
   readonly user: ChatUser;
   readonly api: ChatApi;
   readonly config: WebSocketConfig;
-  private readonly token: string;
+  readonly tokens: TokenSource;
   private readonly storage: Storage | null;
   private socket: Socket | null = null;
   private readonly reconnector: Reconnector;
   private connection: ConnectionInfo;
   private unauthorized = false;
+  /** A refused expired token was renewed once for the next attempt; reset on connecting. */
+  private renewedAfterRefusal = false;
   private browserOffline = false;
   private generation = 0;
   private stopped = false;
@@ -130,10 +141,10 @@ export class ChatClient {
 
   constructor(options: ChatClientOptions) {
     this.user = options.user;
-    this.token = options.token;
+    this.tokens = options.tokens ?? new TokenSource({ token: options.token });
     this.config = options.config ?? websocketConfig;
     this.storage = options.storage === undefined ? safeLocalStorage() : options.storage;
-    this.api = new ChatApi(this.config.serverUrl, this.token);
+    this.api = new ChatApi(this.config.serverUrl, this.tokens);
     this.storedOutbox = this.loadOutbox();
     this.connection = {
       status: 'idle',
@@ -159,7 +170,13 @@ export class ChatClient {
     if (this.socket) return;
     this.stopped = false;
     this.socket = io(`${this.config.serverUrl}${this.config.namespace}`, {
-      auth: { token: this.token },
+      // A function, so that every (re)connect asks for a current token.
+      auth: (cb: (data: object) => void) => {
+        this.tokens.getFreshToken().then(
+          (token) => cb({ token }),
+          () => cb({ token: this.tokens.token }),
+        );
+      },
       transports: this.config.transports,
       reconnection: false,
       timeout: this.config.timeouts.connection,
@@ -240,7 +257,7 @@ export class ChatClient {
 
   private networkChanged(online: boolean): void {
     this.browserOffline = !online;
-    if (online) {
+    if (online && !this.unauthorized) {
       this.reconnector.retryNow();
     } else if (this.socket?.connected) {
       // The connection is gone with the network even if the socket has not noticed yet.
@@ -260,18 +277,31 @@ export class ChatClient {
       return;
     }
     if (socket.connected) return;
+    if (this.tokens.isExpired() && !this.tokens.renewable) {
+      // Nothing to gain from asking the server: say so instead of retrying.
+      this.sessionExpired();
+      return;
+    }
     socket.connect();
   }
 
   private bindSocket(socket: Socket): void {
     socket.on('connect', () => {
       this.generation++;
+      this.renewedAfterRefusal = false;
       this.reconnector.connected();
       this.setConnection({ lastError: null });
       for (const [id, record] of this.sessions) if (record.watchers > 0) this.join(id);
     });
     socket.on('connect_error', (error: Error & { data?: { code?: string } }) => {
       if (error.message === 'unauthorized') {
+        if (error.data?.code === 'token_expired' && this.tokens.renewable && !this.renewedAfterRefusal) {
+          // The token ran out before it could be renewed: the next attempt's auth() mints one.
+          this.renewedAfterRefusal = true;
+          this.setConnection({ lastError: describeAuthError(error.data.code) });
+          this.reconnector.lost();
+          return;
+        }
         this.unauthorized = true;
         this.reconnector.stop();
         this.setConnection({ lastError: describeAuthError(error.data?.code) });
@@ -284,6 +314,10 @@ export class ChatClient {
       this.generation++;
       for (const [id] of this.sessions) this.dispatch(id, { type: 'disconnected' });
       this.persistOutbox();
+      if (this.unauthorized) {
+        this.setConnection({ server: null });
+        return;
+      }
       this.setConnection({ server: null, lastError: reason === 'io client disconnect' ? null : describeDisconnect(reason) });
       if (reason !== 'io client disconnect') this.reconnector.lost();
     });
@@ -309,7 +343,46 @@ export class ChatClient {
     });
     socket.on('new-pending-session', (payload: SessionEnvelope) => this.emit('new-pending-session', payload));
     socket.on('stats-update', (payload: Stats) => this.emit('stats-update', payload));
-    socket.on('error', (payload: ChatErrorBody) => this.emit('server-error', payload));
+    socket.on('token-expiring', (payload: { expiresAt?: string | number }) => void this.refreshToken(socket, payload?.expiresAt));
+    socket.on('error', (payload: ChatErrorBody) => {
+      if (payload?.code === 'token_expired') {
+        // The server closes the transport next; the reconnect takes a fresh token.
+        // Only a sign-in that cannot be renewed ends here.
+        if (!this.tokens.renewable) this.sessionExpired();
+        return;
+      }
+      this.emit('server-error', payload);
+    });
+  }
+
+  /** The token cannot be renewed and has expired: stop, and ask the user to sign in again. */
+  private sessionExpired(): void {
+    this.unauthorized = true;
+    this.reconnector.stop();
+    this.setConnection({ lastError: 'Your session has expired.' });
+  }
+
+  /**
+   * `token-expiring`: get a token that outlives the current one and send it
+   * with `refresh-token`. On any failure the connection is left to expire;
+   * the reconnect then calls auth() for a fresh token.
+   */
+  private async refreshToken(socket: Socket, expiresAt: string | number | undefined): Promise<void> {
+    if (!this.tokens.renewable) return;
+    const generation = this.generation;
+    const warnedExpiry = parseTime(expiresAt) ?? this.tokens.expiresAt;
+    let token: string;
+    try {
+      const current = this.tokens.expiresAt;
+      // Already renewed (by a REST call, say) past the warned expiry: send that one.
+      token = current !== null && warnedExpiry !== null && current > warnedExpiry + 1000 && !this.tokens.needsRenewal() ? this.tokens.token : await this.tokens.renew();
+    } catch {
+      return;
+    }
+    if (this.socket !== socket || generation !== this.generation || !socket.connected) return;
+    socket.timeout(this.config.timeouts.connection).emit('refresh-token', { token }, (err: Error | null, ack?: Ack<{ expiresAt: string | number }>) => {
+      if (!err && ack?.ok) this.emit('token-refreshed', { expiresAt: ack.expiresAt ?? null });
+    });
   }
 
   // ---- events to screens ----
@@ -673,10 +746,19 @@ export function toErrorBody(error: unknown): ChatErrorBody {
   return { code: 'unavailable', message: String(error) };
 }
 
+function parseTime(value: string | number | undefined): number | null {
+  if (typeof value === 'number' && Number.isFinite(value)) return value < 1e12 ? value * 1000 : value;
+  if (typeof value === 'string') {
+    const ms = Date.parse(value);
+    return Number.isNaN(ms) ? null : ms;
+  }
+  return null;
+}
+
 function describeAuthError(code: string | undefined): string {
   switch (code) {
     case 'token_expired':
-      return 'Your sign-in has expired.';
+      return 'Your session has expired.';
     case 'missing_token':
       return 'No sign-in token was given.';
     default:

@@ -4,7 +4,7 @@
 
 import { useState, type FormEvent } from 'react';
 import websocketConfig from '../config/websocket.config';
-import { ApiError, fetchDevToken } from '../lib/api';
+import { ApiError, fetchDevToken, type DevTokenRequest } from '../lib/api';
 import type { Auth } from '../lib/auth';
 import { slugify } from '../lib/ids';
 import type { Role } from '../lib/types';
@@ -41,13 +41,15 @@ export function SignIn({ current, onSignedIn, onContinue, onSignOut }: SignInPro
         .split(',')
         .map((p) => p.trim())
         .filter(Boolean);
-      const result = await fetchDevToken(websocketConfig.serverUrl, {
+      const request: DevTokenRequest = {
         userId: userId.trim() || derivedId,
         name: name.trim(),
         role,
         ...(role !== 'customer' && poolList.length ? { pools: poolList } : {}),
-      });
-      onSignedIn({ token: result.token, user: result.user });
+      };
+      const result = await fetchDevToken(websocketConfig.serverUrl, request);
+      // Kept with the token, so that the UI can mint the next one before this one expires.
+      onSignedIn({ token: result.token, user: result.user, dev: request });
     } catch (err) {
       if (err instanceof ApiError && err.status === 404) {
         setError('This server does not hand out development tokens (it has a JWT_SECRET). Open this page from your application with its own token.');

@@ -1,6 +1,7 @@
 // The REST API of docs/protocol.md (base /api/chat) and the development token
 // endpoint, with errors turned into `ApiError` carrying the protocol's code.
 
+import { decodeClaims, type TokenSource } from './tokenSource';
 import type { AgentEntry, ChatErrorBody, ChatUser, Message, MessagePage, Session, SessionPage, SessionStatus, Stats } from './types';
 
 export class ApiError extends Error {
@@ -48,6 +49,7 @@ async function request<T>(baseUrl: string, path: string, init: { method?: string
   return data as T;
 }
 
+/** What the development sign-in asked for: enough to mint another token for the same user. */
 export interface DevTokenRequest {
   userId: string;
   name: string;
@@ -59,15 +61,43 @@ export async function fetchDevToken(baseUrl: string, body: DevTokenRequest): Pro
   return request(baseUrl, '/api/dev/token', { method: 'POST', body });
 }
 
+/** What ChatApi needs of a token source (see lib/tokenSource). */
+export type TokenProvider = Pick<TokenSource, 'getFreshToken' | 'renew' | 'renewable'>;
+
+/** Seconds of clock difference allowed when deciding that a refused token had expired. */
+const EXPIRY_SKEW_S = 5;
+
+function expiredToken(token: string, now: number): boolean {
+  const { exp } = decodeClaims(token);
+  return exp !== null && exp - EXPIRY_SKEW_S <= now / 1000;
+}
+
 /** The chat REST API for one signed-in user. */
 export class ChatApi {
+  private readonly tokens: TokenProvider;
+
   constructor(
     private readonly baseUrl: string,
-    private readonly token: string,
-  ) {}
+    token: string | TokenProvider,
+  ) {
+    this.tokens = typeof token === 'string' ? { getFreshToken: async () => token, renew: () => Promise.reject(new Error('not renewable')), renewable: false } : token;
+  }
 
-  private call<T>(path: string, method = 'GET', body?: unknown): Promise<T> {
-    return request<T>(this.baseUrl, `/api/chat${path}`, { method, token: this.token, body });
+  private async call<T>(path: string, method = 'GET', body?: unknown): Promise<T> {
+    const token = await this.tokens.getFreshToken();
+    try {
+      return await request<T>(this.baseUrl, `/api/chat${path}`, { method, token, body });
+    } catch (error) {
+      // A token that expired on the way: renew once and try again.
+      if (!(error instanceof ApiError) || error.status !== 401 || !this.tokens.renewable || !expiredToken(token, Date.now())) throw error;
+      let fresh: string;
+      try {
+        fresh = await this.tokens.renew();
+      } catch {
+        throw error;
+      }
+      return request<T>(this.baseUrl, `/api/chat${path}`, { method, token: fresh, body });
+    }
   }
 
   createSession(body: { subject?: string; pool?: string; message?: string }): Promise<Session> {

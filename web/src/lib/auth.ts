@@ -3,11 +3,21 @@
 // (`#token=<JWT>` in the page address, or the `token` prop of ChatApp).
 // Kept in sessionStorage, so each browser tab can be a different user.
 
+import type { DevTokenRequest } from './api';
+import { decodeClaims } from './tokenSource';
 import type { ChatUser, Role } from './types';
 
 export interface Auth {
   token: string;
   user: ChatUser;
+  /**
+   * The development sign-in that gave the token: the UI mints a new token
+   * with it before this one expires. Absent for a token handed over by a
+   * host application, which then lasts as long as that token.
+   */
+  dev?: DevTokenRequest;
+  /** A host application's way to get a new token for the same user (not kept across reloads). */
+  mint?: () => Promise<string>;
 }
 
 const KEY = 'supportChat.auth';
@@ -40,14 +50,7 @@ export function userFromToken(token: string): ChatUser | null {
 
 /** Seconds since epoch at which the token expires, if it says. */
 export function tokenExpiry(token: string): number | null {
-  const part = token.split('.')[1];
-  if (!part) return null;
-  try {
-    const claims = JSON.parse(atob(part.replace(/-/g, '+').replace(/_/g, '/'))) as { exp?: unknown };
-    return typeof claims.exp === 'number' ? claims.exp : null;
-  } catch {
-    return null;
-  }
+  return decodeClaims(token).exp;
 }
 
 export function loadAuth(storage: Storage | undefined = globalThis.sessionStorage): Auth | null {
@@ -57,7 +60,8 @@ export function loadAuth(storage: Storage | undefined = globalThis.sessionStorag
     const parsed = JSON.parse(raw) as Auth;
     if (typeof parsed.token !== 'string' || !parsed.user || !isRole(parsed.user.role)) return null;
     const exp = tokenExpiry(parsed.token);
-    if (exp !== null && exp * 1000 < Date.now()) return null;
+    // An expired development sign-in is renewed on connecting; any other expired token is useless.
+    if (exp !== null && exp * 1000 < Date.now() && !parsed.dev) return null;
     return parsed;
   } catch {
     return null;
@@ -66,7 +70,7 @@ export function loadAuth(storage: Storage | undefined = globalThis.sessionStorag
 
 export function saveAuth(auth: Auth | null, storage: Storage | undefined = globalThis.sessionStorage): void {
   try {
-    if (auth) storage?.setItem(KEY, JSON.stringify(auth));
+    if (auth) storage?.setItem(KEY, JSON.stringify({ token: auth.token, user: auth.user, ...(auth.dev ? { dev: auth.dev } : {}) }));
     else storage?.removeItem(KEY);
   } catch {
     // Storage may be unavailable (private mode); the sign-in then lasts as long as the page.
