@@ -6,7 +6,8 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { WebSocketConfig } from '../src/config/websocket.config';
 import type { Message } from '../src/lib/types';
-import { message, session } from './fixtures';
+import { TokenSource } from '../src/lib/tokenSource';
+import { jwt, message, session } from './fixtures';
 
 type Ack = (err: Error | null, response?: unknown) => void;
 interface Sent {
@@ -21,6 +22,7 @@ class FakeSocket {
   sent: Sent[] = [];
   connect = vi.fn(() => this);
   io = { engine: { close: vi.fn() }, removeAllListeners: vi.fn() };
+  constructor(readonly options: { auth?: unknown } = {}) {}
 
   on(event: string, fn: (...args: unknown[]) => void) {
     this.handlers.set(event, [...(this.handlers.get(event) ?? []), fn]);
@@ -66,8 +68,8 @@ class FakeSocket {
 
 let socket: FakeSocket;
 vi.mock('socket.io-client', () => ({
-  io: vi.fn(() => {
-    socket = new FakeSocket();
+  io: vi.fn((_url: string, options: { auth?: unknown }) => {
+    socket = new FakeSocket(options);
     return socket;
   }),
 }));
@@ -266,6 +268,155 @@ describe('ChatClient', () => {
     await vi.waitFor(() => expect(client.getSessionState('s1').messages.map((m) => m.seq)).toEqual([1, 2, 3, 4]));
     expect(String((fetchMock.mock.calls[0] as unknown as [string])[0])).toContain('/api/chat/sessions/s1/messages?afterSeq=1&limit=200');
     vi.unstubAllGlobals();
+    client.stop();
+  });
+});
+
+describe('ChatClient and the token lifetime', () => {
+  const NOW = 1_800_000_000_000;
+  const inSeconds = (s: number) => Math.floor(Date.now() / 1000) + s;
+  const settle = () => vi.advanceTimersByTimeAsync(0);
+
+  beforeEach(() => {
+    vi.useFakeTimers();
+    vi.setSystemTime(NOW);
+  });
+  afterEach(() => vi.useRealTimers());
+
+  function clientWith(tokens: TokenSource) {
+    const client = new ChatClient({ token: tokens.token, tokens, user, config, storage: null });
+    const errors: unknown[] = [];
+    client.on('server-error', (e) => errors.push(e));
+    client.start();
+    return { client, errors };
+  }
+
+  /** What the socket's auth function hands over, as socket.io-client calls it on each (re)connect. */
+  async function authToken(): Promise<unknown> {
+    const auth = socket.options.auth;
+    expect(typeof auth).toBe('function');
+    let data: unknown;
+    (auth as (cb: (d: unknown) => void) => void)((d) => (data = d));
+    await settle();
+    return (data as { token?: unknown } | undefined)?.token;
+  }
+
+  it('connects with a function auth that gives the current token, or a new one when it is about to expire', async () => {
+    const first = jwt({ sub: 'cust', exp: inSeconds(3600), iat: inSeconds(0) });
+    const second = jwt({ sub: 'cust', exp: inSeconds(7200), iat: inSeconds(3590) });
+    const mint = vi.fn(async () => second);
+    const { client } = clientWith(new TokenSource({ token: first, mint }));
+    expect(await authToken()).toBe(first);
+    expect(mint).not.toHaveBeenCalled();
+    vi.setSystemTime(NOW + 3590 * 1000); // 10 s left
+    expect(await authToken()).toBe(second);
+    expect(mint).toHaveBeenCalledTimes(1);
+    client.stop();
+  });
+
+  it('answers token-expiring with refresh-token and a new token, and goes on', async () => {
+    const first = jwt({ sub: 'cust', exp: inSeconds(70), iat: inSeconds(0) });
+    const second = jwt({ sub: 'cust', exp: inSeconds(3600), iat: inSeconds(10) });
+    const mint = vi.fn(async () => second);
+    const tokens = new TokenSource({ token: first, mint });
+    const { client, errors } = clientWith(tokens);
+    const refreshed = vi.fn();
+    client.on('token-refreshed', refreshed);
+    socket.accept();
+    vi.setSystemTime(NOW + 10_000);
+    socket.fire('token-expiring', { expiresAt: new Date(NOW + 70_000).toISOString() });
+    await settle();
+    expect(mint).toHaveBeenCalledTimes(1);
+    const [refresh, ...more] = socket.take('refresh-token');
+    expect(more).toEqual([]);
+    expect(refresh!.payload).toEqual({ token: second });
+    refresh!.ack!(null, { ok: true, expiresAt: new Date(NOW + 3600_000).toISOString() });
+    expect(refreshed).toHaveBeenCalledTimes(1);
+    expect(tokens.token).toBe(second);
+    expect(socket.sent).toEqual([]);
+    expect(client.getConnection().status).toBe('connected');
+    // The original expiry passes: nothing happens, and a reconnect would use the new token.
+    vi.advanceTimersByTime(120_000);
+    expect(client.getConnection().status).toBe('connected');
+    expect(await authToken()).toBe(second);
+    expect(errors).toEqual([]);
+    client.stop();
+  });
+
+  it('lets a connection whose refresh failed expire quietly, and reconnects with a fresh token', async () => {
+    const first = jwt({ sub: 'cust', exp: inSeconds(70), iat: inSeconds(0) });
+    const second = jwt({ sub: 'cust', exp: inSeconds(3600), iat: inSeconds(70) });
+    const mint = vi.fn().mockRejectedValueOnce(new Error('busy')).mockResolvedValue(second);
+    const { client, errors } = clientWith(new TokenSource({ token: first, mint }));
+    socket.accept();
+    socket.fire('token-expiring', { expiresAt: new Date(NOW + 70_000).toISOString() });
+    await settle();
+    expect(socket.take('refresh-token')).toEqual([]); // the mint failed: nothing to send
+
+    vi.setSystemTime(NOW + 70_000);
+    socket.fire('error', { code: 'token_expired', message: 'the token has expired; reconnect with a fresh one' });
+    socket.drop(); // the server closes the transport
+    expect(errors).toEqual([]); // no error shown for it
+    expect(client.getConnection().status).toBe('reconnecting');
+    vi.advanceTimersByTime(1000);
+    expect(socket.connect).toHaveBeenCalledTimes(2);
+    expect(await authToken()).toBe(second);
+    socket.accept();
+    expect(client.getConnection().status).toBe('connected');
+    client.stop();
+  });
+
+  it('sends nothing when the refresh is refused, and the reconnect still gets a new token', async () => {
+    const first = jwt({ sub: 'cust', exp: inSeconds(70), iat: inSeconds(0) });
+    const second = jwt({ sub: 'cust', exp: inSeconds(3600), iat: inSeconds(0) });
+    const { client } = clientWith(new TokenSource({ token: first, mint: async () => second }));
+    socket.accept();
+    socket.fire('token-expiring', { expiresAt: new Date(NOW + 70_000).toISOString() });
+    await settle();
+    socket.take('refresh-token')[0]!.ack!(null, { ok: false, error: { code: 'rate_limited', message: 'slow down' } });
+    expect(socket.sent).toEqual([]);
+    expect(client.getConnection().status).toBe('connected');
+    client.stop();
+  });
+
+  it('shows "session expired" for a token that cannot be renewed, and does not loop', async () => {
+    const pasted = jwt({ sub: 'cust', exp: inSeconds(70), iat: inSeconds(0) });
+    const { client, errors } = clientWith(new TokenSource({ token: pasted }));
+    socket.accept();
+    socket.fire('token-expiring', { expiresAt: new Date(NOW + 70_000).toISOString() });
+    await settle();
+    expect(socket.take('refresh-token')).toEqual([]);
+    vi.setSystemTime(NOW + 70_000);
+    socket.fire('error', { code: 'token_expired', message: 'expired' });
+    socket.drop();
+    expect(errors).toEqual([]);
+    expect(client.getConnection()).toMatchObject({ status: 'unauthorized', lastError: 'Your session has expired.' });
+    vi.advanceTimersByTime(60_000);
+    expect(socket.connect).toHaveBeenCalledTimes(1);
+    client.retryConnection();
+    expect(socket.connect).toHaveBeenCalledTimes(1);
+    client.stop();
+  });
+
+  it('does not even connect with an expired token that cannot be renewed', () => {
+    const { client } = clientWith(new TokenSource({ token: jwt({ sub: 'cust', exp: inSeconds(-1) }) }));
+    expect(socket.connect).not.toHaveBeenCalled();
+    expect(client.getConnection()).toMatchObject({ status: 'unauthorized', lastError: 'Your session has expired.' });
+    client.stop();
+  });
+
+  it('renews once after the server refuses an expired renewable token, then gives up', async () => {
+    const first = jwt({ sub: 'cust', exp: inSeconds(3600) });
+    const mint = vi.fn(async () => first); // keeps giving a token the server refuses
+    const { client } = clientWith(new TokenSource({ token: first, mint }));
+    socket.refuse('unauthorized');
+    expect(client.getConnection().status).toBe('reconnecting');
+    vi.advanceTimersByTime(1000);
+    expect(socket.connect).toHaveBeenCalledTimes(2);
+    socket.refuse('unauthorized');
+    expect(client.getConnection().status).toBe('unauthorized');
+    vi.advanceTimersByTime(60_000);
+    expect(socket.connect).toHaveBeenCalledTimes(2);
     client.stop();
   });
 });

@@ -35,3 +35,12 @@ export function session(over: Partial<Session> = {}): Session {
     ...over,
   };
 }
+
+function base64url(text: string): string {
+  return Buffer.from(text, 'utf8').toString('base64').replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+/** A JWT-shaped token with the given claims and a dummy signature (the client never verifies). */
+export function jwt(claims: Record<string, unknown>): string {
+  return `${base64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }))}.${base64url(JSON.stringify(claims))}.c2ln`;
+}
