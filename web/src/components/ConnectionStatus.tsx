@@ -16,6 +16,9 @@ const LABELS: Record<ConnectionInfo['status'], string> = {
   unauthorized: 'Signed out',
 };
 
+/** ChatClient's lastError once a sign-in that cannot be renewed has run out. */
+const SESSION_EXPIRED = 'Your session has expired.';
+
 export function statusTone(status: ConnectionInfo['status']): 'ok' | 'warn' | 'bad' {
   if (status === 'connected') return 'ok';
   if (status === 'connecting' || status === 'reconnecting') return 'warn';
@@ -27,7 +30,7 @@ export function ConnectionPill() {
   return (
     <span className={`pill pill-${statusTone(connection.status)}`} role="status" aria-live="polite" data-testid="connection-status" data-status={connection.status}>
       <span className="dot" aria-hidden="true" />
-      <span className="pill-text">{LABELS[connection.status]}</span>
+      <span className="pill-text">{connection.status === 'unauthorized' && connection.lastError === SESSION_EXPIRED ? 'Session expired' : LABELS[connection.status]}</span>
     </span>
   );
 }
