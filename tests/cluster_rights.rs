@@ -1,7 +1,8 @@
-//! Rights follow changes across pods (§7): a session transferred to another
+//! §7 across pods: rights follow changes (a session transferred to another
 //! pool through one gateway stops reaching the old pool's agents connected
 //! to the other gateway at once: `session-updated` is their last event of
-//! it, while the customer's messages reach the new pool's agent.
+//! it, while the customer's messages reach the new pool's agent), and a
+//! user's REST write budget is one for the whole cluster.
 
 mod cluster_support;
 
@@ -71,7 +72,7 @@ async fn a_transfer_on_one_pod_ends_access_on_the_other() {
         &shared_redis_url(),
         &database.url,
         &unique_name("rights"),
-        &[],
+        &[("POOLS", "alpha,beta")],
     );
     let mut cluster = Cluster::start(spec, 2, 1).await;
     let [first, second] = cluster.gateway_addrs()[..] else {
@@ -163,6 +164,50 @@ async fn a_transfer_on_one_pod_ends_access_on_the_other() {
         .expect("typing answered");
     assert_eq!(typing["error"]["code"], "forbidden", "{typing}");
 
+    cluster.assert_none_exited();
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_user_s_rest_write_budget_is_shared_by_every_gateway() {
+    let database = Database::create(&shared_database_url()).await;
+    let spec = spec(
+        &shared_redis_url(),
+        &database.url,
+        &unique_name("budget"),
+        &[("RATE_LIMIT_PER_SEC", "1"), ("RATE_LIMIT_BURST", "4")],
+    );
+    let mut cluster = Cluster::start(spec, 2, 1).await;
+    let [first, second] = cluster.gateway_addrs()[..] else {
+        panic!("two gateways");
+    };
+    let customer = token("xr-budget", Role::Customer, &[]);
+    let (status, session) = rest(
+        first,
+        "POST",
+        "/api/chat/sessions",
+        &customer,
+        Some(json!({})),
+        WAIT,
+    )
+    .await
+    .expect("create");
+    assert_eq!(status, 201, "{session}");
+    let path = format!(
+        "/api/chat/sessions/{}/messages",
+        session["id"].as_str().expect("id")
+    );
+    let mut statuses = Vec::new();
+    // Alternating between the gateways: one budget of four writes in all.
+    for n in 0..5 {
+        let gateway = if n % 2 == 0 { second } else { first };
+        let body = json!({ "content": format!("write {n}"), "clientMsgId": format!("xr-w{n}") });
+        let (status, _) = rest(gateway, "POST", &path, &customer, Some(body), WAIT)
+            .await
+            .expect("write answered");
+        statuses.push(status);
+    }
+    assert_eq!(statuses, vec![201, 201, 201, 429, 429], "{statuses:?}");
     cluster.assert_none_exited();
     cluster.stop().await;
 }

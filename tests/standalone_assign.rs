@@ -15,7 +15,7 @@ const AGENTS: usize = 10;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_one_of_ten_racing_agents_wins() {
-    let server = TestServer::start(&[]).await;
+    let server = TestServer::start(&[("POOLS", "race")]).await;
     let customer = token("race-customer", "customer", &[]);
     let session = server
         .create_session(&customer, json!({ "pool": "race" }))

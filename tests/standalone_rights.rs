@@ -27,7 +27,7 @@ async fn heard_of(client: &mut SioClient, session_id: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transfer_to_another_pool_ends_the_old_pool_s_access_at_once() {
-    let server = TestServer::start(&[]).await;
+    let server = TestServer::start(&[("POOLS", "alpha,beta")]).await;
     let customer = token("rights-customer", "customer", &[]);
     let owner = token("rights-owner", "agent", &["alpha"]);
     let colleague = token("rights-colleague", "agent", &["alpha"]);

@@ -110,7 +110,7 @@ async fn a_refresh_must_name_the_same_user_and_role_with_a_valid_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refresh_with_other_pools_leaves_sessions_no_longer_readable() {
-    let server = TestServer::start(&[]).await;
+    let server = TestServer::start(&[("POOLS", "alpha,beta")]).await;
     let customer = token("life-customer", "customer", &[]);
     let session = server
         .create_session(&customer, json!({ "pool": "alpha" }))

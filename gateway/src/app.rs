@@ -95,6 +95,7 @@ impl Gateway {
             backplane,
             metrics,
             presence: Presence::default(),
+            user_sockets: Arc::default(),
             draining: AtomicBool::new(false),
             accepting: AtomicBool::new(true),
             close_connections: CancellationToken::new(),

@@ -57,6 +57,16 @@ pub struct GatewayConfig {
     pub write_timeout: Duration,
     /// Built web UI to serve at `/` (`WEB_DIR`), if it exists.
     pub web_dir: PathBuf,
+    /// Sockets one user may have open on this gateway
+    /// (`MAX_SOCKETS_PER_USER`, default 20); past it, CONNECT_ERROR
+    /// `rate_limited`.
+    pub max_sockets_per_user: usize,
+    /// Pending and active sessions one customer may have at once
+    /// (`MAX_OPEN_SESSIONS_PER_CUSTOMER`, default 5); past it, 429.
+    pub max_open_sessions: usize,
+    /// The pools customers may open sessions in (`POOLS`, comma-separated).
+    /// Unset: `default` and any pool a known agent serves.
+    pub pools: Option<Vec<String>>,
     /// Who may frame the web UI (`FRAME_ANCESTORS`, the CSP directive's
     /// sources, default `'self'`; `'none'` forbids framing).
     pub frame_ancestors: String,
@@ -132,6 +142,41 @@ fn dev_tokens(env: &Env, may_mint: bool) -> Result<bool, ConfigError> {
     Ok(wanted)
 }
 
+fn bounded(
+    env: &Env,
+    name: &str,
+    default: usize,
+    range: std::ops::RangeInclusive<usize>,
+) -> Result<usize, ConfigError> {
+    let value: usize = env.parse(name, default)?;
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(ConfigError(format!(
+            "{name} must be between {} and {}",
+            range.start(),
+            range.end()
+        )))
+    }
+}
+
+/// `POOLS`: pool names separated by commas, each a valid pool name.
+fn allowed_pools(env: &Env) -> Result<Option<Vec<String>>, ConfigError> {
+    let Some(text) = env.get("POOLS") else {
+        return Ok(None);
+    };
+    let mut pools = Vec::new();
+    for pool in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        chat_shared::validate::pool(pool)
+            .map_err(|error| ConfigError(format!("POOLS: {pool:?}: {}", error.message)))?;
+        pools.push(pool.to_owned());
+    }
+    if pools.is_empty() {
+        return Err(ConfigError("POOLS names no pool".into()));
+    }
+    Ok(Some(pools))
+}
+
 /// `FRAME_ANCESTORS`: CSP source expressions separated by spaces; nothing
 /// that could end the directive or the header.
 fn frame_ancestors(env: &Env) -> Result<String, ConfigError> {
@@ -185,6 +230,9 @@ impl GatewayConfig {
             write_timeout: env.millis("WRITE_TIMEOUT_MS", Duration::from_secs(10))?,
             web_dir: PathBuf::from(env.string("WEB_DIR", "web/dist")),
             frame_ancestors: frame_ancestors(env)?,
+            max_sockets_per_user: bounded(env, "MAX_SOCKETS_PER_USER", 20, 1..=10_000)?,
+            max_open_sessions: bounded(env, "MAX_OPEN_SESSIONS_PER_CUSTOMER", 5, 1..=1_000)?,
+            pools: allowed_pools(env)?,
             presence_ttl: Duration::from_secs(30),
             drain: DrainConfig::from_env(env, standalone)?,
         };
@@ -268,6 +316,9 @@ mod tests {
             ("OUTBOUND_QUEUE_BYTES", "1000"),
             ("WRITE_TIMEOUT_MS", "0"),
             ("FRAME_ANCESTORS", "'self'; script-src *"),
+            ("MAX_SOCKETS_PER_USER", "0"),
+            ("MAX_OPEN_SESSIONS_PER_CUSTOMER", "100000"),
+            ("POOLS", "sales,bad pool"),
         ] {
             let env = Env::from_pairs([(name, value)]);
             let err = GatewayConfig::from_env(&env, true).unwrap_err();

@@ -4,6 +4,7 @@
 //! state that another gateway would need: any pod can serve any client.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod agents;
 pub mod app;
 pub mod channel_locks;
@@ -23,6 +24,7 @@ pub mod rest;
 pub mod sio;
 pub mod state;
 pub mod token_lifetime;
+pub mod user_sockets;
 pub mod web;
 
 pub use app::{Gateway, GatewayError};

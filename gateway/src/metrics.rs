@@ -28,16 +28,19 @@ pub enum Rejection {
     Draining,
     /// The backplane could not subscribe the socket's rooms.
     Unavailable,
+    /// The user has `MAX_SOCKETS_PER_USER` sockets open already.
+    RateLimited,
 }
 
 impl Rejection {
-    const ALL: [Rejection; 6] = [
+    const ALL: [Rejection; 7] = [
         Rejection::MissingToken,
         Rejection::InvalidToken,
         Rejection::TokenExpired,
         Rejection::BadNamespace,
         Rejection::Draining,
         Rejection::Unavailable,
+        Rejection::RateLimited,
     ];
 
     fn label(self) -> &'static str {
@@ -48,6 +51,7 @@ impl Rejection {
             Rejection::BadNamespace => "bad_namespace",
             Rejection::Draining => "draining",
             Rejection::Unavailable => "unavailable",
+            Rejection::RateLimited => "rate_limited",
         }
     }
 

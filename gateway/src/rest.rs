@@ -30,7 +30,7 @@ use chat_shared::permissions::may_read;
 
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 200;
-const DEFAULT_POOL: &str = "default";
+use chat_shared::protocol::DEFAULT_POOL;
 
 type AppState = State<Arc<GatewayState>>;
 
@@ -87,6 +87,57 @@ fn unauthorized_message(error: &chat_shared::auth::AuthError) -> &'static str {
         chat_shared::auth::AuthError::MissingToken => "a bearer token is required",
         chat_shared::auth::AuthError::InvalidToken(_) => "the token is not valid",
         chat_shared::auth::AuthError::TokenExpired => "the token has expired",
+    }
+}
+
+/// The caller of a REST write, charged against its budget: the
+/// `send-message` budget per user, shared by every gateway through the
+/// backplane (a fixed window of `RATE_LIMIT_BURST` writes lasting as long
+/// as the burst takes to refill). Over it: 429 `rate_limited` with
+/// `Retry-After`.
+pub struct Writer(pub Identity);
+
+impl FromRequestParts<Arc<GatewayState>> for Writer {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<GatewayState>,
+    ) -> Result<Self, Self::Rejection> {
+        let Caller(caller) = Caller::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let config = &state.config;
+        if config.rate_limit_per_sec == 0 {
+            return Ok(Writer(caller));
+        }
+        let window_secs = (config.rate_limit_burst.max(1))
+            .div_ceil(config.rate_limit_per_sec)
+            .max(1);
+        let window = std::time::Duration::from_secs(u64::from(window_secs));
+        let key = state.hub.names().rest_write_window(&caller.user_id);
+        match state.backplane.count_in_window(&key, window).await {
+            Ok(count) if count > u64::from(config.rate_limit_burst.max(1)) => {
+                state.metrics.rate_limited.inc();
+                let mut response = ApiError(ChatError::new(
+                    ErrorCode::RateLimited,
+                    "too many requests; slow down",
+                ))
+                .into_response();
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    axum::http::HeaderValue::from(window_secs),
+                );
+                Err(response)
+            }
+            Ok(_) => Ok(Writer(caller)),
+            // The budget is a guard, not a gate: without the backplane the
+            // write fails further on anyway, with its own error.
+            Err(error) => {
+                tracing::warn!(%error, "REST write budget not checked");
+                Ok(Writer(caller))
+            }
+        }
     }
 }
 
@@ -173,16 +224,18 @@ fn session_reply(outcome: Result<ReplyBody, ChatError>, status: StatusCode) -> A
 
 async fn create_session(
     State(state): AppState,
-    Caller(caller): Caller,
+    Writer(caller): Writer,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let body = CreateSessionBody::parse(json_body(body)?)?;
     if caller.role != Role::Customer {
         return Err(ChatError::forbidden("only customers open sessions").into());
     }
+    let pool = body.pool.unwrap_or_else(|| DEFAULT_POOL.to_owned());
+    crate::admission::may_open_session(&state, &caller, &pool).await?;
     let command = Command::CreateSession {
         session_id: uuid::Uuid::now_v7().to_string(),
-        pool: body.pool.unwrap_or_else(|| DEFAULT_POOL.to_owned()),
+        pool,
         subject: body.subject,
         first_message: body.message,
     };
@@ -291,7 +344,7 @@ async fn list_messages(
 
 async fn post_message(
     State(state): AppState,
-    Caller(caller): Caller,
+    Writer(caller): Writer,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
@@ -317,7 +370,7 @@ async fn post_message(
 
 async fn assign(
     State(state): AppState,
-    Caller(caller): Caller,
+    Writer(caller): Writer,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
@@ -332,7 +385,7 @@ async fn assign(
 
 async fn transfer(
     State(state): AppState,
-    Caller(caller): Caller,
+    Writer(caller): Writer,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
@@ -348,7 +401,7 @@ async fn transfer(
 
 async fn close(
     State(state): AppState,
-    Caller(caller): Caller,
+    Writer(caller): Writer,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {

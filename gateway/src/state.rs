@@ -13,6 +13,7 @@ use crate::config::GatewayConfig;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::presence::Presence;
+use crate::user_sockets::UserSockets;
 
 pub struct GatewayState {
     pub config: GatewayConfig,
@@ -24,6 +25,8 @@ pub struct GatewayState {
     pub backplane: Arc<dyn Backplane>,
     pub metrics: Arc<Metrics>,
     pub presence: Presence,
+    /// Open sockets per user, against `MAX_SOCKETS_PER_USER`.
+    pub user_sockets: Arc<UserSockets>,
     /// Set as soon as a drain starts: readiness fails, so load balancers
     /// stop sending new clients, while existing ones are still served.
     pub draining: AtomicBool,

@@ -91,6 +91,11 @@ impl Names {
     pub fn stats_throttle(&self, pool: &str) -> String {
         format!("{}:throttle:stats:{pool}", self.prefix)
     }
+
+    /// The counter of one user's REST writes in the current window.
+    pub fn rest_write_window(&self, user_id: &str) -> String {
+        format!("{}:rate:rest:{user_id}", self.prefix)
+    }
 }
 
 /// The partition that carries every command of `session_id`: a stable hash

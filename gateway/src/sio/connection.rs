@@ -24,6 +24,7 @@ use crate::metrics::Rejection;
 use crate::presence;
 use crate::state::GatewayState;
 use crate::token_lifetime::{LifetimeStep, TokenLifetime};
+use crate::user_sockets::SocketSlot;
 
 /// How long a client may take to CONNECT to the namespace.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(45);
@@ -106,7 +107,7 @@ pub async fn serve(mut socket: WebSocket, state: Arc<GatewayState>) {
     if !matches!(sent, Ok(Ok(()))) {
         return;
     }
-    let Some(verified) = await_namespace_connect(&mut socket, &state).await else {
+    let Some((verified, _slot)) = await_namespace_connect(&mut socket, &state).await else {
         let _ = tokio::time::timeout(CLOSE_GRACE, socket.close()).await;
         return;
     };
@@ -168,7 +169,7 @@ pub async fn serve(mut socket: WebSocket, state: Arc<GatewayState>) {
 async fn await_namespace_connect(
     socket: &mut WebSocket,
     state: &GatewayState,
-) -> Option<VerifiedToken> {
+) -> Option<(VerifiedToken, SocketSlot)> {
     let deadline = Instant::now()
         + CONNECT_TIMEOUT.min(state.config.ping_interval + state.config.ping_timeout);
     loop {
@@ -187,7 +188,20 @@ async fn await_namespace_connect(
                 if namespace == NAMESPACE =>
             {
                 match authenticate(state, auth.as_ref()) {
-                    Ok(verified) => return Some(verified),
+                    Ok(verified) => {
+                        let cap = state.config.max_sockets_per_user;
+                        match state.user_sockets.take(&verified.identity.user_id, cap) {
+                            Some(slot) => return Some((verified, slot)),
+                            None => {
+                                state.metrics.rejected(Rejection::RateLimited).inc();
+                                packet::connect_error_frame(
+                                    NAMESPACE,
+                                    "too many connections",
+                                    Some("rate_limited"),
+                                )
+                            }
+                        }
+                    }
                     Err(error) => {
                         state
                             .metrics

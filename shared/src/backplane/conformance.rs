@@ -53,6 +53,7 @@ pub async fn run_all(backplane: &dyn Backplane) {
     presence_counts_distinct_users(backplane).await;
     presence_expires(backplane).await;
     presence_lists_distinct_users(backplane).await;
+    window_counts_restart_after_the_window(backplane).await;
     throttle_once_per_period(backplane).await;
 }
 
@@ -864,6 +865,35 @@ pub async fn presence_lists_distinct_users(backplane: &dyn Backplane) {
     assert_eq!(
         users(backplane.presence_users(&pool).await),
         vec!["bob".to_owned()]
+    );
+}
+
+pub async fn window_counts_restart_after_the_window(backplane: &dyn Backplane) {
+    let scope = Scope::new();
+    let (key, other) = (scope.name("rate"), scope.name("rate-other"));
+    let window = Duration::from_millis(200);
+    for expected in 1..=3 {
+        let count = backplane
+            .count_in_window(&key, window)
+            .await
+            .expect("count");
+        assert_eq!(count, expected);
+    }
+    assert_eq!(
+        backplane
+            .count_in_window(&other, window)
+            .await
+            .expect("count"),
+        1,
+        "keys are separate"
+    );
+    sleep(window + Duration::from_millis(50)).await;
+    assert_eq!(
+        backplane
+            .count_in_window(&key, window)
+            .await
+            .expect("count"),
+        1
     );
 }
 

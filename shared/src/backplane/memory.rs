@@ -124,6 +124,8 @@ struct Presence {
 struct Throttle {
     /// key → the instant from which the next caller is let through.
     next_allowed: HashMap<String, Instant>,
+    /// key → calls counted in its window, and when the window ends.
+    windows: HashMap<String, (u64, Instant)>,
     next_sweep: Option<Instant>,
 }
 
@@ -555,6 +557,24 @@ impl Backplane for MemoryBackplane {
         }
         throttle.next_allowed.insert(key.to_owned(), now + period);
         Ok(true)
+    }
+
+    async fn count_in_window(&self, key: &str, window: Duration) -> Result<u64, BackplaneError> {
+        let mut throttle = lock(&self.inner.throttle);
+        let now = Instant::now();
+        if sweep_due(&mut throttle.next_sweep, now) {
+            throttle.next_allowed.retain(|_, at| now < *at);
+            throttle.windows.retain(|_, (_, ends)| now < *ends);
+        }
+        let entry = throttle
+            .windows
+            .entry(key.to_owned())
+            .or_insert((0, now + window));
+        if now >= entry.1 {
+            *entry = (0, now + window);
+        }
+        entry.0 += 1;
+        Ok(entry.0)
     }
 
     async fn ping(&self) -> Result<(), BackplaneError> {

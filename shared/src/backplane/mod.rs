@@ -206,6 +206,11 @@ pub trait Backplane: Send + Sync + 'static {
     /// True for the first caller per `period` for this key, cluster-wide.
     async fn throttle(&self, key: &str, period: Duration) -> Result<bool, BackplaneError>;
 
+    /// Counts one more call under `key` in a window of `window` that starts
+    /// with the first call and returns the count so far, cluster-wide: a
+    /// rate limit shared by every gateway (REST writes per user).
+    async fn count_in_window(&self, key: &str, window: Duration) -> Result<u64, BackplaneError>;
+
     /// Cheap liveness probe for readiness checks.
     async fn ping(&self) -> Result<(), BackplaneError>;
 }

@@ -12,6 +12,9 @@ pub use server::*;
 /// The Socket.IO namespace every client connects to.
 pub const NAMESPACE: &str = "/chat";
 
+/// The pool of a session opened without one.
+pub const DEFAULT_POOL: &str = "default";
+
 /// Event names, client to server.
 pub mod client_events {
     pub const JOIN_SESSION: &str = "join-session";

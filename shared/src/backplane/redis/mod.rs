@@ -335,6 +335,10 @@ impl Backplane for RedisBackplane {
         self.inner.throttle(key, period).await
     }
 
+    async fn count_in_window(&self, key: &str, window: Duration) -> Result<u64, BackplaneError> {
+        self.inner.count_in_window(key, window).await
+    }
+
     async fn ping(&self) -> Result<(), BackplaneError> {
         self.inner
             .pool

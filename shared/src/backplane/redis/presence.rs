@@ -79,6 +79,22 @@ impl Inner {
         Ok(users_of(&members))
     }
 
+    /// `key` is a full key name (see `Names::rate_window`).
+    pub(super) async fn count_in_window(
+        &self,
+        key: &str,
+        window: Duration,
+    ) -> Result<u64, BackplaneError> {
+        let reply = scripts::run(
+            &self.pool,
+            &self.scripts.count_in_window,
+            key.to_owned(),
+            vec![millis(window).to_string()],
+        )
+        .await?;
+        into_u64("count_in_window", &reply)
+    }
+
     /// `key` is a full key name (see `Names::stats_throttle`).
     pub(super) async fn throttle(
         &self,

@@ -253,6 +253,18 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%d', now))
 return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. string.format('%d', now), '+inf')
 "#;
 
+/// Counts a call in a fixed window: the first call of a window sets its
+/// expiry, so the count and the window go together.
+///
+/// KEYS: the counter. ARGV: the window in milliseconds.
+const COUNT_IN_WINDOW: &str = r#"
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+end
+return count
+"#;
+
 /// Every script, hashed once at start.
 pub(super) struct Scripts {
     pub claim: Script,
@@ -265,6 +277,7 @@ pub(super) struct Scripts {
     pub presence_heartbeat: Script,
     pub presence_count: Script,
     pub presence_members: Script,
+    pub count_in_window: Script,
 }
 
 impl Scripts {
@@ -280,6 +293,7 @@ impl Scripts {
             presence_heartbeat: Script::from_lua(PRESENCE_HEARTBEAT),
             presence_count: Script::from_lua(PRESENCE_COUNT),
             presence_members: Script::from_lua(PRESENCE_MEMBERS),
+            count_in_window: Script::from_lua(COUNT_IN_WINDOW),
         }
     }
 }
