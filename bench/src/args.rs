@@ -16,6 +16,7 @@ pub enum Command {
     Help,
     Load(LoadArgs),
     Idle(IdleArgs),
+    Hostile(HostileArgs),
 }
 
 #[derive(Debug, Clone)]
@@ -50,11 +51,31 @@ pub struct IdleArgs {
     pub hold: Duration,
 }
 
+#[derive(Debug, Clone)]
+pub struct HostileArgs {
+    pub endpoint: Endpoint,
+    pub jwt_secret: String,
+    /// The gateway process, whose VmRSS and CPU time are read.
+    pub pid: u32,
+    /// Length of the quiet baseline and of each flood.
+    pub phase: Duration,
+    /// Control chat messages per second (both directions together).
+    pub control_rate: f64,
+    /// Non-reading sockets.
+    pub crowd: usize,
+    /// `join-session` frames each non-reading socket sends.
+    pub joins: usize,
+    /// Sessions the crowd joins, each filled with `messages` messages.
+    pub sessions: usize,
+    pub messages: usize,
+    pub pool: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ArgsError {
-    #[error("missing subcommand: expected `load` or `idle` (see --help)")]
+    #[error("missing subcommand: expected `load`, `idle` or `hostile` (see --help)")]
     MissingCommand,
-    #[error("unknown subcommand {0:?}: expected `load` or `idle`")]
+    #[error("unknown subcommand {0:?}: expected `load`, `idle` or `hostile`")]
     UnknownCommand(String),
     #[error("unknown flag {flag} for `{command}`")]
     UnknownFlag { command: &'static str, flag: String },
@@ -79,6 +100,18 @@ const LOAD_FLAGS: &[&str] = &[
     "pool",
     "size",
     "concurrency",
+];
+const HOSTILE_FLAGS: &[&str] = &[
+    "url",
+    "jwt-secret",
+    "pid",
+    "phase",
+    "control-rate",
+    "crowd",
+    "joins",
+    "sessions",
+    "messages",
+    "pool",
 ];
 const IDLE_FLAGS: &[&str] = &[
     "url",
@@ -126,6 +159,30 @@ pub fn parse(args: &[String], env_secret: Option<String>) -> Result<Command, Arg
                 pool: flags.text("pool", "bench"),
                 concurrency: flags.number("concurrency", 200, 1..=10_000)?,
                 hold: flags.seconds("hold", 5.0)?,
+            }))
+        }
+        "hostile" => {
+            let flags = Flags::parse("hostile", HOSTILE_FLAGS, rest, env_secret)?;
+            let mut endpoints = flags.endpoints()?;
+            if endpoints.len() != 1 {
+                return Err(invalid("url", "hostile takes one gateway URL"));
+            }
+            let pids = flags.pids()?;
+            let [pid] = pids[..] else {
+                return Err(invalid("pid", "hostile needs the gateway's one process id"));
+            };
+            let control_rate = flags.rate_or("control-rate", 20.0)?;
+            Ok(Command::Hostile(HostileArgs {
+                endpoint: endpoints.remove(0),
+                jwt_secret: flags.secret()?,
+                pid,
+                phase: flags.seconds("phase", 5.0)?,
+                control_rate,
+                crowd: flags.number("crowd", 50, 1..=10_000)?,
+                joins: flags.number("joins", 20, 1..=1_000)?,
+                sessions: flags.number("sessions", 4, 1..=100)?,
+                messages: flags.number("messages", 200, 1..=10_000)?,
+                pool: flags.text("pool", "hostile"),
             }))
         }
         other => Err(ArgsError::UnknownCommand(other.to_owned())),
@@ -244,15 +301,19 @@ impl Flags {
     }
 
     fn rate(&self) -> Result<f64, ArgsError> {
-        let Some(raw) = self.values.get("rate") else {
-            return Ok(1000.0);
+        self.rate_or("rate", 1000.0)
+    }
+
+    fn rate_or(&self, flag: &'static str, default: f64) -> Result<f64, ArgsError> {
+        let Some(raw) = self.values.get(flag) else {
+            return Ok(default);
         };
         let value: f64 = raw
             .replace('_', "")
             .parse()
-            .map_err(|_| invalid("rate", format!("{raw:?} is not a number")))?;
+            .map_err(|_| invalid(flag, format!("{raw:?} is not a number")))?;
         if !(value > 0.0 && value <= 1_000_000.0) {
-            return Err(invalid("rate", "must be above 0 and at most 1000000 msg/s"));
+            return Err(invalid(flag, "must be above 0 and at most 1000000 msg/s"));
         }
         Ok(value)
     }
@@ -296,6 +357,7 @@ chat-bench: load generator and idle-connection memory probe for the support chat
 USAGE:
     chat-bench load --url URL[,URL...] --jwt-secret SECRET [options]
     chat-bench idle --url URL[,URL...] --jwt-secret SECRET [--pid PID[,PID...]] [options]
+    chat-bench hostile --url URL --jwt-secret SECRET --pid PID [options]
     chat-bench --help
 
 The server must share the HS256 secret (its JWT_SECRET): the bench mints its
@@ -347,6 +409,35 @@ IDLE: memory per idle connection.
     --pool NAME          the agents' pool, for --role agent (bench)
     --concurrency N      connections being opened at once (200)
     --hold S             seconds to keep them open after measuring (5)
+
+HOSTILE: what flooding and non-reading clients cost everyone else.
+    Not a timed test: a report with a verdict. Run it against a server with
+    its default budgets (no RATE_LIMIT_PER_SEC=0). A control chat (one
+    customer, one assigned agent) exchanges messages on a fixed open-loop
+    schedule the whole time; its round trip is measured from each message's
+    due time to the other side's `new-message`. Phases, one after another:
+    a quiet baseline; one flooding socket per event kind (send-message,
+    typing, mark-read, join-session, leave-session, refresh-token, an
+    unknown event) sending as fast as its acks come back; then N sockets
+    with a 4 KiB receive buffer that each send J `join-session {lastSeq:0}`
+    for sessions full of large messages and never read. Prints per phase
+    the flooder's sent/accepted/refused counts, the control's p50/p99 and
+    the generator's lag, the gateway's CPU and VmRSS (the crowd: before,
+    peak sampled every 100 ms, after the server closed them).
+    A phase fails when the control's p99 >= 50 ms, the generator lagged
+    > 20 ms, a control message was lost or duplicated, or (crowd) the RSS
+    grew by 64 MiB or more. Exit status 1 when any phase failed.
+
+    --url URL            the gateway's base URL (one)
+    --jwt-secret SECRET  HS256 secret of the server
+    --pid PID            the gateway's process id (required)
+    --phase S            seconds of the baseline and of each flood (5)
+    --control-rate R     control messages per second, both ways (20)
+    --crowd N            non-reading sockets (50)
+    --joins J            join-session frames per non-reading socket (20)
+    --sessions N         sessions the crowd joins (4)
+    --messages M         messages of 4000 U+0001 in each of them (200)
+    --pool NAME          agent pool of the sessions (hostile)
 
 EXAMPLES:
     RATE_LIMIT_PER_SEC=0 JWT_SECRET=bench-secret-0123456789 support-chat &

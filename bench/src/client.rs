@@ -13,7 +13,7 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{mpsc, Mutex};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -132,14 +132,48 @@ pub async fn connect(
     token: &str,
     timeout: Duration,
 ) -> Result<Socket, ClientError> {
-    tokio::time::timeout(timeout, handshake(endpoint, token))
+    tokio::time::timeout(timeout, handshake(endpoint, token, None))
         .await
         .map_err(|_| ClientError::Timeout(timeout))?
 }
 
-async fn handshake(endpoint: &Endpoint, token: &str) -> Result<Socket, ClientError> {
+/// [`connect`] over a TCP socket whose kernel receive buffer (`SO_RCVBUF`)
+/// is set to `receive_buffer` bytes before connecting: a client that stops
+/// reading then holds little of what the server sends it.
+pub async fn connect_with_receive_buffer(
+    endpoint: &Endpoint,
+    token: &str,
+    timeout: Duration,
+    receive_buffer: u32,
+) -> Result<Socket, ClientError> {
+    tokio::time::timeout(timeout, handshake(endpoint, token, Some(receive_buffer)))
+        .await
+        .map_err(|_| ClientError::Timeout(timeout))?
+}
+
+async fn open_tcp(addr: &str, receive_buffer: Option<u32>) -> std::io::Result<TcpStream> {
+    let Some(size) = receive_buffer else {
+        return TcpStream::connect(addr).await;
+    };
+    let target = tokio::net::lookup_host(addr).await?.next().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::NotFound, "the host has no address")
+    })?;
+    let socket = if target.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_recv_buffer_size(size)?;
+    socket.connect(target).await
+}
+
+async fn handshake(
+    endpoint: &Endpoint,
+    token: &str,
+    receive_buffer: Option<u32>,
+) -> Result<Socket, ClientError> {
     let addr = endpoint.authority();
-    let tcp = TcpStream::connect(&addr)
+    let tcp = open_tcp(&addr, receive_buffer)
         .await
         .map_err(|source| ClientError::Connect {
             addr: addr.clone(),

@@ -225,7 +225,7 @@ fn own_rss_kib() -> Option<u64> {
 }
 
 /// VmRSS in KiB from a `/proc/*/status` file.
-fn rss_kib(path: &str) -> anyhow::Result<u64> {
+pub(crate) fn rss_kib(path: &str) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(path)?;
     parse_vm_rss(&status).context("no VmRSS line")
 }

@@ -8,6 +8,8 @@
 //!     [--pairs 100] [--rate 1000] [--duration 20] [--warmup 3] [--grace 5] [--pool bench]
 //! chat-bench idle --url http://127.0.0.1:3001 --jwt-secret S --connections 10000 --pid PID \
 //!     [--role customer] [--concurrency 200] [--hold 5]
+//! chat-bench hostile --url http://127.0.0.1:3001 --jwt-secret S --pid PID \
+//!     [--phase 5] [--crowd 50] [--joins 20] [--sessions 4] [--messages 200]
 //! chat-bench --help
 //! ```
 //!
@@ -19,11 +21,15 @@
 //! `RATE_LIMIT_PER_SEC=0`. `idle` opens many authenticated sockets and
 //! reports the servers' memory growth per connection (VmRSS of `--pid`).
 //! `scripts/bench-standalone.sh` runs both against a fresh standalone
-//! server. Exit status 2 means bad arguments or a setup failure.
+//! server. `hostile` floods one socket per event kind and opens sockets
+//! that never read, and reports what that costs a control chat and the
+//! server's memory (`scripts/bench-hostile.sh`). Exit status 2 means bad arguments or a setup failure.
 #![forbid(unsafe_code)]
 
 mod args;
 mod client;
+mod control;
+mod hostile;
 mod idle;
 mod load;
 mod report;
@@ -51,6 +57,7 @@ fn main() -> ExitCode {
         }
         Command::Load(load) => run(load::run(load)),
         Command::Idle(idle) => run(idle::run(idle)),
+        Command::Hostile(hostile) => run(hostile::run(hostile)),
     }
 }
 
