@@ -43,7 +43,7 @@ fn allowed((rate, burst): (u32, u32), seconds: f64) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn floods_of_each_kind_are_refused_past_their_budget() {
-    const FLOOD: usize = 300;
+    const FLOOD: usize = 120;
     let server =
         TestServer::start(&[("RATE_LIMIT_PER_SEC", "20"), ("RATE_LIMIT_BURST", "40")]).await;
     let customer = token("budget-customer", "customer", &[]);

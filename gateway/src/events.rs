@@ -76,6 +76,9 @@ pub struct SocketSession {
     pub lifetime: TokenLifetime,
     /// Session rooms the hub revoked: left on disconnect.
     revoked_rooms: Vec<String>,
+    /// An event was refused for its budget since the connection last
+    /// asked: it then reads this socket's next frame a little later.
+    over_budget: bool,
 }
 
 impl SocketSession {
@@ -98,7 +101,13 @@ impl SocketSession {
             immediate: Vec::new(),
             lifetime,
             revoked_rooms: Vec::new(),
+            over_budget: false,
         }
+    }
+
+    /// Whether an event went over its budget since the last call.
+    pub fn take_over_budget(&mut self) -> bool {
+        std::mem::take(&mut self.over_budget)
     }
 
     /// Joins the rooms every socket of this identity is in: its user's, its
@@ -217,6 +226,7 @@ impl SocketSession {
         // Before anything else: a flood costs the server as little as can be.
         let result = if !self.budgets.try_take(name, std::time::Instant::now()) {
             self.state.metrics.rate_limited.inc();
+            self.over_budget = true;
             Err(ChatError::new(
                 chat_shared::ErrorCode::RateLimited,
                 "too many events of this kind; slow down",

@@ -30,6 +30,9 @@ use crate::user_sockets::SocketSlot;
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(45);
 /// How long the closing handshake may take before the connection is dropped.
 const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long a socket's next frame waits after one of its events went over
+/// its budget: a flooder gets at most about 50 refusals a second.
+const OVER_BUDGET_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
 /// Most queued frames written before flushing.
 const WRITE_BATCH: usize = 64;
 
@@ -285,6 +288,8 @@ async fn run_connected(
         }
     }
     let kick = session.handle.kick.clone();
+    let mut paused = false;
+    let mut read_resumes_at = Instant::now();
     let mut ping_at = Instant::now() + state.config.ping_interval;
     let mut awaiting_pong = false;
     loop {
@@ -314,7 +319,10 @@ async fn run_connected(
                     Err(_) => return Ending::WriteTimeout,
                 }
             }
-            received = socket.recv() => {
+            _ = sleep_until(read_resumes_at), if paused => {
+                paused = false;
+            }
+            received = socket.recv(), if !paused => {
                 let text = match received {
                     Some(Ok(Message::Text(text))) => text,
                     Some(Ok(Message::Binary(_))) => {
@@ -339,6 +347,13 @@ async fn run_connected(
                     }
                     FrameOutcome::Close => return Ending::ClientClosed,
                     FrameOutcome::WriteFailed(error) => return error.into(),
+                }
+                // A flood over budget is answered, but read no faster than
+                // the refusals are worth: the rest waits in the peer's TCP
+                // window instead of costing this gateway a core.
+                if session.take_over_budget() {
+                    paused = true;
+                    read_resumes_at = Instant::now() + OVER_BUDGET_PAUSE;
                 }
             }
             _ = sleep_until(ping_at) => {
