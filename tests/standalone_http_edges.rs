@@ -165,3 +165,40 @@ async fn with_an_admin_port_the_token_mint_is_not_public() {
     assert_eq!(minted.status, 200, "{}", minted.text());
     assert!(minted.json()["token"].is_string());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_head_that_trickles_in_is_cut_off() {
+    let server = TestServer::start(&[("REQUEST_HEAD_TIMEOUT_MS", "500")]).await;
+    let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+    stream
+        .write_all(b"GET /api/chat/sessions HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("the start of a head");
+    // One header byte at a time, never the blank line that ends the head;
+    // the server must close the connection on its own.
+    let closed = timeout(WAIT, async {
+        let mut buffer = [0u8; 256];
+        loop {
+            if stream.write_all(b"X").await.is_err() {
+                return;
+            }
+            match timeout(
+                std::time::Duration::from_millis(100),
+                stream.read(&mut buffer),
+            )
+            .await
+            {
+                Ok(Ok(0)) | Ok(Err(_)) => return,
+                Ok(Ok(_)) | Err(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "a trickling head kept its connection for {WAIT:?}"
+    );
+    // Ordinary requests are served.
+    let page = http(server.addr, "GET", "/api/chat/sessions", &[], &[]).await;
+    assert_eq!(page.status, 401);
+}

@@ -11,7 +11,6 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::response::Response;
 use axum::routing::{any, get, post};
-use axum::serve::ListenerExt;
 use axum::Router;
 use chat_shared::auth::{JwtConfigError, JwtKeySource, TokenMinter, TokenVerifier};
 use chat_shared::backplane::{Backplane, BackplaneError};
@@ -195,17 +194,10 @@ impl Gateway {
         let stop_accepting = CancellationToken::new();
         let stop = stop_accepting.clone();
         let router = self.router();
-        // Small frames go out at once rather than waiting for Nagle's
-        // algorithm to batch them.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(error) = tcp.set_nodelay(true) {
-                tracing::debug!(%error, "TCP_NODELAY not set");
-            }
-        });
+        let head_timeout = self.state.config.head_timeout;
         let mut public = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await
+            crate::http_server::serve(listener, router, head_timeout, stop).await;
+            Ok::<(), std::io::Error>(())
         });
         let failed = tokio::select! {
             _ = shutdown => None,

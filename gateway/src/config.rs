@@ -52,6 +52,9 @@ pub struct GatewayConfig {
     /// replies, events and pings all count. At least two join replies and
     /// a frame must fit, so a well-behaved join is never refused.
     pub outbound_queue_bytes: usize,
+    /// How long a client may take to send a request's head
+    /// (`REQUEST_HEAD_TIMEOUT_MS`, default 10 s); slower ones are cut off.
+    pub head_timeout: Duration,
     /// How long one write to a socket may take before the socket counts as
     /// not reading and is closed (`WRITE_TIMEOUT_MS`, default 10 s).
     pub write_timeout: Duration,
@@ -228,6 +231,7 @@ impl GatewayConfig {
             outbound_queue,
             outbound_queue_bytes,
             write_timeout: env.millis("WRITE_TIMEOUT_MS", Duration::from_secs(10))?,
+            head_timeout: env.millis("REQUEST_HEAD_TIMEOUT_MS", Duration::from_secs(10))?,
             web_dir: PathBuf::from(env.string("WEB_DIR", "web/dist")),
             frame_ancestors: frame_ancestors(env)?,
             max_sockets_per_user: bounded(env, "MAX_SOCKETS_PER_USER", 20, 1..=10_000)?,

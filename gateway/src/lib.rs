@@ -14,6 +14,7 @@ pub mod events;
 pub mod history;
 pub mod http_edges;
 pub mod http_error;
+pub mod http_server;
 pub mod hub;
 pub mod metrics;
 pub mod ops;
