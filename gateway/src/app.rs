@@ -95,6 +95,7 @@ impl Gateway {
             metrics,
             presence: Presence::default(),
             user_sockets: Arc::default(),
+            history_reads: tokio::sync::Semaphore::new(crate::history::AT_ONCE),
             draining: AtomicBool::new(false),
             accepting: AtomicBool::new(true),
             close_connections: CancellationToken::new(),

@@ -275,6 +275,8 @@ impl SocketSession {
                 tracing::warn!(%error, "join subscription failed");
                 ChatError::unavailable("the chat backplane is unavailable; try again")
             })?;
+        // Held while the reply is read and encoded, the costly part.
+        let _permit = self.state.history_reads.acquire().await;
         let joined = match self.read_join_state(&session.id, request.last_seq).await {
             Ok(joined) => joined,
             Err(error) => {
@@ -523,6 +525,7 @@ impl SocketSession {
         cursor: i64,
         seq: i64,
     ) -> Vec<axum::extract::ws::Utf8Bytes> {
+        let _permit = self.state.history_reads.acquire().await;
         match history::after(&*self.state.store, session_id, cursor, Some(seq), CATCH_UP).await {
             Ok(page) => page
                 .items
@@ -546,6 +549,7 @@ impl SocketSession {
             if joined.paging {
                 continue;
             }
+            let _permit = self.state.history_reads.acquire().await;
             let page = match history::after(
                 &*self.state.store,
                 &session_id,

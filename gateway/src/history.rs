@@ -7,6 +7,9 @@
 use chat_shared::protocol::{Message, MessagePage};
 use chat_shared::store::{MessageRange, Store, StoreError};
 
+/// History reads a gateway runs for its sockets at once.
+pub const AT_ONCE: usize = 2;
+
 /// Messages read from the store at a time, so that a read never holds far
 /// more than the budget it fills.
 const READ_PAGE: usize = 50;

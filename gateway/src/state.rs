@@ -25,6 +25,10 @@ pub struct GatewayState {
     pub backplane: Arc<dyn Backplane>,
     pub metrics: Arc<Metrics>,
     pub presence: Presence,
+    /// Large history reads for sockets (join replies, gap repair, resync)
+    /// running at once: a crowd asking for large joins queues here instead
+    /// of taking every core from the live traffic.
+    pub history_reads: tokio::sync::Semaphore,
     /// Open sockets per user, against `MAX_SOCKETS_PER_USER`.
     pub user_sockets: Arc<UserSockets>,
     /// Set as soon as a drain starts: readiness fails, so load balancers
