@@ -1,0 +1,97 @@
+//! `CreateSession`: a customer opens a session, which waits in its pool's
+//! queue until an agent takes it. Owns who may open one, what a redelivered
+//! create answers, and how a first message rides along with the session.
+
+use chat_shared::envelope::{Actor, ReplyBody};
+use chat_shared::protocol::{server_events, Role, Session, SessionEnvelope, SessionStatus};
+use chat_shared::store::SessionRecord;
+use chat_shared::{ChatError, Timestamp};
+
+use super::send_message::new_message;
+use super::{BatchState, Decision};
+
+impl BatchState {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn create_session(
+        &mut self,
+        actor: &Actor,
+        session_id: &str,
+        pool: &str,
+        subject: &Option<String>,
+        first_message: &Option<String>,
+        now: Timestamp,
+        new_id: &mut dyn FnMut() -> String,
+    ) -> Decision {
+        if actor.role != Role::Customer {
+            return Decision::fail(ChatError::forbidden("only customers open sessions"));
+        }
+        if let Some(existing) = self.snapshot.sessions.get(session_id) {
+            // A redelivered command: answer with what the first delivery made.
+            // While the session still waits, announce it again: if the first
+            // attempt committed but died before publishing, this is the
+            // pool's only news of it (agents drop repeats by session id).
+            if existing.session.customer_id == actor.user_id {
+                let session = existing.session.clone();
+                let mut decision = Decision::reply(ReplyBody::Session(session.clone()));
+                if session.status == SessionStatus::Pending {
+                    decision.deliveries.push(self.delivery(
+                        server_events::NEW_PENDING_SESSION,
+                        &SessionEnvelope {
+                            session: session.clone(),
+                        },
+                        vec![
+                            self.names.pool_channel(&session.pool),
+                            self.names.admin_channel(),
+                        ],
+                        Some(session_id),
+                        None,
+                    ));
+                    decision.stats_pools.push(session.pool);
+                }
+                return decision;
+            }
+            return Decision::fail(ChatError::conflict("session id already in use"));
+        }
+        let mut record = SessionRecord {
+            session: Session {
+                id: session_id.to_owned(),
+                customer_id: actor.user_id.clone(),
+                customer_name: actor.name.clone(),
+                agent_id: None,
+                agent_name: None,
+                pool: pool.to_owned(),
+                status: SessionStatus::Pending,
+                subject: subject.clone(),
+                created_at: now,
+                assigned_at: None,
+                closed_at: None,
+                last_seq: 0,
+                last_message_at: None,
+            },
+            version: 1,
+            first_assigned_at: None,
+            first_response_at: None,
+            first_response_ms: None,
+        };
+        if let Some(content) = first_message {
+            let message = new_message(&record.session, actor, content, None, now, new_id());
+            record.session.last_seq = message.seq;
+            record.session.last_message_at = Some(now);
+            self.messages.push(message);
+        }
+        let session = record.session.clone();
+        self.store_session(record);
+        let mut decision = Decision::reply(ReplyBody::Session(session.clone()));
+        decision.deliveries.push(self.delivery(
+            server_events::NEW_PENDING_SESSION,
+            &SessionEnvelope {
+                session: session.clone(),
+            },
+            vec![self.names.pool_channel(pool), self.names.admin_channel()],
+            Some(session_id),
+            None,
+        ));
+        decision.stats_pools.push(pool.to_owned());
+        decision
+    }
+}

@@ -1,0 +1,60 @@
+//! `MarkRead`: a participant says how far they have read a session. Owns
+//! that a read position only moves forward and never past the last message,
+//! so retried or out-of-order reads cannot undo one another, and that only
+//! a real move is stored and announced.
+
+use chat_shared::envelope::{Actor, ReplyBody};
+use chat_shared::permissions::may_write;
+use chat_shared::protocol::{server_events, MessagesRead, ReadPosition};
+use chat_shared::{ChatError, Timestamp};
+
+use super::{BatchState, Decision};
+
+impl BatchState {
+    pub(super) fn mark_read(
+        &mut self,
+        actor: &Actor,
+        session_id: &str,
+        up_to_seq: i64,
+        now: Timestamp,
+    ) -> Decision {
+        let record = match self.session(session_id) {
+            Ok(record) => record.clone(),
+            Err(e) => return Decision::fail(e),
+        };
+        if !may_write(actor, &record.session) {
+            return Decision::fail(ChatError::forbidden(
+                "only the session's participants may mark it read",
+            ));
+        }
+        let key = (session_id.to_owned(), actor.user_id.clone());
+        let current = self.snapshot.read_positions.get(&key).copied().unwrap_or(0);
+        let wanted = up_to_seq.min(record.session.last_seq);
+        let position = ReadPosition {
+            user_id: actor.user_id.clone(),
+            role: actor.role,
+            up_to_seq: current.max(wanted),
+        };
+        let mut decision = Decision::reply(ReplyBody::ReadPosition(position.clone()));
+        if wanted > current {
+            self.snapshot.read_positions.insert(key, wanted);
+            self.read_positions
+                .push((session_id.to_owned(), position.clone(), now));
+            let payload = MessagesRead {
+                session_id: session_id.to_owned(),
+                user_id: actor.user_id.clone(),
+                role: actor.role,
+                up_to_seq: wanted,
+                read_at: now,
+            };
+            decision.deliveries.push(self.delivery(
+                server_events::MESSAGES_READ,
+                &payload,
+                vec![self.names.session_channel(session_id)],
+                Some(session_id),
+                None,
+            ));
+        }
+        decision
+    }
+}

@@ -1,0 +1,284 @@
+//! The business rules of every write, as a pure step: given what the store
+//! holds (a `BatchSnapshot`) and one command, decide the reply, the
+//! mutations and the events. Nothing here does I/O, so every rule is tested
+//! directly and the same rules serve every store.
+//!
+//! This file owns what every command shares: the `Decision` a command
+//! produces, the keys a batch must load (`keys_for`), the `BatchState` that
+//! carries one command's effects to the next, and the dispatcher that hands
+//! each command to its own file. Each command's rules live in the file named
+//! after it, so a rule is read, changed and reviewed in one place; the rules
+//! that assigning and transferring share live in `reassignment`.
+
+mod assign;
+mod close;
+mod create_session;
+mod mark_read;
+mod reassignment;
+mod refresh_stats;
+mod send_message;
+mod transfer;
+
+use std::collections::{BTreeSet, HashMap};
+
+use chat_shared::envelope::{event_frame, Actor, Command, CommandEnvelope, Delivery, ReplyBody};
+use chat_shared::names::Names;
+use chat_shared::protocol::{Message, ReadPosition};
+use chat_shared::store::{BatchKeys, BatchSnapshot, Mutation, SessionRecord};
+use chat_shared::{ChatError, Timestamp};
+
+/// The pool every session lands in when the customer names none. Re-exported
+/// so that the worker and the gateway can never disagree on it.
+pub use chat_shared::protocol::DEFAULT_POOL;
+
+/// What one command produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub reply: Result<ReplyBody, ChatError>,
+    pub deliveries: Vec<Delivery>,
+    /// Pools whose stats this command changed.
+    pub stats_pools: Vec<String>,
+}
+
+impl Decision {
+    fn fail(error: ChatError) -> Self {
+        Decision {
+            reply: Err(error),
+            deliveries: Vec::new(),
+            stats_pools: Vec::new(),
+        }
+    }
+
+    fn reply(body: ReplyBody) -> Self {
+        Decision {
+            reply: Ok(body),
+            deliveries: Vec::new(),
+            stats_pools: Vec::new(),
+        }
+    }
+}
+
+/// The keys a batch of commands needs loaded before deciding.
+pub fn keys_for(commands: &[&CommandEnvelope]) -> BatchKeys {
+    let mut sessions = BTreeSet::new();
+    let mut client_messages = BTreeSet::new();
+    let mut read_positions = BTreeSet::new();
+    let mut users = BTreeSet::new();
+    let mut agents = BTreeSet::new();
+    for envelope in commands {
+        let actor = &envelope.actor;
+        users.insert(actor.user_id.clone());
+        match &envelope.command {
+            Command::CreateSession { session_id, .. } | Command::Close { session_id, .. } => {
+                sessions.insert(session_id.clone());
+            }
+            Command::SendMessage {
+                session_id,
+                client_msg_id,
+                ..
+            } => {
+                sessions.insert(session_id.clone());
+                if let Some(id) = client_msg_id {
+                    client_messages.insert((session_id.clone(), actor.user_id.clone(), id.clone()));
+                }
+            }
+            Command::Assign {
+                session_id,
+                agent_id,
+            }
+            | Command::Transfer {
+                session_id,
+                agent_id,
+                ..
+            } => {
+                sessions.insert(session_id.clone());
+                if let Some(agent) = agent_id {
+                    users.insert(agent.clone());
+                    agents.insert(agent.clone());
+                }
+            }
+            Command::MarkRead { session_id, .. } => {
+                sessions.insert(session_id.clone());
+                read_positions.insert((session_id.clone(), actor.user_id.clone()));
+            }
+            Command::RefreshStats { .. } => {}
+        }
+    }
+    BatchKeys {
+        session_ids: sessions.into_iter().collect(),
+        client_messages: client_messages.into_iter().collect(),
+        read_positions: read_positions.into_iter().collect(),
+        user_ids: users.into_iter().collect(),
+        agent_ids: agents.into_iter().collect(),
+    }
+}
+
+/// The state of one batch while its commands are decided in order. Later
+/// commands see the effects of earlier ones; `into_mutations` turns the
+/// result into the writes of one transaction.
+pub struct BatchState {
+    snapshot: BatchSnapshot,
+    names: Names,
+    /// Version each touched session had when loaded (None: created here).
+    loaded_versions: HashMap<String, Option<i64>>,
+    /// Touched sessions in first-touch order, so writes are deterministic.
+    touched_order: Vec<String>,
+    messages: Vec<Message>,
+    read_positions: Vec<(String, ReadPosition, Timestamp)>,
+    users: Vec<(String, String)>,
+}
+
+impl BatchState {
+    pub fn new(snapshot: BatchSnapshot, names: Names) -> Self {
+        BatchState {
+            snapshot,
+            names,
+            loaded_versions: HashMap::new(),
+            touched_order: Vec::new(),
+            messages: Vec::new(),
+            read_positions: Vec::new(),
+            users: Vec::new(),
+        }
+    }
+
+    /// The writes that make the store match this state, in one batch.
+    pub fn into_mutations(self) -> Vec<Mutation> {
+        let mut mutations = Vec::new();
+        for (user_id, name) in self.users {
+            mutations.push(Mutation::RememberUser { user_id, name });
+        }
+        for id in &self.touched_order {
+            let Some(record) = self.snapshot.sessions.get(id) else {
+                continue;
+            };
+            match self.loaded_versions.get(id).copied().flatten() {
+                None => mutations.push(Mutation::InsertSession(record.clone())),
+                Some(expected_version) => mutations.push(Mutation::UpdateSession {
+                    record: record.clone(),
+                    expected_version,
+                }),
+            }
+        }
+        for message in self.messages {
+            mutations.push(Mutation::InsertMessage(message));
+        }
+        for (session_id, position, read_at) in self.read_positions {
+            mutations.push(Mutation::SetReadPosition {
+                session_id,
+                position,
+                read_at,
+            });
+        }
+        mutations
+    }
+
+    /// Applies one command at time `now`; `new_id` makes ids for new rows.
+    pub fn apply(
+        &mut self,
+        envelope: &CommandEnvelope,
+        now: Timestamp,
+        new_id: &mut dyn FnMut() -> String,
+    ) -> Decision {
+        let actor = &envelope.actor;
+        self.remember(actor);
+        match &envelope.command {
+            Command::CreateSession {
+                session_id,
+                pool,
+                subject,
+                first_message,
+            } => self.create_session(actor, session_id, pool, subject, first_message, now, new_id),
+            Command::SendMessage {
+                session_id,
+                content,
+                client_msg_id,
+            } => self.send_message(
+                actor,
+                session_id,
+                content,
+                client_msg_id.as_deref(),
+                now,
+                new_id,
+            ),
+            Command::Assign {
+                session_id,
+                agent_id,
+            } => self.assign(actor, session_id, agent_id.as_deref(), now),
+            Command::Transfer {
+                session_id,
+                agent_id,
+                pool,
+            } => self.transfer(actor, session_id, agent_id.as_deref(), pool.as_deref(), now),
+            Command::Close { session_id, reason } => self.close(actor, session_id, reason, now),
+            Command::MarkRead {
+                session_id,
+                up_to_seq,
+            } => self.mark_read(actor, session_id, *up_to_seq, now),
+            Command::RefreshStats { pool } => refresh_stats::refresh_stats(pool),
+        }
+    }
+
+    fn remember(&mut self, actor: &Actor) {
+        let known = self.snapshot.user_names.get(&actor.user_id);
+        if known != Some(&actor.name) {
+            self.snapshot
+                .user_names
+                .insert(actor.user_id.clone(), actor.name.clone());
+            self.users.push((actor.user_id.clone(), actor.name.clone()));
+        }
+    }
+
+    fn session(&self, id: &str) -> Result<&SessionRecord, ChatError> {
+        self.snapshot
+            .sessions
+            .get(id)
+            .ok_or_else(ChatError::session_not_found)
+    }
+
+    /// Records `record` as the new state of its session (bumping its version
+    /// once per batch, however many commands touch it).
+    fn store_session(&mut self, mut record: SessionRecord) {
+        let id = record.session.id.clone();
+        if !self.loaded_versions.contains_key(&id) {
+            let loaded = self.snapshot.sessions.get(&id).map(|r| r.version);
+            self.loaded_versions.insert(id.clone(), loaded);
+            self.touched_order.push(id.clone());
+            record.version = loaded.map_or(1, |v| v + 1);
+        }
+        self.snapshot.sessions.insert(id, record);
+    }
+
+    fn display_name(&self, user_id: &str) -> String {
+        self.snapshot
+            .user_names
+            .get(user_id)
+            .cloned()
+            .unwrap_or_else(|| user_id.to_owned())
+    }
+
+    fn delivery<T: serde::Serialize>(
+        &self,
+        event: &str,
+        payload: &T,
+        audience: Vec<String>,
+        session_id: Option<&str>,
+        seq: Option<i64>,
+    ) -> Delivery {
+        // Serialising these plain structs cannot fail; an empty frame would
+        // only ever be dropped by the gateway.
+        let frame = event_frame(event, payload).unwrap_or_default();
+        Delivery {
+            event: event.to_owned(),
+            audience,
+            session_id: session_id.map(str::to_owned),
+            seq,
+            except_socket: None,
+            frame,
+            // Stamped by the processor once the batch has committed.
+            committed_at_ms: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

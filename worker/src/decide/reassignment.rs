@@ -1,0 +1,93 @@
+//! What `Assign` and `Transfer` share: who may be given a session of a pool,
+//! and who hears that a session changed hands. Kept apart from both
+//! commands so that the two can never disagree on either rule.
+
+use chat_shared::envelope::{Actor, ReplyBody};
+use chat_shared::protocol::{server_events, SessionEnvelope, SessionStatus};
+use chat_shared::store::SessionRecord;
+use chat_shared::ChatError;
+
+use super::{BatchState, Decision};
+
+impl BatchState {
+    /// Stores an assignment change and tells everyone concerned: the
+    /// session's sockets, the agents of the old and new pool, admins, and
+    /// the customer and the agents before and after.
+    pub(super) fn finish_reassignment(
+        &mut self,
+        record: SessionRecord,
+        previous_agent: Option<String>,
+        old_pool: &str,
+    ) -> Decision {
+        let session = record.session.clone();
+        self.store_session(record);
+        let mut audience = vec![
+            self.names.session_channel(&session.id),
+            self.names.pool_channel(old_pool),
+        ];
+        if session.pool != old_pool {
+            audience.push(self.names.pool_channel(&session.pool));
+        }
+        audience.push(self.names.admin_channel());
+        audience.push(self.names.user_channel(&session.customer_id));
+        for agent in previous_agent.iter().chain(session.agent_id.iter()) {
+            let channel = self.names.user_channel(agent);
+            if !audience.contains(&channel) {
+                audience.push(channel);
+            }
+        }
+        let payload = SessionEnvelope {
+            session: session.clone(),
+        };
+        let mut decision = Decision::reply(ReplyBody::Session(session.clone()));
+        decision.deliveries.push(self.delivery(
+            server_events::SESSION_UPDATED,
+            &payload,
+            audience,
+            Some(&session.id),
+            None,
+        ));
+        if session.status == SessionStatus::Pending {
+            decision.deliveries.push(self.delivery(
+                server_events::NEW_PENDING_SESSION,
+                &payload,
+                vec![
+                    self.names.pool_channel(&session.pool),
+                    self.names.admin_channel(),
+                ],
+                Some(&session.id),
+                None,
+            ));
+        }
+        decision.stats_pools.push(old_pool.to_owned());
+        if session.pool != old_pool {
+            decision.stats_pools.push(session.pool.clone());
+        }
+        decision
+    }
+
+    /// Whether `target` may be given a session of `pool`: an agent of the
+    /// directory who serves it (as of their last connection), or the actor
+    /// themselves when their own token lets them hold it (an admin, or an
+    /// agent of the pool), directory or not. Checked here, as the command
+    /// is applied, so that it holds whichever gateway took the request.
+    pub(super) fn check_target(
+        &self,
+        actor: &Actor,
+        target: &str,
+        pool: &str,
+    ) -> Result<(), ChatError> {
+        if target == actor.user_id && (actor.is_admin() || actor.is_agent_of(pool)) {
+            return Ok(());
+        }
+        match self.snapshot.agents.get(target) {
+            None => Err(ChatError::not_found(format!(
+                "no agent {target:?} is known"
+            ))),
+            Some(agent) if !agent.serves(pool) => Err(ChatError::invalid(format!(
+                "agent {target:?} does not serve the pool {pool:?}"
+            ))),
+            Some(_) => Ok(()),
+        }
+    }
+}

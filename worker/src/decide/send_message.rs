@@ -1,0 +1,136 @@
+//! `SendMessage`: a participant adds a message to a session. Owns who may
+//! send and when, how a retried `client_msg_id` finds its original instead
+//! of storing a second copy, the first-response time of the assigned agent,
+//! and the shape of a new message (shared with a session's first message).
+
+use chat_shared::envelope::{Actor, ReplyBody};
+use chat_shared::permissions::may_write;
+use chat_shared::protocol::{server_events, Message, Role, Session, SessionStatus};
+use chat_shared::{ChatError, Timestamp};
+
+use super::{BatchState, Decision};
+
+impl BatchState {
+    pub(super) fn send_message(
+        &mut self,
+        actor: &Actor,
+        session_id: &str,
+        content: &str,
+        client_msg_id: Option<&str>,
+        now: Timestamp,
+        new_id: &mut dyn FnMut() -> String,
+    ) -> Decision {
+        let record = match self.session(session_id) {
+            Ok(record) => record.clone(),
+            Err(e) => return Decision::fail(e),
+        };
+        if let Some(client_id) = client_msg_id {
+            if let Some(original) = self.find_by_client_id(session_id, &actor.user_id, client_id) {
+                // The event goes out again: if the first attempt stored the
+                // message but died before publishing, this is its only
+                // delivery. Sockets that saw it already drop it by `seq`.
+                let mut decision = Decision::reply(ReplyBody::Message {
+                    message: original.clone(),
+                    duplicate: true,
+                });
+                decision.deliveries.push(self.delivery(
+                    server_events::NEW_MESSAGE,
+                    &original,
+                    vec![self.names.session_channel(session_id)],
+                    Some(session_id),
+                    Some(original.seq),
+                ));
+                return decision;
+            }
+        }
+        if !may_write(actor, &record.session) {
+            return Decision::fail(ChatError::forbidden(
+                "only the session's participants may send",
+            ));
+        }
+        match record.session.status {
+            SessionStatus::Closed => return Decision::fail(ChatError::session_closed()),
+            SessionStatus::Pending if actor.role == Role::Agent => {
+                return Decision::fail(ChatError::forbidden("the session is not assigned to you"))
+            }
+            _ => {}
+        }
+        let message = new_message(
+            &record.session,
+            actor,
+            content,
+            client_msg_id,
+            now,
+            new_id(),
+        );
+        let mut updated = record;
+        updated.session.last_seq = message.seq;
+        updated.session.last_message_at = Some(now);
+        if actor.role == Role::Agent && updated.first_response_at.is_none() {
+            if let Some(assigned_at) = updated.session.assigned_at {
+                updated.first_response_at = Some(now);
+                updated.first_response_ms = Some((now.millis() - assigned_at.millis()).max(0));
+            }
+        }
+        let pool = updated.session.pool.clone();
+        self.store_session(updated);
+        self.messages.push(message.clone());
+        let mut decision = Decision::reply(ReplyBody::Message {
+            message: message.clone(),
+            duplicate: false,
+        });
+        decision.deliveries.push(self.delivery(
+            server_events::NEW_MESSAGE,
+            &message,
+            vec![self.names.session_channel(session_id)],
+            Some(session_id),
+            Some(message.seq),
+        ));
+        decision.stats_pools.push(pool);
+        decision
+    }
+
+    fn find_by_client_id(
+        &self,
+        session_id: &str,
+        sender: &str,
+        client_id: &str,
+    ) -> Option<Message> {
+        let in_batch = self.messages.iter().find(|m| {
+            m.session_id == session_id
+                && m.sender_id == sender
+                && m.client_msg_id.as_deref() == Some(client_id)
+        });
+        in_batch.cloned().or_else(|| {
+            self.snapshot
+                .messages_by_client_id
+                .get(&(
+                    session_id.to_owned(),
+                    sender.to_owned(),
+                    client_id.to_owned(),
+                ))
+                .cloned()
+        })
+    }
+}
+
+pub(super) fn new_message(
+    session: &Session,
+    actor: &Actor,
+    content: &str,
+    client_msg_id: Option<&str>,
+    now: Timestamp,
+    id: String,
+) -> Message {
+    Message {
+        id,
+        session_id: session.id.clone(),
+        seq: session.last_seq + 1,
+        sender_id: actor.user_id.clone(),
+        sender_name: actor.name.clone(),
+        sender_role: actor.role,
+        content: content.to_owned(),
+        client_msg_id: client_msg_id.map(str::to_owned),
+        created_at: now,
+    }
+}
