@@ -97,15 +97,30 @@ pub(super) struct RedisSubscriber {
 
 #[async_trait::async_trait]
 impl Subscriber for RedisSubscriber {
-    /// fred resolves SUBSCRIBE with the server's confirmation, so a message
-    /// published after this returns is delivered. The channel is also
-    /// recorded for restoring after a reconnect.
+    /// The channel is also recorded for restoring after a reconnect.
     async fn subscribe(&self, channel: &str) -> Result<(), BackplaneError> {
-        self.client.subscribe(channel).await.map_err(map_error)
+        self.client.subscribe(channel).await.map_err(map_error)?;
+        self.processed_so_far().await
     }
 
     async fn unsubscribe(&self, channel: &str) -> Result<(), BackplaneError> {
-        self.client.unsubscribe(channel).await.map_err(map_error)
+        self.client.unsubscribe(channel).await.map_err(map_error)?;
+        self.processed_so_far().await
+    }
+}
+
+impl RedisSubscriber {
+    /// fred resolves SUBSCRIBE and UNSUBSCRIBE once they are written, not
+    /// when the server has acted on them, so a message published right
+    /// after could still miss (or still reach) the connection. The server
+    /// answers a connection's commands in order: once a PING sent behind
+    /// them is answered, they are in effect.
+    async fn processed_so_far(&self) -> Result<(), BackplaneError> {
+        self.client
+            .ping::<fred::types::Value>(None)
+            .await
+            .map(|_| ())
+            .map_err(map_error)
     }
 }
 
