@@ -40,6 +40,7 @@ async fn main() -> anyhow::Result<()> {
     let names = Names::new(config.gateway.key_prefix.clone());
     let redis_options = RedisOptions {
         pool_size: config.connections.redis_pool_size,
+        tls_roots: config.connections.redis_roots.clone(),
         ..RedisOptions::default()
     };
     let backplane = RedisBackplane::connect(&config.connections.redis_url, names, redis_options)
@@ -47,6 +48,7 @@ async fn main() -> anyhow::Result<()> {
         .context("connecting to Redis")?;
     let store_options = PostgresOptions {
         pool_size: config.connections.database_pool_size,
+        tls_roots: config.connections.database_roots.clone(),
         ..PostgresOptions::default()
     };
     let store = PostgresStore::connect(&config.connections.database_url, store_options)

@@ -278,6 +278,47 @@ pub struct ClusterConnections {
     pub redis_pool_size: usize,
     /// `DATABASE_POOL_SIZE`, default 8.
     pub database_pool_size: usize,
+    /// Whom a `rediss://` server's certificate must chain to:
+    /// `REDIS_CA_FILE` (PEM), else the system's authorities.
+    pub redis_roots: TrustedRoots,
+    /// The same for PostgreSQL with `sslmode=require`: `DATABASE_CA_FILE`.
+    pub database_roots: TrustedRoots,
+}
+
+/// The certificate authorities a TLS connection to a backend trusts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum TrustedRoots {
+    /// The operating system's store.
+    #[default]
+    System,
+    /// Only the certificates in this PEM file (a private authority).
+    File(std::path::PathBuf),
+}
+
+/// The `sslmode` a PostgreSQL URL asks for, if any.
+fn database_ssl_mode(url: &str) -> Option<&str> {
+    let (_, query) = url.split_once('?')?;
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(key, _)| *key == "sslmode")
+        .map(|(_, value)| value)
+}
+
+/// `name` as a CA file to trust, checked to be readable now so that a
+/// typo fails at start rather than at the first reconnect.
+fn ca_file(env: &Env, name: &str) -> Result<TrustedRoots, ConfigError> {
+    let Some(path) = env.get(name) else {
+        return Ok(TrustedRoots::System);
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|err| ConfigError(format!("{name}: cannot read {path}: {err}")))?;
+    if !text.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(ConfigError(format!(
+            "{name}: {path} holds no PEM certificate"
+        )));
+    }
+    Ok(TrustedRoots::File(path.into()))
 }
 
 impl ClusterConnections {
@@ -289,12 +330,37 @@ impl ClusterConnections {
                     .into(),
             ));
         };
-        if !redis_url.starts_with("redis://") {
-            return Err(ConfigError("REDIS_URL must start with redis://".into()));
+        let redis_tls = redis_url.starts_with("rediss://");
+        if !(redis_tls || redis_url.starts_with("redis://")) {
+            return Err(ConfigError(
+                "REDIS_URL must start with redis:// (or rediss:// for TLS)".into(),
+            ));
         }
         if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
             return Err(ConfigError(
                 "DATABASE_URL must start with postgres://".into(),
+            ));
+        }
+        let database_tls = match database_ssl_mode(database_url) {
+            None | Some("disable" | "prefer") => false,
+            Some("require") => true,
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "DATABASE_URL: sslmode={other} is not supported; use require (the certificate \
+                     and the host name are always verified, as verify-full does), prefer or disable"
+                )))
+            }
+        };
+        let redis_roots = ca_file(env, "REDIS_CA_FILE")?;
+        if redis_roots != TrustedRoots::System && !redis_tls {
+            return Err(ConfigError(
+                "REDIS_CA_FILE is set but REDIS_URL is not rediss://".into(),
+            ));
+        }
+        let database_roots = ca_file(env, "DATABASE_CA_FILE")?;
+        if database_roots != TrustedRoots::System && !database_tls {
+            return Err(ConfigError(
+                "DATABASE_CA_FILE is set but DATABASE_URL does not say sslmode=require".into(),
             ));
         }
         let redis_pool_size: usize = env.parse("REDIS_POOL_SIZE", 1)?;
@@ -309,6 +375,8 @@ impl ClusterConnections {
             database_url: database_url.to_owned(),
             redis_pool_size,
             database_pool_size,
+            redis_roots,
+            database_roots,
         })
     }
 }
@@ -333,5 +401,47 @@ mod cluster_tests {
             ("DATABASE_URL", "postgres://u@h/db"),
         ]);
         assert!(ClusterConnections::from_env(&bad).is_err());
+    }
+
+    #[test]
+    fn tls_settings_are_checked_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(
+            &ca,
+            "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let ca = ca.to_str().unwrap();
+        let tls = Env::from_pairs([
+            ("REDIS_URL", "rediss://h:1"),
+            ("DATABASE_URL", "postgres://u@h/db?sslmode=require"),
+            ("REDIS_CA_FILE", ca),
+            ("DATABASE_CA_FILE", ca),
+        ]);
+        let connections = ClusterConnections::from_env(&tls).unwrap();
+        assert_eq!(connections.redis_roots, TrustedRoots::File(ca.into()));
+        assert_eq!(connections.database_roots, TrustedRoots::File(ca.into()));
+
+        let refused = |pairs: &[(&str, &str)]| {
+            let mut all = vec![
+                ("REDIS_URL", "redis://h:1"),
+                ("DATABASE_URL", "postgres://u@h/db"),
+            ];
+            all.extend_from_slice(pairs);
+            let env = Env::from_pairs(all.iter().copied());
+            ClusterConnections::from_env(&env).unwrap_err().0
+        };
+        assert!(refused(&[("REDIS_CA_FILE", ca)]).contains("rediss://"));
+        assert!(refused(&[("DATABASE_CA_FILE", ca)]).contains("sslmode=require"));
+        assert!(
+            refused(&[("DATABASE_URL", "postgres://u@h/db?sslmode=verify-full")])
+                .contains("verify-full")
+        );
+        assert!(refused(&[
+            ("REDIS_URL", "rediss://h:1"),
+            ("REDIS_CA_FILE", "/nonexistent.pem")
+        ])
+        .contains("/nonexistent.pem"));
     }
 }

@@ -19,6 +19,8 @@ pub mod store;
 #[cfg(any(test, feature = "conformance"))]
 pub mod testing;
 pub mod time;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod validate;
 
 pub use error::{ChatError, ErrorCode};

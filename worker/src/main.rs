@@ -63,6 +63,7 @@ async fn main() -> anyhow::Result<()> {
     let names = Names::new(config.key_prefix.clone());
     let redis_options = RedisOptions {
         pool_size: config.connections.redis_pool_size,
+        tls_roots: config.connections.redis_roots.clone(),
         ..RedisOptions::default()
     };
     let backplane: Arc<dyn Backplane> = Arc::new(
@@ -72,6 +73,7 @@ async fn main() -> anyhow::Result<()> {
     );
     let store_options = PostgresOptions {
         pool_size: config.connections.database_pool_size,
+        tls_roots: config.connections.database_roots.clone(),
         ..PostgresOptions::default()
     };
     let store: Arc<dyn Store> = Arc::new(

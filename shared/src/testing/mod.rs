@@ -7,8 +7,11 @@ use std::future::Future;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
+mod certificates;
 mod postgres;
 mod redis;
+
+pub use certificates::TestCertificates;
 
 pub use postgres::ThrowawayPostgres;
 pub use redis::ThrowawayRedis;

@@ -11,7 +11,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use super::free_port;
+use super::certificates::copy;
+use super::{free_port, TestCertificates};
 
 pub struct ThrowawayPostgres {
     // Removed after the server is stopped: fields drop after `Drop::drop`.
@@ -65,6 +66,29 @@ impl ThrowawayPostgres {
             "postgres://postgres@127.0.0.1:{}/postgres?connect_timeout=5",
             self.port
         )
+    }
+
+    /// Makes the (not yet started) server present the server certificate
+    /// of `certificates` and refuse TCP connections that are not TLS, so a
+    /// client that gets in has spoken TLS.
+    pub fn require_tls(&self, certificates: &TestCertificates) {
+        let data = self.data_dir();
+        let (certificate, key) = (data.join("server.crt"), data.join("server.key"));
+        copy(&certificates.server_certificate(), &certificate);
+        copy(&certificates.server_key(), &key);
+        let settings = "\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n";
+        append(&data.join("postgresql.conf"), settings);
+        let access = "local all all trust\nhostssl all all 127.0.0.1/32 trust\n";
+        std::fs::write(data.join("pg_hba.conf"), access).expect("pg_hba.conf");
+        // The server refuses a key others may read.
+        run(Command::new("chmod").arg("600").arg(&key));
+        if self.as_postgres {
+            run(Command::new("chown")
+                .arg("postgres:")
+                .arg(&certificate)
+                .arg(&key)
+                .arg(data.join("pg_hba.conf")));
+        }
     }
 
     /// Starts the server and waits until it accepts connections.
@@ -181,4 +205,14 @@ fn find_bin_dir() -> Option<PathBuf> {
             .unwrap_or(0)
     });
     versions.pop()
+}
+
+fn append(path: &Path, text: &str) {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("cannot open {path:?}: {e}"));
+    file.write_all(text.as_bytes())
+        .unwrap_or_else(|e| panic!("cannot write {path:?}: {e}"));
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::free_port;
+use super::{free_port, TestCertificates};
 
 /// How long a start may take, loading the append-only file included.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -18,6 +18,8 @@ pub struct ThrowawayRedis {
     dir: tempfile::TempDir,
     port: u16,
     child: Option<Child>,
+    /// Certificate, key and authority when the server speaks only TLS.
+    tls: Option<[PathBuf; 3]>,
 }
 
 impl ThrowawayRedis {
@@ -32,13 +34,40 @@ impl ThrowawayRedis {
             dir,
             port: free_port(),
             child: None,
+            tls: None,
+        };
+        redis.launch();
+        redis
+    }
+
+    /// A server that accepts only TLS connections, presenting the server
+    /// certificate of `certificates`; its URL is `rediss://`.
+    pub fn start_tls(certificates: &TestCertificates) -> ThrowawayRedis {
+        let dir = tempfile::Builder::new()
+            .prefix("chat-test-redis-")
+            .tempdir()
+            .expect("a temporary directory");
+        let mut redis = ThrowawayRedis {
+            dir,
+            port: free_port(),
+            child: None,
+            tls: Some([
+                certificates.server_certificate(),
+                certificates.server_key(),
+                certificates.authority(),
+            ]),
         };
         redis.launch();
         redis
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// Crashes the server: SIGKILL, nothing flushed beyond what was synced.
@@ -61,8 +90,21 @@ impl ThrowawayRedis {
     }
 
     fn launch(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+        let mut command = Command::new("redis-server");
+        match &self.tls {
+            None => command.args(["--port", &self.port.to_string()]),
+            Some([certificate, key, authority]) => command
+                .args(["--port", "0", "--tls-port", &self.port.to_string()])
+                .arg("--tls-cert-file")
+                .arg(certificate)
+                .arg("--tls-key-file")
+                .arg(key)
+                .arg("--tls-ca-cert-file")
+                .arg(authority)
+                .args(["--tls-auth-clients", "no"]),
+        };
+        let child = command
+            .args(["--bind", "127.0.0.1"])
             .args([
                 "--save",
                 "",
@@ -103,8 +145,12 @@ impl ThrowawayRedis {
         }
     }
 
-    /// PONG, not LOADING: the data is back.
+    /// PONG, not LOADING: the data is back. A TLS server cannot be asked
+    /// in plain text; it is ready once its log says so.
     fn answers_ping(&self) -> bool {
+        if self.tls.is_some() {
+            return self.log_text().contains("Ready to accept connections");
+        }
         let address = SocketAddr::from(([127, 0, 0, 1], self.port));
         let Ok(mut stream) = TcpStream::connect_timeout(&address, Duration::from_millis(200))
         else {

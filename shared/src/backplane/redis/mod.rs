@@ -37,7 +37,7 @@ use bytes::Bytes;
 use fred::clients::Pool;
 use fred::error::{Error as RedisError, ErrorKind};
 use fred::interfaces::ClientLike;
-use fred::types::config::{Config, ReconnectPolicy, UnresponsiveConfig};
+use fred::types::config::{Config, ReconnectPolicy, TlsConnector, UnresponsiveConfig};
 use fred::types::{Builder, Value};
 use tokio::sync::mpsc;
 
@@ -45,6 +45,7 @@ use super::memory::DeadLetter;
 use super::{
     Backplane, BackplaneError, Lease, StreamEntry, StreamInfo, Subscriber, SubscriptionEvent,
 };
+use crate::config::TrustedRoots;
 use crate::names::Names;
 
 mod leases;
@@ -78,6 +79,8 @@ pub struct RedisOptions {
     /// How many pub/sub messages a subscriber's connection buffers before
     /// the listener is told it fell behind (as a resubscription).
     pub subscriber_buffer: usize,
+    /// Whom the server's certificate must chain to, for `rediss://`.
+    pub tls_roots: TrustedRoots,
 }
 
 impl Default for RedisOptions {
@@ -87,6 +90,7 @@ impl Default for RedisOptions {
             command_timeout: Duration::from_secs(5),
             blocking_connections: 4,
             subscriber_buffer: 4096,
+            tls_roots: TrustedRoots::System,
         }
     }
 }
@@ -140,15 +144,15 @@ impl Drop for Inner {
 }
 
 impl RedisBackplane {
-    /// Connects to the server at `url` (`redis://[user:password@]host:port[/db]`)
-    /// and checks that it answers.
+    /// Connects to the server at `url` (`redis://[user:password@]host:port[/db]`,
+    /// or `rediss://` for TLS verified against `options.tls_roots`) and
+    /// checks that it answers.
     pub async fn connect(
         url: &str,
         names: Names,
         options: RedisOptions,
     ) -> Result<RedisBackplane, BackplaneError> {
-        let config = Config::from_url(url)
-            .map_err(|e| BackplaneError::Unavailable(format!("invalid Redis URL: {e}")))?;
+        let config = redis_config(url, &options.tls_roots)?;
 
         let mut builder = Builder::from_config(config);
         builder
@@ -442,4 +446,23 @@ fn into_bytes(what: &str, value: Value) -> Result<Bytes, BackplaneError> {
 
 fn into_u64(what: &str, value: &Value) -> Result<u64, BackplaneError> {
     value.as_u64().ok_or_else(|| unexpected(what, value))
+}
+
+/// The client configuration for `url`. A `rediss://` URL is read as its
+/// plain form and given this process's TLS settings, so that the trusted
+/// authorities are the configured ones and the system store is not even
+/// read when a CA file is set.
+fn redis_config(url: &str, roots: &TrustedRoots) -> Result<Config, BackplaneError> {
+    let invalid = |e: String| BackplaneError::Unavailable(format!("invalid Redis URL: {e}"));
+    let (plain, tls) = match url.strip_prefix("rediss://") {
+        Some(rest) => (format!("redis://{rest}"), true),
+        None => (url.to_owned(), false),
+    };
+    let mut config = Config::from_url(&plain).map_err(|e| invalid(e.to_string()))?;
+    if tls {
+        let client = crate::tls::client_config(roots)
+            .map_err(|e| BackplaneError::Unavailable(format!("Redis TLS: {e}")))?;
+        config.tls = Some(TlsConnector::from(client).into());
+    }
+    Ok(config)
 }

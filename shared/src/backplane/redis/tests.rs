@@ -17,8 +17,9 @@ use tokio::time::{timeout, Instant};
 
 use super::{RedisBackplane, RedisOptions};
 use crate::backplane::{conformance, Backplane, StreamEntry, SubscriptionEvent};
+use crate::config::TrustedRoots;
 use crate::names::Names;
-use crate::testing::{free_port, ThrowawayRedis};
+use crate::testing::{free_port, TestCertificates, ThrowawayRedis};
 
 const PROMPTLY: Duration = Duration::from_secs(5);
 
@@ -154,6 +155,44 @@ fn payloads(entries: &[StreamEntry]) -> Vec<Bytes> {
 async fn conformance_suite() {
     let backplane = scoped(RedisOptions::default()).await;
     conformance::run_all(&*backplane).await;
+}
+
+/// `rediss://` carries everything over TLS (ordinary commands, blocking
+/// reads and subscribers, each on connections of their own): the whole
+/// suite passes against a server that speaks only TLS, trusting its
+/// authority; trusting another authority, the connection is refused.
+#[tokio::test]
+async fn conformance_suite_over_tls() {
+    let certificates = TestCertificates::create();
+    let server = ThrowawayRedis::start_tls(&certificates);
+    let trusting = |authority: std::path::PathBuf| RedisOptions {
+        tls_roots: TrustedRoots::File(authority),
+        ..RedisOptions::default()
+    };
+    let backplane = RedisBackplane::connect(
+        &server.url(),
+        Names::new("tls"),
+        trusting(certificates.authority()),
+    )
+    .await
+    .expect("connect over TLS");
+    conformance::run_all(&backplane).await;
+
+    let stranger = TestCertificates::create();
+    let refused = timeout(
+        Duration::from_secs(30),
+        RedisBackplane::connect(
+            &server.url(),
+            Names::new("tls"),
+            trusting(stranger.authority()),
+        ),
+    )
+    .await
+    .expect("a refused handshake is reported, not retried forever");
+    assert!(
+        refused.is_err(),
+        "a server whose certificate chains to no trusted authority must be refused"
+    );
 }
 
 /// A read blocked on the server must not hold up anything else: with a

@@ -37,8 +37,12 @@ use async_trait::async_trait;
 use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
 };
+use tokio_postgres::config::SslMode;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::config::TrustedRoots;
 
 use super::{
     AgentRecord, BatchKeys, BatchSnapshot, MessageRange, Mutation, PoolFigures, SessionQuery,
@@ -70,6 +74,8 @@ pub struct PostgresOptions {
     /// Bounds opening a connection and waiting for a free one; past it a
     /// call fails with `StoreError::Unavailable` rather than hanging.
     pub connect_timeout: Duration,
+    /// Whom the server's certificate must chain to, for `sslmode=require`.
+    pub tls_roots: TrustedRoots,
 }
 
 impl Default for PostgresOptions {
@@ -80,6 +86,7 @@ impl Default for PostgresOptions {
             pool_size: 8,
             schema: None,
             connect_timeout: Duration::from_secs(5),
+            tls_roots: TrustedRoots::System,
         }
     }
 }
@@ -129,16 +136,22 @@ impl PostgresStore {
         }
         let startup = startup_options(config.get_options(), options.schema.as_deref());
         config.options(startup);
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                // A connection the server dropped is noticed (the client
-                // reports itself closed) and replaced; checking each one
-                // with a query on every checkout would cost a round trip.
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let manager_config = ManagerConfig {
+            // A connection the server dropped is noticed (the client
+            // reports itself closed) and replaced; checking each one
+            // with a query on every checkout would cost a round trip.
+            recycling_method: RecyclingMethod::Fast,
+        };
+        // `require` is verified like libpq's verify-full (authority and
+        // host name); `prefer` and `disable` stay in plain text, so a
+        // server's self-signed default certificate never breaks a start.
+        let manager = if config.get_ssl_mode() == SslMode::Require {
+            let client = crate::tls::client_config(&options.tls_roots)
+                .map_err(|err| StoreError::Internal(format!("PostgreSQL TLS: {err}")))?;
+            Manager::from_config(config, MakeRustlsConnect::new(client), manager_config)
+        } else {
+            Manager::from_config(config, NoTls, manager_config)
+        };
         let timeout = Some(options.connect_timeout);
         let pool = Pool::builder(manager)
             .max_size(options.pool_size.max(1))

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::*;
 use crate::protocol::{Message, Role, SessionStatus};
 use crate::store::{conformance, SessionRecord};
-use crate::testing::{free_port, ThrowawayPostgres};
+use crate::testing::{free_port, TestCertificates, ThrowawayPostgres};
 
 const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
@@ -642,6 +642,7 @@ async fn survives_a_server_crash_and_restart() {
             pool_size: 2,
             schema: None,
             connect_timeout: timeout,
+            tls_roots: TrustedRoots::System,
         },
     )
     .await
@@ -791,4 +792,43 @@ async fn upgrading_from_version_1_keeps_the_message_count() {
         .await
         .expect("pool_figures");
     assert_eq!(figures.messages_today, 3);
+}
+
+/// `sslmode=require` speaks TLS and checks the server: against a server
+/// that refuses plain TCP, a store trusting the server's authority commits
+/// and reads; one trusting another authority, and one in plain text, are
+/// refused.
+#[tokio::test]
+async fn sslmode_require_verifies_the_server_against_the_trusted_authority() {
+    let certificates = TestCertificates::create();
+    let server = ThrowawayPostgres::create();
+    server.require_tls(&certificates);
+    server.start();
+    let tls_url = format!("{}&sslmode=require", server.url());
+    let trusting = |authority: std::path::PathBuf| PostgresOptions {
+        connect_timeout: Duration::from_secs(3),
+        tls_roots: TrustedRoots::File(authority),
+        ..PostgresOptions::default()
+    };
+
+    let store = PostgresStore::connect(&tls_url, trusting(certificates.authority()))
+        .await
+        .expect("connect over TLS");
+    store
+        .commit(vec![Mutation::InsertSession(session("s-tls"))])
+        .await
+        .expect("commit over TLS");
+    store.ping().await.expect("ping over TLS");
+
+    let stranger = TestCertificates::create();
+    let refused = PostgresStore::connect(&tls_url, trusting(stranger.authority())).await;
+    assert!(
+        refused.is_err(),
+        "a server whose certificate chains to no trusted authority must be refused"
+    );
+    let plain = PostgresStore::connect(&server.url(), trusting(certificates.authority())).await;
+    assert!(
+        plain.is_err(),
+        "this server takes TCP clients over TLS only"
+    );
 }
