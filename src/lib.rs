@@ -96,13 +96,21 @@ impl RunningChat {
 
 /// Opens the store, starts the worker and the gateway, and binds the ports.
 pub async fn start(config: StandaloneConfig) -> Result<RunningChat, StandaloneError> {
+    start_over(config, Arc::new(MemoryBackplane::new())).await
+}
+
+/// `start` over a given in-process backplane (tests wrap the standard one
+/// to hold chosen subscriptions).
+pub async fn start_over(
+    config: StandaloneConfig,
+    backplane: Arc<dyn Backplane>,
+) -> Result<RunningChat, StandaloneError> {
     let db_path = config.data_dir.join("chat.db");
     let store: Arc<dyn Store> = Arc::new(
         tokio::task::spawn_blocking(move || SqliteStore::open(&db_path))
             .await
             .map_err(|e| StoreError::Internal(e.to_string()))??,
     );
-    let backplane: Arc<dyn Backplane> = Arc::new(MemoryBackplane::new());
     let names = Names::new(config.gateway.key_prefix.clone());
 
     let listener = TcpListener::bind((config.gateway.host, config.gateway.port)).await?;

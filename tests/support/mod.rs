@@ -7,9 +7,11 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chat_shared::auth::{Identity, TokenMinter};
+use chat_shared::backplane::Backplane;
 use chat_shared::config::Env;
 use chat_shared::protocol::Role;
 use futures_util::{SinkExt, StreamExt};
@@ -40,6 +42,8 @@ pub struct TestServer {
     running: Option<RunningChat>,
     env: Vec<(String, String)>,
     dir: tempfile::TempDir,
+    /// The backplane restarts keep, when the test gave one.
+    backplane: Option<Arc<dyn Backplane>>,
 }
 
 impl TestServer {
@@ -47,6 +51,14 @@ impl TestServer {
     /// (`PORT=0`, `HOST=127.0.0.1`, `JWT_SECRET`, `RATE_LIMIT_PER_SEC=0`, a
     /// temporary `CHAT_DATA_DIR`, and a `WEB_DIR` that does not exist).
     pub async fn start(extra_env: &[(&str, &str)]) -> TestServer {
+        TestServer::start_over(extra_env, None).await
+    }
+
+    /// `start` over the given in-process backplane instead of a new one.
+    pub async fn start_over(
+        extra_env: &[(&str, &str)],
+        backplane: Option<Arc<dyn Backplane>>,
+    ) -> TestServer {
         let dir = tempfile::tempdir().expect("temporary data directory");
         let data = dir.path().to_string_lossy().into_owned();
         let web = dir.path().join("no-web-ui").to_string_lossy().into_owned();
@@ -65,13 +77,14 @@ impl TestServer {
             env.retain(|(k, _)| k != key);
             env.push(((*key).to_owned(), (*value).to_owned()));
         }
-        let running = launch(&env).await;
+        let running = launch(&env, backplane.clone()).await;
         TestServer {
             addr: running.addr,
             admin_addr: running.admin_addr,
             running: Some(running),
             env,
             dir,
+            backplane,
         }
     }
 
@@ -94,7 +107,7 @@ impl TestServer {
     /// Stops and starts again on the same data directory (on a new port).
     pub async fn restart(&mut self) {
         self.stop().await;
-        let running = launch(&self.env).await;
+        let running = launch(&self.env, self.backplane.clone()).await;
         self.addr = running.addr;
         self.admin_addr = running.admin_addr;
         self.running = Some(running);
@@ -185,12 +198,14 @@ impl TestServer {
     }
 }
 
-async fn launch(env: &[(String, String)]) -> RunningChat {
+async fn launch(env: &[(String, String)], backplane: Option<Arc<dyn Backplane>>) -> RunningChat {
     let env = Env::from_pairs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let config = StandaloneConfig::from_env(&env).expect("valid test configuration");
-    support_chat::start(config)
-        .await
-        .expect("the server starts")
+    let started = match backplane {
+        Some(backplane) => support_chat::start_over(config, backplane).await,
+        None => support_chat::start(config).await,
+    };
+    started.expect("the server starts")
 }
 
 /// The value of `series` (name and labels exactly as rendered).

@@ -8,10 +8,12 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 mod certificates;
+mod gated_backplane;
 mod postgres;
 mod redis;
 
 pub use certificates::TestCertificates;
+pub use gated_backplane::GatedBackplane;
 
 pub use postgres::ThrowawayPostgres;
 pub use redis::ThrowawayRedis;
