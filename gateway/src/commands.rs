@@ -5,22 +5,13 @@
 use std::sync::Arc;
 
 use chat_shared::auth::Identity;
-use chat_shared::envelope::{self, Actor, Command, CommandEnvelope, ReplyBody, ReplyTo};
+use chat_shared::envelope::{self, Command, CommandEnvelope, ReplyBody, ReplyTo};
 use chat_shared::names::partition_of;
 use chat_shared::{ChatError, Timestamp};
 use tokio::sync::oneshot;
 
 use crate::requests::{answer, Waiter};
 use crate::state::GatewayState;
-
-pub fn actor(identity: &Identity) -> Actor {
-    Actor {
-        user_id: identity.user_id.clone(),
-        name: identity.name.clone(),
-        role: identity.role,
-        pools: identity.pools.clone(),
-    }
-}
 
 /// Appends a command whose answer goes to `waiter`. If it cannot be
 /// appended, the waiter is answered with `unavailable` at once.
@@ -39,7 +30,7 @@ pub async fn submit(
             gateway_id: state.hub.gateway_id().to_owned(),
             request_id,
         }),
-        actor: actor(identity),
+        actor: identity.clone(),
         issued_at: Timestamp::now(),
         command,
     };
@@ -58,7 +49,7 @@ pub async fn submit_detached(
 ) -> Result<(), ChatError> {
     let envelope = CommandEnvelope {
         reply_to: None,
-        actor: actor(identity),
+        actor: identity.clone(),
         issued_at: Timestamp::now(),
         command,
     };

@@ -203,7 +203,7 @@ impl SocketSession {
         let joined: Vec<String> = self.joined.keys().cloned().collect();
         for session_id in joined {
             let session = self.load_session(&session_id).await?;
-            if !may_read(&*self.handle.identity(), &session) {
+            if !may_read(&self.handle.identity(), &session) {
                 self.immediate.push(frames::event(
                     server_events::SESSION_UPDATED,
                     &json!({ "session": session }),
@@ -261,7 +261,7 @@ impl SocketSession {
     async fn join(&mut self, payload: Value) -> EventResult {
         let request = JoinSession::parse(payload)?;
         let session = self.load_session(&request.session_id).await?;
-        if !may_read(&*self.handle.identity(), &session) {
+        if !may_read(&self.handle.identity(), &session) {
             return Err(ChatError::forbidden("you may not join this session"));
         }
         let channel = self.state.hub.names().session_channel(&session.id);

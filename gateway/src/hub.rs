@@ -408,7 +408,7 @@ impl Hub {
             }
             let loses_access = revoked_session
                 .as_ref()
-                .is_some_and(|session| !may_read(&*socket.identity(), session));
+                .is_some_and(|session| !may_read(&socket.identity(), session));
             if loses_access {
                 revoked.push(socket.clone());
             }

@@ -174,5 +174,11 @@ pub async fn dev_token(
     let token = minter
         .mint(&identity, DEV_TOKEN_TTL_SECONDS)
         .map_err(|e| ChatError::unavailable(e.to_string()))?;
-    Ok(Json(json!({ "token": token, "user": identity })).into_response())
+    let user = json!({
+        "userId": identity.user_id,
+        "name": identity.name,
+        "role": identity.role,
+        "pools": identity.pools,
+    });
+    Ok(Json(json!({ "token": token, "user": user })).into_response())
 }

@@ -5,7 +5,8 @@
 use bytes::Bytes;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use crate::protocol::{Message, ReadPosition, Role, Session, NAMESPACE};
+use crate::auth::Identity;
+use crate::protocol::{Message, ReadPosition, Session, NAMESPACE};
 use crate::{ChatError, Timestamp};
 
 #[derive(Debug, thiserror::Error)]
@@ -24,25 +25,6 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, EnvelopeError> {
     Ok(rmp_serde::from_slice(bytes)?)
 }
 
-/// Who issued a command, as the gateway authenticated them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Actor {
-    pub user_id: String,
-    pub name: String,
-    pub role: Role,
-    pub pools: Vec<String>,
-}
-
-impl Actor {
-    pub fn is_admin(&self) -> bool {
-        self.role == Role::Admin
-    }
-
-    pub fn is_agent_of(&self, pool: &str) -> bool {
-        self.role == Role::Agent && self.pools.iter().any(|p| p == pool)
-    }
-}
-
 /// Where the answer to a command goes: a gateway's reply channel and the
 /// request id it is waiting on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,7 +36,8 @@ pub struct ReplyTo {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CommandEnvelope {
     pub reply_to: Option<ReplyTo>,
-    pub actor: Actor,
+    /// Who issued the command, as the gateway authenticated them.
+    pub actor: Identity,
     pub issued_at: Timestamp,
     pub command: Command,
 }
@@ -187,6 +170,7 @@ pub fn ack_frame<T: Serialize>(ack_id: u64, payload: &T) -> Result<String, serde
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::Role;
     use serde_json::json;
 
     #[test]
@@ -196,7 +180,7 @@ mod tests {
                 gateway_id: "g1".into(),
                 request_id: 9,
             }),
-            actor: Actor {
+            actor: Identity {
                 user_id: "u".into(),
                 name: "U".into(),
                 role: Role::Customer,
@@ -212,6 +196,47 @@ mod tests {
         let bytes = encode(&envelope).unwrap();
         assert_eq!(decode::<CommandEnvelope>(&bytes).unwrap(), envelope);
         assert!(decode::<CommandEnvelope>(b"\x01garbage").is_err());
+    }
+
+    /// The actor's field names are wire format between gateways and
+    /// workers of neighbouring versions: an envelope decodes into the shape
+    /// it had when the actor was a struct of the envelope's own.
+    #[test]
+    fn the_actor_keeps_its_wire_field_names() {
+        #[derive(Deserialize, Debug, PartialEq)]
+        struct WireActor {
+            user_id: String,
+            name: String,
+            role: Role,
+            pools: Vec<String>,
+        }
+        #[derive(Deserialize)]
+        struct WireEnvelope {
+            actor: WireActor,
+        }
+        let envelope = CommandEnvelope {
+            reply_to: None,
+            actor: Identity {
+                user_id: "a1".into(),
+                name: "Ann".into(),
+                role: Role::Agent,
+                pools: vec!["billing".into()],
+            },
+            issued_at: Timestamp(5),
+            command: Command::RefreshStats {
+                pool: "billing".into(),
+            },
+        };
+        let wire: WireEnvelope = decode(&encode(&envelope).unwrap()).unwrap();
+        assert_eq!(
+            wire.actor,
+            WireActor {
+                user_id: "a1".into(),
+                name: "Ann".into(),
+                role: Role::Agent,
+                pools: vec!["billing".into()],
+            }
+        );
     }
 
     #[test]

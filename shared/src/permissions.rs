@@ -3,61 +3,28 @@
 //! changed) and by the worker (every command, when it is applied).
 
 use crate::auth::Identity;
-use crate::envelope::Actor;
 use crate::protocol::{Role, Session};
-
-/// Anyone a right can be asked about: a verified token's identity or the
-/// actor a command carries.
-pub trait Principal {
-    fn user_id(&self) -> &str;
-    fn role(&self) -> Role;
-    fn pools(&self) -> &[String];
-}
-
-impl Principal for Identity {
-    fn user_id(&self) -> &str {
-        &self.user_id
-    }
-    fn role(&self) -> Role {
-        self.role
-    }
-    fn pools(&self) -> &[String] {
-        &self.pools
-    }
-}
-
-impl Principal for Actor {
-    fn user_id(&self) -> &str {
-        &self.user_id
-    }
-    fn role(&self) -> Role {
-        self.role
-    }
-    fn pools(&self) -> &[String] {
-        &self.pools
-    }
-}
 
 /// The session's customer, the agents of its pool, its assigned agent and
 /// admins may read it (join, history, live events).
-pub fn may_read(who: &impl Principal, session: &Session) -> bool {
-    match who.role() {
+pub fn may_read(who: &Identity, session: &Session) -> bool {
+    match who.role {
         Role::Admin => true,
-        Role::Customer => session.customer_id == who.user_id(),
+        Role::Customer => session.customer_id == who.user_id,
         Role::Agent => {
-            who.pools().contains(&session.pool)
-                || session.agent_id.as_deref() == Some(who.user_id())
+            who.pools.contains(&session.pool)
+                || session.agent_id.as_deref() == Some(who.user_id.as_str())
         }
     }
 }
 
 /// The session's customer, its assigned agent and admins may write to it
 /// (messages, read positions, closing).
-pub fn may_write(who: &impl Principal, session: &Session) -> bool {
-    match who.role() {
+pub fn may_write(who: &Identity, session: &Session) -> bool {
+    match who.role {
         Role::Admin => true,
-        Role::Customer => session.customer_id == who.user_id(),
-        Role::Agent => session.agent_id.as_deref() == Some(who.user_id()),
+        Role::Customer => session.customer_id == who.user_id,
+        Role::Agent => session.agent_id.as_deref() == Some(who.user_id.as_str()),
     }
 }
 

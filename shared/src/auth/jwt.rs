@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{AuthError, Identity, JwtAlgorithm, JwtConfigError, JwtKeySource, JwtSettings};
-use crate::protocol::Role;
+use crate::protocol::{Role, DEFAULT_POOL};
 use crate::validate;
 use crate::Timestamp;
 
@@ -33,9 +33,6 @@ const LEEWAY_SECONDS: u64 = 5;
 /// Tokens longer than this are refused unparsed. Real tokens are well under
 /// 2 KiB; the cap bounds the work an anonymous caller can make us do.
 const MAX_TOKEN_BYTES: usize = 16 * 1024;
-
-/// The pool agents and admins belong to when their token names none.
-const DEFAULT_POOL: &str = "default";
 
 /// Verification keys: one fixed key, or RS256 keys chosen by the token's
 /// `kid` (JWKS).

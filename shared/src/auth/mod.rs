@@ -12,14 +12,26 @@ pub use jwt::{TokenMinter, TokenVerifier, VerifiedToken};
 
 /// The caller as the rest of the system sees them, defaults applied: `name`
 /// falls back to the user id, `pools` to `["default"]` for agents and admins
-/// and is empty for customers.
+/// and is empty for customers. The same value travels in every command as
+/// its actor; its serialized field names are part of that internal wire
+/// format, which gateways and workers of neighbouring versions share during
+/// a rolling update, so they do not change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
 pub struct Identity {
     pub user_id: String,
     pub name: String,
     pub role: Role,
     pub pools: Vec<String>,
+}
+
+impl Identity {
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+
+    pub fn is_agent_of(&self, pool: &str) -> bool {
+        self.role == Role::Agent && self.pools.iter().any(|p| p == pool)
+    }
 }
 
 /// Why a token was refused; `code()` is the CONNECT_ERROR `data.code`.

@@ -3,7 +3,7 @@
 //! anyone) and that only a waiting session can be taken, so two agents
 //! racing for one session cannot both get it.
 
-use chat_shared::envelope::Actor;
+use chat_shared::auth::Identity;
 use chat_shared::protocol::{Role, SessionStatus};
 use chat_shared::{ChatError, Timestamp};
 
@@ -12,7 +12,7 @@ use super::{BatchState, Decision};
 impl BatchState {
     pub(super) fn assign(
         &mut self,
-        actor: &Actor,
+        actor: &Identity,
         session_id: &str,
         agent_id: Option<&str>,
         now: Timestamp,

@@ -1,7 +1,8 @@
 //! `Close`: a participant ends a session for good. Owns who may close it,
 //! that a session closes once, and who hears who closed it and why.
 
-use chat_shared::envelope::{Actor, ReplyBody};
+use chat_shared::auth::Identity;
+use chat_shared::envelope::ReplyBody;
 use chat_shared::permissions::may_write;
 use chat_shared::protocol::{server_events, ClosedBy, SessionClosed, SessionStatus};
 use chat_shared::{ChatError, Timestamp};
@@ -11,7 +12,7 @@ use super::{BatchState, Decision};
 impl BatchState {
     pub(super) fn close(
         &mut self,
-        actor: &Actor,
+        actor: &Identity,
         session_id: &str,
         reason: &Option<String>,
         now: Timestamp,

@@ -2,7 +2,8 @@
 //! queue until an agent takes it. Owns who may open one, what a redelivered
 //! create answers, and how a first message rides along with the session.
 
-use chat_shared::envelope::{Actor, ReplyBody};
+use chat_shared::auth::Identity;
+use chat_shared::envelope::ReplyBody;
 use chat_shared::protocol::{server_events, Role, Session, SessionEnvelope, SessionStatus};
 use chat_shared::store::SessionRecord;
 use chat_shared::{ChatError, Timestamp};
@@ -14,7 +15,7 @@ impl BatchState {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn create_session(
         &mut self,
-        actor: &Actor,
+        actor: &Identity,
         session_id: &str,
         pool: &str,
         subject: &Option<String>,

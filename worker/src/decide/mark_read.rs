@@ -3,7 +3,8 @@
 //! so retried or out-of-order reads cannot undo one another, and that only
 //! a real move is stored and announced.
 
-use chat_shared::envelope::{Actor, ReplyBody};
+use chat_shared::auth::Identity;
+use chat_shared::envelope::ReplyBody;
 use chat_shared::permissions::may_write;
 use chat_shared::protocol::{server_events, MessagesRead, ReadPosition};
 use chat_shared::{ChatError, Timestamp};
@@ -13,7 +14,7 @@ use super::{BatchState, Decision};
 impl BatchState {
     pub(super) fn mark_read(
         &mut self,
-        actor: &Actor,
+        actor: &Identity,
         session_id: &str,
         up_to_seq: i64,
         now: Timestamp,

@@ -21,7 +21,8 @@ mod transfer;
 
 use std::collections::{BTreeSet, HashMap};
 
-use chat_shared::envelope::{event_frame, Actor, Command, CommandEnvelope, Delivery, ReplyBody};
+use chat_shared::auth::Identity;
+use chat_shared::envelope::{event_frame, Command, CommandEnvelope, Delivery, ReplyBody};
 use chat_shared::names::Names;
 use chat_shared::protocol::{Message, ReadPosition};
 use chat_shared::store::{BatchKeys, BatchSnapshot, Mutation, SessionRecord};
@@ -218,7 +219,7 @@ impl BatchState {
         }
     }
 
-    fn remember(&mut self, actor: &Actor) {
+    fn remember(&mut self, actor: &Identity) {
         let known = self.snapshot.user_names.get(&actor.user_id);
         if known != Some(&actor.name) {
             self.snapshot

@@ -2,7 +2,8 @@
 //! and who hears that a session changed hands. Kept apart from both
 //! commands so that the two can never disagree on either rule.
 
-use chat_shared::envelope::{Actor, ReplyBody};
+use chat_shared::auth::Identity;
+use chat_shared::envelope::ReplyBody;
 use chat_shared::protocol::{server_events, SessionEnvelope, SessionStatus};
 use chat_shared::store::SessionRecord;
 use chat_shared::ChatError;
@@ -73,7 +74,7 @@ impl BatchState {
     /// is applied, so that it holds whichever gateway took the request.
     pub(super) fn check_target(
         &self,
-        actor: &Actor,
+        actor: &Identity,
         target: &str,
         pool: &str,
     ) -> Result<(), ChatError> {

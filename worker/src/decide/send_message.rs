@@ -3,7 +3,8 @@
 //! of storing a second copy, the first-response time of the assigned agent,
 //! and the shape of a new message (shared with a session's first message).
 
-use chat_shared::envelope::{Actor, ReplyBody};
+use chat_shared::auth::Identity;
+use chat_shared::envelope::ReplyBody;
 use chat_shared::permissions::may_write;
 use chat_shared::protocol::{server_events, Message, Role, Session, SessionStatus};
 use chat_shared::{ChatError, Timestamp};
@@ -13,7 +14,7 @@ use super::{BatchState, Decision};
 impl BatchState {
     pub(super) fn send_message(
         &mut self,
-        actor: &Actor,
+        actor: &Identity,
         session_id: &str,
         content: &str,
         client_msg_id: Option<&str>,
@@ -116,7 +117,7 @@ impl BatchState {
 
 pub(super) fn new_message(
     session: &Session,
-    actor: &Actor,
+    actor: &Identity,
     content: &str,
     client_msg_id: Option<&str>,
     now: Timestamp,

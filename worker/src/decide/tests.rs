@@ -5,7 +5,8 @@
 
 use std::collections::HashSet;
 
-use chat_shared::envelope::{Actor, Command, CommandEnvelope, Delivery, ReplyBody};
+use chat_shared::auth::Identity;
+use chat_shared::envelope::{Command, CommandEnvelope, Delivery, ReplyBody};
 use chat_shared::names::Names;
 use chat_shared::protocol::{server_events, Message, ReadPosition, Role, Session, SessionStatus};
 use chat_shared::store::{AgentRecord, BatchSnapshot, Mutation, SessionRecord};
@@ -27,8 +28,8 @@ fn names() -> Names {
     Names::new("t")
 }
 
-fn actor(id: &str, role: Role, pools: &[&str]) -> Actor {
-    Actor {
+fn actor(id: &str, role: Role, pools: &[&str]) -> Identity {
+    Identity {
         user_id: id.to_owned(),
         name: format!("Name of {id}"),
         role,
@@ -36,15 +37,15 @@ fn actor(id: &str, role: Role, pools: &[&str]) -> Actor {
     }
 }
 
-fn customer(id: &str) -> Actor {
+fn customer(id: &str) -> Identity {
     actor(id, Role::Customer, &[])
 }
 
-fn agent(id: &str, pools: &[&str]) -> Actor {
+fn agent(id: &str, pools: &[&str]) -> Identity {
     actor(id, Role::Agent, pools)
 }
 
-fn admin(id: &str) -> Actor {
+fn admin(id: &str) -> Identity {
     actor(id, Role::Admin, &[])
 }
 
@@ -94,7 +95,10 @@ fn closed(id: &str, pool: &str, last_seq: i64, agent_id: &str) -> SessionRecord 
 /// A snapshot holding `records`, where every actor of `known` is already
 /// remembered under its current name (so no `RememberUser` is due), and
 /// every agent among them is in the directory with the pools of their token.
-fn snapshot(records: impl IntoIterator<Item = SessionRecord>, known: &[&Actor]) -> BatchSnapshot {
+fn snapshot(
+    records: impl IntoIterator<Item = SessionRecord>,
+    known: &[&Identity],
+) -> BatchSnapshot {
     let mut snapshot = BatchSnapshot::default();
     for record in records {
         snapshot.sessions.insert(record.session.id.clone(), record);
@@ -138,11 +142,11 @@ impl Batch {
         }
     }
 
-    fn apply(&mut self, actor: &Actor, command: Command) -> Decision {
+    fn apply(&mut self, actor: &Identity, command: Command) -> Decision {
         self.apply_at(actor, command, NOW)
     }
 
-    fn apply_at(&mut self, actor: &Actor, command: Command, now: Timestamp) -> Decision {
+    fn apply_at(&mut self, actor: &Identity, command: Command, now: Timestamp) -> Decision {
         let envelope = CommandEnvelope {
             reply_to: None,
             actor: actor.clone(),
@@ -1216,7 +1220,7 @@ fn closing_twice_is_session_closed() {
 // ---------------------------------------------------------------------------
 // Mark read
 
-fn read_snapshot(reader: &Actor, position: Option<i64>) -> BatchSnapshot {
+fn read_snapshot(reader: &Identity, position: Option<i64>) -> BatchSnapshot {
     let mut snap = snapshot([active("s1", "default", 10, "a1")], &[reader]);
     if let Some(up_to_seq) = position {
         snap.read_positions

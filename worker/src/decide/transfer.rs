@@ -2,7 +2,7 @@
 //! back to its queue. Owns who may transfer (the assigned agent or an
 //! admin) and how the session's pool, agent and status follow the request.
 
-use chat_shared::envelope::Actor;
+use chat_shared::auth::Identity;
 use chat_shared::protocol::{Role, SessionStatus};
 use chat_shared::{ChatError, Timestamp};
 
@@ -11,7 +11,7 @@ use super::{BatchState, Decision};
 impl BatchState {
     pub(super) fn transfer(
         &mut self,
-        actor: &Actor,
+        actor: &Identity,
         session_id: &str,
         agent_id: Option<&str>,
         pool: Option<&str>,

@@ -11,11 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use chat_shared::auth::Identity;
 use chat_shared::backplane::memory::MemoryBackplane;
 use chat_shared::backplane::{Backplane, StreamEntry, Subscriber, SubscriptionEvent};
-use chat_shared::envelope::{
-    self, Actor, Command, CommandEnvelope, Delivery, Reply, ReplyBody, ReplyTo,
-};
+use chat_shared::envelope::{self, Command, CommandEnvelope, Delivery, Reply, ReplyBody, ReplyTo};
 use chat_shared::names::{partition_of, Names};
 use chat_shared::protocol::{Message, Role};
 use chat_shared::store::sqlite::SqliteStore;
@@ -135,8 +134,8 @@ impl Rig {
     }
 }
 
-pub fn actor(id: &str, role: Role, pools: &[&str]) -> Actor {
-    Actor {
+pub fn actor(id: &str, role: Role, pools: &[&str]) -> Identity {
+    Identity {
         user_id: id.to_owned(),
         name: format!("Name of {id}"),
         role,
@@ -144,16 +143,16 @@ pub fn actor(id: &str, role: Role, pools: &[&str]) -> Actor {
     }
 }
 
-pub fn customer(id: &str) -> Actor {
+pub fn customer(id: &str) -> Identity {
     actor(id, Role::Customer, &[])
 }
 
-pub fn agent(id: &str, pools: &[&str]) -> Actor {
+pub fn agent(id: &str, pools: &[&str]) -> Identity {
     actor(id, Role::Agent, pools)
 }
 
 /// A command as the gateway `GATEWAY` sends it, awaiting reply `request_id`.
-pub fn envelope(actor: &Actor, request_id: u64, command: Command) -> CommandEnvelope {
+pub fn envelope(actor: &Identity, request_id: u64, command: Command) -> CommandEnvelope {
     CommandEnvelope {
         reply_to: Some(ReplyTo {
             gateway_id: GATEWAY.to_owned(),
