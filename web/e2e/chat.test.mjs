@@ -5,42 +5,24 @@
 // live dashboard. Screenshots of the screens go to e2e/screenshots/.
 
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import {
   api,
-  assertWebBuilt,
   devToken,
   eventually,
-  launchBrowser,
   openPage,
-  removeDir,
   screenshot,
+  serverAndBrowser,
   shownMessages,
   signIn,
-  startServer,
-  tempDataDir,
+  startChat,
   waitConnected,
 } from './harness.mjs';
 
-let server;
-let browser;
-let dataDir;
+const stack = serverAndBrowser();
 let supervisor;
 let agent;
 const pages = [];
-
-before(async () => {
-  assertWebBuilt();
-  dataDir = tempDataDir();
-  server = await startServer({ dataDir });
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-  removeDir(dataDir);
-});
 
 function noErrors() {
   const errors = pages.flatMap((p) => p.errors);
@@ -48,29 +30,27 @@ function noErrors() {
 }
 
 test('customer and agent: start, take, talk, type, read, close', { timeout: 180_000 }, async () => {
-  agent = await openPage(browser, { name: 'agent', viewport: { width: 1280, height: 800 } });
-  const customer = await openPage(browser, { name: 'customer', viewport: { width: 400, height: 780 } });
+  agent = await openPage(stack.browser, { name: 'agent', viewport: { width: 1280, height: 800 } });
+  const customer = await openPage(stack.browser, { name: 'customer', viewport: { width: 400, height: 780 } });
   // The supervisor watches the dashboard during the whole conversation (its charts are checked later).
-  supervisor = await openPage(browser, { name: 'supervisor', viewport: { width: 1280, height: 800 } });
+  supervisor = await openPage(stack.browser, { name: 'supervisor', viewport: { width: 1280, height: 800 } });
   pages.push(agent, customer, supervisor);
-  await signIn(supervisor.page, server.url, { role: 'admin', name: 'Sam Supervisor' });
+  await signIn(supervisor.page, stack.url, { role: 'admin', name: 'Sam Supervisor' });
   const a = agent.page;
   const c = customer.page;
 
   // The sign-in page, as a first-time visitor sees it.
-  await c.goto(`${server.url}/`);
+  await c.goto(`${stack.url}/`);
   await c.getByLabel('Your name').waitFor();
   await c.setViewportSize({ width: 360, height: 740 });
   await screenshot(c, 'sign-in-360');
   await c.setViewportSize({ width: 400, height: 780 });
 
-  await signIn(a, server.url, { role: 'agent', name: 'Alice Agent' });
-  await signIn(c, server.url, { role: 'customer', name: 'Carla Customer' });
+  await signIn(a, stack.url, { role: 'agent', name: 'Alice Agent' });
+  await signIn(c, stack.url, { role: 'customer', name: 'Carla Customer' });
 
   // 1. The customer starts a chat.
-  await c.getByLabel('Subject').fill('Invoice question');
-  await c.getByLabel('Your message').fill('Hi, I was charged twice for March.');
-  await c.getByRole('button', { name: 'Start chat' }).click();
+  await startChat(c, { subject: 'Invoice question', message: 'Hi, I was charged twice for March.' });
   await c.getByText('Waiting for an agent').waitFor();
   await eventually(async () => (await shownMessages(c)).length === 1, { message: 'first message shown' });
   assert.equal((await shownMessages(c))[0].state, 'sent');
@@ -163,13 +143,13 @@ test('customer and agent: start, take, talk, type, read, close', { timeout: 180_
   await screenshot(c, 'customer-widget-360');
 
   // 6. A race: Bob takes a new chat an instant before Alice's click arrives. Alice sees why she lost.
-  const dana = await devToken(server.url, { userId: 'dana', name: 'Dana Doe', role: 'customer' });
-  const created = await api(server.url, dana, 'POST', '/sessions', { subject: 'Login problem', message: 'I cannot sign in' });
+  const dana = await devToken(stack.url, { userId: 'dana', name: 'Dana Doe', role: 'customer' });
+  const created = await api(stack.url, dana, 'POST', '/sessions', { subject: 'Login problem', message: 'I cannot sign in' });
   assert.equal(created.status, 201);
   await a.getByTestId('queue-item').filter({ hasText: 'Dana Doe' }).waitFor();
-  const bob = await devToken(server.url, { userId: 'bob', name: 'Bob Agent', role: 'agent' });
+  const bob = await devToken(stack.url, { userId: 'bob', name: 'Bob Agent', role: 'agent' });
   await a.route('**/api/chat/sessions/*/assign', async (route) => {
-    const won = await api(server.url, bob, 'POST', `/sessions/${created.body.id}/assign`, {});
+    const won = await api(stack.url, bob, 'POST', `/sessions/${created.body.id}/assign`, {});
     assert.equal(won.status, 200);
     await route.continue();
   });
@@ -217,18 +197,18 @@ test('dashboard: stats as live cards, updated by stats-update', { timeout: 180_0
   const waiting = Number(await card('waiting-now').textContent());
 
   // A new chat changes the queue without a reload.
-  const erin = await devToken(server.url, { userId: 'erin', name: 'Erin', role: 'customer' });
-  const created = await api(server.url, erin, 'POST', '/sessions', { subject: 'Shipping', message: 'Where is my parcel?' });
+  const erin = await devToken(stack.url, { userId: 'erin', name: 'Erin', role: 'customer' });
+  const created = await api(stack.url, erin, 'POST', '/sessions', { subject: 'Shipping', message: 'Where is my parcel?' });
   assert.equal(created.status, 201);
   await eventually(async () => Number(await card('waiting-now').textContent()) === waiting + 1, { message: 'stats-update raises the queue' });
   const messages = Number(await card('messages-today').textContent());
-  await api(server.url, erin, 'POST', `/sessions/${created.body.id}/messages`, { content: 'Order 1234', clientMsgId: 'e2e-1' });
+  await api(stack.url, erin, 'POST', `/sessions/${created.body.id}/messages`, { content: 'Order 1234', clientMsgId: 'e2e-1' });
   await eventually(async () => Number(await card('messages-today').textContent()) === messages + 1, { message: 'stats-update counts the message' });
 
   // Let the charts gather some points while the conversation goes on, then keep the picture.
   for (let i = 2; i <= 7; i++) {
     await s.waitForTimeout(1800);
-    await api(server.url, erin, 'POST', `/sessions/${created.body.id}/messages`, { content: `Update ${i}`, clientMsgId: `e2e-${i}` });
+    await api(stack.url, erin, 'POST', `/sessions/${created.body.id}/messages`, { content: `Update ${i}`, clientMsgId: `e2e-${i}` });
   }
   await eventually(async () => Number(await card('messages-today').textContent()) === messages + 7, { message: 'all messages counted' });
   await s.waitForTimeout(1200);
@@ -246,15 +226,15 @@ test('dashboard: stats as live cards, updated by stats-update', { timeout: 180_0
 
 test('transfer: to another agent, to me, and back to the queue', { timeout: 180_000 }, async () => {
   const a = agent.page;
-  await a.goto(`${server.url}/console`);
+  await a.goto(`${stack.url}/console`);
   await waitConnected(a);
-  const frank = await devToken(server.url, { userId: 'frank', name: 'Frank', role: 'customer' });
-  const bob = await devToken(server.url, { userId: 'bob', name: 'Bob Agent', role: 'agent' });
+  const frank = await devToken(stack.url, { userId: 'frank', name: 'Frank', role: 'customer' });
+  const bob = await devToken(stack.url, { userId: 'bob', name: 'Bob Agent', role: 'agent' });
   // Bob signs in, so the agent directory knows him (and shows him online).
-  const bobPage = await openPage(browser, { name: 'bob', viewport: { width: 1280, height: 800 } });
+  const bobPage = await openPage(stack.browser, { name: 'bob', viewport: { width: 1280, height: 800 } });
   pages.push(bobPage);
-  await signIn(bobPage.page, server.url, { role: 'agent', name: 'Bob Agent', userId: 'bob' });
-  const created = await api(server.url, frank, 'POST', '/sessions', { subject: 'Transfer me', message: 'Hello?' });
+  await signIn(bobPage.page, stack.url, { role: 'agent', name: 'Bob Agent', userId: 'bob' });
+  const created = await api(stack.url, frank, 'POST', '/sessions', { subject: 'Transfer me', message: 'Hello?' });
   const id = created.body.id;
   await a.getByRole('button', { name: 'Take chat with Frank' }).click();
   await a.getByRole('heading', { name: /Frank/ }).waitFor();
@@ -267,15 +247,15 @@ test('transfer: to another agent, to me, and back to the queue', { timeout: 180_
   await a.getByRole('dialog').getByRole('button', { name: 'Transfer' }).click();
   await a.getByText('No chat selected').waitFor();
   await eventually(async () => (await a.getByTestId('my-chat-item').filter({ hasText: 'Frank' }).count()) === 0, { message: 'chat left my list' });
-  const withBob = await api(server.url, bob, 'GET', `/sessions/${id}`);
+  const withBob = await api(stack.url, bob, 'GET', `/sessions/${id}`);
   assert.equal(withBob.body.agentId, 'bob');
 
   // Bob hands it back to Alice: she is told, and it is in her chats.
-  await api(server.url, bob, 'POST', `/sessions/${id}/transfer`, { agentId: 'alice-agent' });
+  await api(stack.url, bob, 'POST', `/sessions/${id}/transfer`, { agentId: 'alice-agent' });
   await a.getByTestId('toast').filter({ hasText: 'Chat assigned to you' }).waitFor();
 
   // A message in a chat that is not on screen: a toast, an unread badge, a count in the tab title.
-  await api(server.url, frank, 'POST', `/sessions/${id}/messages`, { content: 'Are you there?', clientMsgId: 'f-2' });
+  await api(stack.url, frank, 'POST', `/sessions/${id}/messages`, { content: 'Are you there?', clientMsgId: 'f-2' });
   await a.getByTestId('toast').filter({ hasText: 'New message from Frank' }).waitFor();
   const frankItem = a.getByTestId('my-chat-item').filter({ hasText: 'Frank' });
   await eventually(async () => (await frankItem.getByTestId('unread-badge').textContent()) === '1', { message: 'unread badge' });
@@ -298,7 +278,7 @@ test('transfer: to another agent, to me, and back to the queue', { timeout: 180_
   await a.getByRole('radio', { name: 'Back to a queue' }).check();
   await a.getByRole('dialog').getByRole('button', { name: 'Transfer' }).click();
   await a.getByTestId('queue-item').filter({ hasText: 'Frank' }).waitFor();
-  const queued = await api(server.url, bob, 'GET', `/sessions/${id}`);
+  const queued = await api(stack.url, bob, 'GET', `/sessions/${id}`);
   assert.equal(queued.body.status, 'pending');
   assert.equal(queued.body.agentId, null);
   noErrors();

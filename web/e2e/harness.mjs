@@ -4,9 +4,9 @@
 
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { after, before } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
@@ -48,18 +48,6 @@ export function assertWebBuilt() {
   if (!existsSync(path.join(webDir, 'dist', 'index.html'))) {
     throw new Error('web/dist is missing: run `npm run build` first (`npm run e2e` does)');
   }
-}
-
-/** A TCP port that was free a moment ago. */
-export async function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 export function tempDataDir() {
@@ -127,6 +115,39 @@ export async function launchBrowser() {
 }
 
 /**
+ * The server (on a data directory of its own) and the browser that the tests
+ * of one file share: started before the first test, stopped after the last.
+ * Its fields are set once `before` has run, so read them inside the tests.
+ */
+export function serverAndBrowser() {
+  const shared = {
+    server: null,
+    browser: null,
+    dataDir: null,
+    get url() {
+      return shared.server.url;
+    },
+    /** After `server.stop()`: the same port and data, so pages come back to the address they know. */
+    async startServerAgain() {
+      shared.server = await startServer({ port: shared.server.port, dataDir: shared.dataDir });
+      return shared.server;
+    },
+  };
+  before(async () => {
+    assertWebBuilt();
+    shared.dataDir = tempDataDir();
+    shared.server = await startServer({ dataDir: shared.dataDir });
+    shared.browser = await launchBrowser();
+  });
+  after(async () => {
+    await shared.browser?.close();
+    await shared.server?.stop();
+    removeDir(shared.dataDir);
+  });
+  return shared;
+}
+
+/**
  * A page in its own browser context (its own storage: its own user), with
  * every console error and uncaught exception recorded in `errors`.
  * `tolerate(text)` may excuse messages the browser itself logs (used only
@@ -174,6 +195,13 @@ export async function signIn(page, baseUrl, { role, name, userId }) {
   const home = role === 'customer' ? '/support' : role === 'agent' ? '/console' : '/dashboard';
   await page.waitForURL(`**${home}`);
   await waitConnected(page);
+}
+
+/** Through the start form, as a customer does it (scripted users POST /sessions instead). */
+export async function startChat(page, { subject, message }) {
+  await page.getByLabel('Subject').fill(subject);
+  await page.getByLabel('Your message').fill(message);
+  await page.getByRole('button', { name: 'Start chat' }).click();
 }
 
 export async function waitConnected(page, timeout = 20000) {

@@ -4,43 +4,22 @@
 // outbox with the original clientMsgIds.
 
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import {
   api,
-  assertWebBuilt,
   devToken,
   eventually,
-  freePort,
   isBrowserNetworkError,
-  launchBrowser,
   openPage,
-  removeDir,
   screenshot,
+  serverAndBrowser,
   shownMessages,
   signIn,
-  startServer,
-  tempDataDir,
+  startChat,
   waitConnected,
 } from './harness.mjs';
 
-let server;
-let browser;
-let dataDir;
-let port;
-
-before(async () => {
-  assertWebBuilt();
-  dataDir = tempDataDir();
-  port = await freePort();
-  server = await startServer({ port, dataDir });
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-  removeDir(dataDir);
-});
+const stack = serverAndBrowser();
 
 async function send(page, text) {
   const box = page.getByRole('textbox', { name: 'Message' });
@@ -64,16 +43,14 @@ async function assertConversation(page, expected, who) {
 }
 
 test('server restart and offline browser: nothing lost, nothing doubled', { timeout: 180_000 }, async () => {
-  const agent = await openPage(browser, { name: 'agent', viewport: { width: 1280, height: 800 } });
-  const customer = await openPage(browser, { name: 'customer', viewport: { width: 400, height: 780 } });
+  const agent = await openPage(stack.browser, { name: 'agent', viewport: { width: 1280, height: 800 } });
+  const customer = await openPage(stack.browser, { name: 'customer', viewport: { width: 400, height: 780 } });
   const a = agent.page;
   const c = customer.page;
 
-  await signIn(a, server.url, { role: 'agent', name: 'Riley Agent' });
-  await signIn(c, server.url, { role: 'customer', name: 'Casey Customer' });
-  await c.getByLabel('Subject').fill('Reconnect');
-  await c.getByLabel('Your message').fill('first');
-  await c.getByRole('button', { name: 'Start chat' }).click();
+  await signIn(a, stack.url, { role: 'agent', name: 'Riley Agent' });
+  await signIn(c, stack.url, { role: 'customer', name: 'Casey Customer' });
+  await startChat(c, { subject: 'Reconnect', message: 'first' });
   await a.getByRole('button', { name: 'Take chat with Casey Customer' }).click();
   await c.getByText('You are chatting with Riley Agent').waitFor();
   await send(a, 'hello from the agent');
@@ -81,7 +58,7 @@ test('server restart and offline browser: nothing lost, nothing doubled', { time
 
   // --- The server goes away. ---
   for (const p of [agent, customer]) p.tolerate(isBrowserNetworkError);
-  await server.stop();
+  await stack.server.stop();
   for (const page of [a, c]) {
     await page.locator('[data-testid="connection-status"]:not([data-status="connected"])').first().waitFor({ timeout: 30000 });
   }
@@ -99,7 +76,7 @@ test('server restart and offline browser: nothing lost, nothing doubled', { time
   await screenshot(c, 'customer-widget-reconnecting');
 
   // --- It comes back on the same port with the same data. ---
-  server = await startServer({ port, dataDir });
+  await stack.startServerAgain();
   await waitConnected(a, 30000);
   await waitConnected(c, 30000);
   for (const p of [agent, customer]) p.tolerate(null);
@@ -147,10 +124,10 @@ test('server restart and offline browser: nothing lost, nothing doubled', { time
   await assertConversation(a, expected, 'agent');
 
   // The server holds each message exactly once.
-  const token = await devToken(server.url, { userId: 'riley-agent', name: 'Riley Agent', role: 'agent' });
-  const sessions = await api(server.url, token, 'GET', '/sessions?status=active');
+  const token = await devToken(stack.url, { userId: 'riley-agent', name: 'Riley Agent', role: 'agent' });
+  const sessions = await api(stack.url, token, 'GET', '/sessions?status=active');
   const sessionId = sessions.body.items.find((s) => s.customerName === 'Casey Customer').id;
-  const stored = await api(server.url, token, 'GET', `/sessions/${sessionId}/messages?afterSeq=0&limit=200`);
+  const stored = await api(stack.url, token, 'GET', `/sessions/${sessionId}/messages?afterSeq=0&limit=200`);
   assert.deepEqual(stored.body.items.map((m) => m.content).sort(), [...expected].sort());
   assert.deepEqual(
     stored.body.items.map((m) => m.seq),
@@ -162,17 +139,17 @@ test('server restart and offline browser: nothing lost, nothing doubled', { time
 });
 
 test('after the last attempt the UI offers a retry, which works', { timeout: 180_000 }, async () => {
-  const customer = await openPage(browser, { name: 'customer-2', viewport: { width: 400, height: 780 } });
+  const customer = await openPage(stack.browser, { name: 'customer-2', viewport: { width: 400, height: 780 } });
   const c = customer.page;
-  await signIn(c, server.url, { role: 'customer', name: 'Parker Patient' });
+  await signIn(c, stack.url, { role: 'customer', name: 'Parker Patient' });
   customer.tolerate(isBrowserNetworkError);
-  await server.stop();
+  await stack.server.stop();
   // Ten attempts with backoff (at most 5 s apart), then it stops and says so.
   await c.locator('[data-testid="connection-status"][data-status="failed"]').waitFor({ timeout: 90_000 });
   const banner = c.getByTestId('connection-banner');
   assert.match(await banner.textContent(), /Could not reach the chat server after 10 attempts/);
   await screenshot(c, 'customer-widget-failed');
-  server = await startServer({ port, dataDir });
+  await stack.startServerAgain();
   // Nothing happens by itself any more…
   await c.waitForTimeout(1500);
   assert.equal(await c.getByTestId('connection-status').getAttribute('data-status'), 'failed');

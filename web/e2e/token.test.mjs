@@ -10,19 +10,16 @@
 
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import {
   api,
-  assertWebBuilt,
   eventually,
-  launchBrowser,
   openPage,
-  removeDir,
   screenshot,
+  serverAndBrowser,
   shownMessages,
   signIn,
-  startServer,
-  tempDataDir,
+  startChat,
 } from './harness.mjs';
 
 /** The standalone server's built-in secret (no JWT_SECRET): the one the development endpoint signs with. */
@@ -53,27 +50,12 @@ function eventFrames(frames, dir, name) {
   return frames.filter((f) => f.dir === dir && f.text.startsWith('42/chat,') && f.text.includes(`["${name}"`));
 }
 
-let server;
-let browser;
-let dataDir;
-
-before(async () => {
-  assertWebBuilt();
-  dataDir = tempDataDir();
-  server = await startServer({ dataDir });
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-  removeDir(dataDir);
-});
+const stack = serverAndBrowser();
 
 test('a short-lived sign-in is refreshed in place; a token that cannot be renewed ends in "session expired"', { timeout: 120_000 }, async () => {
   const started = Date.now();
-  const customer = await openPage(browser, { name: 'customer', viewport: { width: 400, height: 780 } });
-  const pasted = await openPage(browser, { name: 'pasted', viewport: { width: 400, height: 780 } });
+  const customer = await openPage(stack.browser, { name: 'customer', viewport: { width: 400, height: 780 } });
+  const pasted = await openPage(stack.browser, { name: 'pasted', viewport: { width: 400, height: 780 } });
   const c = customer.page;
   const p = pasted.page;
   const framesC = recordFrames(c);
@@ -96,13 +78,11 @@ test('a short-lived sign-in is refreshed in place; a token that cannot be renewe
   // The other page: a host-provided token (address fragment) with 8 s to live, which nothing can renew.
   const now = Math.floor(Date.now() / 1000);
   const hostToken = signHs256({ sub: 'pat-pasted', name: 'Pat Pasted', role: 'customer', iat: now, exp: now + 8 });
-  await p.goto(`${server.url}/support#token=${hostToken}`);
+  await p.goto(`${stack.url}/support#token=${hostToken}`);
 
-  await signIn(c, server.url, { role: 'customer', name: 'Robin Refresh' });
+  await signIn(c, stack.url, { role: 'customer', name: 'Robin Refresh' });
   assert.ok(shortExp > 0, 'the sign-in used the short-lived token');
-  await c.getByLabel('Subject').fill('Token lifetime');
-  await c.getByLabel('Your message').fill('before the refresh');
-  await c.getByRole('button', { name: 'Start chat' }).click();
+  await startChat(c, { subject: 'Token lifetime', message: 'before the refresh' });
   await eventually(async () => (await shownMessages(c)).some((m) => m.content === 'before the refresh' && m.state !== 'queued' && m.state !== 'sending'), {
     message: 'first message stored',
   });
@@ -147,9 +127,9 @@ test('a short-lived sign-in is refreshed in place; a token that cannot be renewe
   await box.fill('after the original exp');
   await box.press('Enter');
   await eventually(async () => (await shownMessages(c)).find((m) => m.content === 'after the original exp')?.seq === 2, { message: 'message after exp stored' });
-  const sessions = await api(server.url, sentToken, 'GET', '/sessions');
+  const sessions = await api(stack.url, sentToken, 'GET', '/sessions');
   assert.equal(sessions.status, 200);
-  const messages = await api(server.url, sentToken, 'GET', `/sessions/${sessions.body.items[0].id}/messages`);
+  const messages = await api(stack.url, sentToken, 'GET', `/sessions/${sessions.body.items[0].id}/messages`);
   assert.deepEqual(messages.body.items.map((m) => m.content), ['before the refresh', 'after the original exp']);
 
   assert.deepEqual([...customer.errors, ...pasted.errors], [], 'no console errors or page errors');

@@ -3,7 +3,8 @@
 // transfer to an agent or back to a queue, close with a reason). On narrow
 // screens the lists and the conversation take turns.
 
-import { useEffect, useState, type FormEvent } from 'react';
+import { useEffect, useState, type FormEvent, type ReactNode } from 'react';
+import type { ActionResult } from '../chat/AgentDesk';
 import { useAgentDesk, useChatClient, useDeskState } from '../chat/ChatContext';
 import { useChatSocket, useSessionSummary } from '../chat/useChatSocket';
 import { ago } from '../lib/format';
@@ -174,6 +175,15 @@ function AgentConversation({ sessionId, listed, onBack, onTake, onDone }: AgentC
   const pending = !closed && session?.status === 'pending';
   const closedInfo = chat.closed ?? desks.closedInfo[sessionId] ?? null;
 
+  // Transferred or closed, the chat is no longer this agent's: the dialog goes and so does the selection.
+  const finish = async (action: Promise<ActionResult>) => {
+    const result = await action;
+    if (!result.ok) return result.message;
+    setDialog(null);
+    onDone();
+    return null;
+  };
+
   let footer;
   if (closed) {
     footer = (
@@ -238,32 +248,9 @@ function AgentConversation({ sessionId, listed, onBack, onTake, onDone }: AgentC
       </header>
       <Conversation sessionId={sessionId} chat={chat} canWrite={mine} footer={footer} markRead={mine} />
       {dialog === 'transfer' && session && (
-        <TransferDialog
-          session={session}
-          onCancel={() => setDialog(null)}
-          onTransfer={async (target) => {
-            const result = await desk.transfer(sessionId, target);
-            if (result.ok) {
-              setDialog(null);
-              onDone();
-            }
-            return result.ok ? null : result.message;
-          }}
-        />
+        <TransferDialog session={session} onCancel={() => setDialog(null)} onTransfer={(target) => finish(desk.transfer(sessionId, target))} />
       )}
-      {dialog === 'close' && (
-        <CloseDialog
-          onCancel={() => setDialog(null)}
-          onClose={async (reason) => {
-            const result = await desk.close(sessionId, reason);
-            if (result.ok) {
-              setDialog(null);
-              onDone();
-            }
-            return result.ok ? null : result.message;
-          }}
-        />
-      )}
+      {dialog === 'close' && <CloseDialog onCancel={() => setDialog(null)} onClose={(reason) => finish(desk.close(sessionId, reason))} />}
     </section>
   );
 }
@@ -285,8 +272,6 @@ function TransferDialog({
   const [agents, setAgents] = useState<AgentEntry[] | null>(null);
   const [loadError, setLoadError] = useState<string | null>(null);
   const [pool, setPool] = useState(session.pool);
-  const [error, setError] = useState<string | null>(null);
-  const [busy, setBusy] = useState(false);
 
   useEffect(() => {
     let live = true;
@@ -307,94 +292,102 @@ function TransferDialog({
     };
   }, [client, session.pool, me]);
 
-  const submit = async (event: FormEvent) => {
-    event.preventDefault();
-    if (mode === 'agent' && !agentId) {
-      setError('Pick the agent to hand this chat to.');
-      return;
-    }
-    setBusy(true);
-    setError(null);
-    const message = await onTransfer(mode === 'agent' ? { agentId } : { pool: pool.trim() || session.pool });
-    setBusy(false);
-    if (message) setError(message);
-  };
-
   return (
-    <Modal title="Transfer chat" onClose={onCancel}>
-      <form onSubmit={(e) => void submit(e)} className="stack">
-        <fieldset className="choice">
-          <legend>Hand this chat to</legend>
-          <label className="radio">
-            <input type="radio" name="mode" checked={mode === 'agent'} onChange={() => setMode('agent')} />
-            Another agent
-          </label>
-          <label className="radio">
-            <input type="radio" name="mode" checked={mode === 'queue'} onChange={() => setMode('queue')} />
-            Back to a queue
-          </label>
-        </fieldset>
-        {mode === 'agent' ? (
-          <label className="field">
-            <span className="field-label">Agent</span>
-            <select
-              value={agentId}
-              onChange={(e) => setAgentId(e.target.value)}
-              disabled={!agents || agents.length === 0}
-              data-testid="agent-picker"
-            >
-              {agents === null && <option value="">{loadError ?? 'Loading agents…'}</option>}
-              {agents?.length === 0 && <option value="">No other agent serves {session.pool}</option>}
-              {agents?.map((a) => (
-                <option key={a.id} value={a.id}>
-                  {a.name} — {a.online ? 'online' : 'offline'}
-                </option>
-              ))}
-            </select>
-          </label>
-        ) : (
-          <label className="field">
-            <span className="field-label">Queue (pool)</span>
-            <input value={pool} onChange={(e) => setPool(e.target.value)} autoComplete="off" />
-          </label>
-        )}
-        {error && (
-          <p className="inline-error" role="alert">
-            {error}
-          </p>
-        )}
-        <div className="modal-actions">
-          <button type="button" className="btn" onClick={onCancel}>
-            Cancel
-          </button>
-          <button type="submit" className="btn btn-primary" disabled={busy}>
-            Transfer
-          </button>
-        </div>
-      </form>
-    </Modal>
+    <FormDialog
+      title="Transfer chat"
+      submitLabel="Transfer"
+      tone="primary"
+      onCancel={onCancel}
+      validate={() => (mode === 'agent' && !agentId ? 'Pick the agent to hand this chat to.' : null)}
+      onSubmit={() => onTransfer(mode === 'agent' ? { agentId } : { pool: pool.trim() || session.pool })}
+    >
+      <fieldset className="choice">
+        <legend>Hand this chat to</legend>
+        <label className="radio">
+          <input type="radio" name="mode" checked={mode === 'agent'} onChange={() => setMode('agent')} />
+          Another agent
+        </label>
+        <label className="radio">
+          <input type="radio" name="mode" checked={mode === 'queue'} onChange={() => setMode('queue')} />
+          Back to a queue
+        </label>
+      </fieldset>
+      {mode === 'agent' ? (
+        <label className="field">
+          <span className="field-label">Agent</span>
+          <select
+            value={agentId}
+            onChange={(e) => setAgentId(e.target.value)}
+            disabled={!agents || agents.length === 0}
+            data-testid="agent-picker"
+          >
+            {agents === null && <option value="">{loadError ?? 'Loading agents…'}</option>}
+            {agents?.length === 0 && <option value="">No other agent serves {session.pool}</option>}
+            {agents?.map((a) => (
+              <option key={a.id} value={a.id}>
+                {a.name} — {a.online ? 'online' : 'offline'}
+              </option>
+            ))}
+          </select>
+        </label>
+      ) : (
+        <label className="field">
+          <span className="field-label">Queue (pool)</span>
+          <input value={pool} onChange={(e) => setPool(e.target.value)} autoComplete="off" />
+        </label>
+      )}
+    </FormDialog>
   );
 }
 
 function CloseDialog({ onCancel, onClose }: { onCancel: () => void; onClose: (reason: string) => Promise<string | null> }) {
   const [reason, setReason] = useState('');
+  return (
+    <FormDialog title="Close chat" submitLabel="Close chat" tone="danger" onCancel={onCancel} onSubmit={() => onClose(reason)}>
+      <label className="field">
+        <span className="field-label">Reason (the customer sees it)</span>
+        <textarea rows={3} value={reason} maxLength={MAX_REASON_CHARS} onChange={(e) => setReason(e.target.value)} placeholder="For example: question answered" />
+      </label>
+    </FormDialog>
+  );
+}
+
+interface FormDialogProps {
+  title: string;
+  submitLabel: string;
+  tone: 'primary' | 'danger';
+  onCancel: () => void;
+  /** Why the form cannot be sent as it stands, or null; checked before anything is sent. */
+  validate?: () => string | null;
+  /** Resolves to the message to show, or null once done (the caller then closes the dialog). */
+  onSubmit: () => Promise<string | null>;
+  children: ReactNode;
+}
+
+/**
+ * A dialog around one form that acts on the server. The submit button stays
+ * disabled while the action is under way, so a second click cannot send it twice.
+ */
+function FormDialog({ title, submitLabel, tone, onCancel, validate, onSubmit, children }: FormDialogProps) {
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
   const submit = async (event: FormEvent) => {
     event.preventDefault();
+    const invalid = validate?.() ?? null;
+    if (invalid) {
+      setError(invalid);
+      return;
+    }
     setBusy(true);
     setError(null);
-    const message = await onClose(reason);
+    const message = await onSubmit();
     setBusy(false);
     if (message) setError(message);
   };
   return (
-    <Modal title="Close chat" onClose={onCancel}>
+    <Modal title={title} onClose={onCancel}>
       <form onSubmit={(e) => void submit(e)} className="stack">
-        <label className="field">
-          <span className="field-label">Reason (the customer sees it)</span>
-          <textarea rows={3} value={reason} maxLength={MAX_REASON_CHARS} onChange={(e) => setReason(e.target.value)} placeholder="For example: question answered" />
-        </label>
+        {children}
         {error && (
           <p className="inline-error" role="alert">
             {error}
@@ -404,8 +397,8 @@ function CloseDialog({ onCancel, onClose }: { onCancel: () => void; onClose: (re
           <button type="button" className="btn" onClick={onCancel}>
             Cancel
           </button>
-          <button type="submit" className="btn btn-danger" disabled={busy}>
-            Close chat
+          <button type="submit" className={`btn btn-${tone}`} disabled={busy}>
+            {submitLabel}
           </button>
         </div>
       </form>
