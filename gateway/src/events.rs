@@ -27,9 +27,9 @@ use crate::hub::SocketHandle;
 use crate::presence;
 use crate::rate_limit::EventBudgets;
 use crate::requests::{AckKind, Waiter};
-use crate::sio::frames;
 use crate::state::GatewayState;
 use crate::token_lifetime::TokenLifetime;
+use chat_shared::protocol::frames;
 
 /// Silence after which a typist is reported as stopped.
 pub const TYPING_EXPIRY: Duration = Duration::from_secs(5);

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use crate::hub::{Outbound, SocketHandle};
 use crate::metrics::Metrics;
-use crate::sio::frames;
+use chat_shared::protocol::frames;
 
 /// How a socket event's reply becomes its ack payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

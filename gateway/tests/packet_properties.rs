@@ -26,11 +26,10 @@
 //! 30 s in a debug build); set `PROPTEST_CASES` for a longer run. Failures
 //! are not persisted, so a run writes no files into the checkout.
 
-use chat_gateway::sio::frames;
 use chat_gateway::sio::packet::{decode, EnginePacket, PacketError, SocketPacket};
 use chat_shared::protocol::{
-    AssignBody, CloseBody, CreateSessionBody, JoinSession, LeaveSession, MarkRead, PostMessageBody,
-    SendMessage, TransferBody, Typing,
+    frames, AssignBody, CloseBody, CreateSessionBody, JoinSession, LeaveSession, MarkRead,
+    PostMessageBody, SendMessage, TransferBody, Typing,
 };
 use chat_shared::{validate, ChatError, ErrorCode};
 use proptest::collection::vec;

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::auth::Identity;
-use crate::protocol::{Message, ReadPosition, Session, NAMESPACE};
+use crate::protocol::{Message, ReadPosition, Session};
 use crate::{ChatError, Timestamp};
 
 #[derive(Debug, thiserror::Error)]
@@ -154,24 +154,10 @@ pub struct Delivery {
     pub committed_at_ms: Option<i64>,
 }
 
-/// Encodes a server-to-client Socket.IO EVENT packet in namespace `/chat`:
-/// `42/chat,["name",payload]`.
-pub fn event_frame<T: Serialize>(event: &str, payload: &T) -> Result<String, serde_json::Error> {
-    let body = serde_json::to_string(&(event, payload))?;
-    Ok(format!("42{NAMESPACE},{body}"))
-}
-
-/// Encodes an ACK packet answering the client's ack id: `43/chat,7[payload]`.
-pub fn ack_frame<T: Serialize>(ack_id: u64, payload: &T) -> Result<String, serde_json::Error> {
-    let body = serde_json::to_string(&[payload])?;
-    Ok(format!("43{NAMESPACE},{ack_id}{body}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::protocol::Role;
-    use serde_json::json;
 
     #[test]
     fn command_round_trips_through_messagepack() {
@@ -286,17 +272,5 @@ mod tests {
         assert_eq!(read.seq, Some(3));
         let back: Delivery = decode(&encode(&new).unwrap()).unwrap();
         assert_eq!(back.committed_at_ms, Some(1_700_000_000_000));
-    }
-
-    #[test]
-    fn frames_follow_socket_io_encoding() {
-        assert_eq!(
-            event_frame("new-message", &json!({"a": 1})).unwrap(),
-            r#"42/chat,["new-message",{"a":1}]"#
-        );
-        assert_eq!(
-            ack_frame(12, &json!({"ok": true})).unwrap(),
-            r#"43/chat,12[{"ok":true}]"#
-        );
     }
 }

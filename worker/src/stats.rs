@@ -9,8 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chat_shared::backplane::Backplane;
-use chat_shared::envelope::{self, event_frame, Delivery};
+use chat_shared::envelope::{self, Delivery};
 use chat_shared::names::Names;
+use chat_shared::protocol::frames;
 use chat_shared::protocol::server_events;
 use chat_shared::stats::compute;
 use chat_shared::store::Store;
@@ -121,8 +122,7 @@ async fn push_if_due(
         session_id: None,
         seq: None,
         except_socket: None,
-        frame: event_frame(server_events::STATS_UPDATE, &stats)
-            .map_err(|e| chat_shared::ChatError::unavailable(e.to_string()))?,
+        frame: frames::event(server_events::STATS_UPDATE, &stats),
         committed_at_ms: None,
     };
     let bytes = envelope::encode(&delivery)

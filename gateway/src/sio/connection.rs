@@ -15,7 +15,6 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
-use super::frames;
 use super::packet::{self, EnginePacket, SocketPacket};
 use crate::config::MAX_PAYLOAD_BYTES;
 use crate::events::SocketSession;
@@ -25,6 +24,7 @@ use crate::presence;
 use crate::state::GatewayState;
 use crate::token_lifetime::{LifetimeStep, TokenLifetime};
 use crate::user_sockets::SocketSlot;
+use chat_shared::protocol::frames;
 
 /// How long a client may take to CONNECT to the namespace.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(45);
@@ -96,7 +96,7 @@ async fn write_now(
 
 pub async fn serve(mut socket: WebSocket, state: Arc<GatewayState>) {
     let engine_sid = random_id();
-    let open = packet::open_frame(
+    let open = frames::open(
         &engine_sid,
         millis(state.config.ping_interval),
         millis(state.config.ping_timeout),
@@ -121,7 +121,7 @@ pub async fn serve(mut socket: WebSocket, state: Arc<GatewayState>) {
     if let Err(error) = session.join_base_rooms().await {
         tracing::warn!(%error, "socket rejected: backplane unavailable");
         state.metrics.rejected(Rejection::Unavailable).inc();
-        let frame = packet::connect_error_frame(NAMESPACE, "unavailable", Some("unavailable"));
+        let frame = frames::connect_error(NAMESPACE, "unavailable", Some("unavailable"));
         let _ = write_now(&mut socket, &handle, state.config.write_timeout, frame).await;
         session.close().await;
         let _ = tokio::time::timeout(CLOSE_GRACE, socket.close()).await;
@@ -197,7 +197,7 @@ async fn await_namespace_connect(
                             Some(slot) => return Some((verified, slot)),
                             None => {
                                 state.metrics.rejected(Rejection::RateLimited).inc();
-                                packet::connect_error_frame(
+                                frames::connect_error(
                                     NAMESPACE,
                                     "too many connections",
                                     Some("rate_limited"),
@@ -210,7 +210,7 @@ async fn await_namespace_connect(
                             .metrics
                             .rejected(Rejection::from_auth_code(error.code()))
                             .inc();
-                        packet::connect_error_frame(NAMESPACE, "unauthorized", Some(error.code()))
+                        frames::connect_error(NAMESPACE, "unauthorized", Some(error.code()))
                     }
                 }
             }
@@ -222,14 +222,14 @@ async fn await_namespace_connect(
                     .metrics
                     .rejected(Rejection::from_auth_code(error.code()))
                     .inc();
-                packet::connect_error_frame(NAMESPACE, "unauthorized", Some(error.code()))
+                frames::connect_error(NAMESPACE, "unauthorized", Some(error.code()))
             }
             Ok(EnginePacket::Message(
                 SocketPacket::Connect { namespace, .. }
                 | SocketPacket::ConnectWithBadAuth { namespace },
             )) => {
                 state.metrics.rejected(Rejection::BadNamespace).inc();
-                packet::connect_error_frame(&namespace, "Invalid namespace", None)
+                frames::connect_error(&namespace, "Invalid namespace", None)
             }
             Ok(EnginePacket::Close) => return None,
             Ok(EnginePacket::Ping(data)) => format!("3{data}"),
@@ -267,7 +267,7 @@ async fn run_connected(
 ) -> Ending {
     let identity = session.handle.identity();
     let greeting = [
-        packet::connect_ok_frame(NAMESPACE, socket_id),
+        frames::connect_ok(NAMESPACE, socket_id),
         frames::event(
             server_events::CONNECTED,
             &Connected {
@@ -360,7 +360,7 @@ async fn run_connected(
                 if awaiting_pong {
                     return Ending::PingTimeout;
                 }
-                let ping = packet::PING_FRAME.to_owned();
+                let ping = frames::PING.to_owned();
                 if let Err(error) = write_now(socket, &handle, write_timeout, ping).await {
                     return error.into();
                 }
@@ -447,16 +447,12 @@ async fn handle_frame(
             | SocketPacket::ConnectWithBadAuth { namespace }
                 if namespace == NAMESPACE =>
             {
-                vec![packet::connect_ok_frame(NAMESPACE, socket_id)]
+                vec![frames::connect_ok(NAMESPACE, socket_id)]
             }
             // Only `/chat` exists; every CONNECT gets an answer.
             SocketPacket::Connect { namespace, .. }
             | SocketPacket::ConnectWithBadAuth { namespace } => {
-                vec![packet::connect_error_frame(
-                    &namespace,
-                    "Invalid namespace",
-                    None,
-                )]
+                vec![frames::connect_error(&namespace, "Invalid namespace", None)]
             }
             // Acks from the client and packets for other namespaces:
             // nothing to do.

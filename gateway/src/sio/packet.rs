@@ -182,49 +182,6 @@ fn json_array(data: &str) -> Result<Vec<Value>, PacketError> {
     }
 }
 
-/// The Engine.IO handshake sent as the first frame of a connection.
-pub fn open_frame(
-    sid: &str,
-    ping_interval_ms: u64,
-    ping_timeout_ms: u64,
-    max_payload: usize,
-) -> String {
-    let handshake = serde_json::json!({
-        "sid": sid,
-        "upgrades": [],
-        "pingInterval": ping_interval_ms,
-        "pingTimeout": ping_timeout_ms,
-        "maxPayload": max_payload,
-    });
-    format!("0{handshake}")
-}
-
-/// Answer to a successful namespace CONNECT.
-pub fn connect_ok_frame(namespace: &str, socket_id: &str) -> String {
-    format!("40{namespace},{}", serde_json::json!({ "sid": socket_id }))
-}
-
-/// Refusal of a namespace CONNECT, with the protocol's error object. The
-/// main namespace is written without a name, as Socket.IO does.
-pub fn connect_error_frame(namespace: &str, message: &str, code: Option<&str>) -> String {
-    let body = match code {
-        Some(code) => serde_json::json!({ "message": message, "data": { "code": code } }),
-        None => serde_json::json!({ "message": message }),
-    };
-    if namespace == "/" {
-        format!("44{body}")
-    } else {
-        format!("44{namespace},{body}")
-    }
-}
-
-/// Server-side namespace disconnect.
-pub fn disconnect_frame(namespace: &str) -> String {
-    format!("41{namespace},")
-}
-
-pub const PING_FRAME: &str = "2";
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,27 +331,6 @@ mod tests {
             EnginePacket::Message(SocketPacket::ConnectWithBadAuth {
                 namespace: "/chat".into()
             })
-        );
-    }
-
-    #[test]
-    fn encodes_control_frames() {
-        let open = open_frame("abc", 25000, 20000, 65536);
-        assert!(open.starts_with("0{"));
-        let value: Value = serde_json::from_str(&open[1..]).unwrap();
-        assert_eq!(value["sid"], "abc");
-        assert_eq!(value["upgrades"], json!([]));
-        assert_eq!(value["pingInterval"], 25000);
-        assert_eq!(value["maxPayload"], 65536);
-        assert_eq!(connect_ok_frame("/chat", "s1"), r#"40/chat,{"sid":"s1"}"#);
-        assert_eq!(
-            connect_error_frame("/chat", "unauthorized", Some("token_expired")),
-            r#"44/chat,{"data":{"code":"token_expired"},"message":"unauthorized"}"#
-        );
-        assert_eq!(disconnect_frame("/chat"), "41/chat,");
-        assert_eq!(
-            connect_error_frame("/", "Invalid namespace", None),
-            r#"44{"message":"Invalid namespace"}"#
         );
     }
 }

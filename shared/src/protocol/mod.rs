@@ -2,6 +2,7 @@
 //! null handling are exactly what clients see on the wire.
 
 mod client;
+pub mod frames;
 mod objects;
 mod server;
 

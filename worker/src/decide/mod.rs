@@ -22,9 +22,9 @@ mod transfer;
 use std::collections::{BTreeSet, HashMap};
 
 use chat_shared::auth::Identity;
-use chat_shared::envelope::{event_frame, Command, CommandEnvelope, Delivery, ReplyBody};
+use chat_shared::envelope::{Command, CommandEnvelope, Delivery, ReplyBody};
 use chat_shared::names::Names;
-use chat_shared::protocol::{Message, ReadPosition};
+use chat_shared::protocol::{frames, Message, ReadPosition};
 use chat_shared::store::{BatchKeys, BatchSnapshot, Mutation, SessionRecord};
 use chat_shared::{ChatError, Timestamp};
 
@@ -265,9 +265,7 @@ impl BatchState {
         session_id: Option<&str>,
         seq: Option<i64>,
     ) -> Delivery {
-        // Serialising these plain structs cannot fail; an empty frame would
-        // only ever be dropped by the gateway.
-        let frame = event_frame(event, payload).unwrap_or_default();
+        let frame = frames::event(event, payload);
         Delivery {
             event: event.to_owned(),
             audience,
