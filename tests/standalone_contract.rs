@@ -9,22 +9,6 @@ mod support;
 use serde_json::{json, Value};
 use support::{seqs, token, TestServer};
 
-/// Stores `count` messages in the session over REST, as its customer.
-async fn fill(server: &TestServer, customer: &str, session_id: &str, count: usize) {
-    let path = format!("/api/chat/sessions/{session_id}/messages");
-    for n in 1..=count {
-        let (status, body) = server
-            .rest(
-                "POST",
-                &path,
-                Some(customer),
-                Some(json!({ "content": format!("message {n}"), "clientMsgId": format!("fill-{n}") })),
-            )
-            .await;
-        assert_eq!(status, 201, "message {n}: {body}");
-    }
-}
-
 fn id_of(session: &Value) -> String {
     session["id"].as_str().expect("session id").to_owned()
 }
@@ -64,8 +48,12 @@ async fn a_join_without_last_seq_gives_the_latest_fifty_and_says_older_ones_exis
     let customer = token("contract-latest", "customer", &[]);
     let long = id_of(&server.create_session(&customer, json!({})).await);
     let short = id_of(&server.create_session(&customer, json!({})).await);
-    fill(&server, &customer, &long, 60).await;
-    fill(&server, &customer, &short, 50).await;
+    server
+        .post_messages(&customer, &long, 60, |n| format!("message {n}"))
+        .await;
+    server
+        .post_messages(&customer, &short, 50, |n| format!("message {n}"))
+        .await;
 
     let mut client = server.connect(&customer).await;
     let joined = client.join_session(&long, None).await;
@@ -88,7 +76,9 @@ async fn rest_reads_the_window_between_after_seq_and_before_seq() {
     let server = TestServer::start(&[]).await;
     let customer = token("contract-window", "customer", &[]);
     let session = id_of(&server.create_session(&customer, json!({})).await);
-    fill(&server, &customer, &session, 12).await;
+    server
+        .post_messages(&customer, &session, 12, |n| format!("message {n}"))
+        .await;
 
     let read = |query: &'static str| {
         let path = format!("/api/chat/sessions/{session}/messages?{query}");

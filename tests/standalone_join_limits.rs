@@ -21,22 +21,6 @@ fn heavy_content() -> String {
     "\u{1}".repeat(4000)
 }
 
-async fn fill_heavy(server: &TestServer, customer: &str, session_id: &str, count: usize) {
-    let path = format!("/api/chat/sessions/{session_id}/messages");
-    let content = heavy_content();
-    for n in 1..=count {
-        let (status, body) = server
-            .rest(
-                "POST",
-                &path,
-                Some(customer),
-                Some(json!({ "content": content, "clientMsgId": format!("heavy-{n}") })),
-            )
-            .await;
-        assert_eq!(status, 201, "message {n}: {body}");
-    }
-}
-
 /// Every message after `after`, paged over REST as a client would.
 async fn page_rest(server: &TestServer, customer: &str, session_id: &str, after: i64) -> Vec<i64> {
     let mut got = Vec::new();
@@ -62,7 +46,9 @@ async fn join_replies_are_bounded_in_bytes_and_rest_pages_the_rest() {
     let customer = token("limits-heavy", "customer", &[]);
     let session = server.create_session(&customer, json!({})).await;
     let session_id = session["id"].as_str().expect("id").to_owned();
-    fill_heavy(&server, &customer, &session_id, MESSAGES).await;
+    server
+        .post_messages(&customer, &session_id, MESSAGES, |_| heavy_content())
+        .await;
 
     let mut client = server.connect(&customer).await;
     let id = client.emit_ack(
@@ -109,7 +95,9 @@ async fn a_socket_that_asks_for_large_replies_and_never_reads_is_closed() {
     let customer = token("limits-silent", "customer", &[]);
     let session = server.create_session(&customer, json!({})).await;
     let session_id = session["id"].as_str().expect("id").to_owned();
-    fill_heavy(&server, &customer, &session_id, 12).await;
+    server
+        .post_messages(&customer, &session_id, 12, |_| heavy_content())
+        .await;
 
     let mut bystander = server
         .connect(&token("limits-bystander", "customer", &[]))

@@ -143,6 +143,23 @@ impl TestServer {
     }
 
     /// `POST /api/chat/sessions/{id}/assign` as an agent; panics unless 200.
+    /// Posts `count` messages to the session over REST, the `n`th (from 1)
+    /// with `content(n)`, each acknowledged with 201.
+    pub async fn post_messages(
+        &self,
+        token: &str,
+        session_id: &str,
+        count: usize,
+        content: impl Fn(usize) -> String,
+    ) {
+        let path = format!("/api/chat/sessions/{session_id}/messages");
+        for n in 1..=count {
+            let message = json!({ "content": content(n), "clientMsgId": format!("rest-{n}") });
+            let (status, body) = self.rest("POST", &path, Some(token), Some(message)).await;
+            assert_eq!(status, 201, "message {n}: {body}");
+        }
+    }
+
     pub async fn assign(&self, agent: &str, session_id: &str) -> Value {
         let path = format!("/api/chat/sessions/{session_id}/assign");
         let (status, session) = self.rest("POST", &path, Some(agent), Some(json!({}))).await;

@@ -26,23 +26,20 @@ impl ThrowawayRedis {
     /// Starts the server and returns once it answers PING. Panics with the
     /// reason (and how to install Redis) when it cannot be run.
     pub fn start() -> ThrowawayRedis {
-        let dir = tempfile::Builder::new()
-            .prefix("chat-test-redis-")
-            .tempdir()
-            .expect("a temporary directory");
-        let mut redis = ThrowawayRedis {
-            dir,
-            port: free_port(),
-            child: None,
-            tls: None,
-        };
-        redis.launch();
-        redis
+        ThrowawayRedis::launched(None)
     }
 
     /// A server that accepts only TLS connections, presenting the server
     /// certificate of `certificates`; its URL is `rediss://`.
     pub fn start_tls(certificates: &TestCertificates) -> ThrowawayRedis {
+        ThrowawayRedis::launched(Some([
+            certificates.server_certificate(),
+            certificates.server_key(),
+            certificates.authority(),
+        ]))
+    }
+
+    fn launched(tls: Option<[PathBuf; 3]>) -> ThrowawayRedis {
         let dir = tempfile::Builder::new()
             .prefix("chat-test-redis-")
             .tempdir()
@@ -51,11 +48,7 @@ impl ThrowawayRedis {
             dir,
             port: free_port(),
             child: None,
-            tls: Some([
-                certificates.server_certificate(),
-                certificates.server_key(),
-                certificates.authority(),
-            ]),
+            tls,
         };
         redis.launch();
         redis
