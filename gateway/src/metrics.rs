@@ -1,21 +1,27 @@
-//! The gateway's Prometheus metrics. Every labelled series lives in an
+//! The gateway's Prometheus series, in a registry of its own
+//! (`chat_shared::metrics` says why one per instance). Every labelled
+//! series is registered when the gateway starts and its handle kept in an
 //! array indexed by a small enum (role, rejection reason, event name,
-//! backplane operation), so recording is one atomic add with no lookup or
-//! allocation, and the label sets are bounded by construction: no session
-//! or user id ever becomes a label.
+//! backplane operation), so recording is one atomic operation with no
+//! lookup or allocation, every series is exported from the start (at zero),
+//! and the label sets are bounded by construction: no session or user id
+//! ever becomes a label.
 
 use std::time::Duration;
 
-use chat_shared::metrics::{family, sample, Counter, Gauge, Histogram, Kind, LATENCY_BUCKETS};
+use chat_shared::metrics::{Buckets, Counter, Gauge, Histogram, Registry, LATENCY_BUCKETS};
 use chat_shared::protocol::{client_events, server_events, Role};
 
 /// Bucket bounds (seconds) of the fan-out latency, from a worker's commit
 /// to a gateway queuing the event: a few milliseconds when healthy, up to
 /// seconds when a gateway or the backplane falls behind. Measured across
 /// machines, so clock skew of a few milliseconds shows in the low buckets.
-const FANOUT_BUCKETS: &[f64] = &[
+const FANOUT_BUCKETS: Buckets = Buckets::new(&[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
+]);
+
+const ACK_SECONDS: &str = "chat_gateway_send_message_ack_seconds";
+const FANOUT_SECONDS: &str = "chat_gateway_fanout_seconds";
 
 /// Why a connection was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,7 +159,8 @@ fn role_index(role: Role) -> usize {
 }
 
 pub struct Metrics {
-    sockets: [Gauge; 3],
+    registry: Registry,
+    sockets: [Gauge; ROLES.len()],
     pub connections_accepted: Counter,
     rejected: [Counter; Rejection::ALL.len()],
     events_received: [Counter; RECEIVED_EVENTS.len()],
@@ -172,19 +179,76 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
+        let registry = Registry::new(&[
+            (ACK_SECONDS, LATENCY_BUCKETS),
+            (FANOUT_SECONDS, FANOUT_BUCKETS),
+        ]);
+        let counter = |name, help| registry.counter(name, help, &[]);
         Metrics {
-            sockets: Default::default(),
-            connections_accepted: Counter::default(),
-            rejected: Default::default(),
-            events_received: Default::default(),
-            events_emitted: Default::default(),
-            slow_consumer_drops: Counter::default(),
-            rate_limited: Counter::default(),
-            backplane_errors: Default::default(),
-            request_timeouts: Counter::default(),
-            drain_disconnects: Counter::default(),
-            ack_latency: Histogram::new(LATENCY_BUCKETS),
-            fanout_latency: Histogram::new(FANOUT_BUCKETS),
+            sockets: ROLES.map(|role| {
+                registry.gauge(
+                    "chat_gateway_sockets",
+                    "Connected Socket.IO sockets, by role.",
+                    &[("role", role.as_str())],
+                )
+            }),
+            connections_accepted: counter(
+                "chat_gateway_connections_accepted_total",
+                "Socket.IO connections accepted (authenticated and joined to their rooms).",
+            ),
+            rejected: Rejection::ALL.map(|reason| {
+                registry.counter(
+                    "chat_gateway_connections_rejected_total",
+                    "Socket.IO connections refused, by reason.",
+                    &[("reason", reason.label())],
+                )
+            }),
+            events_received: RECEIVED_EVENTS.map(|event| {
+                registry.counter(
+                    "chat_gateway_events_received_total",
+                    "Client events received, by event name.",
+                    &[("event", event)],
+                )
+            }),
+            events_emitted: EMITTED_EVENTS.map(|event| {
+                registry.counter(
+                    "chat_gateway_events_emitted_total",
+                    "Fanned-out events queued to local sockets (one per socket), by event name.",
+                    &[("event", event)],
+                )
+            }),
+            slow_consumer_drops: counter(
+                "chat_gateway_slow_consumer_drops_total",
+                "Sockets disconnected because their outbound queue was full.",
+            ),
+            rate_limited: counter(
+                "chat_gateway_rate_limited_total",
+                "send-message events refused by the per-socket rate limit.",
+            ),
+            backplane_errors: BackplaneOp::ALL.map(|op| {
+                registry.counter(
+                    "chat_gateway_backplane_errors_total",
+                    "Failed backplane operations, by operation.",
+                    &[("operation", op.label())],
+                )
+            }),
+            request_timeouts: counter(
+                "chat_gateway_request_timeouts_total",
+                "Commands answered unavailable because no worker answered within REQUEST_TIMEOUT_MS.",
+            ),
+            drain_disconnects: counter(
+                "chat_gateway_drain_disconnects_total",
+                "Sockets closed by a drain and told to reconnect to another gateway.",
+            ),
+            ack_latency: registry.histogram(
+                ACK_SECONDS,
+                "Time from receiving send-message to queuing its ack.",
+            ),
+            fanout_latency: registry.histogram(
+                FANOUT_SECONDS,
+                "Time from the worker's commit to this gateway queuing the event to its sockets.",
+            ),
+            registry,
         }
     }
 }
@@ -225,127 +289,13 @@ impl Metrics {
     /// now. A negative difference (the worker's clock ahead of this one)
     /// is recorded as zero rather than dropped, so the count stays honest.
     pub fn record_fanout(&self, committed_at_ms: i64, now_ms: i64) {
-        let millis = (now_ms - committed_at_ms).max(0);
+        let millis = now_ms.saturating_sub(committed_at_ms).max(0);
         self.fanout_latency.observe(millis as f64 / 1000.0);
     }
 
     /// Appends every family of this registry.
     pub fn render(&self, out: &mut String) {
-        family(
-            out,
-            "chat_gateway_sockets",
-            Kind::Gauge,
-            "Connected Socket.IO sockets, by role.",
-        );
-        for role in ROLES {
-            sample(
-                out,
-                "chat_gateway_sockets",
-                &[("role", role.as_str())],
-                self.sockets_gauge(role).get(),
-            );
-        }
-        chat_shared::metrics::single(
-            out,
-            "chat_gateway_connections_accepted_total",
-            Kind::Counter,
-            "Socket.IO connections accepted (authenticated and joined to their rooms).",
-            self.connections_accepted.get(),
-        );
-        family(
-            out,
-            "chat_gateway_connections_rejected_total",
-            Kind::Counter,
-            "Socket.IO connections refused, by reason.",
-        );
-        for (reason, counter) in Rejection::ALL.iter().zip(&self.rejected) {
-            sample(
-                out,
-                "chat_gateway_connections_rejected_total",
-                &[("reason", reason.label())],
-                counter.get(),
-            );
-        }
-        family(
-            out,
-            "chat_gateway_events_received_total",
-            Kind::Counter,
-            "Client events received, by event name.",
-        );
-        for (event, counter) in RECEIVED_EVENTS.iter().zip(&self.events_received) {
-            sample(
-                out,
-                "chat_gateway_events_received_total",
-                &[("event", event)],
-                counter.get(),
-            );
-        }
-        family(
-            out,
-            "chat_gateway_events_emitted_total",
-            Kind::Counter,
-            "Fanned-out events queued to local sockets (one per socket), by event name.",
-        );
-        for (event, counter) in EMITTED_EVENTS.iter().zip(&self.events_emitted) {
-            sample(
-                out,
-                "chat_gateway_events_emitted_total",
-                &[("event", event)],
-                counter.get(),
-            );
-        }
-        chat_shared::metrics::single(
-            out,
-            "chat_gateway_slow_consumer_drops_total",
-            Kind::Counter,
-            "Sockets disconnected because their outbound queue was full.",
-            self.slow_consumer_drops.get(),
-        );
-        chat_shared::metrics::single(
-            out,
-            "chat_gateway_rate_limited_total",
-            Kind::Counter,
-            "send-message events refused by the per-socket rate limit.",
-            self.rate_limited.get(),
-        );
-        family(
-            out,
-            "chat_gateway_backplane_errors_total",
-            Kind::Counter,
-            "Failed backplane operations, by operation.",
-        );
-        for (op, counter) in BackplaneOp::ALL.iter().zip(&self.backplane_errors) {
-            sample(
-                out,
-                "chat_gateway_backplane_errors_total",
-                &[("operation", op.label())],
-                counter.get(),
-            );
-        }
-        chat_shared::metrics::single(
-            out,
-            "chat_gateway_request_timeouts_total",
-            Kind::Counter,
-            "Commands answered unavailable because no worker answered within REQUEST_TIMEOUT_MS.",
-            self.request_timeouts.get(),
-        );
-        chat_shared::metrics::single(
-            out,
-            "chat_gateway_drain_disconnects_total",
-            Kind::Counter,
-            "Sockets closed by a drain and told to reconnect to another gateway.",
-            self.drain_disconnects.get(),
-        );
-        self.ack_latency.render(
-            out,
-            "chat_gateway_send_message_ack_seconds",
-            "Time from receiving send-message to queuing its ack.",
-        );
-        self.fanout_latency.render(
-            out,
-            "chat_gateway_fanout_seconds",
-            "Time from the worker's commit to this gateway queuing the event to its sockets.",
-        );
+        self.registry.render(out);
     }
 }
 
@@ -410,5 +360,44 @@ mod tests {
             }
         }
         assert!(seen.contains("chat_gateway_fanout_seconds"));
+    }
+
+    /// The names and types that the alerts, the dashboard and the deploy
+    /// checks read: a change here is a change of the exported interface.
+    #[test]
+    fn families_keep_their_names_types_and_series() {
+        let text = rendered(&Metrics::default());
+        let mut types: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE ")).collect();
+        types.sort_unstable();
+        assert_eq!(
+            types,
+            [
+                "# TYPE chat_gateway_backplane_errors_total counter",
+                "# TYPE chat_gateway_connections_accepted_total counter",
+                "# TYPE chat_gateway_connections_rejected_total counter",
+                "# TYPE chat_gateway_drain_disconnects_total counter",
+                "# TYPE chat_gateway_events_emitted_total counter",
+                "# TYPE chat_gateway_events_received_total counter",
+                "# TYPE chat_gateway_fanout_seconds histogram",
+                "# TYPE chat_gateway_rate_limited_total counter",
+                "# TYPE chat_gateway_request_timeouts_total counter",
+                "# TYPE chat_gateway_send_message_ack_seconds histogram",
+                "# TYPE chat_gateway_slow_consumer_drops_total counter",
+                "# TYPE chat_gateway_sockets gauge",
+            ]
+        );
+        let samples = text
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .count();
+        // 3 roles, 1 accepted, 7 reasons, 6 + 8 events, 2 single counters,
+        // 4 operations, 2 more single counters, and two histograms of 14
+        // and 13 bounds (each with +Inf, _sum and _count).
+        assert_eq!(samples, 3 + 1 + 7 + 6 + 8 + 2 + 4 + 2 + (14 + 3) + (13 + 3));
+        for le in ["0.0005", "0.001", "0.0025", "1", "2.5", "10", "+Inf"] {
+            let series = format!("chat_gateway_send_message_ack_seconds_bucket{{le=\"{le}\"}} 0");
+            assert!(text.contains(&series), "{series}");
+        }
+        assert!(!text.contains("chat_gateway_fanout_seconds_bucket{le=\"0.0005\"}"));
     }
 }

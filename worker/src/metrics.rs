@@ -1,9 +1,13 @@
-//! The worker's Prometheus metrics: commands by kind and outcome, batch
+//! The worker's Prometheus series: commands by kind and outcome, batch
 //! sizes, transaction latency, the backlog of each owned partition, lease
-//! movements and dead letters. Labelled series live in arrays indexed by
-//! enums, so recording allocates nothing; the per-partition backlog is
-//! bounded by `PARTITIONS` and lists only the partitions this worker owns,
-//! so summing over workers counts each partition once.
+//! movements and dead letters, in a registry of its own
+//! (`chat_shared::metrics` says why one per instance). Labelled series are
+//! registered when the worker is built and their handles kept in arrays
+//! indexed by enums, so recording allocates nothing. The per-partition
+//! backlog is bounded by `PARTITIONS` and lists only the partitions this
+//! worker owns at the scrape, so summing over workers counts each
+//! partition once: it is kept here and rendered through a
+//! `chat_shared::metrics::Scrape`, since the registry cannot drop a series.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -11,14 +15,17 @@ use std::sync::Mutex;
 use chat_shared::backplane::StreamInfo;
 use chat_shared::envelope::Command;
 use chat_shared::metrics::{
-    family, sample, single, Counter, Gauge, Histogram, Kind, MetricsSource, LATENCY_BUCKETS,
+    Buckets, Counter, Gauge, Histogram, Kind, MetricsSource, Registry, Scrape, LATENCY_BUCKETS,
 };
 
 /// Bucket bounds of the batch size: powers of two up to well past the
 /// largest `BATCH_MAX` anyone should set.
-const BATCH_BUCKETS: &[f64] = &[
+const BATCH_BUCKETS: Buckets = Buckets::new(&[
     1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
-];
+]);
+
+const BATCH_SIZE: &str = "chat_worker_batch_size";
+const TRANSACTION_SECONDS: &str = "chat_worker_transaction_seconds";
 
 /// What kind of command an entry held; `unknown` for one that could not be
 /// decoded.
@@ -111,8 +118,7 @@ impl Outcome {
 }
 
 pub struct WorkerMetrics {
-    /// `PARTITIONS`, so that alerts can compare owned with configured.
-    partitions: u32,
+    registry: Registry,
     commands: [[Counter; Outcome::ALL.len()]; CommandKind::ALL.len()],
     batch_size: Histogram,
     transaction_seconds: Histogram,
@@ -126,27 +132,59 @@ pub struct WorkerMetrics {
 
 impl WorkerMetrics {
     pub fn new(partitions: u32) -> Self {
+        let registry = Registry::new(&[
+            (BATCH_SIZE, BATCH_BUCKETS),
+            (TRANSACTION_SECONDS, LATENCY_BUCKETS),
+        ]);
+        let counter = |name, help| registry.counter(name, help, &[]);
+        let gauge = |name, help| registry.gauge(name, help, &[]);
+        // `PARTITIONS`, so that alerts can compare owned with configured.
+        // It never changes: the registry keeps the series, not the handle.
+        gauge(
+            "chat_worker_partitions",
+            "Partitions configured (PARTITIONS); the workers together should own them all.",
+        )
+        .set(f64::from(partitions));
         WorkerMetrics {
-            partitions,
-            commands: Default::default(),
-            batch_size: Histogram::new(BATCH_BUCKETS),
-            transaction_seconds: Histogram::new(LATENCY_BUCKETS),
-            partitions_owned: Gauge::default(),
-            lease_takeovers: Counter::default(),
-            leases_lost: Counter::default(),
-            dead_letters: Counter::default(),
+            commands: CommandKind::ALL.map(|kind| {
+                Outcome::ALL.map(|outcome| {
+                    registry.counter(
+                        "chat_worker_commands_total",
+                        "Commands processed, by kind and outcome (ok, rejected, failed, dead_lettered).",
+                        &[("kind", kind.label()), ("outcome", outcome.label())],
+                    )
+                })
+            }),
+            batch_size: registry
+                .histogram(BATCH_SIZE, "Commands applied per partition batch."),
+            transaction_seconds: registry.histogram(
+                TRANSACTION_SECONDS,
+                "Time to load, decide and commit one batch in the store.",
+            ),
+            partitions_owned: gauge(
+                "chat_worker_partitions_owned",
+                "Partitions whose lease this worker holds.",
+            ),
+            lease_takeovers: counter(
+                "chat_worker_lease_takeovers_total",
+                "Partition leases this worker took (at start, from a stopped worker, or after an expiry).",
+            ),
+            leases_lost: counter(
+                "chat_worker_leases_lost_total",
+                "Partition leases this worker found taken by another when renewing.",
+            ),
+            dead_letters: counter(
+                "chat_worker_dead_letters_total",
+                "Commands moved to a dead-letter stream.",
+            ),
             streams: Mutex::new(BTreeMap::new()),
+            registry,
         }
     }
 
     pub fn command(&self, kind: CommandKind, outcome: Outcome) {
         let outcome = Outcome::ALL.iter().position(|o| *o == outcome).unwrap_or(0);
         self.commands[kind.index()][outcome].inc();
-    }
-
-    pub fn command_count(&self, kind: CommandKind, outcome: Outcome) -> u64 {
-        let outcome = Outcome::ALL.iter().position(|o| *o == outcome).unwrap_or(0);
-        self.commands[kind.index()][outcome].get()
     }
 
     pub fn batch_size(&self, size: usize) {
@@ -165,8 +203,7 @@ impl WorkerMetrics {
     /// Forgets the backlog of partitions no longer owned, so that another
     /// worker's report of them is the only one.
     pub fn owned(&self, owned: &[u32]) {
-        self.partitions_owned
-            .set(i64::try_from(owned.len()).unwrap_or(i64::MAX));
+        self.partitions_owned.set(owned.len() as f64);
         self.lock_streams()
             .retain(|partition, _| owned.binary_search(partition).is_ok());
     }
@@ -182,91 +219,35 @@ impl MetricsSource for WorkerMetrics {
     }
 
     fn render(&self, out: &mut String) {
-        family(
-            out,
-            "chat_worker_commands_total",
-            Kind::Counter,
-            "Commands processed, by kind and outcome (ok, rejected, failed, dead_lettered).",
-        );
-        for kind in CommandKind::ALL {
-            for (outcome, counter) in Outcome::ALL.iter().zip(&self.commands[kind.index()]) {
-                sample(
-                    out,
-                    "chat_worker_commands_total",
-                    &[("kind", kind.label()), ("outcome", outcome.label())],
-                    counter.get(),
-                );
-            }
-        }
-        self.batch_size.render(
-            out,
-            "chat_worker_batch_size",
-            "Commands applied per partition batch.",
-        );
-        self.transaction_seconds.render(
-            out,
-            "chat_worker_transaction_seconds",
-            "Time to load, decide and commit one batch in the store.",
-        );
+        self.registry.render(out);
         let streams = self.lock_streams().clone();
-        for (name, help, read) in [
-            (
+        let backlog = Scrape::default();
+        for (partition, info) in &streams {
+            let partition = partition.to_string();
+            let labels = [("partition", partition.as_str())];
+            backlog.sample(
                 "chat_worker_stream_lag",
+                Kind::Gauge,
                 "Commands appended to an owned partition and not yet read by a worker.",
-                (|info: &StreamInfo| info.lag) as fn(&StreamInfo) -> u64,
-            ),
-            (
+                &labels,
+                info.lag,
+            );
+            backlog.sample(
                 "chat_worker_stream_pending",
+                Kind::Gauge,
                 "Commands of an owned partition read and not yet acknowledged.",
-                |info: &StreamInfo| info.pending,
-            ),
-            (
+                &labels,
+                info.pending,
+            );
+            backlog.sample(
                 "chat_worker_stream_length",
+                Kind::Gauge,
                 "Entries held by an owned partition's stream.",
-                |info: &StreamInfo| info.length,
-            ),
-        ] {
-            family(out, name, Kind::Gauge, help);
-            for (partition, info) in &streams {
-                let partition = partition.to_string();
-                sample(out, name, &[("partition", &partition)], read(info));
-            }
+                &labels,
+                info.length,
+            );
         }
-        single(
-            out,
-            "chat_worker_partitions_owned",
-            Kind::Gauge,
-            "Partitions whose lease this worker holds.",
-            self.partitions_owned.get(),
-        );
-        single(
-            out,
-            "chat_worker_partitions",
-            Kind::Gauge,
-            "Partitions configured (PARTITIONS); the workers together should own them all.",
-            self.partitions,
-        );
-        single(
-            out,
-            "chat_worker_lease_takeovers_total",
-            Kind::Counter,
-            "Partition leases this worker took (at start, from a stopped worker, or after an expiry).",
-            self.lease_takeovers.get(),
-        );
-        single(
-            out,
-            "chat_worker_leases_lost_total",
-            Kind::Counter,
-            "Partition leases this worker found taken by another when renewing.",
-            self.leases_lost.get(),
-        );
-        single(
-            out,
-            "chat_worker_dead_letters_total",
-            Kind::Counter,
-            "Commands moved to a dead-letter stream.",
-            self.dead_letters.get(),
-        );
+        backlog.render(out);
     }
 }
 
@@ -320,5 +301,52 @@ mod tests {
             up_to_seq: 1,
         };
         assert_eq!(CommandKind::of(&command).label(), command.kind());
+    }
+
+    /// The names and types that the alerts, the dashboard and the deploy
+    /// checks read: a change here is a change of the exported interface.
+    #[test]
+    fn families_keep_their_names_types_and_buckets() {
+        let metrics = WorkerMetrics::new(2);
+        metrics.stream(0, StreamInfo::default());
+        metrics.owned(&[0]);
+        let text = rendered(&metrics);
+        let mut types: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE ")).collect();
+        types.sort_unstable();
+        assert_eq!(
+            types,
+            [
+                "# TYPE chat_worker_batch_size histogram",
+                "# TYPE chat_worker_commands_total counter",
+                "# TYPE chat_worker_dead_letters_total counter",
+                "# TYPE chat_worker_lease_takeovers_total counter",
+                "# TYPE chat_worker_leases_lost_total counter",
+                "# TYPE chat_worker_partitions gauge",
+                "# TYPE chat_worker_partitions_owned gauge",
+                "# TYPE chat_worker_stream_lag gauge",
+                "# TYPE chat_worker_stream_length gauge",
+                "# TYPE chat_worker_stream_pending gauge",
+                "# TYPE chat_worker_transaction_seconds histogram",
+            ]
+        );
+        for kind in CommandKind::ALL {
+            for outcome in Outcome::ALL {
+                let series = format!(
+                    "chat_worker_commands_total{{kind=\"{}\",outcome=\"{}\"}} 0",
+                    kind.label(),
+                    outcome.label()
+                );
+                assert!(text.contains(&series), "{series}");
+            }
+        }
+        for le in ["1", "2", "64", "1024", "+Inf"] {
+            let series = format!("chat_worker_batch_size_bucket{{le=\"{le}\"}} 0");
+            assert!(text.contains(&series), "{series}");
+        }
+        for le in ["0.0005", "0.25", "10", "+Inf"] {
+            let series = format!("chat_worker_transaction_seconds_bucket{{le=\"{le}\"}} 0");
+            assert!(text.contains(&series), "{series}");
+        }
+        assert!(text.contains("chat_worker_stream_lag{partition=\"0\"} 0"));
     }
 }
