@@ -44,6 +44,67 @@ pub async fn run_all(store: &dyn Store) {
     pool_figures_of_an_empty_pool(store).await;
 }
 
+/// Declares, in the calling module, one test per check, each on a fresh
+/// store, so that a failure names the check; and
+/// `whole_suite_twice_on_one_database`, the whole suite twice on one
+/// store, since the checks must not depend on an empty database (as when
+/// they run against a shared PostgreSQL). `$open` is an async fn giving a
+/// guard and the store; the guard keeps what the store lives in (a file, a
+/// schema) until the check is done with the store.
+#[cfg(test)]
+macro_rules! tests_per_check {
+    ($open:path) => {
+        $crate::store::conformance::tests_per_check!(
+            $open;
+            ping_answers,
+            empty_commit_is_a_no_op,
+            session_round_trip,
+            duplicate_session_conflicts,
+            update_checks_version,
+            failed_batch_writes_nothing,
+            racing_updates_have_one_winner,
+            duplicate_seq_conflicts,
+            duplicate_client_msg_id_conflicts,
+            null_client_ids_never_collide,
+            load_batch_returns_known_keys,
+            remember_user_keeps_latest_name,
+            agent_directory,
+            message_pages,
+            list_sessions_filters,
+            list_sessions_pages_by_cursor,
+            read_positions_set_and_update,
+            pool_figures_counts,
+            pool_figures_of_an_empty_pool,
+        );
+    };
+    ($open:path; $($check:ident),* $(,)?) => {
+        mod conformance_checks {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    let (guard, store) = $open().await;
+                    $crate::store::conformance::$check(&store).await;
+                    drop(store);
+                    drop(guard);
+                }
+            )*
+        }
+
+        #[tokio::test]
+        async fn whole_suite_twice_on_one_database() {
+            let (guard, store) = $open().await;
+            $crate::store::conformance::run_all(&store).await;
+            $crate::store::conformance::run_all(&store).await;
+            drop(store);
+            drop(guard);
+        }
+    };
+}
+
+#[cfg(test)]
+pub(crate) use tests_per_check;
+
 pub async fn ping_answers(store: &dyn Store) {
     if let Err(err) = store.ping().await {
         panic!("ping failed: {err}");

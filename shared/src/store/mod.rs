@@ -1,6 +1,9 @@
 //! The store seam: the durable record of sessions, messages, read positions,
-//! known user names and the agent directory. `sqlite` implements it for standalone mode; a
-//! PostgreSQL implementation serves the cluster.
+//! known user names and the agent directory. `sqlite` implements it for
+//! standalone mode; `postgres` serves the cluster. What the two share is
+//! written once: the SQL (`sql`, spelled per dialect), the schema's
+//! migrations and their runner (`migrations`), and the decoding of rows
+//! (`rows`).
 //!
 //! The store holds no business rules. The worker loads what a batch of
 //! commands touches (`load_batch`), decides every outcome in memory, and
@@ -19,7 +22,9 @@ use async_trait::async_trait;
 use crate::protocol::{Message, MessagePage, ReadPosition, Session};
 use crate::Timestamp;
 
+mod migrations;
 mod rows;
+mod sql;
 pub mod sqlite;
 
 #[cfg(feature = "postgres")]
@@ -27,6 +32,9 @@ pub mod postgres;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+
+#[cfg(test)]
+mod test_records;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -1,11 +1,11 @@
-//! Decoding session, message and read-position rows, the same for every store: each store
-//! only says how to read one column of its own row type (`Columns`), and
-//! what a text column holding an unknown enum name becomes. Reads are
-//! checked: a column of an unexpected type or an unknown name is the
-//! store's error, never a panic.
+//! Decoding rows (sessions, messages, read positions, agents, pool
+//! figures), the same for every store: each store only says how to read
+//! one column of its own row type (`Columns`), and what a text column
+//! holding an unknown enum name becomes. Reads are checked: a column of an
+//! unexpected type or an unknown name is the store's error, never a panic.
 
 use crate::protocol::{Message, ReadPosition, Role, Session, SessionStatus};
-use crate::store::SessionRecord;
+use crate::store::{AgentRecord, PoolFigures, SessionRecord};
 use crate::Timestamp;
 
 /// One row of a store's result, read column by column.
@@ -15,6 +15,9 @@ pub(crate) trait Columns {
     fn optional_text(&self, column: &str) -> Result<Option<String>, Self::Error>;
     fn int(&self, column: &str) -> Result<i64, Self::Error>;
     fn optional_int(&self, column: &str) -> Result<Option<i64>, Self::Error>;
+    fn optional_float(&self, column: &str) -> Result<Option<f64>, Self::Error>;
+    /// A list of texts, in whatever form the store keeps one.
+    fn text_list(&self, column: &str) -> Result<Vec<String>, Self::Error>;
     /// The error for `text` in `column`, which names no known value.
     fn unknown(&self, column: &str, text: &str) -> Self::Error;
 }
@@ -66,6 +69,30 @@ pub(crate) fn read_position<R: Columns>(row: &R) -> Result<ReadPosition, R::Erro
         user_id: row.text("user_id")?,
         role: parsed(row, "role", Role::parse)?,
         up_to_seq: row.int("up_to_seq")?,
+    })
+}
+
+/// A row with the columns of `agents`.
+pub(crate) fn agent<R: Columns>(row: &R) -> Result<AgentRecord, R::Error> {
+    Ok(AgentRecord {
+        id: row.text("agent_id")?,
+        name: row.text("name")?,
+        pools: row.text_list("pools")?,
+        last_seen_at: Timestamp(row.int("last_seen_at")?),
+    })
+}
+
+/// A row of `sql::pool_figures`, whose averages are in milliseconds.
+pub(crate) fn pool_figures<R: Columns>(row: &R) -> Result<PoolFigures, R::Error> {
+    let seconds = |millis: Option<f64>| millis.map(|millis| millis / 1000.0);
+    Ok(PoolFigures {
+        pending_sessions: row.int("pending_sessions")?,
+        active_sessions: row.int("active_sessions")?,
+        closed_today: row.int("closed_today")?,
+        oldest_pending_created_at: optional_timestamp(row, "oldest_pending_created_at")?,
+        avg_wait_seconds: seconds(row.optional_float("avg_wait_ms")?),
+        avg_first_response_seconds: seconds(row.optional_float("avg_first_response_ms")?),
+        messages_today: row.int("messages_today")?,
     })
 }
 

@@ -371,30 +371,14 @@ fn millis(time: Option<Timestamp>) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{Role, Session, SessionStatus};
+    use crate::protocol::Role;
+    use crate::store::test_records;
 
     fn record(id: &str, version: i64) -> SessionRecord {
-        SessionRecord {
-            session: Session {
-                id: id.into(),
-                customer_id: "c".into(),
-                customer_name: "Carla".into(),
-                agent_id: None,
-                agent_name: None,
-                pool: "p".into(),
-                status: SessionStatus::Pending,
-                subject: None,
-                created_at: Timestamp(0),
-                assigned_at: None,
-                closed_at: None,
-                last_seq: 0,
-                last_message_at: None,
-            },
-            version,
-            first_assigned_at: None,
-            first_response_at: None,
-            first_response_ms: None,
-        }
+        let mut record = test_records::session(id);
+        record.session.pool = "p".into();
+        record.version = version;
+        record
     }
 
     fn insert(id: &str) -> Mutation {
@@ -465,17 +449,9 @@ mod tests {
     fn messages_are_counted_per_pool_and_day_where_the_batch_writes_the_session() {
         let day = 1_700_006_400_000; // a UTC midnight
         let message = |session: &str, at: i64| {
-            Mutation::InsertMessage(Message {
-                id: format!("m-{session}-{at}"),
-                session_id: session.into(),
-                seq: at,
-                sender_id: "c".into(),
-                sender_name: "Carla".into(),
-                sender_role: Role::Customer,
-                content: "hi".into(),
-                client_msg_id: None,
-                created_at: Timestamp(at),
-            })
+            let mut message = test_records::message(session, at, None);
+            message.created_at = Timestamp(at);
+            Mutation::InsertMessage(message)
         };
         let batch = [
             update("a", 1),

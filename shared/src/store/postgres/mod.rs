@@ -7,12 +7,15 @@
 //! costs one round trip once a connection has seen it.
 //!
 //! What lives where:
-//! - `schema`: the tables and indexes as numbered migrations, applied under
-//!   an advisory lock so that pods starting together migrate once.
+//! - `schema`: how the database records and applies the migrations of
+//!   `store::migrations`, under an advisory lock so that pods starting
+//!   together migrate once.
 //! - `commit`: the write path. A batch is one call of a server-side
 //!   function taking one array per column: one round trip and one
 //!   transaction, however many rows it carries.
 //! - `queries`: the reads and the decoding of rows.
+//!
+//! The SQL shared with SQLite is in `store::sql`.
 //!
 //! Failures are sorted for the caller: a lost race (a stale version, a
 //! duplicate key, a serialisation failure or deadlock) is
@@ -26,8 +29,8 @@
 //! own `options` set it): a commit that returns is on disk, so an
 //! acknowledged message survives a crash. Timestamps are BIGINT milliseconds, exactly as
 //! `crate::Timestamp` holds them. Connections are plain TCP or Unix
-//! sockets (no TLS): the database is expected on the cluster's private
-//! network.
+//! sockets, or TLS verified against `PostgresOptions::tls_roots` when the
+//! URL says `sslmode=require`.
 
 use std::error::Error as _;
 use std::str::FromStr;

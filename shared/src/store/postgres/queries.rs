@@ -3,8 +3,8 @@
 //!
 //! Every statement goes through the connection's statement cache, so after
 //! its first use on a connection it costs one round trip. Rows are decoded
-//! with checked getters: a column of an unexpected type or an unknown enum
-//! name is a `StoreError::Internal`, never a panic.
+//! by `store::rows` with checked getters: a column of an unexpected type or
+//! an unknown enum name is a `StoreError::Internal`, never a panic.
 
 use deadpool_postgres::Object;
 use tokio_postgres::types::ToSql;
@@ -12,21 +12,16 @@ use tokio_postgres::Row;
 
 use crate::protocol::{MessagePage, ReadPosition, Session};
 use crate::store::rows::{self, Columns};
+use crate::store::sql::{
+    self, Dialect, MessageWindow, Param, AGENT_COLUMNS, MESSAGE_COLUMNS, SESSION_COLUMNS,
+};
 use crate::store::{
     AgentRecord, BatchKeys, BatchSnapshot, MessageRange, PoolFigures, SessionQuery, SessionRecord,
-    SessionScope, StoreError,
+    StoreError,
 };
 use crate::Timestamp;
 
-pub(super) const SESSION_COLUMNS: &str = "id, customer_id, customer_name, agent_id, agent_name, \
-     pool, status, subject, created_at, assigned_at, closed_at, last_seq, last_message_at, \
-     version, first_assigned_at, first_response_at, first_response_ms";
-
-pub(super) const MESSAGE_COLUMNS: &str =
-    "id, session_id, seq, sender_id, sender_name, sender_role, content, client_msg_id, created_at";
-
-/// A parameter list built alongside dynamic SQL.
-type Params = Vec<Box<dyn ToSql + Sync + Send>>;
+const POSTGRES: Dialect = Dialect::Postgres;
 
 // ---------------------------------------------------------------------------
 // The worker's batch snapshot
@@ -64,12 +59,15 @@ pub(super) async fn load_batch(
                 // LATERAL keeps one index probe per key whatever plan the
                 // prepared statement settles on; a hash join over the
                 // whole table would grow with history.
-                "SELECT m.id, m.session_id, m.seq, m.sender_id, m.sender_name, m.sender_role, \
-                 m.content, m.client_msg_id, m.created_at \
-                 FROM UNNEST($1::text[], $2::text[], $3::text[]) AS k (session_id, sender_id, client_msg_id) \
-                 CROSS JOIN LATERAL (SELECT * FROM messages \
-                   WHERE session_id = k.session_id AND sender_id = k.sender_id \
-                   AND client_msg_id = k.client_msg_id) AS m",
+                &format!(
+                    "SELECT {} \
+                     FROM UNNEST($1::text[], $2::text[], $3::text[]) \
+                       AS k (session_id, sender_id, client_msg_id) \
+                     CROSS JOIN LATERAL (SELECT * FROM messages \
+                       WHERE session_id = k.session_id AND sender_id = k.sender_id \
+                       AND client_msg_id = k.client_msg_id) AS m",
+                    MESSAGE_COLUMNS.of("m")
+                ),
             )
             .await?;
         db.query(&statement, &[&msg_sessions, &msg_senders, &msg_client_ids])
@@ -170,7 +168,7 @@ pub(super) async fn load_batch(
             .insert(row.try_get("user_id")?, row.try_get("name")?);
     }
     for row in &agents {
-        let agent = agent_record(row)?;
+        let agent = rows::agent(row)?;
         snapshot.agents.insert(agent.id.clone(), agent);
     }
     Ok(snapshot)
@@ -197,11 +195,7 @@ pub(super) async fn find_session(
     client: &Object,
     id: &str,
 ) -> Result<Option<SessionRecord>, StoreError> {
-    let statement = client
-        .prepare_cached(&format!(
-            "SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1"
-        ))
-        .await?;
+    let statement = client.prepare_cached(&sql::session_by_id(POSTGRES)).await?;
     client
         .query_opt(&statement, &[&id])
         .await?
@@ -214,68 +208,17 @@ pub(super) async fn list_sessions(
     client: &Object,
     query: &SessionQuery,
 ) -> Result<Vec<Session>, StoreError> {
-    let Some((sql, params)) = session_list_sql(query) else {
+    let Some(statement) = sql::session_list(POSTGRES, query) else {
         return Ok(Vec::new());
     };
-    let statement = client.prepare_cached(&sql).await?;
-    let params: Vec<&(dyn ToSql + Sync)> = params
-        .iter()
-        .map(|value| value.as_ref() as &(dyn ToSql + Sync))
-        .collect();
+    let prepared = client.prepare_cached(&statement.sql).await?;
+    let params: Vec<&(dyn ToSql + Sync)> = statement.params.iter().map(param).collect();
     client
-        .query(&statement, &params)
+        .query(&prepared, &params)
         .await?
         .iter()
         .map(|row| Ok(rows::session_record(row)?.session))
         .collect()
-}
-
-/// The SQL and parameters of a session list, or `None` when the query can
-/// match nothing (no pools in scope, or a zero limit). The statement text
-/// depends only on which filters are present, so the few variants all stay
-/// in the statement cache.
-fn session_list_sql(query: &SessionQuery) -> Option<(String, Params)> {
-    if query.limit == 0 {
-        return None;
-    }
-    let mut conditions: Vec<String> = Vec::new();
-    let mut params: Params = Vec::new();
-    match &query.scope {
-        SessionScope::Customer(customer_id) => {
-            let p = bind(&mut params, customer_id.clone());
-            conditions.push(format!("customer_id = {p}"));
-        }
-        SessionScope::Pools(pools) if pools.is_empty() => return None,
-        SessionScope::Pools(pools) => {
-            let p = bind(&mut params, pools.clone());
-            conditions.push(format!("pool = ANY({p})"));
-        }
-        SessionScope::All => {}
-    }
-    if let Some(status) = query.status {
-        let p = bind(&mut params, status.as_str());
-        conditions.push(format!("status = {p}"));
-    }
-    if let Some(pool) = &query.pool {
-        let p = bind(&mut params, pool.clone());
-        conditions.push(format!("pool = {p}"));
-    }
-    if let Some(cursor) = &query.after {
-        let created_at = bind(&mut params, cursor.created_at.millis());
-        let id = bind(&mut params, cursor.id.clone());
-        conditions.push(format!("(created_at, id) < ({created_at}, {id})"));
-    }
-    let filter = if conditions.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", conditions.join(" AND "))
-    };
-    let limit = bind(&mut params, sql_limit(query.limit));
-    let sql = format!(
-        "SELECT {SESSION_COLUMNS} FROM sessions {filter} \
-         ORDER BY created_at DESC, id DESC LIMIT {limit}"
-    );
-    Some((sql, params))
 }
 
 pub(super) async fn message_page(
@@ -284,48 +227,19 @@ pub(super) async fn message_page(
     range: MessageRange,
     limit: usize,
 ) -> Result<MessagePage, StoreError> {
-    let (lower, upper, newest_first) = range.bounds();
-    let order = if newest_first { "DESC" } else { "ASC" };
-    let statement = client
-        .prepare_cached(&format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages \
-             WHERE session_id = $1 AND seq > $2 AND seq < $3 \
-             ORDER BY seq {order} LIMIT $4"
-        ))
-        .await?;
-    // Reading one row beyond the limit tells whether more exist.
+    let window = MessageWindow::new(range, limit);
+    let statement = client.prepare_cached(&window.sql(POSTGRES)).await?;
     let rows = client
         .query(
             &statement,
-            &[
-                &session_id,
-                &lower,
-                &upper,
-                &sql_limit(limit.saturating_add(1)),
-            ],
+            &[&session_id, &window.lower, &window.upper, &window.fetch()],
         )
         .await?;
-    let mut items = rows
+    let items = rows
         .iter()
         .map(rows::message)
         .collect::<Result<Vec<_>, _>>()?;
-    let has_more = items.len() > limit;
-    items.truncate(limit);
-    if newest_first {
-        items.reverse();
-    }
-    Ok(MessagePage { items, has_more })
-}
-
-const AGENT_COLUMNS: &str = "agent_id, name, pools, last_seen_at";
-
-fn agent_record(row: &Row) -> Result<AgentRecord, StoreError> {
-    Ok(AgentRecord {
-        id: row.try_get("agent_id")?,
-        name: row.try_get("name")?,
-        pools: row.try_get("pools")?,
-        last_seen_at: Timestamp(row.try_get("last_seen_at")?),
-    })
+    Ok(window.page(items))
 }
 
 /// The agent's row and their display name, in one statement (so one
@@ -340,18 +254,11 @@ pub(super) async fn remember_agent(client: &Object, agent: &AgentRecord) -> Resu
         .into_iter()
         .collect();
     let statement = client
-        .prepare_cached(
-            "WITH agent AS (
-               INSERT INTO agents (agent_id, name, pools, last_seen_at)
-               VALUES ($1, $2, $3, $4)
-               ON CONFLICT (agent_id) DO UPDATE SET name = EXCLUDED.name,
-                 pools = EXCLUDED.pools,
-                 last_seen_at = GREATEST(agents.last_seen_at, EXCLUDED.last_seen_at)
-             )
-             INSERT INTO users (user_id, name) VALUES ($1, $2)
-             ON CONFLICT (user_id) DO UPDATE SET name = EXCLUDED.name
-             WHERE users.name IS DISTINCT FROM EXCLUDED.name",
-        )
+        .prepare_cached(&format!(
+            "WITH agent AS ({}) {}",
+            sql::upsert_agent(POSTGRES),
+            sql::upsert_user(POSTGRES)
+        ))
         .await?;
     client
         .execute(
@@ -366,18 +273,12 @@ pub(super) async fn list_agents(
     client: &Object,
     pool: Option<&str>,
 ) -> Result<Vec<AgentRecord>, StoreError> {
-    let statement = client
-        .prepare_cached(&format!(
-            "SELECT {AGENT_COLUMNS} FROM agents \
-             WHERE $1::text IS NULL OR pools @> ARRAY[$1::text] \
-             ORDER BY name, agent_id"
-        ))
-        .await?;
+    let statement = client.prepare_cached(&sql::list_agents(POSTGRES)).await?;
     client
         .query(&statement, &[&pool])
         .await?
         .iter()
-        .map(agent_record)
+        .map(rows::agent)
         .collect()
 }
 
@@ -386,10 +287,7 @@ pub(super) async fn read_positions(
     session_id: &str,
 ) -> Result<Vec<ReadPosition>, StoreError> {
     let statement = client
-        .prepare_cached(
-            "SELECT user_id, role, up_to_seq FROM read_positions \
-             WHERE session_id = $1 ORDER BY user_id",
-        )
+        .prepare_cached(&sql::read_positions(POSTGRES))
         .await?;
     client
         .query(&statement, &[&session_id])
@@ -404,51 +302,20 @@ pub(super) async fn pool_figures(
     pool: &str,
     day_start: Timestamp,
 ) -> Result<PoolFigures, StoreError> {
-    // One statement, so every figure comes from the same snapshot. AVG of
-    // a BIGINT is NUMERIC; the casts make it a float8 the client reads.
-    let statement = client
-        .prepare_cached(
-            "SELECT
-            (SELECT COUNT(*) FROM sessions WHERE pool = $1 AND status = 'pending'),
-            (SELECT COUNT(*) FROM sessions WHERE pool = $1 AND status = 'active'),
-            (SELECT COUNT(*) FROM sessions
-              WHERE pool = $1 AND status = 'closed' AND closed_at >= $2),
-            (SELECT MIN(created_at) FROM sessions WHERE pool = $1 AND status = 'pending'),
-            (SELECT AVG((first_assigned_at - created_at)::float8) FROM sessions
-              WHERE pool = $1 AND first_assigned_at >= $2),
-            (SELECT AVG(first_response_ms::float8) FROM sessions
-              WHERE pool = $1 AND first_response_at >= $2 AND first_response_ms IS NOT NULL),
-            (SELECT COALESCE(SUM(messages), 0)::int8 FROM pool_message_counts
-              WHERE pool = $1 AND day >= $2)",
-        )
-        .await?;
+    let statement = client.prepare_cached(&sql::pool_figures(POSTGRES)).await?;
     let row = client
         .query_one(&statement, &[&pool, &day_start.millis()])
         .await?;
-    Ok(PoolFigures {
-        pending_sessions: row.try_get(0)?,
-        active_sessions: row.try_get(1)?,
-        closed_today: row.try_get(2)?,
-        oldest_pending_created_at: row.try_get::<_, Option<i64>>(3)?.map(Timestamp),
-        avg_wait_seconds: row.try_get::<_, Option<f64>>(4)?.map(millis_to_seconds),
-        avg_first_response_seconds: row.try_get::<_, Option<f64>>(5)?.map(millis_to_seconds),
-        messages_today: row.try_get(6)?,
-    })
+    rows::pool_figures(&row)
 }
 
-fn millis_to_seconds(millis: f64) -> f64 {
-    millis / 1000.0
-}
-
-/// Adds a parameter and returns its placeholder.
-fn bind(params: &mut Params, value: impl ToSql + Sync + Send + 'static) -> String {
-    params.push(Box::new(value));
-    format!("${}", params.len())
-}
-
-/// LIMIT takes a BIGINT; anything larger is as good as unlimited.
-fn sql_limit(limit: usize) -> i64 {
-    i64::try_from(limit).unwrap_or(i64::MAX)
+/// A parameter of `store::sql` as the client binds it.
+fn param<'a>(param: &'a Param<'_>) -> &'a (dyn ToSql + Sync) {
+    match param {
+        Param::Text(text) => text,
+        Param::Int(int) => int,
+        Param::Texts(texts) => texts,
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -470,6 +337,15 @@ impl Columns for Row {
     }
 
     fn optional_int(&self, column: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn optional_float(&self, column: &str) -> Result<Option<f64>, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+
+    /// Pools are a `text[]`.
+    fn text_list(&self, column: &str) -> Result<Vec<String>, StoreError> {
         Ok(self.try_get(column)?)
     }
 

@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 use super::*;
-use crate::protocol::{Message, Role, SessionStatus};
-use crate::store::{conformance, SessionRecord};
+use crate::protocol::{Message, SessionStatus};
+use crate::store::test_records::{message, session};
+use crate::store::{conformance, migrations};
 use crate::testing::{free_port, TestCertificates, ThrowawayPostgres};
 
 const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -94,96 +95,17 @@ impl Drop for TestSchema {
     }
 }
 
-/// One test per conformance check, each in a fresh schema, so a failure
-/// names the check.
-macro_rules! conformance_tests {
-    ($($check:ident),* $(,)?) => {
-        mod conformance_checks {
-            use super::*;
-            $(
-                #[tokio::test]
-                async fn $check() {
-                    let schema = TestSchema::new();
-                    let store = schema.store().await;
-                    conformance::$check(&store).await;
-                }
-            )*
-        }
-    };
-}
-
-conformance_tests!(
-    ping_answers,
-    empty_commit_is_a_no_op,
-    session_round_trip,
-    duplicate_session_conflicts,
-    update_checks_version,
-    failed_batch_writes_nothing,
-    racing_updates_have_one_winner,
-    duplicate_seq_conflicts,
-    duplicate_client_msg_id_conflicts,
-    null_client_ids_never_collide,
-    load_batch_returns_known_keys,
-    remember_user_keeps_latest_name,
-    agent_directory,
-    message_pages,
-    list_sessions_filters,
-    list_sessions_pages_by_cursor,
-    read_positions_set_and_update,
-    pool_figures_counts,
-    pool_figures_of_an_empty_pool,
-);
-
-/// The whole suite twice in one schema: the checks must not depend on an
-/// empty database.
-#[tokio::test]
-async fn whole_suite_twice_on_one_database() {
+/// A fresh schema for each conformance check; the guard drops it.
+async fn open_for_check() -> (TestSchema, PostgresStore) {
     let schema = TestSchema::new();
     let store = schema.store().await;
-    conformance::run_all(&store).await;
-    conformance::run_all(&store).await;
+    (schema, store)
 }
+
+conformance::tests_per_check!(open_for_check);
 
 // ---------------------------------------------------------------------------
 // Helpers
-
-fn session(id: &str) -> SessionRecord {
-    SessionRecord {
-        session: Session {
-            id: id.into(),
-            customer_id: "c-1".into(),
-            customer_name: "Carla".into(),
-            agent_id: None,
-            agent_name: None,
-            pool: "default".into(),
-            status: SessionStatus::Pending,
-            subject: Some("Hello".into()),
-            created_at: Timestamp(1_700_000_000_000),
-            assigned_at: None,
-            closed_at: None,
-            last_seq: 0,
-            last_message_at: None,
-        },
-        version: 1,
-        first_assigned_at: None,
-        first_response_at: None,
-        first_response_ms: None,
-    }
-}
-
-fn message(session_id: &str, seq: i64, client_msg_id: Option<&str>) -> Message {
-    Message {
-        id: format!("m-{}", Uuid::new_v4().simple()),
-        session_id: session_id.into(),
-        seq,
-        sender_id: "c-1".into(),
-        sender_name: "Carla".into(),
-        sender_role: Role::Customer,
-        content: format!("message {seq}"),
-        client_msg_id: client_msg_id.map(Into::into),
-        created_at: Timestamp(1_700_000_000_000 + seq),
-    }
-}
 
 async fn applied_migrations(store: &PostgresStore) -> Vec<(i64, i64)> {
     let client = store.client().await.expect("client");
@@ -204,7 +126,7 @@ async fn applied_migrations(store: &PostgresStore) -> Vec<(i64, i64)> {
 
 #[test]
 fn migrations_are_numbered_from_one_without_gaps() {
-    let versions: Vec<i64> = schema::MIGRATIONS.iter().map(|m| m.version).collect();
+    let versions: Vec<i64> = migrations::POSTGRES.iter().map(|m| m.version).collect();
     let expected: Vec<i64> = (1..).take(versions.len()).collect();
     assert_eq!(versions, expected);
 }
@@ -228,7 +150,7 @@ async fn concurrent_connects_migrate_once() {
     }
     let applied = applied_migrations(&stores[0]).await;
     let versions: Vec<i64> = applied.iter().map(|(version, _)| *version).collect();
-    let expected: Vec<i64> = schema::MIGRATIONS.iter().map(|m| m.version).collect();
+    let expected: Vec<i64> = migrations::POSTGRES.iter().map(|m| m.version).collect();
     assert_eq!(versions, expected, "each migration recorded once");
     for store in &stores {
         conformance::ping_answers(store).await;
@@ -239,7 +161,7 @@ async fn concurrent_connects_migrate_once() {
 async fn reconnecting_applies_no_migration_twice() {
     let schema = TestSchema::new();
     let first = applied_migrations(&schema.store().await).await;
-    assert_eq!(first.len(), schema::MIGRATIONS.len());
+    assert_eq!(first.len(), migrations::POSTGRES.len());
     let second = applied_migrations(&schema.store().await).await;
     assert_eq!(second, first, "reconnecting records nothing new");
 }
@@ -723,6 +645,51 @@ async fn survives_a_server_crash_and_restart() {
         .expect("commit after the restart");
 }
 
+/// A database as earlier builds left it, every released migration applied
+/// and recorded (their text is pinned in `store::migrations`), is seen as
+/// up to date: nothing is applied or recorded again, and it serves.
+#[tokio::test]
+async fn a_database_migrated_by_an_earlier_build_is_up_to_date() {
+    let schema = TestSchema::new();
+    let (client, connection) = tokio_postgres::connect(&schema.url(), NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!(
+            "CREATE SCHEMA {name}; SET search_path = {name};
+             CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL);",
+            name = schema.name,
+        ))
+        .await
+        .expect("the record of migrations");
+    for migration in migrations::POSTGRES {
+        client
+            .batch_execute(migration.sql)
+            .await
+            .expect("a released migration");
+        client
+            .execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, 0)",
+                &[&migration.version],
+            )
+            .await
+            .expect("record it");
+    }
+    let store = schema.store().await;
+    let untouched: Vec<(i64, i64)> = migrations::POSTGRES
+        .iter()
+        .map(|m| (m.version, 0))
+        .collect();
+    assert_eq!(
+        applied_migrations(&store).await,
+        untouched,
+        "nothing applied or recorded again"
+    );
+    conformance::session_round_trip(&store).await;
+    conformance::agent_directory(&store).await;
+}
+
 /// A database made by the first schema version, with messages in it, is
 /// brought forward without losing today's message count.
 #[tokio::test]
@@ -732,7 +699,7 @@ async fn upgrading_from_version_1_keeps_the_message_count() {
         .await
         .expect("connect");
     tokio::spawn(connection);
-    let first = &schema::MIGRATIONS[0];
+    let first = &migrations::POSTGRES[0];
     assert_eq!(first.version, 1);
     let day = 1_699_920_000_000_i64; // 2023-11-14T00:00:00Z
     client
@@ -762,7 +729,7 @@ async fn upgrading_from_version_1_keeps_the_message_count() {
         .collect();
     assert_eq!(
         versions,
-        (1..=schema::MIGRATIONS.len() as i64).collect::<Vec<_>>()
+        (1..=migrations::POSTGRES.len() as i64).collect::<Vec<_>>()
     );
     let figures = store
         .pool_figures("default", Timestamp(day))

@@ -1,0 +1,201 @@
+//! The write path: a batch of mutations applied in turn inside one
+//! IMMEDIATE transaction, all or nothing.
+//!
+//! IMMEDIATE takes the file's write lock up front, so a batch never fails
+//! half-way for want of it, and dropping the transaction on any error rolls
+//! everything back. Races fail the whole batch as `StoreError::Conflict`:
+//! a session update checks the expected version in its WHERE clause, and
+//! an insert colliding with a unique key (a session id, a message's seq or
+//! client id) means another writer got there first.
+
+use rusqlite::types::Value;
+use rusqlite::{params, params_from_iter, Connection, ErrorCode, Transaction, TransactionBehavior};
+
+use crate::protocol::{Message, ReadPosition};
+use crate::store::sql::{self, Dialect, MESSAGE_COLUMNS, SESSION_COLUMNS};
+use crate::store::{AgentRecord, Mutation, SessionRecord, StoreError};
+use crate::Timestamp;
+
+const SQLITE: Dialect = Dialect::Sqlite;
+
+/// Applies `mutations` in one transaction.
+pub(super) fn commit(conn: &mut Connection, mutations: &[Mutation]) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    for mutation in mutations {
+        apply(&tx, mutation)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn apply(tx: &Transaction<'_>, mutation: &Mutation) -> Result<(), StoreError> {
+    match mutation {
+        Mutation::InsertSession(record) => insert_session(tx, record),
+        Mutation::UpdateSession {
+            record,
+            expected_version,
+        } => update_session(tx, record, *expected_version),
+        Mutation::InsertMessage(message) => insert_message(tx, message),
+        Mutation::SetReadPosition {
+            session_id,
+            position,
+            read_at,
+        } => set_read_position(tx, session_id, position, *read_at),
+        Mutation::RememberUser { user_id, name } => remember_user(tx, user_id, name),
+    }
+}
+
+fn insert_session(tx: &Transaction<'_>, record: &SessionRecord) -> Result<(), StoreError> {
+    tx.prepare_cached(&sql::insert(SQLITE, "sessions", SESSION_COLUMNS))?
+        .execute(params_from_iter(session_params(record)))
+        .map_err(|err| collision_is_conflict(err, || format!("session {}", record.session.id)))?;
+    Ok(())
+}
+
+fn update_session(
+    tx: &Transaction<'_>,
+    record: &SessionRecord,
+    expected_version: i64,
+) -> Result<(), StoreError> {
+    let changed = tx
+        .prepare_cached(&sql::update_session(SQLITE))?
+        .execute(params_from_iter(
+            session_params(record)
+                .into_iter()
+                .chain([Value::Integer(expected_version)]),
+        ))?;
+    if changed == 0 {
+        return Err(StoreError::Conflict(format!(
+            "session {} is no longer at version {expected_version}",
+            record.session.id
+        )));
+    }
+    Ok(())
+}
+
+fn insert_message(tx: &Transaction<'_>, message: &Message) -> Result<(), StoreError> {
+    tx.prepare_cached(&sql::insert(SQLITE, "messages", MESSAGE_COLUMNS))?
+        .execute(params![
+            message.id,
+            message.session_id,
+            message.seq,
+            message.sender_id,
+            message.sender_name,
+            message.sender_role.as_str(),
+            message.content,
+            message.client_msg_id,
+            message.created_at.millis(),
+        ])
+        .map_err(|err| {
+            collision_is_conflict(err, || {
+                format!(
+                    "message seq {} or client id {:?} of session {}",
+                    message.seq, message.client_msg_id, message.session_id
+                )
+            })
+        })?;
+    Ok(())
+}
+
+fn set_read_position(
+    tx: &Transaction<'_>,
+    session_id: &str,
+    position: &ReadPosition,
+    read_at: Timestamp,
+) -> Result<(), StoreError> {
+    // Not in `store::sql`: PostgreSQL's is part of `chat_commit_batch`,
+    // released in its migration 2 and so never rewritten.
+    tx.prepare_cached(
+        "INSERT INTO read_positions (session_id, user_id, role, up_to_seq, read_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5) \
+         ON CONFLICT (session_id, user_id) DO UPDATE SET \
+         role = excluded.role, up_to_seq = excluded.up_to_seq, read_at = excluded.read_at",
+    )?
+    .execute(params![
+        session_id,
+        position.user_id,
+        position.role.as_str(),
+        position.up_to_seq,
+        read_at.millis(),
+    ])?;
+    Ok(())
+}
+
+pub(super) fn remember_user(
+    tx: &Transaction<'_>,
+    user_id: &str,
+    name: &str,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(&sql::upsert_user(SQLITE))?
+        .execute(params![user_id, name])?;
+    Ok(())
+}
+
+pub(super) fn remember_agent(tx: &Transaction<'_>, agent: &AgentRecord) -> Result<(), StoreError> {
+    let pools = pools_json(&agent.pools)?;
+    tx.prepare_cached(&sql::upsert_agent(SQLITE))?
+        .execute(params![
+            agent.id,
+            agent.name,
+            pools,
+            agent.last_seen_at.millis()
+        ])?;
+    Ok(())
+}
+
+/// Pools as stored: a JSON array, sorted and without repeats, so that
+/// equal sets are equal text.
+fn pools_json(pools: &[String]) -> Result<String, StoreError> {
+    let set: std::collections::BTreeSet<&str> = pools.iter().map(String::as_str).collect();
+    serde_json::to_string(&set).map_err(|err| StoreError::Internal(format!("agent pools: {err}")))
+}
+
+/// A unique-key collision means another writer got there first: the caller
+/// reloads and decides again. Any other failure is not a race.
+fn collision_is_conflict(err: rusqlite::Error, what: impl FnOnce() -> String) -> StoreError {
+    let collided = err.sqlite_error().is_some_and(|e| {
+        e.code == ErrorCode::ConstraintViolation
+            && matches!(
+                e.extended_code,
+                rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                    | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+            )
+    });
+    if collided {
+        StoreError::Conflict(format!("{} already exists", what()))
+    } else {
+        err.into()
+    }
+}
+
+/// Parameters ?1..?17 in `SESSION_COLUMNS` order.
+fn session_params(record: &SessionRecord) -> Vec<Value> {
+    let s = &record.session;
+    vec![
+        Value::Text(s.id.clone()),
+        Value::Text(s.customer_id.clone()),
+        Value::Text(s.customer_name.clone()),
+        optional_text(&s.agent_id),
+        optional_text(&s.agent_name),
+        Value::Text(s.pool.clone()),
+        Value::Text(s.status.as_str().to_owned()),
+        optional_text(&s.subject),
+        Value::Integer(s.created_at.millis()),
+        optional_time(s.assigned_at),
+        optional_time(s.closed_at),
+        Value::Integer(s.last_seq),
+        optional_time(s.last_message_at),
+        Value::Integer(record.version),
+        optional_time(record.first_assigned_at),
+        optional_time(record.first_response_at),
+        record.first_response_ms.map_or(Value::Null, Value::Integer),
+    ]
+}
+
+fn optional_text(text: &Option<String>) -> Value {
+    text.clone().map_or(Value::Null, Value::Text)
+}
+
+fn optional_time(time: Option<Timestamp>) -> Value {
+    time.map_or(Value::Null, |t| Value::Integer(t.millis()))
+}
