@@ -110,9 +110,9 @@ impl SocketSession {
         std::mem::take(&mut self.over_budget)
     }
 
-    /// Joins the rooms every socket of this identity is in: its user's, its
+    /// The rooms every socket of this identity is in: its user's, its
     /// pools' (agents) or the admins'.
-    pub async fn join_base_rooms(&mut self) -> Result<(), chat_shared::backplane::BackplaneError> {
+    fn granted_base_rooms(&self) -> Vec<String> {
         let names = self.state.hub.names();
         let identity = self.handle.identity();
         let mut rooms = vec![names.user_channel(&identity.user_id)];
@@ -121,7 +121,12 @@ impl SocketSession {
             Role::Admin => rooms.push(names.admin_channel()),
             Role::Customer => {}
         }
-        for room in rooms {
+        rooms
+    }
+
+    /// Joins the granted base rooms it is not in yet.
+    pub async fn join_base_rooms(&mut self) -> Result<(), chat_shared::backplane::BackplaneError> {
+        for room in self.granted_base_rooms() {
             if self.base_rooms.contains(&room) {
                 continue;
             }
@@ -173,23 +178,11 @@ impl SocketSession {
     /// After a change of pools: leave the pool rooms no longer granted,
     /// join the new ones, and leave the sessions no longer readable.
     async fn follow_new_pools(&mut self) -> EventResult {
-        let granted: Vec<String> = {
-            let names = self.state.hub.names();
-            let identity = self.handle.identity();
-            match identity.role {
-                Role::Agent => identity
-                    .pools
-                    .iter()
-                    .map(|p| names.pool_channel(p))
-                    .collect(),
-                _ => Vec::new(),
-            }
-        };
-        let prefix = self.state.hub.names().pool_channel("");
+        let granted = self.granted_base_rooms();
         let stale: Vec<String> = self
             .base_rooms
             .iter()
-            .filter(|room| room.starts_with(&prefix) && !granted.contains(room))
+            .filter(|room| !granted.contains(room))
             .cloned()
             .collect();
         for room in stale {
@@ -357,19 +350,24 @@ impl SocketSession {
     /// changed): stop typing there and forget it. Its room membership goes
     /// when it leaves, rejoins or disconnects.
     pub async fn forget_session(&mut self, session_id: &str) {
-        self.stop_typing(session_id).await;
-        if self.joined.remove(session_id).is_some() {
-            let channel = self.state.hub.names().session_channel(session_id);
+        if let Some(channel) = self.drop_session(session_id).await {
             self.revoked_rooms.push(channel);
         }
     }
 
     async fn leave_session(&mut self, session_id: &str) {
-        self.stop_typing(session_id).await;
-        if self.joined.remove(session_id).is_some() {
-            let channel = self.state.hub.names().session_channel(session_id);
+        if let Some(channel) = self.drop_session(session_id).await {
             self.state.hub.leave(&channel, &self.handle).await;
         }
+    }
+
+    /// Stops typing in the session and forgets it; returns its channel
+    /// when the socket had joined it.
+    async fn drop_session(&mut self, session_id: &str) -> Option<String> {
+        self.stop_typing(session_id).await;
+        self.joined
+            .remove(session_id)
+            .map(|_| self.state.hub.names().session_channel(session_id))
     }
 
     async fn send(&mut self, payload: Value, ack_id: Option<u64>) -> EventResult {
