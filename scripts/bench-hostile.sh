@@ -44,17 +44,7 @@ cpu_seconds() {
 secret="hostile-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
 export JWT_SECRET="$secret"
 echo "==> starting support-chat (data in $workdir, default budgets)"
-PORT=0 HOST=127.0.0.1 CHAT_DATA_DIR="$workdir" RUST_LOG="${RUST_LOG:-warn}" \
-  "$server_bin" >"$workdir/server.out" 2>"$workdir/server.err" &
-server_pid=$!
-
-url=$(announced_url "$workdir/server.out" "$server_pid" support-chat)
-if [ -z "$url" ]; then
-  echo "the server did not start:" >&2
-  cat "$workdir/server.err" >&2
-  exit 1
-fi
-echo "==> server pid $server_pid at $url"
+start_standalone "$workdir" || exit 1
 echo "server CPU before the run: $(cpu_seconds "$server_pid")"
 
 status=0
@@ -65,11 +55,9 @@ finished=$(date +%s.%N)
 
 echo
 echo "==> per-process CPU over the run ($(awk -v a="$started" -v b="$finished" 'BEGIN {printf "%.1f", b - a}') s)"
-if kill -0 "$server_pid" 2>/dev/null; then
+if server_survived "$workdir"; then
   echo "support-chat (pid $server_pid): $(cpu_seconds "$server_pid") since it started; VmRSS $(awk '/^VmRSS/ {print $2, $3}' "/proc/$server_pid/status")"
 else
-  echo "the server died during the run:" >&2
-  tail -20 "$workdir/server.err" >&2
   status=1
 fi
 exit "$status"

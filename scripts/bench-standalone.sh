@@ -50,17 +50,7 @@ trap 'exit 130' INT TERM
 secret="bench-$(date +%s%N)-secret"
 export JWT_SECRET="$secret"
 echo "==> starting support-chat (data in $workdir)"
-PORT=0 HOST=127.0.0.1 CHAT_DATA_DIR="$workdir" RATE_LIMIT_PER_SEC=0 RUST_LOG="${RUST_LOG:-warn}" \
-  "$server_bin" >"$workdir/server.out" 2>"$workdir/server.err" &
-server_pid=$!
-
-url=$(announced_url "$workdir/server.out" "$server_pid" support-chat)
-if [ -z "$url" ]; then
-  echo "the server did not start:" >&2
-  cat "$workdir/server.err" >&2
-  exit 1
-fi
-echo "==> server pid $server_pid at $url"
+start_standalone "$workdir" RATE_LIMIT_PER_SEC=0 || exit 1
 
 server_memory() {
   echo "server VmRSS: $(awk '/^VmRSS/ {print $2, $3}' "/proc/$server_pid/status")"
@@ -68,9 +58,5 @@ server_memory() {
 status=0
 run_bench "$bench_bin" "$url" "$server_pid" "" "" server_memory || status=1
 
-if ! kill -0 "$server_pid" 2>/dev/null; then
-  echo "the server died during the run:" >&2
-  tail -20 "$workdir/server.err" >&2
-  status=1
-fi
+server_survived "$workdir" || status=1
 exit "$status"

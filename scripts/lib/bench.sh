@@ -1,5 +1,6 @@
-# What the benchmark scripts share: stopping servers, finding the URL a
-# server announced, and running the idle and load measurements. Sourced, not
+# What the benchmark scripts share: starting the standalone server and
+# stopping servers, finding the URL a server announced, and running the idle
+# and load measurements. Sourced, not
 # run; reads the caller's `connections`, `pairs`, `duration`, `warmup` and
 # `rates`.
 
@@ -50,4 +51,35 @@ run_bench() {
     if [ -n "$after_load" ]; then $after_load; fi
   done
   return "$status"
+}
+
+# Starts the release `support-chat` in the background over the data
+# directory $1, with the given VAR=value settings on top of a free port on
+# loopback; sets `server_pid` and `url`, or prints the server's errors and
+# returns 1 when it does not come up.
+start_standalone() {
+  local workdir=$1
+  shift
+  env PORT=0 HOST=127.0.0.1 CHAT_DATA_DIR="$workdir" RUST_LOG="${RUST_LOG:-warn}" "$@" \
+    "$server_bin" >"$workdir/server.out" 2>"$workdir/server.err" &
+  server_pid=$!
+  url=$(announced_url "$workdir/server.out" "$server_pid" support-chat)
+  if [ -z "$url" ]; then
+    echo "the server did not start:" >&2
+    cat "$workdir/server.err" >&2
+    return 1
+  fi
+  echo "==> server pid $server_pid at $url"
+}
+
+# Whether the standalone server of `start_standalone` still runs; when it
+# died, says so with the end of its log and returns 1.
+server_survived() {
+  local workdir=$1
+  if kill -0 "$server_pid" 2>/dev/null; then
+    return 0
+  fi
+  echo "the server died during the run:" >&2
+  tail -20 "$workdir/server.err" >&2
+  return 1
 }
