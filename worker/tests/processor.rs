@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chat_shared::backplane::memory::MemoryBackplane;
+use chat_shared::backplane::CommandLog;
 use chat_shared::envelope::ReplyBody;
 use chat_shared::protocol::server_events;
 use chat_shared::store::Store;
@@ -86,7 +87,7 @@ async fn an_undecodable_entry_is_dead_lettered_and_does_not_block_the_next() {
     let poison_id = entries[0].id.clone();
     rig.processor(5).process(entries).await.expect("process");
 
-    let dead = rig.backplane.dead_letters(3);
+    let dead = rig.backplane.dead_letters(3).await.expect("dead letters");
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].id, poison_id);
     assert_eq!(dead[0].reason, "undecodable");
@@ -242,7 +243,12 @@ async fn a_command_the_store_refuses_is_retried_then_dead_lettered_without_holdi
         assert_eq!(retry[0].id, poison_id);
         assert_eq!(retry[0].deliveries, delivery);
         assert!(processor.process(retry).await.is_err());
-        assert!(rig.backplane.dead_letters(0).is_empty());
+        assert!(rig
+            .backplane
+            .dead_letters(0)
+            .await
+            .expect("dead letters")
+            .is_empty());
     }
     let last = rig.unacked(0).await;
     assert_eq!(last[0].deliveries, MAX_DELIVERIES);
@@ -251,7 +257,7 @@ async fn a_command_the_store_refuses_is_retried_then_dead_lettered_without_holdi
         .await
         .expect("the last attempt gives up");
 
-    let dead = rig.backplane.dead_letters(0);
+    let dead = rig.backplane.dead_letters(0).await.expect("dead letters");
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].id, poison_id);
     assert!(

@@ -9,7 +9,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use chat_shared::backplane::Backplane;
+use chat_shared::backplane::{CommandLog, Leases};
 use chat_shared::envelope::{Reply, ReplyBody};
 use chat_shared::names::partition_of;
 use chat_shared::protocol::server_events;

@@ -11,7 +11,9 @@
 //! the passage of time is itself what is checked (expiry, idleness) or to
 //! show that something does *not* arrive.
 //!
-//! The checks panic on failure, like assertions in a test.
+//! The checks panic on failure, like assertions in a test. `run_all` runs
+//! every check; each is also public, and `tests_per_check!` declares one
+//! test per check for an implementation, so a failure names the check.
 
 use std::time::Duration;
 
@@ -39,6 +41,7 @@ pub async fn run_all(backplane: &dyn Backplane) {
     read_new_wakes_up_on_append(backplane).await;
     claim_pending_after_min_idle(backplane).await;
     dead_letter_acks(backplane).await;
+    dead_letters_read_back_oldest_first(backplane).await;
     trim_keeps_unprocessed_entries(backplane).await;
     stream_info_counts_the_backlog(backplane).await;
     lease_exclusive_and_renewable(backplane).await;
@@ -56,6 +59,59 @@ pub async fn run_all(backplane: &dyn Backplane) {
     window_counts_restart_after_the_window(backplane).await;
     throttle_once_per_period(backplane).await;
 }
+
+/// Declares, in the calling module, one `#[tokio::test]` per check, each
+/// on a backplane of its own. `$open` is an async fn giving a guard and
+/// the backplane; the guard keeps what the backplane lives in (the keys of
+/// a Redis prefix) until the check is done with it. Every check is listed,
+/// as in `run_all`, so a new check is a test in every implementation.
+#[cfg(test)]
+macro_rules! tests_per_check {
+    ($open:path) => {
+        $crate::backplane::conformance::tests_per_check!(
+            $open;
+            ping,
+            append_read_ack,
+            read_new_only_reads_given_partitions,
+            read_new_times_out_when_empty,
+            read_new_wakes_up_on_append,
+            claim_pending_after_min_idle,
+            dead_letter_acks,
+            dead_letters_read_back_oldest_first,
+            trim_keeps_unprocessed_entries,
+            stream_info_counts_the_backlog,
+            lease_exclusive_and_renewable,
+            lease_expiry_hands_over_with_larger_token,
+            lease_release_frees_at_once,
+            pubsub_subscribe_then_publish,
+            pubsub_preserves_order,
+            publish_batch_preserves_order_across_channels,
+            pubsub_reaches_every_subscriber,
+            pubsub_channels_are_isolated,
+            pubsub_unsubscribe_stops_delivery,
+            presence_counts_distinct_users,
+            presence_expires,
+            presence_lists_distinct_users,
+            window_counts_restart_after_the_window,
+            throttle_once_per_period,
+        );
+    };
+    ($open:path; $($check:ident),* $(,)?) => {
+        mod conformance_checks {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    let (_guard, backplane) = $open().await;
+                    $crate::backplane::conformance::$check(&backplane).await;
+                }
+            )*
+        }
+    };
+}
+
+#[cfg(test)]
+pub(crate) use tests_per_check;
 
 /// A namespace of names and partitions no other check or run uses.
 struct Scope {
@@ -349,6 +405,53 @@ pub async fn dead_letter_acks(backplane: &dyn Backplane) {
     );
     assert!(read_now(backplane, &[p], "c").await.is_empty());
     backplane.ack(p, &[read[1].id.clone()]).await.expect("ack");
+}
+
+/// Dead letters are read back per partition, oldest first, with what the
+/// entry was and why it was set aside; a partition without any has none.
+pub async fn dead_letters_read_back_oldest_first(backplane: &dyn Backplane) {
+    let scope = Scope::new();
+    let p = scope.partition(0);
+    assert!(backplane
+        .dead_letters(p)
+        .await
+        .expect("dead_letters")
+        .is_empty());
+
+    append(backplane, p, "first").await;
+    append(backplane, p, "second").await;
+    let read = read_now(backplane, &[p], "c").await;
+    assert_eq!(read.len(), 2);
+    backplane
+        .dead_letter(&read[0], "cannot decode")
+        .await
+        .expect("dead_letter");
+    backplane
+        .dead_letter(&read[1], "refused")
+        .await
+        .expect("dead_letter");
+
+    let dead = backplane.dead_letters(p).await.expect("dead_letters");
+    let expected = [
+        (&read[0], "first", "cannot decode"),
+        (&read[1], "second", "refused"),
+    ];
+    assert_eq!(dead.len(), expected.len(), "{dead:?}");
+    for (letter, (entry, payload, reason)) in dead.iter().zip(expected) {
+        assert_eq!(letter.partition, p);
+        assert_eq!(letter.id, entry.id);
+        assert_eq!(letter.payload, Bytes::from(payload));
+        assert_eq!(letter.deliveries, 1);
+        assert_eq!(letter.reason, reason);
+    }
+    assert!(
+        backplane
+            .dead_letters(scope.partition(1))
+            .await
+            .expect("dead_letters")
+            .is_empty(),
+        "dead letters belong to their partition"
+    );
 }
 
 /// Trimming never loses work: undelivered and pending entries survive it.

@@ -14,7 +14,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::backplane::memory::MemoryBackplane;
 use crate::backplane::{
-    Backplane, BackplaneError, Lease, StreamEntry, StreamInfo, Subscriber, SubscriptionEvent,
+    Backplane, BackplaneError, CommandLog, DeadLetter, Lease, Leases, Presence, PubSub,
+    StreamEntry, StreamInfo, Subscriber, SubscriptionEvent, Throttle,
 };
 
 /// Which channels are held, and which held subscriptions are waiting.
@@ -115,8 +116,10 @@ impl Subscriber for GatedSubscriber {
     }
 }
 
+// Every concern but pub/sub is the in-process backplane's, forwarded.
+
 #[async_trait]
-impl Backplane for GatedBackplane {
+impl CommandLog for GatedBackplane {
     async fn append_command(&self, partition: u32, payload: Bytes) -> Result<(), BackplaneError> {
         self.inner.append_command(partition, payload).await
     }
@@ -151,6 +154,10 @@ impl Backplane for GatedBackplane {
         self.inner.dead_letter(entry, reason).await
     }
 
+    async fn dead_letters(&self, partition: u32) -> Result<Vec<DeadLetter>, BackplaneError> {
+        self.inner.dead_letters(partition).await
+    }
+
     async fn trim(&self, partition: u32) -> Result<(), BackplaneError> {
         self.inner.trim(partition).await
     }
@@ -158,7 +165,10 @@ impl Backplane for GatedBackplane {
     async fn stream_info(&self, partition: u32) -> Result<StreamInfo, BackplaneError> {
         self.inner.stream_info(partition).await
     }
+}
 
+#[async_trait]
+impl Leases for GatedBackplane {
     async fn acquire_lease(
         &self,
         partition: u32,
@@ -180,7 +190,11 @@ impl Backplane for GatedBackplane {
     async fn release_lease(&self, lease: Lease, holder: &str) -> Result<(), BackplaneError> {
         self.inner.release_lease(lease, holder).await
     }
+}
 
+/// Subscribers come wrapped, so their subscriptions pass the gate.
+#[async_trait]
+impl PubSub for GatedBackplane {
     async fn publish(&self, channel: &str, payload: Bytes) -> Result<(), BackplaneError> {
         self.inner.publish(channel, payload).await
     }
@@ -205,7 +219,10 @@ impl Backplane for GatedBackplane {
         };
         Ok((Box::new(gated), events))
     }
+}
 
+#[async_trait]
+impl Presence for GatedBackplane {
     async fn presence_heartbeat(
         &self,
         pool: &str,
@@ -234,7 +251,10 @@ impl Backplane for GatedBackplane {
     async fn presence_users(&self, pool: &str) -> Result<Vec<String>, BackplaneError> {
         self.inner.presence_users(pool).await
     }
+}
 
+#[async_trait]
+impl Throttle for GatedBackplane {
     async fn throttle(&self, key: &str, period: Duration) -> Result<bool, BackplaneError> {
         self.inner.throttle(key, period).await
     }
@@ -242,7 +262,10 @@ impl Backplane for GatedBackplane {
     async fn count_in_window(&self, key: &str, window: Duration) -> Result<u64, BackplaneError> {
         self.inner.count_in_window(key, window).await
     }
+}
 
+#[async_trait]
+impl Backplane for GatedBackplane {
     async fn ping(&self) -> Result<(), BackplaneError> {
         self.inner.ping().await
     }

@@ -13,7 +13,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use chat_shared::auth::Identity;
 use chat_shared::backplane::memory::MemoryBackplane;
-use chat_shared::backplane::{Backplane, StreamEntry, Subscriber, SubscriptionEvent};
+use chat_shared::backplane::{
+    Backplane, CommandLog, PubSub, StreamEntry, Subscriber, SubscriptionEvent,
+};
 use chat_shared::envelope::{self, Command, CommandEnvelope, Delivery, Reply, ReplyBody, ReplyTo};
 use chat_shared::names::{partition_of, Names};
 use chat_shared::protocol::{Message, Role};

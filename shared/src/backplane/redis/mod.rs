@@ -6,13 +6,16 @@
 //! stats throttle are small keys with server-side expiry. Every name comes
 //! from [`Names`], so several deployments or test runs can share a server.
 //!
-//! The work is split by concern, one file each:
-//! - `streams`: appending, reading (blocking, on connections of its own),
-//!   claiming, acking, dead letters and trimming;
-//! - `reader`: reads a caller may drop without losing what they took;
-//! - `leases`: partition leases with fencing tokens;
-//! - `pubsub`: publishing and the per-subscriber connections;
-//! - `presence`: agent presence and the throttle;
+//! The work is split by concern, one file each, following the traits of
+//! the seam (the trait implementations here only forward to them):
+//! - `streams` ([`CommandLog`]): appending, reading (blocking, on
+//!   connections of its own), claiming, acking, dead letters and trimming;
+//! - `reader` ([`CommandLog::read_new`]): reads a caller may drop without
+//!   losing what they took;
+//! - `leases` ([`Leases`]): partition leases with fencing tokens;
+//! - `pubsub` ([`PubSub`]): publishing and the per-subscriber connections;
+//! - `presence` ([`Presence`], [`Throttle`]): agent presence and the
+//!   throttle, both small keys with server-side expiry;
 //! - `scripts`: the Lua scripts that make read-then-write steps atomic.
 //!
 //! Ordinary commands share a small pool of connections; fred pipelines the
@@ -41,9 +44,9 @@ use fred::types::config::{Config, ReconnectPolicy, TlsConnector, UnresponsiveCon
 use fred::types::{Builder, Value};
 use tokio::sync::mpsc;
 
-use super::memory::DeadLetter;
 use super::{
-    Backplane, BackplaneError, Lease, StreamEntry, StreamInfo, Subscriber, SubscriptionEvent,
+    Backplane, BackplaneError, CommandLog, DeadLetter, Lease, Leases, Presence, PubSub,
+    StreamEntry, StreamInfo, Subscriber, SubscriptionEvent, Throttle,
 };
 use crate::config::TrustedRoots;
 use crate::names::Names;
@@ -211,16 +214,13 @@ impl RedisBackplane {
     pub fn names(&self) -> &Names {
         &self.inner.names
     }
-
-    /// The dead letters of a partition, oldest first (for operators and
-    /// tests; they stay in the `dead` stream, bounded in length).
-    pub async fn dead_letters(&self, partition: u32) -> Result<Vec<DeadLetter>, BackplaneError> {
-        self.inner.dead_letters(partition).await
-    }
 }
 
+// The trait implementations only forward, so that each concern's work
+// stays in its own file (on `Inner`, which tasks of its own can hold).
+
 #[async_trait]
-impl Backplane for RedisBackplane {
+impl CommandLog for RedisBackplane {
     async fn append_command(&self, partition: u32, payload: Bytes) -> Result<(), BackplaneError> {
         self.inner.append_command(partition, payload).await
     }
@@ -255,6 +255,11 @@ impl Backplane for RedisBackplane {
         self.inner.dead_letter(entry, reason).await
     }
 
+    /// They stay in the `dead` stream, bounded in length.
+    async fn dead_letters(&self, partition: u32) -> Result<Vec<DeadLetter>, BackplaneError> {
+        self.inner.dead_letters(partition).await
+    }
+
     async fn trim(&self, partition: u32) -> Result<(), BackplaneError> {
         self.inner.trim(partition).await
     }
@@ -262,7 +267,10 @@ impl Backplane for RedisBackplane {
     async fn stream_info(&self, partition: u32) -> Result<StreamInfo, BackplaneError> {
         self.inner.stream_info(partition).await
     }
+}
 
+#[async_trait]
+impl Leases for RedisBackplane {
     async fn acquire_lease(
         &self,
         partition: u32,
@@ -284,7 +292,10 @@ impl Backplane for RedisBackplane {
     async fn release_lease(&self, lease: Lease, holder: &str) -> Result<(), BackplaneError> {
         self.inner.release_lease(lease, holder).await
     }
+}
 
+#[async_trait]
+impl PubSub for RedisBackplane {
     async fn publish(&self, channel: &str, payload: Bytes) -> Result<(), BackplaneError> {
         self.inner.publish(channel, payload).await
     }
@@ -305,7 +316,10 @@ impl Backplane for RedisBackplane {
         let (subscriber, events) = self.inner.subscriber().await?;
         Ok((Box::new(subscriber), events))
     }
+}
 
+#[async_trait]
+impl Presence for RedisBackplane {
     async fn presence_heartbeat(
         &self,
         pool: &str,
@@ -334,7 +348,10 @@ impl Backplane for RedisBackplane {
     async fn presence_users(&self, pool: &str) -> Result<Vec<String>, BackplaneError> {
         self.inner.presence_users(pool).await
     }
+}
 
+#[async_trait]
+impl Throttle for RedisBackplane {
     async fn throttle(&self, key: &str, period: Duration) -> Result<bool, BackplaneError> {
         self.inner.throttle(key, period).await
     }
@@ -342,7 +359,10 @@ impl Backplane for RedisBackplane {
     async fn count_in_window(&self, key: &str, window: Duration) -> Result<u64, BackplaneError> {
         self.inner.count_in_window(key, window).await
     }
+}
 
+#[async_trait]
+impl Backplane for RedisBackplane {
     async fn ping(&self) -> Result<(), BackplaneError> {
         self.inner
             .pool

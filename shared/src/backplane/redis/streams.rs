@@ -26,8 +26,7 @@ use super::{
     into_array, into_bytes, into_string, into_u64, map_error, millis, scripts, spawn_detached,
     Inner,
 };
-use crate::backplane::memory::DeadLetter;
-use crate::backplane::{BackplaneError, StreamEntry, StreamInfo};
+use crate::backplane::{BackplaneError, DeadLetter, StreamEntry, StreamInfo};
 use crate::names::COMMAND_GROUP;
 
 /// The one field of a command entry.

@@ -16,7 +16,9 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::{timeout, Instant};
 
 use super::{RedisBackplane, RedisOptions};
-use crate::backplane::{conformance, Backplane, StreamEntry, SubscriptionEvent};
+use crate::backplane::{
+    conformance, Backplane, CommandLog, Leases, Presence, PubSub, StreamEntry, SubscriptionEvent,
+};
 use crate::config::TrustedRoots;
 use crate::names::Names;
 use crate::testing::{free_port, TestCertificates, ThrowawayRedis};
@@ -151,11 +153,14 @@ fn payloads(entries: &[StreamEntry]) -> Vec<Bytes> {
     entries.iter().map(|e| e.payload.clone()).collect()
 }
 
-#[tokio::test]
-async fn conformance_suite() {
-    let backplane = scoped(RedisOptions::default()).await;
-    conformance::run_all(&*backplane).await;
+/// A fresh prefix for each conformance check; the guard deletes its keys.
+async fn open_for_check() -> (Scoped, RedisBackplane) {
+    let scoped = scoped(RedisOptions::default()).await;
+    let backplane = scoped.backplane.clone();
+    (scoped, backplane)
 }
+
+conformance::tests_per_check!(open_for_check);
 
 /// `rediss://` carries everything over TLS (ordinary commands, blocking
 /// reads and subscribers, each on connections of their own): the whole
