@@ -1038,27 +1038,16 @@ fn session_of(
     status: SessionStatus,
     created_at: Timestamp,
 ) -> SessionRecord {
-    SessionRecord {
-        session: Session {
-            id: unique("session"),
-            customer_id: customer.into(),
-            customer_name: "Carla".into(),
-            agent_id: None,
-            agent_name: None,
-            pool: pool.into(),
-            status,
-            subject: None,
-            created_at,
-            assigned_at: None,
-            closed_at: None,
-            last_seq: 0,
-            last_message_at: None,
-        },
-        version: 1,
-        first_assigned_at: None,
-        first_response_at: None,
-        first_response_ms: None,
-    }
+    let mut record = SessionRecord::opened(
+        unique("session"),
+        customer.into(),
+        "Carla".into(),
+        pool.into(),
+        None,
+        created_at,
+    );
+    record.session.status = status;
+    record
 }
 
 fn pending_session(pool: &str, created_at: Timestamp) -> SessionRecord {

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 
-use crate::protocol::{Message, MessagePage, ReadPosition, Session};
+use crate::protocol::{Message, MessagePage, ReadPosition, Session, SessionStatus};
 use crate::Timestamp;
 
 mod migrations;
@@ -59,6 +59,41 @@ pub struct SessionRecord {
     /// When an agent first answered, and how long after assignment.
     pub first_response_at: Option<Timestamp>,
     pub first_response_ms: Option<i64>,
+}
+
+impl SessionRecord {
+    /// A session as it is opened: pending, unassigned, without messages,
+    /// at version 1.
+    pub fn opened(
+        id: String,
+        customer_id: String,
+        customer_name: String,
+        pool: String,
+        subject: Option<String>,
+        created_at: Timestamp,
+    ) -> SessionRecord {
+        SessionRecord {
+            session: Session {
+                id,
+                customer_id,
+                customer_name,
+                agent_id: None,
+                agent_name: None,
+                pool,
+                status: SessionStatus::Pending,
+                subject,
+                created_at,
+                assigned_at: None,
+                closed_at: None,
+                last_seq: 0,
+                last_message_at: None,
+            },
+            version: 1,
+            first_assigned_at: None,
+            first_response_at: None,
+            first_response_ms: None,
+        }
+    }
 }
 
 /// What a batch of commands needs to read before deciding.

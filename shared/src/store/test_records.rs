@@ -4,33 +4,20 @@
 
 use uuid::Uuid;
 
-use crate::protocol::{Message, Role, Session, SessionStatus};
+use crate::protocol::{Message, Role};
 use crate::store::SessionRecord;
 use crate::Timestamp;
 
 /// A pending session in pool "default", at version 1, with no messages.
 pub(crate) fn session(id: &str) -> SessionRecord {
-    SessionRecord {
-        session: Session {
-            id: id.into(),
-            customer_id: "c-1".into(),
-            customer_name: "Carla".into(),
-            agent_id: None,
-            agent_name: None,
-            pool: "default".into(),
-            status: SessionStatus::Pending,
-            subject: Some("Hello".into()),
-            created_at: Timestamp(1_700_000_000_000),
-            assigned_at: None,
-            closed_at: None,
-            last_seq: 0,
-            last_message_at: None,
-        },
-        version: 1,
-        first_assigned_at: None,
-        first_response_at: None,
-        first_response_ms: None,
-    }
+    SessionRecord::opened(
+        id.into(),
+        "c-1".into(),
+        "Carla".into(),
+        "default".into(),
+        Some("Hello".into()),
+        Timestamp(1_700_000_000_000),
+    )
 }
 
 /// Message `seq` of the session's customer, under a fresh id.

@@ -4,7 +4,7 @@
 
 use chat_shared::auth::Identity;
 use chat_shared::envelope::ReplyBody;
-use chat_shared::protocol::{server_events, Role, Session, SessionEnvelope, SessionStatus};
+use chat_shared::protocol::{server_events, Role, SessionEnvelope, SessionStatus};
 use chat_shared::store::SessionRecord;
 use chat_shared::{ChatError, Timestamp};
 
@@ -53,27 +53,14 @@ impl BatchState {
             }
             return Decision::fail(ChatError::conflict("session id already in use"));
         }
-        let mut record = SessionRecord {
-            session: Session {
-                id: session_id.to_owned(),
-                customer_id: actor.user_id.clone(),
-                customer_name: actor.name.clone(),
-                agent_id: None,
-                agent_name: None,
-                pool: pool.to_owned(),
-                status: SessionStatus::Pending,
-                subject: subject.clone(),
-                created_at: now,
-                assigned_at: None,
-                closed_at: None,
-                last_seq: 0,
-                last_message_at: None,
-            },
-            version: 1,
-            first_assigned_at: None,
-            first_response_at: None,
-            first_response_ms: None,
-        };
+        let mut record = SessionRecord::opened(
+            session_id.to_owned(),
+            actor.user_id.clone(),
+            actor.name.clone(),
+            pool.to_owned(),
+            subject.clone(),
+            now,
+        );
         if let Some(content) = first_message {
             let message = new_message(&record.session, actor, content, None, now, new_id());
             record.session.last_seq = message.seq;
