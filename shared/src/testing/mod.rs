@@ -49,6 +49,23 @@ where
     }
 }
 
+/// `wait_until` for synchronous code (a test server started from a
+/// synchronous constructor), blocking the thread between checks. Answers
+/// whether `holds` came true within `within` instead of panicking, so that
+/// the caller can tell what it found (a server's log) as it gives up.
+fn came_true_blocking(within: Duration, mut holds: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if holds() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(RECHECK);
+    }
+}
+
 /// How often `wait_until` looks again: short against any deadline a test
 /// uses, long enough not to steal the CPU from what it waits for.
 const RECHECK: Duration = Duration::from_millis(5);

@@ -6,9 +6,9 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::{free_port, TestCertificates};
+use super::{came_true_blocking, free_port, TestCertificates};
 
 /// How long a start may take, loading the append-only file included.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -120,8 +120,7 @@ impl ThrowawayRedis {
                 )
             });
         self.child = Some(child);
-        let deadline = Instant::now() + START_TIMEOUT;
-        while !self.answers_ping() {
+        let ready = came_true_blocking(START_TIMEOUT, || {
             if let Some(status) = self
                 .child
                 .as_mut()
@@ -129,13 +128,13 @@ impl ThrowawayRedis {
             {
                 panic!("redis-server exited ({status}):\n{}", self.log_text());
             }
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not answer within {START_TIMEOUT:?}:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            self.answers_ping()
+        });
+        assert!(
+            ready,
+            "redis-server did not answer within {START_TIMEOUT:?}:\n{}",
+            self.log_text()
+        );
     }
 
     /// PONG, not LOADING: the data is back. A TLS server cannot be asked

@@ -3,17 +3,34 @@
 //! time, memory handed back, registrations cleaned up, bounded dead
 //! letters).
 
+use std::future::Future;
+use std::pin::pin;
+use std::task::Poll;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::command_log::{format_id, MAX_DEAD_LETTERS_PER_PARTITION};
 use super::{lock, MemoryBackplane, SWEEP_INTERVAL};
+use crate::backplane::conformance::ReadWaits;
 use crate::backplane::{conformance, CommandLog, Leases, Presence, PubSub, StreamEntry, Throttle};
 
-async fn open_for_check() -> ((), MemoryBackplane) {
-    ((), MemoryBackplane::new())
+/// A read of this backplane that is still pending after it was first
+/// polled waits: it registers for appends before it looks for entries,
+/// and the conformance check polls it before it asks.
+struct PendingReadsWait;
+
+#[async_trait]
+impl ReadWaits for PendingReadsWait {
+    async fn read_waits(&self) -> bool {
+        true
+    }
+}
+
+async fn open_for_check() -> (PendingReadsWait, MemoryBackplane) {
+    (PendingReadsWait, MemoryBackplane::new())
 }
 
 conformance::tests_per_check!(open_for_check);
@@ -79,25 +96,35 @@ async fn read_new_is_fair_across_partitions() {
     assert!(read.iter().any(|e| e.partition == 2));
 }
 
+/// Both readers wait before anything is appended: a read pending after its
+/// first poll is registered for appends.
 #[tokio::test]
 async fn concurrent_readers_never_share_an_entry() {
     let backplane = MemoryBackplane::new();
     let block = Duration::from_secs(5);
-    let (a, b, ()) = tokio::join!(
-        backplane.read_new(&[7], "a", 1, block),
-        backplane.read_new(&[7], "b", 1, block),
-        async {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            backplane
-                .append_command(7, Bytes::from_static(b"1"))
-                .await
-                .unwrap();
-            backplane
-                .append_command(7, Bytes::from_static(b"2"))
-                .await
-                .unwrap();
-        }
-    );
+    let mut a = pin!(backplane.read_new(&[7], "a", 1, block));
+    let mut b = pin!(backplane.read_new(&[7], "b", 1, block));
+    std::future::poll_fn(|cx| {
+        assert!(
+            a.as_mut().poll(cx).is_pending(),
+            "a returned with nothing appended"
+        );
+        assert!(
+            b.as_mut().poll(cx).is_pending(),
+            "b returned with nothing appended"
+        );
+        Poll::Ready(())
+    })
+    .await;
+    backplane
+        .append_command(7, Bytes::from_static(b"1"))
+        .await
+        .unwrap();
+    backplane
+        .append_command(7, Bytes::from_static(b"2"))
+        .await
+        .unwrap();
+    let (a, b) = tokio::join!(a, b);
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(a.len(), 1);
     assert_eq!(b.len(), 1);

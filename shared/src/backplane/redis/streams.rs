@@ -453,6 +453,30 @@ impl BlockingClients {
         Ok(client)
     }
 
+    /// Opens every connection there may be and answers their ids on the
+    /// server (CLIENT ID), so that a test can see in CLIENT LIST when a
+    /// read blocks on one of them. Called before any read is under way;
+    /// the connections are then free, and reads take only these.
+    #[cfg(test)]
+    pub async fn open_all(&self) -> Result<Vec<i64>, RedisError> {
+        let mut lent = Vec::new();
+        while let Ok(permit) = self.slots.try_acquire() {
+            lent.push(Lent {
+                owner: self,
+                client: Some(self.checkout().await?),
+                _permit: permit,
+            });
+        }
+        let mut ids = Vec::new();
+        for connection in &mut lent {
+            if let Some(client) = &connection.client {
+                ids.push(client.client_id().await?);
+            }
+            connection.give_back();
+        }
+        Ok(ids)
+    }
+
     /// Refuses new waits and closes the free connections.
     pub fn close(&self) {
         self.slots.close();

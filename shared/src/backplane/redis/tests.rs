@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use async_trait::async_trait;
 use bytes::Bytes;
 use fred::interfaces::ClientLike;
 use fred::types::{ClusterHash, CustomCommand, Value};
@@ -16,12 +17,13 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::{timeout, Instant};
 
 use super::{RedisBackplane, RedisOptions};
+use crate::backplane::conformance::{ReadWaits, CLOCK_SLACK};
 use crate::backplane::{
     conformance, Backplane, CommandLog, Leases, Presence, PubSub, StreamEntry, SubscriptionEvent,
 };
 use crate::config::TrustedRoots;
 use crate::names::Names;
-use crate::testing::{free_port, TestCertificates, ThrowawayRedis};
+use crate::testing::{free_port, wait_until, TestCertificates, ThrowawayRedis};
 
 const PROMPTLY: Duration = Duration::from_secs(5);
 
@@ -153,11 +155,89 @@ fn payloads(entries: &[StreamEntry]) -> Vec<Bytes> {
     entries.iter().map(|e| e.payload.clone()).collect()
 }
 
+/// Which of a backplane's reads are blocked on the server: CLIENT LIST
+/// flags a connection blocked in a command with `b` and names the command,
+/// and the backplane's blocking connections are known by their ids.
+struct BlockedReads {
+    backplane: RedisBackplane,
+    connections: Vec<String>,
+}
+
+impl BlockedReads {
+    /// Opens all of `backplane`'s blocking connections, before any read:
+    /// its reads then use only those.
+    async fn of(backplane: &RedisBackplane) -> BlockedReads {
+        let ids = backplane
+            .inner
+            .blocking
+            .open_all()
+            .await
+            .expect("open the blocking connections");
+        BlockedReads {
+            backplane: backplane.clone(),
+            connections: ids.iter().map(i64::to_string).collect(),
+        }
+    }
+
+    async fn count(&self) -> usize {
+        let mut args = vec!["LIST".to_owned(), "ID".to_owned()];
+        args.extend(self.connections.iter().cloned());
+        let list = raw(&self.backplane, "CLIENT", args)
+            .await
+            .into_string()
+            .expect("CLIENT LIST is text");
+        list.lines()
+            .filter(|line| {
+                let field = |name: &str| {
+                    line.split(' ')
+                        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+                };
+                field("flags").is_some_and(|flags| flags.contains('b'))
+                    && field("cmd") == Some("xreadgroup")
+            })
+            .count()
+    }
+
+    /// Returns once `reads` reads are blocked; panics after `PROMPTLY`.
+    async fn wait_for(&self, reads: usize) {
+        wait_until(PROMPTLY, &format!("{reads} blocked reads"), || async {
+            self.count().await >= reads
+        })
+        .await;
+    }
+}
+
+#[async_trait]
+impl ReadWaits for BlockedReads {
+    async fn read_waits(&self) -> bool {
+        self.count().await > 0
+    }
+}
+
+/// What a conformance check runs on: the keys of its prefix, deleted when
+/// it is dropped, and how to see its reads block.
+struct Checked {
+    _scoped: Scoped,
+    reads: BlockedReads,
+}
+
+#[async_trait]
+impl ReadWaits for Checked {
+    async fn read_waits(&self) -> bool {
+        self.reads.read_waits().await
+    }
+}
+
 /// A fresh prefix for each conformance check; the guard deletes its keys.
-async fn open_for_check() -> (Scoped, RedisBackplane) {
+async fn open_for_check() -> (Checked, RedisBackplane) {
     let scoped = scoped(RedisOptions::default()).await;
     let backplane = scoped.backplane.clone();
-    (scoped, backplane)
+    let reads = BlockedReads::of(&backplane).await;
+    let checked = Checked {
+        _scoped: scoped,
+        reads,
+    };
+    (checked, backplane)
 }
 
 conformance::tests_per_check!(open_for_check);
@@ -181,7 +261,8 @@ async fn conformance_suite_over_tls() {
     )
     .await
     .expect("connect over TLS");
-    conformance::run_all(&backplane).await;
+    let reads = BlockedReads::of(&backplane).await;
+    conformance::run_all(&backplane, &reads).await;
 
     let stranger = TestCertificates::create();
     let refused = timeout(
@@ -210,6 +291,7 @@ async fn blocking_read_leaves_other_commands_alone() {
         ..RedisOptions::default()
     })
     .await;
+    let reads = BlockedReads::of(&backplane).await;
     let block = Duration::from_secs(2);
     let start = Instant::now();
     let (read, others) = tokio::join!(
@@ -221,7 +303,7 @@ async fn blocking_read_leaves_other_commands_alone() {
             (read, start.elapsed())
         },
         async {
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            reads.wait_for(1).await;
             let issued = Instant::now();
             backplane
                 .publish("unheard", Bytes::from_static(b"x"))
@@ -257,12 +339,13 @@ async fn cancelled_read_loses_nothing() {
         ..RedisOptions::default()
     })
     .await;
-    let waited = timeout(
-        Duration::from_millis(100),
-        backplane.read_new(&[7], "reader", 10, Duration::from_secs(5)),
-    )
-    .await;
-    assert!(waited.is_err(), "the read should still have been waiting");
+    let reads = BlockedReads::of(&backplane).await;
+    tokio::select! {
+        read = backplane.read_new(&[7], "reader", 10, Duration::from_secs(5)) => {
+            panic!("the read should still have been waiting, got {read:?}")
+        }
+        () = reads.wait_for(1) => {}
+    }
     append(&*backplane, 7, "after").await;
     let start = Instant::now();
     let read = backplane
@@ -329,15 +412,17 @@ async fn entries_of_an_abandoned_read_reach_the_next_one() {
     }
 }
 
+/// Both readers are blocked on the server before anything is appended.
 #[tokio::test]
 async fn concurrent_readers_never_share_an_entry() {
     let backplane = scoped(RedisOptions::default()).await;
+    let reads = BlockedReads::of(&backplane).await;
     let block = Duration::from_secs(5);
     let (a, b, ()) = tokio::join!(
         backplane.read_new(&[7], "a", 1, block),
         backplane.read_new(&[7], "b", 1, block),
         async {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            reads.wait_for(2).await;
             append(&*backplane, 7, "1").await;
             append(&*backplane, 7, "2").await;
         }
@@ -488,7 +573,8 @@ async fn lease_tokens_strictly_increase() {
                 .await
                 .expect("release");
         } else {
-            tokio::time::sleep(short + Duration::from_millis(50)).await;
+            // Time passing is what is checked: the lease expires.
+            tokio::time::sleep(short + CLOCK_SLACK).await;
             assert!(!backplane
                 .renew_lease(lease, holder, short)
                 .await
@@ -507,7 +593,8 @@ async fn presence_keys_expire_with_their_members() {
         .expect("heartbeat");
     let ttl = raw(&backplane, "PTTL", vec![key.clone()]).await.as_i64();
     assert!(matches!(ttl, Some(1..=200)), "PTTL {ttl:?}");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Time passing is what is checked: the key expires with its member.
+    tokio::time::sleep(Duration::from_millis(200) + CLOCK_SLACK).await;
     let exists = raw(&backplane, "EXISTS", vec![key]).await.as_u64();
     assert_eq!(exists, Some(0));
 }
