@@ -1,0 +1,11 @@
+//! The cluster binaries over real Redis and PostgreSQL: their refusal of
+//! unsafe settings, rights and budgets across pods, and the delivery
+//! guarantees through crashes of a gateway, a worker, Redis and PostgreSQL.
+
+mod config;
+mod gateway_crash;
+mod postgres_restart;
+mod redis_restart;
+mod rights;
+mod subscriber_loss;
+mod worker_crash;
