@@ -3,7 +3,6 @@
 
 use chat_shared::auth::Identity;
 use chat_shared::envelope::ReplyBody;
-use chat_shared::permissions::may_write;
 use chat_shared::protocol::{server_events, ClosedBy, SessionClosed, SessionStatus};
 use chat_shared::{ChatError, Timestamp};
 
@@ -17,15 +16,14 @@ impl BatchState {
         reason: &Option<String>,
         now: Timestamp,
     ) -> Decision {
-        let record = match self.session(session_id) {
-            Ok(record) => record.clone(),
+        let record = match self.session_of_participant(
+            actor,
+            session_id,
+            "only the session's participants may close it",
+        ) {
+            Ok(record) => record,
             Err(e) => return Decision::fail(e),
         };
-        if !may_write(actor, &record.session) {
-            return Decision::fail(ChatError::forbidden(
-                "only the session's participants may close it",
-            ));
-        }
         if record.session.status == SessionStatus::Closed {
             return Decision::fail(ChatError::session_closed());
         }

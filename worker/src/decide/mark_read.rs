@@ -5,9 +5,8 @@
 
 use chat_shared::auth::Identity;
 use chat_shared::envelope::ReplyBody;
-use chat_shared::permissions::may_write;
 use chat_shared::protocol::{server_events, MessagesRead, ReadPosition};
-use chat_shared::{ChatError, Timestamp};
+use chat_shared::Timestamp;
 
 use super::{BatchState, Decision};
 
@@ -19,15 +18,14 @@ impl BatchState {
         up_to_seq: i64,
         now: Timestamp,
     ) -> Decision {
-        let record = match self.session(session_id) {
-            Ok(record) => record.clone(),
+        let record = match self.session_of_participant(
+            actor,
+            session_id,
+            "only the session's participants may mark it read",
+        ) {
+            Ok(record) => record,
             Err(e) => return Decision::fail(e),
         };
-        if !may_write(actor, &record.session) {
-            return Decision::fail(ChatError::forbidden(
-                "only the session's participants may mark it read",
-            ));
-        }
         let key = (session_id.to_owned(), actor.user_id.clone());
         let current = self.snapshot.read_positions.get(&key).copied().unwrap_or(0);
         let wanted = up_to_seq.min(record.session.last_seq);

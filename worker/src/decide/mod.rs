@@ -24,6 +24,7 @@ use std::collections::{BTreeSet, HashMap};
 use chat_shared::auth::Identity;
 use chat_shared::envelope::{Command, CommandEnvelope, Delivery, ReplyBody};
 use chat_shared::names::Names;
+use chat_shared::permissions::may_write;
 use chat_shared::protocol::{frames, Message, ReadPosition};
 use chat_shared::store::{BatchKeys, BatchSnapshot, Mutation, SessionRecord};
 use chat_shared::{ChatError, Timestamp};
@@ -234,6 +235,21 @@ impl BatchState {
             .sessions
             .get(id)
             .ok_or_else(ChatError::session_not_found)
+    }
+
+    /// The session `actor` writes to, refused with `refusal` unless they
+    /// take part in it.
+    fn session_of_participant(
+        &self,
+        actor: &Identity,
+        id: &str,
+        refusal: &str,
+    ) -> Result<SessionRecord, ChatError> {
+        let record = self.session(id)?;
+        if !may_write(actor, &record.session) {
+            return Err(ChatError::forbidden(refusal));
+        }
+        Ok(record.clone())
     }
 
     /// Records `record` as the new state of its session (bumping its version

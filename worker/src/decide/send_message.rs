@@ -30,18 +30,7 @@ impl BatchState {
                 // The event goes out again: if the first attempt stored the
                 // message but died before publishing, this is its only
                 // delivery. Sockets that saw it already drop it by `seq`.
-                let mut decision = Decision::reply(ReplyBody::Message {
-                    message: original.clone(),
-                    duplicate: true,
-                });
-                decision.deliveries.push(self.delivery(
-                    server_events::NEW_MESSAGE,
-                    &original,
-                    vec![self.names.session_channel(session_id)],
-                    Some(session_id),
-                    Some(original.seq),
-                ));
-                return decision;
+                return self.message_sent(original, true);
             }
         }
         if !may_write(actor, &record.session) {
@@ -76,18 +65,23 @@ impl BatchState {
         let pool = updated.session.pool.clone();
         self.store_session(updated);
         self.messages.push(message.clone());
-        let mut decision = Decision::reply(ReplyBody::Message {
-            message: message.clone(),
-            duplicate: false,
-        });
-        decision.deliveries.push(self.delivery(
+        let mut decision = self.message_sent(message, false);
+        decision.stats_pools.push(pool);
+        decision
+    }
+
+    /// The reply to a send, and the message's event to its session: the
+    /// same for a new message and for the original a retry finds.
+    fn message_sent(&self, message: Message, duplicate: bool) -> Decision {
+        let delivery = self.delivery(
             server_events::NEW_MESSAGE,
             &message,
-            vec![self.names.session_channel(session_id)],
-            Some(session_id),
+            vec![self.names.session_channel(&message.session_id)],
+            Some(&message.session_id),
             Some(message.seq),
-        ));
-        decision.stats_pools.push(pool);
+        );
+        let mut decision = Decision::reply(ReplyBody::Message { message, duplicate });
+        decision.deliveries.push(delivery);
         decision
     }
 
