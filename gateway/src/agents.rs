@@ -10,12 +10,13 @@ use std::sync::Arc;
 use axum::extract::{Query, State};
 use axum::Json;
 use chat_shared::auth::Identity;
+use chat_shared::ids::PoolName;
 use chat_shared::protocol::{AgentEntry, AgentList, Role};
 use chat_shared::store::AgentRecord;
-use chat_shared::{validate, ChatError, Timestamp};
+use chat_shared::ChatError;
 
+use crate::http_caller::Caller;
 use crate::http_error::ApiResult;
-use crate::rest::Caller;
 use crate::state::GatewayState;
 
 /// Why a directory read failed, as the protocol code the caller gets.
@@ -42,13 +43,10 @@ pub async fn list(
 ) -> ApiResult<Json<AgentList>> {
     let pool = match query.get("pool").map(String::as_str) {
         None | Some("") => None,
-        Some(pool) => {
-            validate::pool(pool)?;
-            Some(pool)
-        }
+        Some(pool) => Some(PoolName::parse(pool)?),
     };
-    let visible = visible_pools(&caller, pool)?;
-    let items = entries(&state, pool, visible.as_ref())
+    let visible = visible_pools(&caller, pool.as_deref())?;
+    let items = entries(&state, pool.as_deref(), visible.as_ref())
         .await
         .map_err(ChatError::from)?;
     Ok(Json(AgentList { items }))
@@ -111,22 +109,4 @@ async fn entries(
             last_seen_at: agent.last_seen_at,
         })
         .collect())
-}
-
-/// Records the agent of `identity` in the directory as seen now. Called as
-/// their sockets connect and disconnect; a failure only leaves the entry
-/// older, so it is logged, never the connection's problem.
-pub async fn remember(state: &GatewayState, identity: &Identity) {
-    if identity.role != Role::Agent {
-        return;
-    }
-    let agent = AgentRecord {
-        id: identity.user_id.clone(),
-        name: identity.name.clone(),
-        pools: identity.pools.clone(),
-        last_seen_at: Timestamp::now(),
-    };
-    if let Err(error) = state.store.remember_agent(&agent).await {
-        tracing::warn!(%error, "agent not recorded in the directory");
-    }
 }

@@ -24,9 +24,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{GatewayConfig, MAX_PAYLOAD_BYTES};
-use crate::hub::{Hub, SocketHandle};
+use crate::hub::Hub;
 use crate::metrics::{Metrics, Rejection};
-use crate::presence::{self, Presence};
+use crate::outbound::SocketHandle;
+use crate::presence::Presence;
+use crate::requests::{RequestRoute, Requests};
+use crate::sio::connection::Transport;
+use crate::sio::queue::QueueLimits;
+use crate::socket::connection::ChatSockets;
 use crate::state::GatewayState;
 use crate::{ops, rest, sio};
 
@@ -55,6 +60,9 @@ pub enum GatewayError {
 
 pub struct Gateway {
     state: Arc<GatewayState>,
+    /// The chat the Socket.IO transport serves.
+    sockets: Arc<ChatSockets>,
+    transport: Arc<Transport>,
     tasks: TaskTracker,
     connections: TaskTracker,
     stop_tasks: CancellationToken,
@@ -74,12 +82,30 @@ impl Gateway {
         let metrics = Arc::new(Metrics::default());
         let gateway_id = format!("gw-{}", uuid::Uuid::new_v4().simple());
         let names = Names::new(config.key_prefix.clone());
+        let requests = Arc::new(Requests::new(
+            RequestRoute {
+                gateway_id: gateway_id.clone(),
+                partitions: config.partitions,
+                timeout: config.request_timeout,
+            },
+            backplane.clone(),
+            metrics.clone(),
+        ));
+        let presence = Arc::new(Presence::new(
+            gateway_id.clone(),
+            config.presence_ttl,
+            backplane.clone(),
+            store.clone(),
+            requests.clone(),
+            metrics.clone(),
+        ));
         let (hub, events) = Hub::connect(
             &*backplane,
             names,
             gateway_id,
+            requests.clone(),
             metrics.clone(),
-            crate::hub::OutboundLimits {
+            QueueLimits {
                 frames: config.outbound_queue,
                 bytes: config.outbound_queue_bytes,
             },
@@ -93,7 +119,8 @@ impl Gateway {
             store,
             backplane,
             metrics,
-            presence: Presence::default(),
+            presence: presence.clone(),
+            requests,
             user_sockets: Arc::default(),
             history_reads: tokio::sync::Semaphore::new(crate::history::AT_ONCE),
             draining: AtomicBool::new(false),
@@ -105,8 +132,18 @@ impl Gateway {
         let stop_tasks = CancellationToken::new();
         tasks.spawn(hub.run_dispatcher(events, stop_tasks.clone()));
         tasks.spawn(expire_requests(state.clone(), stop_tasks.clone()));
-        tasks.spawn(presence::run_heartbeat(state.clone(), stop_tasks.clone()));
+        tasks.spawn(presence.run_heartbeat(stop_tasks.clone()));
+        let transport = Arc::new(Transport {
+            ping_interval: state.config.ping_interval,
+            ping_timeout: state.config.ping_timeout,
+            write_timeout: state.config.write_timeout,
+            max_payload: MAX_PAYLOAD_BYTES,
+            metrics: state.metrics.clone(),
+            close_connections: state.close_connections.clone(),
+        });
         Ok(Gateway {
+            sockets: Arc::new(ChatSockets::new(state.clone())),
+            transport,
             state,
             tasks,
             connections: TaskTracker::new(),
@@ -145,6 +182,8 @@ impl Gateway {
             ))
             .layer(axum::middleware::from_fn(crate::http_edges::no_sniffing))
             .layer(axum::Extension(self.connections.clone()))
+            .layer(axum::Extension(self.sockets.clone()))
+            .layer(axum::Extension(self.transport.clone()))
             .with_state(self.state.clone())
     }
 
@@ -255,7 +294,7 @@ impl Gateway {
 
         // Commands already appended are answered by the workers (or time
         // out); REST callers are waiting for those answers.
-        while !self.state.hub.requests.is_empty() && Instant::now() < deadline {
+        while !self.state.requests.is_empty() && Instant::now() < deadline {
             tokio::time::sleep(IN_FLIGHT_POLL).await;
         }
         if let Some(public) = public {
@@ -268,7 +307,7 @@ impl Gateway {
                 Ok(Ok(Ok(()))) => {}
             }
         }
-        let unanswered = self.state.hub.requests.len();
+        let unanswered = self.state.requests.len();
         if unanswered > 0 {
             tracing::warn!(unanswered, "grace period over with commands unanswered");
         }
@@ -315,6 +354,8 @@ fn ops_routes() -> Router<Arc<GatewayState>> {
 async fn socket_io(
     State(state): State<Arc<GatewayState>>,
     axum::Extension(connections): axum::Extension<TaskTracker>,
+    axum::Extension(sockets): axum::Extension<Arc<ChatSockets>>,
+    axum::Extension(transport): axum::Extension<Arc<Transport>>,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
     query: axum::extract::Query<std::collections::HashMap<String, String>>,
 ) -> Response {
@@ -337,7 +378,7 @@ async fn socket_io(
         .max_message_size(MAX_PAYLOAD_BYTES)
         .max_frame_size(MAX_PAYLOAD_BYTES)
         .on_upgrade(move |socket| async move {
-            sio::connection::serve(socket, state).await;
+            sio::connection::serve(socket, sockets, transport).await;
             drop(token);
         })
 }
@@ -349,9 +390,6 @@ async fn expire_requests(state: Arc<GatewayState>, stop: CancellationToken) {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(EXPIRY_SWEEP) => {}
         }
-        state
-            .hub
-            .requests
-            .expire(tokio::time::Instant::now(), &state.metrics);
+        state.requests.expire(tokio::time::Instant::now());
     }
 }

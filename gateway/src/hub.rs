@@ -6,7 +6,7 @@
 //! sockets without re-encoding, and routes replies to waiting requests.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::ws::Utf8Bytes;
@@ -22,141 +22,14 @@ use chat_shared::protocol::{server_events, Session};
 
 use crate::channel_locks::ChannelLocks;
 use crate::metrics::{BackplaneOp, Metrics};
-use crate::requests::PendingRequests;
-
-/// What the hub hands a connection task to write.
-#[derive(Debug, Clone)]
-pub enum Outbound {
-    /// A finished text frame.
-    Frame(Utf8Bytes),
-    /// A `new-message` frame: the socket writes it only if `seq` is new to
-    /// it, and repairs any gap before it from the store. Shared by every
-    /// socket of the room, which keeps queue slots small.
-    SessionMessage(Arc<SessionFrame>),
-    /// The subscription was lost and restored: events may have been
-    /// missed, so the socket catches up on its joined sessions from the
-    /// store.
-    Resync,
-    /// The socket may no longer read this session (it was transferred
-    /// away from its pool): the hub sends it nothing more of the session;
-    /// the connection forgets it.
-    Revoked(String),
-}
-
-impl Outbound {
-    /// What the item costs the socket's byte budget: the frame it will
-    /// write (a resync's catch-up is bounded by the join reply limit).
-    pub fn bytes(&self) -> usize {
-        match self {
-            Outbound::Frame(frame) => frame.len(),
-            Outbound::SessionMessage(shared) => shared.frame.len(),
-            Outbound::Resync | Outbound::Revoked(_) => 0,
-        }
-    }
-}
-
-/// How much one socket may have queued and not yet written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OutboundLimits {
-    /// Items (`OUTBOUND_QUEUE`).
-    pub frames: usize,
-    /// Bytes of frames (`OUTBOUND_QUEUE_BYTES`).
-    pub bytes: usize,
-}
+use crate::outbound::{Outbound, SessionFrame, SocketHandle};
+use crate::requests::Requests;
+use crate::sio::queue::{self, QueueLimits};
 
 /// The payload of `session-updated`.
 #[derive(serde::Deserialize)]
 struct SessionUpdated {
     session: Session,
-}
-
-/// One `new-message` as it is fanned out to a room.
-#[derive(Debug)]
-pub struct SessionFrame {
-    pub session_id: String,
-    pub seq: i64,
-    pub frame: Utf8Bytes,
-}
-
-/// The hub's handle on one connected socket.
-pub struct SocketHandle {
-    pub key: u64,
-    pub sid: String,
-    /// Who the socket acts as; replaced when the client refreshes its token
-    /// (same user and role, possibly other pools).
-    identity: Mutex<Arc<Identity>>,
-    outbound: mpsc::Sender<Outbound>,
-    /// Bytes of frames queued and not yet written, against `byte_budget`.
-    queued_bytes: AtomicUsize,
-    byte_budget: usize,
-    /// Cancelled when the socket must go: it fell behind, or the gateway
-    /// is shutting down.
-    pub kick: CancellationToken,
-}
-
-impl SocketHandle {
-    pub fn identity(&self) -> Arc<Identity> {
-        self.identity
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    pub fn set_identity(&self, identity: Identity) {
-        *self.identity.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(identity);
-    }
-
-    /// Queues a frame; a socket whose queue is full, in items or in bytes,
-    /// is cut off rather than buffered without limit (it recovers by
-    /// rejoining with `lastSeq`).
-    pub fn push(&self, item: Outbound, metrics: &Metrics) {
-        if self.kick.is_cancelled() {
-            return;
-        }
-        if !self.reserve(item.bytes()) {
-            self.cut_off(metrics);
-            return;
-        }
-        let bytes = item.bytes();
-        if let Err(error) = self.outbound.try_send(item) {
-            self.release(bytes);
-            if matches!(error, mpsc::error::TrySendError::Full(_)) {
-                self.cut_off(metrics);
-            }
-        }
-    }
-
-    /// Counts `bytes` against the budget; false (and nothing counted) when
-    /// they do not fit. Frames the connection writes itself (acks, join
-    /// replies) reserve here too, so the budget bounds everything the
-    /// socket holds.
-    pub fn reserve(&self, bytes: usize) -> bool {
-        self.queued_bytes
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
-                queued
-                    .checked_add(bytes)
-                    .filter(|total| *total <= self.byte_budget)
-            })
-            .is_ok()
-    }
-
-    /// Gives back what a written (or dropped) frame reserved.
-    pub fn release(&self, bytes: usize) {
-        let _ = self
-            .queued_bytes
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
-                Some(queued.saturating_sub(bytes))
-            });
-    }
-
-    /// Ends a socket that does not keep up with what it is sent.
-    pub fn cut_off(&self, metrics: &Metrics) {
-        if !self.kick.is_cancelled() {
-            metrics.slow_consumer_drops.inc();
-            tracing::info!(sid = %self.sid, "socket fell behind; disconnecting it");
-            self.kick.cancel();
-        }
-    }
 }
 
 #[derive(Default)]
@@ -186,9 +59,9 @@ pub struct Hub {
     /// join and last leave never interleave.
     subscription_changes: ChannelLocks,
     next_key: AtomicU64,
-    pub requests: PendingRequests,
+    requests: Arc<Requests>,
     pub metrics: Arc<Metrics>,
-    outbound_limits: OutboundLimits,
+    outbound_limits: QueueLimits,
 }
 
 impl Hub {
@@ -198,8 +71,9 @@ impl Hub {
         backplane: &dyn Backplane,
         names: Names,
         gateway_id: String,
+        requests: Arc<Requests>,
         metrics: Arc<Metrics>,
-        outbound_limits: OutboundLimits,
+        outbound_limits: QueueLimits,
     ) -> Result<(Arc<Hub>, mpsc::UnboundedReceiver<SubscriptionEvent>), BackplaneError> {
         let (subscriber, events) = backplane.subscriber().await?;
         subscriber
@@ -212,7 +86,7 @@ impl Hub {
             subscriber,
             subscription_changes: ChannelLocks::default(),
             next_key: AtomicU64::new(1),
-            requests: PendingRequests::default(),
+            requests,
             metrics,
             outbound_limits,
         };
@@ -234,17 +108,9 @@ impl Hub {
         sid: String,
         identity: Identity,
     ) -> (Arc<SocketHandle>, mpsc::Receiver<Outbound>) {
-        let (outbound, receiver) = mpsc::channel(self.outbound_limits.frames);
-        let handle = SocketHandle {
-            key: self.next_key.fetch_add(1, Ordering::Relaxed),
-            sid,
-            identity: Mutex::new(Arc::new(identity)),
-            outbound,
-            queued_bytes: AtomicUsize::new(0),
-            byte_budget: self.outbound_limits.bytes,
-            kick: CancellationToken::new(),
-        };
-        (Arc::new(handle), receiver)
+        let key = self.next_key.fetch_add(1, Ordering::Relaxed);
+        let (queue, receiver) = queue::channel(key, sid, self.outbound_limits);
+        (Arc::new(SocketHandle::new(queue, identity)), receiver)
     }
 
     /// Adds `socket` to `channel`, subscribing first if it is the channel's
@@ -335,7 +201,7 @@ impl Hub {
             match event {
                 Some(SubscriptionEvent::Message(message)) if message.channel == reply_channel => {
                     match envelope::decode::<Reply>(&message.payload) {
-                        Ok(reply) => self.requests.complete(reply, &self.metrics),
+                        Ok(reply) => self.requests.complete(reply),
                         Err(error) => tracing::warn!(%error, "undecodable reply"),
                     }
                 }

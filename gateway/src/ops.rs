@@ -12,14 +12,15 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chat_shared::auth::Identity;
+use chat_shared::ids::PoolName;
 use chat_shared::metrics::{self, Kind};
 use chat_shared::protocol::Role;
 use chat_shared::{validate, ChatError};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::http_caller::json_body;
 use crate::http_error::ApiResult;
-use crate::rest::json_body;
 use crate::state::GatewayState;
 
 /// Lifetime of development tokens.
@@ -91,7 +92,7 @@ pub async fn metrics(State(state): State<Arc<GatewayState>>) -> Response {
         "chat_gateway_pending_requests",
         Kind::Gauge,
         "Commands waiting for a worker's answer.",
-        state.hub.requests.len(),
+        state.requests.len(),
     );
     metrics::single(
         &mut text,
@@ -160,7 +161,7 @@ pub async fn dev_token(
             .unwrap_or_else(|| vec!["default".to_owned()]),
     };
     for pool in &pools {
-        validate::pool(pool)?;
+        PoolName::parse(pool.as_str())?;
     }
     let identity = Identity {
         name: request

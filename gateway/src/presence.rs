@@ -2,142 +2,161 @@
 //! agent in a pool announces them in the backplane's presence set and asks
 //! for fresh stats; the last one to leave withdraws them. A heartbeat keeps
 //! the entries alive while the gateway lives, so a crashed gateway's agents
-//! drop out on their own.
+//! drop out on their own. Each connect and disconnect also records the
+//! agent in the store's directory, as last seen now.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use chat_shared::auth::Identity;
+use chat_shared::backplane::Backplane;
 use chat_shared::envelope::Command;
 use chat_shared::protocol::Role;
+use chat_shared::store::{AgentRecord, Store};
+use chat_shared::Timestamp;
 use tokio_util::sync::CancellationToken;
 
-use crate::commands::submit_detached;
-use crate::state::GatewayState;
+use crate::metrics::{BackplaneOp, Metrics};
+use crate::requests::Requests;
 
-#[derive(Default)]
 pub struct Presence {
+    gateway_id: String,
+    /// How long an entry lives without a heartbeat (`PRESENCE_TTL_MS`).
+    ttl: Duration,
+    backplane: Arc<dyn Backplane>,
+    store: Arc<dyn Store>,
+    requests: Arc<Requests>,
+    metrics: Arc<Metrics>,
+    /// Local sockets per (pool, agent).
     sockets: Mutex<HashMap<(String, String), usize>>,
 }
 
 impl Presence {
+    pub fn new(
+        gateway_id: String,
+        ttl: Duration,
+        backplane: Arc<dyn Backplane>,
+        store: Arc<dyn Store>,
+        requests: Arc<Requests>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Presence {
+            gateway_id,
+            ttl,
+            backplane,
+            store,
+            requests,
+            metrics,
+            sockets: Mutex::new(HashMap::new()),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), usize>> {
         self.sockets.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn entries(&self) -> Vec<(String, String)> {
-        self.lock().keys().cloned().collect()
-    }
-}
-
-pub async fn agent_connected(state: &GatewayState, identity: &Identity) {
-    if identity.role != Role::Agent {
-        return;
-    }
-    // Before the socket is greeted, so a client that sees `connected` can
-    // count on being in the directory (a transfer to them is accepted).
-    crate::agents::remember(state, identity).await;
-    for pool in &identity.pools {
-        let first = {
-            let mut sockets = state.presence.lock();
-            let count = sockets
-                .entry((pool.clone(), identity.user_id.clone()))
-                .or_insert(0);
-            *count += 1;
-            *count == 1
-        };
-        if first {
-            let heartbeat = state
-                .backplane
-                .presence_heartbeat(
-                    pool,
-                    &identity.user_id,
-                    state.hub.gateway_id(),
-                    state.config.presence_ttl,
-                )
-                .await;
-            if let Err(error) = heartbeat {
-                state
-                    .metrics
-                    .backplane_error(crate::metrics::BackplaneOp::Presence);
-                tracing::warn!(%error, "presence not recorded");
+    pub async fn agent_connected(&self, identity: &Identity) {
+        if identity.role != Role::Agent {
+            return;
+        }
+        // Before the socket is greeted, so a client that sees `connected`
+        // can count on being in the directory (a transfer to them is
+        // accepted).
+        self.remember(identity).await;
+        for pool in &identity.pools {
+            if self.count_socket(pool, &identity.user_id, 1) {
+                self.heartbeat(pool, &identity.user_id).await;
+                self.refresh_stats(identity, pool).await;
             }
-            refresh_stats(state, identity, pool).await;
         }
     }
-}
 
-pub async fn agent_disconnected(state: &GatewayState, identity: &Identity) {
-    if identity.role != Role::Agent {
-        return;
-    }
-    // Last seen: now, as they leave.
-    crate::agents::remember(state, identity).await;
-    for pool in &identity.pools {
-        let last = {
-            let mut sockets = state.presence.lock();
-            let key = (pool.clone(), identity.user_id.clone());
-            match sockets.get_mut(&key) {
-                Some(count) if *count > 1 => {
-                    *count -= 1;
-                    false
+    pub async fn agent_disconnected(&self, identity: &Identity) {
+        if identity.role != Role::Agent {
+            return;
+        }
+        // Last seen: now, as they leave.
+        self.remember(identity).await;
+        for pool in &identity.pools {
+            if self.count_socket(pool, &identity.user_id, -1) {
+                let removed = self
+                    .backplane
+                    .presence_remove(pool, &identity.user_id, &self.gateway_id)
+                    .await;
+                if let Err(error) = removed {
+                    self.metrics.backplane_error(BackplaneOp::Presence);
+                    tracing::warn!(%error, "presence not removed");
                 }
-                Some(_) => {
-                    sockets.remove(&key);
-                    true
-                }
-                None => false,
+                self.refresh_stats(identity, pool).await;
             }
+        }
+    }
+
+    /// Counts one local socket of the agent in the pool in (`+1`) or out
+    /// (`-1`); true when that made it their first or took their last.
+    fn count_socket(&self, pool: &str, user_id: &str, change: i8) -> bool {
+        let mut sockets = self.lock();
+        let key = (pool.to_owned(), user_id.to_owned());
+        let count = sockets.get(&key).copied().unwrap_or(0);
+        if change > 0 {
+            sockets.insert(key, count + 1);
+            count == 0
+        } else if count > 1 {
+            sockets.insert(key, count - 1);
+            false
+        } else {
+            sockets.remove(&key).is_some()
+        }
+    }
+
+    /// Renews every local agent's presence until `shutdown`.
+    pub async fn run_heartbeat(self: Arc<Self>, shutdown: CancellationToken) {
+        let period = self.ttl / 3;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(period) => {}
+            }
+            let entries: Vec<(String, String)> = self.lock().keys().cloned().collect();
+            for (pool, user_id) in entries {
+                self.heartbeat(&pool, &user_id).await;
+            }
+        }
+    }
+
+    async fn heartbeat(&self, pool: &str, user_id: &str) {
+        let beat = self
+            .backplane
+            .presence_heartbeat(pool, user_id, &self.gateway_id, self.ttl)
+            .await;
+        if let Err(error) = beat {
+            self.metrics.backplane_error(BackplaneOp::Presence);
+            tracing::warn!(%error, "presence not recorded");
+        }
+    }
+
+    async fn refresh_stats(&self, identity: &Identity, pool: &str) {
+        let command = Command::RefreshStats {
+            pool: pool.to_owned(),
         };
-        if last {
-            let removed = state
-                .backplane
-                .presence_remove(pool, &identity.user_id, state.hub.gateway_id())
-                .await;
-            if let Err(error) = removed {
-                state
-                    .metrics
-                    .backplane_error(crate::metrics::BackplaneOp::Presence);
-                tracing::warn!(%error, "presence not removed");
-            }
-            refresh_stats(state, identity, pool).await;
+        if let Err(error) = self.requests.submit_detached(identity, command).await {
+            tracing::warn!(%error, "stats refresh not requested");
         }
     }
-}
 
-async fn refresh_stats(state: &GatewayState, identity: &Identity, pool: &str) {
-    let command = Command::RefreshStats {
-        pool: pool.to_owned(),
-    };
-    if let Err(error) = submit_detached(state, identity, command).await {
-        tracing::warn!(%error, "stats refresh not requested");
-    }
-}
-
-/// Renews every local agent's presence until `shutdown`.
-pub async fn run_heartbeat(state: std::sync::Arc<GatewayState>, shutdown: CancellationToken) {
-    let period = state.config.presence_ttl / 3;
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(period) => {}
-        }
-        for (pool, user_id) in state.presence.entries() {
-            let beat = state
-                .backplane
-                .presence_heartbeat(
-                    &pool,
-                    &user_id,
-                    state.hub.gateway_id(),
-                    state.config.presence_ttl,
-                )
-                .await;
-            if let Err(error) = beat {
-                state
-                    .metrics
-                    .backplane_error(crate::metrics::BackplaneOp::Presence);
-                tracing::warn!(%error, "presence heartbeat failed");
-            }
+    /// Records the agent in the directory as seen now. A failure only
+    /// leaves the entry older, so it is logged, never the connection's
+    /// problem.
+    async fn remember(&self, identity: &Identity) {
+        let agent = AgentRecord {
+            id: identity.user_id.clone(),
+            name: identity.name.clone(),
+            pools: identity.pools.clone(),
+            last_seen_at: Timestamp::now(),
+        };
+        if let Err(error) = self.store.remember_agent(&agent).await {
+            tracing::warn!(%error, "agent not recorded in the directory");
         }
     }
 }

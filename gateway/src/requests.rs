@@ -1,7 +1,10 @@
-//! Requests waiting for the worker's reply: socket events whose ack (or
-//! `error` event) is written when the reply arrives, and REST calls waiting
-//! on a oneshot. Each has a deadline; past it the caller gets `unavailable`,
-//! and retrying with the same `clientMsgId` is safe.
+//! Request and reply, in one place: a command goes to the worker in an
+//! envelope with the caller's identity and a reply address, appended to
+//! the partition of its session; its reply comes back on this gateway's
+//! channel and is handed to whoever waits for it. Socket events get their
+//! ack (or `error` event) written when the reply arrives; REST calls wait
+//! on a oneshot. Each request has a deadline; past it the caller gets
+//! `unavailable`, and retrying with the same `clientMsgId` is safe.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,15 +12,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
-use chat_shared::envelope::{Reply, ReplyBody};
-use chat_shared::ChatError;
+use chat_shared::auth::Identity;
+use chat_shared::backplane::Backplane;
+use chat_shared::envelope::{self, Command, CommandEnvelope, Reply, ReplyBody, ReplyTo};
+use chat_shared::names::partition_of;
+use chat_shared::protocol::frames;
+use chat_shared::{ChatError, Timestamp};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::hub::{Outbound, SocketHandle};
-use crate::metrics::Metrics;
-use chat_shared::protocol::frames;
+use crate::metrics::{BackplaneOp, Metrics};
+use crate::outbound::{Outbound, SocketHandle};
 
 /// How a socket event's reply becomes its ack payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +32,7 @@ pub enum AckKind {
     MarkRead,
 }
 
+/// Who waits for a reply.
 pub enum Waiter {
     Socket {
         socket: Arc<SocketHandle>,
@@ -37,24 +44,112 @@ pub enum Waiter {
     Http(oneshot::Sender<Result<ReplyBody, ChatError>>),
 }
 
-#[derive(Default)]
-pub struct PendingRequests {
+/// Where this gateway's commands go and how long their replies may take.
+pub struct RequestRoute {
+    pub gateway_id: String,
+    pub partitions: u32,
+    pub timeout: Duration,
+}
+
+pub struct Requests {
+    route: RequestRoute,
+    backplane: Arc<dyn Backplane>,
+    metrics: Arc<Metrics>,
     next_id: AtomicU64,
     waiting: Mutex<HashMap<u64, (Instant, Waiter)>>,
 }
 
-impl PendingRequests {
-    /// Registers a waiter and returns the request id to put in the command.
-    pub fn register(&self, waiter: Waiter, timeout: Duration) -> u64 {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-        self.lock().insert(id, (Instant::now() + timeout, waiter));
-        id
+impl Requests {
+    pub fn new(route: RequestRoute, backplane: Arc<dyn Backplane>, metrics: Arc<Metrics>) -> Self {
+        Requests {
+            route,
+            backplane,
+            metrics,
+            next_id: AtomicU64::new(0),
+            waiting: Mutex::new(HashMap::new()),
+        }
     }
 
-    /// Forgets a request whose command could not be sent, handing its
-    /// waiter back so the caller can answer it.
-    pub fn take(&self, id: u64) -> Option<Waiter> {
-        self.lock().remove(&id).map(|(_, waiter)| waiter)
+    /// Appends a command whose answer goes to `waiter`. If it cannot be
+    /// appended, the waiter is answered with `unavailable` at once.
+    pub async fn submit(&self, identity: &Identity, command: Command, waiter: Waiter) {
+        let request_id = self.register(waiter);
+        let envelope = CommandEnvelope {
+            reply_to: Some(ReplyTo {
+                gateway_id: self.route.gateway_id.clone(),
+                request_id,
+            }),
+            actor: identity.clone(),
+            issued_at: Timestamp::now(),
+            command,
+        };
+        if let Err(error) = self.append(&envelope).await {
+            if let Some(waiter) = self.take(request_id) {
+                answer(waiter, Err(error), &self.metrics);
+            }
+        }
+    }
+
+    /// Appends a command nobody waits for.
+    pub async fn submit_detached(
+        &self,
+        identity: &Identity,
+        command: Command,
+    ) -> Result<(), ChatError> {
+        let envelope = CommandEnvelope {
+            reply_to: None,
+            actor: identity.clone(),
+            issued_at: Timestamp::now(),
+            command,
+        };
+        self.append(&envelope).await
+    }
+
+    /// Sends a command and waits for the worker's answer (REST).
+    pub async fn request(
+        &self,
+        identity: &Identity,
+        command: Command,
+    ) -> Result<ReplyBody, ChatError> {
+        let (sender, receiver) = oneshot::channel();
+        self.submit(identity, command, Waiter::Http(sender)).await;
+        receiver
+            .await
+            .unwrap_or_else(|_| Err(ChatError::unavailable("the gateway is shutting down")))
+    }
+
+    /// Delivers a reply to its waiter; replies nobody waits for any more
+    /// (timed out, socket gone) are dropped.
+    pub fn complete(&self, reply: Reply) {
+        let Some(waiter) = self.take(reply.request_id) else {
+            return;
+        };
+        answer(waiter, reply.outcome, &self.metrics);
+    }
+
+    /// Answers every request past its deadline with `unavailable`.
+    pub fn expire(&self, now: Instant) {
+        let expired: Vec<Waiter> = {
+            let mut waiting = self.lock();
+            let ids: Vec<u64> = waiting
+                .iter()
+                .filter(|(_, (deadline, _))| *deadline <= now)
+                .map(|(id, _)| *id)
+                .collect();
+            ids.into_iter()
+                .filter_map(|id| waiting.remove(&id).map(|(_, waiter)| waiter))
+                .collect()
+        };
+        for waiter in expired {
+            self.metrics.request_timeouts.inc();
+            answer(
+                waiter,
+                Err(ChatError::unavailable(
+                    "no answer in time; retrying with the same clientMsgId is safe",
+                )),
+                &self.metrics,
+            );
+        }
     }
 
     /// Forgets the requests of a socket that closed: no answer can reach
@@ -75,38 +170,31 @@ impl PendingRequests {
         self.len() == 0
     }
 
-    /// Delivers a reply to its waiter; replies nobody waits for any more
-    /// (timed out, socket gone) are dropped.
-    pub fn complete(&self, reply: Reply, metrics: &Metrics) {
-        let Some(waiter) = self.take(reply.request_id) else {
-            return;
-        };
-        answer(waiter, reply.outcome, metrics);
+    /// Registers a waiter and returns the request id to put in the command.
+    fn register(&self, waiter: Waiter) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        self.lock()
+            .insert(id, (Instant::now() + self.route.timeout, waiter));
+        id
     }
 
-    /// Answers every request past its deadline with `unavailable`.
-    pub fn expire(&self, now: Instant, metrics: &Metrics) {
-        let expired: Vec<Waiter> = {
-            let mut waiting = self.lock();
-            let ids: Vec<u64> = waiting
-                .iter()
-                .filter(|(_, (deadline, _))| *deadline <= now)
-                .map(|(id, _)| *id)
-                .collect();
-            ids.into_iter()
-                .filter_map(|id| waiting.remove(&id).map(|(_, waiter)| waiter))
-                .collect()
-        };
-        for waiter in expired {
-            metrics.request_timeouts.inc();
-            answer(
-                waiter,
-                Err(ChatError::unavailable(
-                    "no answer in time; retrying with the same clientMsgId is safe",
-                )),
-                metrics,
-            );
-        }
+    /// Forgets a request, handing its waiter back.
+    fn take(&self, id: u64) -> Option<Waiter> {
+        self.lock().remove(&id).map(|(_, waiter)| waiter)
+    }
+
+    async fn append(&self, envelope: &CommandEnvelope) -> Result<(), ChatError> {
+        let bytes =
+            envelope::encode(envelope).map_err(|e| ChatError::unavailable(e.to_string()))?;
+        let partition = partition_of(envelope.command.partition_key(), self.route.partitions);
+        self.backplane
+            .append_command(partition, bytes)
+            .await
+            .map_err(|error| {
+                self.metrics.backplane_error(BackplaneOp::Append);
+                tracing::warn!(%error, "command not appended");
+                ChatError::unavailable("the chat backplane is unavailable; try again")
+            })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (Instant, Waiter)>> {
@@ -116,7 +204,7 @@ impl PendingRequests {
 
 /// Hands an outcome to its waiter: a oneshot for REST, an ack frame (or an
 /// `error` event when the client gave no ack callback) for sockets.
-pub fn answer(waiter: Waiter, outcome: Result<ReplyBody, ChatError>, metrics: &Metrics) {
+fn answer(waiter: Waiter, outcome: Result<ReplyBody, ChatError>, metrics: &Metrics) {
     match waiter {
         Waiter::Http(sender) => {
             let _ = sender.send(outcome);

@@ -7,23 +7,22 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRequestParts, Path, Query, State};
-use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chat_shared::auth::Identity;
 use chat_shared::envelope::{Command, ReplyBody};
+use chat_shared::ids::{PoolName, SessionId};
 use chat_shared::protocol::{
     AssignBody, CloseBody, CreateSessionBody, MessagePage, PostMessageBody, Role, Session,
     SessionPage, SessionStatus, TransferBody,
 };
 use chat_shared::store::{MessageRange, SessionCursor, SessionQuery, SessionScope, StoreError};
-use chat_shared::{validate, ChatError, ErrorCode, Timestamp};
-use serde_json::Value;
+use chat_shared::{ChatError, Timestamp};
 
-use crate::commands::request;
+use crate::http_caller::{json_body, Caller, Writer};
 use crate::http_error::{ApiError, ApiResult};
 use crate::state::GatewayState;
 use chat_shared::permissions::may_read;
@@ -47,127 +46,6 @@ pub fn routes() -> Router<Arc<GatewayState>> {
         .route("/sessions/{id}/close", post(close))
         .route("/stats", get(stats))
         .route("/agents", get(crate::agents::list))
-}
-
-/// The authenticated caller of a REST request (`Authorization: Bearer`).
-pub struct Caller(pub Identity);
-
-impl FromRequestParts<Arc<GatewayState>> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &Arc<GatewayState>,
-    ) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let token = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .unwrap_or("")
-            .trim();
-        state.verifier.verify(token).map(Caller).map_err(|error| {
-            // The verifier's reason (algorithms, key ids) helps an
-            // attacker more than a client: it goes to the log only.
-            tracing::debug!(%error, "REST token refused");
-            ApiError(ChatError::new(
-                ErrorCode::Unauthorized,
-                unauthorized_message(&error),
-            ))
-        })
-    }
-}
-
-/// What a refused token's caller is told: which of §1's cases it is, no more.
-fn unauthorized_message(error: &chat_shared::auth::AuthError) -> &'static str {
-    match error {
-        chat_shared::auth::AuthError::MissingToken => "a bearer token is required",
-        chat_shared::auth::AuthError::InvalidToken(_) => "the token is not valid",
-        chat_shared::auth::AuthError::TokenExpired => "the token has expired",
-    }
-}
-
-/// The caller of a REST write, charged against its budget: the
-/// `send-message` budget per user, shared by every gateway through the
-/// backplane (a fixed window of `RATE_LIMIT_BURST` writes lasting as long
-/// as the burst takes to refill). Over it: 429 `rate_limited` with
-/// `Retry-After`.
-pub struct Writer(pub Identity);
-
-impl FromRequestParts<Arc<GatewayState>> for Writer {
-    type Rejection = Response;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &Arc<GatewayState>,
-    ) -> Result<Self, Self::Rejection> {
-        let Caller(caller) = Caller::from_request_parts(parts, state)
-            .await
-            .map_err(IntoResponse::into_response)?;
-        let config = &state.config;
-        if config.rate_limit_per_sec == 0 {
-            return Ok(Writer(caller));
-        }
-        let window_secs = (config.rate_limit_burst.max(1))
-            .div_ceil(config.rate_limit_per_sec)
-            .max(1);
-        let window = std::time::Duration::from_secs(u64::from(window_secs));
-        let key = state.hub.names().rest_write_window(&caller.user_id);
-        match state.backplane.count_in_window(&key, window).await {
-            Ok(count) if count > u64::from(config.rate_limit_burst.max(1)) => {
-                state.metrics.rate_limited.inc();
-                let mut response = ApiError(ChatError::new(
-                    ErrorCode::RateLimited,
-                    "too many requests; slow down",
-                ))
-                .into_response();
-                response.headers_mut().insert(
-                    header::RETRY_AFTER,
-                    axum::http::HeaderValue::from(window_secs),
-                );
-                Err(response)
-            }
-            Ok(_) => Ok(Writer(caller)),
-            // The budget is a guard, not a gate: without the backplane the
-            // write fails further on anyway, with its own error.
-            Err(error) => {
-                tracing::warn!(%error, "REST write budget not checked");
-                Ok(Writer(caller))
-            }
-        }
-    }
-}
-
-/// Parses a JSON body; an empty body is `{}`, an oversized one 413.
-pub fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ChatError> {
-    let bytes = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ChatError::new(
-                ErrorCode::PayloadTooLarge,
-                "the request body is larger than 64 KiB",
-            )
-        } else {
-            tracing::debug!(%rejection, "request body not read");
-            ChatError::invalid("the request body could not be read")
-        }
-    })?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Value::Object(Default::default()));
-    }
-    serde_json::from_slice(&bytes).map_err(|e| {
-        ChatError::invalid(format!(
-            "the body is not valid JSON (line {}, column {})",
-            e.line(),
-            e.column()
-        ))
-    })
-}
-
-fn session_id_param(id: &str) -> Result<(), ChatError> {
-    validate::session_id(id)
 }
 
 fn store_error(error: StoreError) -> ApiError {
@@ -201,8 +79,11 @@ fn seq_param(query: &HashMap<String, String>, name: &str) -> Result<Option<i64>,
     }
 }
 
-async fn readable_session(state: &GatewayState, caller: &Identity, id: &str) -> ApiResult<Session> {
-    session_id_param(id)?;
+async fn readable_session(
+    state: &GatewayState,
+    caller: &Identity,
+    id: &SessionId,
+) -> ApiResult<Session> {
     let session = state
         .store
         .get_session(id)
@@ -231,7 +112,9 @@ async fn create_session(
     if caller.role != Role::Customer {
         return Err(ChatError::forbidden("only customers open sessions").into());
     }
-    let pool = body.pool.unwrap_or_else(|| DEFAULT_POOL.to_owned());
+    let pool = body
+        .pool
+        .map_or_else(|| DEFAULT_POOL.to_owned(), String::from);
     crate::admission::may_open_session(&state, &caller, &pool).await?;
     let command = Command::CreateSession {
         session_id: uuid::Uuid::now_v7().to_string(),
@@ -239,7 +122,10 @@ async fn create_session(
         subject: body.subject,
         first_message: body.message,
     };
-    session_reply(request(&state, &caller, command).await, StatusCode::CREATED)
+    session_reply(
+        state.requests.request(&caller, command).await,
+        StatusCode::CREATED,
+    )
 }
 
 async fn list_sessions(
@@ -257,10 +143,7 @@ async fn list_sessions(
     };
     let pool = match query.get("pool").map(String::as_str) {
         None | Some("") => None,
-        Some(pool) => {
-            validate::pool(pool)?;
-            Some(pool.to_owned())
-        }
+        Some(pool) => Some(PoolName::parse(pool)?.into_string()),
     };
     let after = match query.get("cursor").map(String::as_str) {
         None | Some("") => None,
@@ -314,6 +197,7 @@ async fn get_session(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Session>> {
+    let id = SessionId::parse(id)?;
     readable_session(&state, &caller, &id).await.map(Json)
 }
 
@@ -333,6 +217,7 @@ async fn list_messages(
         (None, Some(before)) => MessageRange::Before(before),
         (None, None) => MessageRange::Latest,
     };
+    let id = SessionId::parse(id)?;
     readable_session(&state, &caller, &id).await?;
     let page = state
         .store
@@ -348,14 +233,14 @@ async fn post_message(
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    session_id_param(&id)?;
+    let id = SessionId::parse(id)?;
     let body = PostMessageBody::parse(json_body(body)?)?;
     let command = Command::SendMessage {
-        session_id: id,
+        session_id: id.into(),
         content: body.content,
-        client_msg_id: Some(body.client_msg_id),
+        client_msg_id: Some(body.client_msg_id.into()),
     };
-    match request(&state, &caller, command).await? {
+    match state.requests.request(&caller, command).await? {
         ReplyBody::Message { message, duplicate } => {
             let status = if duplicate {
                 StatusCode::OK
@@ -374,13 +259,14 @@ async fn assign(
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    session_id_param(&id)?;
-    let body = AssignBody::parse(json_body(body)?)?;
-    let command = Command::Assign {
-        session_id: id,
-        agent_id: body.agent_id,
-    };
-    session_reply(request(&state, &caller, command).await, StatusCode::OK)
+    change_session(&state, &caller, id, body, |session_id, body| {
+        let body = AssignBody::parse(body)?;
+        Ok(Command::Assign {
+            session_id,
+            agent_id: body.agent_id,
+        })
+    })
+    .await
 }
 
 async fn transfer(
@@ -389,14 +275,15 @@ async fn transfer(
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    session_id_param(&id)?;
-    let body = TransferBody::parse(json_body(body)?)?;
-    let command = Command::Transfer {
-        session_id: id,
-        agent_id: body.agent_id,
-        pool: body.pool,
-    };
-    session_reply(request(&state, &caller, command).await, StatusCode::OK)
+    change_session(&state, &caller, id, body, |session_id, body| {
+        let body = TransferBody::parse(body)?;
+        Ok(Command::Transfer {
+            session_id,
+            agent_id: body.agent_id,
+            pool: body.pool.map(String::from),
+        })
+    })
+    .await
 }
 
 async fn close(
@@ -405,13 +292,32 @@ async fn close(
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    session_id_param(&id)?;
-    let body = CloseBody::parse(json_body(body)?)?;
-    let command = Command::Close {
-        session_id: id,
-        reason: body.reason,
-    };
-    session_reply(request(&state, &caller, command).await, StatusCode::OK)
+    change_session(&state, &caller, id, body, |session_id, body| {
+        let body = CloseBody::parse(body)?;
+        Ok(Command::Close {
+            session_id,
+            reason: body.reason,
+        })
+    })
+    .await
+}
+
+/// A change to one session (assign, transfer, close): the path names the
+/// session, `command` reads the body into the change, and the answer is
+/// the session as the worker left it.
+async fn change_session(
+    state: &GatewayState,
+    caller: &Identity,
+    id: String,
+    body: Result<Bytes, BytesRejection>,
+    command: impl FnOnce(String, serde_json::Value) -> Result<Command, ChatError>,
+) -> ApiResult<Response> {
+    let id = SessionId::parse(id)?;
+    let command = command(id.into(), json_body(body)?)?;
+    session_reply(
+        state.requests.request(caller, command).await,
+        StatusCode::OK,
+    )
 }
 
 async fn stats(
@@ -420,10 +326,7 @@ async fn stats(
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
     let pool = match query.get("pool").map(String::as_str) {
-        Some(pool) if !pool.is_empty() => {
-            validate::pool(pool)?;
-            pool.to_owned()
-        }
+        Some(pool) if !pool.is_empty() => PoolName::parse(pool)?.into_string(),
         // An admin's token pools say nothing of what it watches.
         _ if caller.role == Role::Admin => DEFAULT_POOL.to_owned(),
         _ => caller

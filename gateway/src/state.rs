@@ -13,6 +13,7 @@ use crate::config::GatewayConfig;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::presence::Presence;
+use crate::requests::Requests;
 use crate::user_sockets::UserSockets;
 
 pub struct GatewayState {
@@ -24,7 +25,9 @@ pub struct GatewayState {
     pub store: Arc<dyn Store>,
     pub backplane: Arc<dyn Backplane>,
     pub metrics: Arc<Metrics>,
-    pub presence: Presence,
+    pub presence: Arc<Presence>,
+    /// Commands sent and the replies awaited.
+    pub requests: Arc<Requests>,
     /// Large history reads for sockets (join replies, gap repair, resync)
     /// running at once: a crowd asking for large joins queues here instead
     /// of taking every core from the live traffic.

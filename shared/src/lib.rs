@@ -9,6 +9,7 @@ pub mod backplane;
 pub mod config;
 pub mod envelope;
 pub mod error;
+pub mod ids;
 pub mod metrics;
 pub mod names;
 pub mod permissions;

@@ -1,56 +1,47 @@
 //! One task per WebSocket connection: the Engine.IO handshake, the
-//! namespace CONNECT with token authentication, then a single loop that
-//! reads client frames, writes queued frames, pings, and expires typing.
-//! Nothing a client sends can end the task other than by closing its own
-//! connection; bad packets are answered with errors.
+//! namespace CONNECT (decided by the application), then a single loop that
+//! reads client frames, writes queued items, pings, and runs the
+//! application's timer. Nothing a client sends can end the task other than
+//! by closing its own connection; bad packets are answered with errors.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use chat_shared::auth::{AuthError, VerifiedToken};
-use chat_shared::protocol::{server_events, Connected, NAMESPACE};
-use chat_shared::{ChatError, Timestamp};
+use chat_shared::protocol::{frames, NAMESPACE};
+use chat_shared::ChatError;
 use futures_util::SinkExt;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
+use tokio_util::sync::CancellationToken;
 
+use super::application::{Application, Auth, Connection, Ending, Refusal};
 use super::packet::{self, EnginePacket, SocketPacket};
-use crate::config::MAX_PAYLOAD_BYTES;
-use crate::events::SocketSession;
-use crate::hub::{Outbound, SocketHandle};
-use crate::metrics::Rejection;
-use crate::presence;
-use crate::state::GatewayState;
-use crate::token_lifetime::{LifetimeStep, TokenLifetime};
-use crate::user_sockets::SocketSlot;
-use chat_shared::protocol::frames;
+use super::queue::{OutboundQueue, QueueItem};
+use crate::metrics::{Metrics, Rejection};
 
 /// How long a client may take to CONNECT to the namespace.
-const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(45);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(45);
 /// How long the closing handshake may take before the connection is dropped.
-const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// How long a socket's next frame waits after one of its events went over
 /// its budget: a flooder gets at most about 50 refusals a second.
-const OVER_BUDGET_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
+const OVER_BUDGET_PAUSE: Duration = Duration::from_millis(20);
 /// Most queued frames written before flushing.
 const WRITE_BATCH: usize = 64;
 
-/// Why a connection ended, for logs.
-#[derive(Debug)]
-#[allow(dead_code)] // the details are read through `Debug` in the log line
-enum Ending {
-    ClientClosed,
-    PingTimeout,
-    Kicked,
-    Transport(String),
-    /// A write did not finish within `WRITE_TIMEOUT_MS`: the peer is not
-    /// reading.
-    WriteTimeout,
-    /// What the socket was to be sent did not fit its byte budget.
-    QueueFull,
-    /// The token's `exp` passed without a refresh.
-    TokenExpired,
+/// What every connection of a gateway shares at the transport level.
+pub struct Transport {
+    pub ping_interval: Duration,
+    pub ping_timeout: Duration,
+    /// How long one write may take before the peer counts as not reading.
+    pub write_timeout: Duration,
+    /// The largest frame a client may send (announced in the handshake).
+    pub max_payload: usize,
+    pub metrics: Arc<Metrics>,
+    /// Cancelled to close every connection.
+    pub close_connections: CancellationToken,
 }
 
 /// Why a write failed.
@@ -74,19 +65,19 @@ impl From<WriteError> for Ending {
 /// Writes one frame the connection produced itself (an ack, a join reply,
 /// a pong, a ping): counted in the socket's byte budget while it is being
 /// written, and bounded by the write deadline.
-async fn write_now(
+async fn write_now<T>(
     socket: &mut WebSocket,
-    handle: &SocketHandle,
-    write_timeout: std::time::Duration,
+    queue: &OutboundQueue<T>,
+    write_timeout: Duration,
     text: String,
 ) -> Result<(), WriteError> {
     let bytes = text.len();
-    if !handle.reserve(bytes) {
+    if !queue.reserve(bytes) {
         return Err(WriteError::QueueFull);
     }
     let written =
         tokio::time::timeout(write_timeout, socket.send(Message::Text(text.into()))).await;
-    handle.release(bytes);
+    queue.release(bytes);
     match written {
         Ok(Ok(())) => Ok(()),
         Ok(Err(error)) => Err(WriteError::Transport(error.to_string())),
@@ -94,66 +85,64 @@ async fn write_now(
     }
 }
 
-pub async fn serve(mut socket: WebSocket, state: Arc<GatewayState>) {
+/// A frame written before the socket has a queue, bounded by the deadline.
+async fn write_unqueued(socket: &mut WebSocket, write_timeout: Duration, text: String) -> bool {
+    let sent = tokio::time::timeout(write_timeout, socket.send(Message::Text(text.into()))).await;
+    matches!(sent, Ok(Ok(())))
+}
+
+pub async fn serve<A: Application>(mut socket: WebSocket, app: Arc<A>, transport: Arc<Transport>) {
     let engine_sid = random_id();
     let open = frames::open(
         &engine_sid,
-        millis(state.config.ping_interval),
-        millis(state.config.ping_timeout),
-        MAX_PAYLOAD_BYTES,
+        millis(transport.ping_interval),
+        millis(transport.ping_timeout),
+        transport.max_payload,
     );
-    let sent = tokio::time::timeout(
-        state.config.write_timeout,
-        socket.send(Message::Text(open.into())),
-    )
-    .await;
-    if !matches!(sent, Ok(Ok(()))) {
+    if !write_unqueued(&mut socket, transport.write_timeout, open).await {
         return;
     }
-    let Some((verified, _slot)) = await_namespace_connect(&mut socket, &state).await else {
+    let Some(admission) = await_namespace_connect(&mut socket, &*app, &transport).await else {
         let _ = tokio::time::timeout(CLOSE_GRACE, socket.close()).await;
         return;
     };
     let socket_id = random_id();
-    let (handle, outbound) = state.hub.new_socket(socket_id.clone(), verified.identity);
-    let lifetime = TokenLifetime::new(verified.expires_at);
-    let mut session = SocketSession::new(state.clone(), handle.clone(), lifetime);
-    if let Err(error) = session.join_base_rooms().await {
-        tracing::warn!(%error, "socket rejected: backplane unavailable");
-        state.metrics.rejected(Rejection::Unavailable).inc();
-        let frame = frames::connect_error(NAMESPACE, "unavailable", Some("unavailable"));
-        let _ = write_now(&mut socket, &handle, state.config.write_timeout, frame).await;
-        session.close().await;
-        let _ = tokio::time::timeout(CLOSE_GRACE, socket.close()).await;
-        return;
-    }
-    state.metrics.connections_accepted.inc();
-    let gauge = state.metrics.sockets_gauge(handle.identity().role);
-    gauge.inc();
-    presence::agent_connected(&state, &handle.identity()).await;
+    let (mut connection, outbound) = match app.open(admission, socket_id.clone()).await {
+        Ok(opened) => opened,
+        Err(refusal) => {
+            let frame = frames::connect_error(NAMESPACE, refusal.message, Some(refusal.code));
+            let _ = write_unqueued(&mut socket, transport.write_timeout, frame).await;
+            let _ = tokio::time::timeout(CLOSE_GRACE, socket.close()).await;
+            return;
+        }
+    };
 
-    let ending = run_connected(&mut socket, &state, &mut session, outbound, &socket_id).await;
+    let ending = run_connected(
+        &mut socket,
+        &transport,
+        &mut connection,
+        outbound,
+        &socket_id,
+    )
+    .await;
     tracing::debug!(sid = %socket_id, ?ending, "socket closed");
     match ending {
-        Ending::WriteTimeout => state.metrics.slow_consumer_drops.inc(),
-        Ending::QueueFull => handle.cut_off(&state.metrics),
+        Ending::WriteTimeout => transport.metrics.slow_consumer_drops.inc(),
+        Ending::QueueFull => connection.queue().cut_off(&transport.metrics),
         _ => {}
     }
-
-    session.close().await;
-    presence::agent_disconnected(&state, &handle.identity()).await;
-    gauge.dec();
+    let reason = match ending {
+        Ending::Kicked => Some("going away"),
+        Ending::Closed(reason) => Some(reason),
+        _ => None,
+    };
+    connection.close(&ending).await;
     // The goodbye is bounded: a peer that stopped reading gets its TCP
     // connection dropped instead.
     let goodbye = async {
         // A normal close: socket.io clients treat it as a lost transport
         // and reconnect (to any pod, with a fresh token when `auth` is a
         // function), then rejoin with lastSeq.
-        let reason = match ending {
-            Ending::Kicked => Some("going away"),
-            Ending::TokenExpired => Some("token expired"),
-            _ => None,
-        };
         if let Some(reason) = reason {
             let _ = socket
                 .send(Message::Close(Some(CloseFrame {
@@ -167,18 +156,20 @@ pub async fn serve(mut socket: WebSocket, state: Arc<GatewayState>) {
     let _ = tokio::time::timeout(CLOSE_GRACE, goodbye).await;
 }
 
-/// Waits for CONNECT to `/chat` with a valid token; answers every other
-/// attempt with CONNECT_ERROR. None when the client goes away or times out.
-async fn await_namespace_connect(
+/// Waits for a CONNECT to the namespace the application admits; answers
+/// every other attempt with CONNECT_ERROR. None when the client goes away
+/// or times out.
+async fn await_namespace_connect<A: Application>(
     socket: &mut WebSocket,
-    state: &GatewayState,
-) -> Option<(VerifiedToken, SocketSlot)> {
-    let deadline = Instant::now()
-        + CONNECT_TIMEOUT.min(state.config.ping_interval + state.config.ping_timeout);
+    app: &A,
+    transport: &Transport,
+) -> Option<A::Admission> {
+    let deadline =
+        Instant::now() + CONNECT_TIMEOUT.min(transport.ping_interval + transport.ping_timeout);
     loop {
         let received = tokio::select! {
             _ = sleep_until(deadline) => return None,
-            _ = state.close_connections.cancelled() => return None,
+            _ = transport.close_connections.cancelled() => return None,
             received = socket.recv() => received,
         };
         let text = match received {
@@ -186,120 +177,79 @@ async fn await_namespace_connect(
             Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return None,
             Some(Ok(_)) => continue,
         };
-        let reply = match packet::decode(&text) {
+        let auth = match packet::decode(&text) {
             Ok(EnginePacket::Message(SocketPacket::Connect { namespace, auth }))
                 if namespace == NAMESPACE =>
             {
-                match authenticate(state, auth.as_ref()) {
-                    Ok(verified) => {
-                        let cap = state.config.max_sockets_per_user;
-                        match state.user_sockets.take(&verified.identity.user_id, cap) {
-                            Some(slot) => return Some((verified, slot)),
-                            None => {
-                                state.metrics.rejected(Rejection::RateLimited).inc();
-                                frames::connect_error(
-                                    NAMESPACE,
-                                    "too many connections",
-                                    Some("rate_limited"),
-                                )
-                            }
-                        }
-                    }
-                    Err(error) => {
-                        state
-                            .metrics
-                            .rejected(Rejection::from_auth_code(error.code()))
-                            .inc();
-                        frames::connect_error(NAMESPACE, "unauthorized", Some(error.code()))
-                    }
-                }
+                Ok(auth)
             }
             Ok(EnginePacket::Message(SocketPacket::ConnectWithBadAuth { namespace }))
                 if namespace == NAMESPACE =>
             {
-                let error = AuthError::InvalidToken("auth is not valid JSON".into());
-                state
-                    .metrics
-                    .rejected(Rejection::from_auth_code(error.code()))
-                    .inc();
-                frames::connect_error(NAMESPACE, "unauthorized", Some(error.code()))
+                Err(())
             }
             Ok(EnginePacket::Message(
                 SocketPacket::Connect { namespace, .. }
                 | SocketPacket::ConnectWithBadAuth { namespace },
             )) => {
-                state.metrics.rejected(Rejection::BadNamespace).inc();
-                frames::connect_error(&namespace, "Invalid namespace", None)
+                transport.metrics.rejected(Rejection::BadNamespace).inc();
+                let refused = frames::connect_error(&namespace, "Invalid namespace", None);
+                // A client that floods refusals and never reads is dropped.
+                if !write_unqueued(socket, transport.write_timeout, refused).await {
+                    return None;
+                }
+                continue;
             }
             Ok(EnginePacket::Close) => return None,
-            Ok(EnginePacket::Ping(data)) => format!("3{data}"),
+            Ok(EnginePacket::Ping(data)) => {
+                if !write_unqueued(socket, transport.write_timeout, format!("3{data}")).await {
+                    return None;
+                }
+                continue;
+            }
             _ => continue,
         };
-        // A client that floods refusals and never reads is dropped.
-        let sent = tokio::time::timeout(
-            state.config.write_timeout,
-            socket.send(Message::Text(reply.into())),
-        )
-        .await;
-        if !matches!(sent, Ok(Ok(()))) {
+        let decided = match &auth {
+            Ok(auth) => app.admit(Auth::Given(auth.as_ref())),
+            Err(()) => app.admit(Auth::Unparsable),
+        };
+        let Refusal { message, code } = match decided {
+            Ok(admission) => return Some(admission),
+            Err(refusal) => refusal,
+        };
+        let refused = frames::connect_error(NAMESPACE, message, Some(code));
+        if !write_unqueued(socket, transport.write_timeout, refused).await {
             return None;
         }
     }
 }
 
-/// No auth, no `token` key, `null` or an empty string are a missing token;
-/// a token of any other type is an invalid one.
-fn authenticate(state: &GatewayState, auth: Option<&Value>) -> Result<VerifiedToken, AuthError> {
-    let token = match auth.and_then(|a| a.get("token")) {
-        None | Some(Value::Null) => "",
-        Some(Value::String(token)) => token.strip_prefix("Bearer ").unwrap_or(token),
-        Some(_) => return Err(AuthError::InvalidToken("the token is not a string".into())),
-    };
-    state.verifier.verify_token(token)
-}
-
-async fn run_connected(
+async fn run_connected<C: Connection>(
     socket: &mut WebSocket,
-    state: &Arc<GatewayState>,
-    session: &mut SocketSession,
-    mut outbound: mpsc::Receiver<Outbound>,
+    transport: &Transport,
+    connection: &mut C,
+    mut outbound: mpsc::Receiver<C::Item>,
     socket_id: &str,
 ) -> Ending {
-    let identity = session.handle.identity();
-    let greeting = [
-        frames::connect_ok(NAMESPACE, socket_id),
-        frames::event(
-            server_events::CONNECTED,
-            &Connected {
-                user_id: identity.user_id.clone(),
-                name: identity.name.clone(),
-                role: identity.role,
-                pools: identity.pools.clone(),
-                socket_id: socket_id.to_owned(),
-                server_time: Timestamp::now(),
-            },
-        ),
-    ];
-    let write_timeout = state.config.write_timeout;
-    let handle = session.handle.clone();
+    let write_timeout = transport.write_timeout;
+    let greeting =
+        std::iter::once(frames::connect_ok(NAMESPACE, socket_id)).chain(connection.greeting());
     for frame in greeting {
-        if let Err(error) = write_now(socket, &handle, write_timeout, frame).await {
+        if let Err(error) = write_now(socket, connection.queue(), write_timeout, frame).await {
             return error.into();
         }
     }
-    let kick = session.handle.kick.clone();
+    let kick = connection.queue().kick.clone();
     let mut paused = false;
     let mut read_resumes_at = Instant::now();
-    let mut ping_at = Instant::now() + state.config.ping_interval;
+    let mut ping_at = Instant::now() + transport.ping_interval;
     let mut awaiting_pong = false;
     loop {
-        let typing_deadline = session.typing_deadline();
-        let (lifetime_in, lifetime_step) = session.lifetime.next(Timestamp::now());
-        let lifetime_at = Instant::now() + lifetime_in;
+        let timer_at = connection.next_timer();
         tokio::select! {
             biased;
             _ = kick.cancelled() => return Ending::Kicked,
-            _ = state.close_connections.cancelled() => return Ending::Kicked,
+            _ = transport.close_connections.cancelled() => return Ending::Kicked,
             item = outbound.recv() => {
                 let Some(item) = item else { return Ending::Kicked };
                 // A peer that stops reading blocks this write; being cut off
@@ -307,10 +257,10 @@ async fn run_connected(
                 let written = tokio::select! {
                     biased;
                     _ = kick.cancelled() => return Ending::Kicked,
-                    _ = state.close_connections.cancelled() => return Ending::Kicked,
+                    _ = transport.close_connections.cancelled() => return Ending::Kicked,
                     written = tokio::time::timeout(
                         write_timeout,
-                        Box::pin(write_queued(socket, session, item, &mut outbound)),
+                        Box::pin(write_queued(socket, connection, item, &mut outbound)),
                     ) => written,
                 };
                 match written {
@@ -328,7 +278,7 @@ async fn run_connected(
                     Some(Ok(Message::Binary(_))) => {
                         let error = ChatError::invalid("binary frames are not supported");
                         let frame = frames::failure(None, &error);
-                        if let Err(error) = write_now(socket, &handle, write_timeout, frame).await {
+                        if let Err(error) = write_now(socket, connection.queue(), write_timeout, frame).await {
                             return error.into();
                         }
                         continue;
@@ -339,11 +289,11 @@ async fn run_connected(
                 };
                 // Boxed: an idle connection then holds no room for the
                 // largest event handler's state.
-                match Box::pin(handle_frame(socket, session, &text, socket_id, write_timeout)).await {
+                match Box::pin(handle_frame(socket, connection, &text, socket_id, write_timeout)).await {
                     FrameOutcome::Continue => {}
                     FrameOutcome::Pong => {
                         awaiting_pong = false;
-                        ping_at = Instant::now() + state.config.ping_interval;
+                        ping_at = Instant::now() + transport.ping_interval;
                     }
                     FrameOutcome::Close => return Ending::ClientClosed,
                     FrameOutcome::WriteFailed(error) => return error.into(),
@@ -351,7 +301,7 @@ async fn run_connected(
                 // A flood over budget is answered, but read no faster than
                 // the refusals are worth: the rest waits in the peer's TCP
                 // window instead of costing this gateway a core.
-                if session.take_over_budget() {
+                if connection.take_over_budget() {
                     paused = true;
                     read_resumes_at = Instant::now() + OVER_BUDGET_PAUSE;
                 }
@@ -361,34 +311,22 @@ async fn run_connected(
                     return Ending::PingTimeout;
                 }
                 let ping = frames::PING.to_owned();
-                if let Err(error) = write_now(socket, &handle, write_timeout, ping).await {
+                if let Err(error) = write_now(socket, connection.queue(), write_timeout, ping).await {
                     return error.into();
                 }
                 awaiting_pong = true;
-                ping_at = Instant::now() + state.config.ping_timeout;
+                ping_at = Instant::now() + transport.ping_timeout;
             }
-            _ = sleep_until(lifetime_at) => {
-                let Some(lifetime_step) = lifetime_step else { continue };
-                let frame = match lifetime_step {
-                    LifetimeStep::Warn => {
-                        session.lifetime.warned();
-                        let expires_at = session.lifetime.expires_at();
-                        frames::event(server_events::TOKEN_EXPIRING, &serde_json::json!({ "expiresAt": expires_at }))
+            _ = sleep_until(timer_at) => {
+                let outcome = connection.on_timer(Instant::now()).await;
+                for frame in outcome.frames {
+                    if let Err(error) = write_now(socket, connection.queue(), write_timeout, frame).await {
+                        return error.into();
                     }
-                    LifetimeStep::Expire => frames::event(
-                        server_events::ERROR,
-                        &serde_json::json!({ "code": "token_expired", "message": "the token has expired; reconnect with a fresh one" }),
-                    ),
-                };
-                if let Err(error) = write_now(socket, &handle, write_timeout, frame).await {
-                    return error.into();
                 }
-                if lifetime_step == LifetimeStep::Expire {
-                    return Ending::TokenExpired;
+                if let Some(reason) = outcome.close {
+                    return Ending::Closed(reason);
                 }
-            }
-            _ = sleep_until(typing_deadline.unwrap_or(ping_at)), if typing_deadline.is_some() => {
-                session.expire_typing(Instant::now()).await;
             }
         }
     }
@@ -401,12 +339,12 @@ enum FrameOutcome {
     WriteFailed(WriteError),
 }
 
-async fn handle_frame(
+async fn handle_frame<C: Connection>(
     socket: &mut WebSocket,
-    session: &mut SocketSession,
+    connection: &mut C,
     text: &str,
     socket_id: &str,
-    write_timeout: std::time::Duration,
+    write_timeout: Duration,
 ) -> FrameOutcome {
     let replies = match packet::decode(text) {
         Ok(EnginePacket::Pong) => return FrameOutcome::Pong,
@@ -421,7 +359,7 @@ async fn handle_frame(
                 args,
             } if namespace == NAMESPACE => {
                 let payload = args.into_iter().next().unwrap_or(Value::Null);
-                session.handle_event(&name, payload, ack_id).await
+                connection.on_event(&name, payload, ack_id).await
             }
             SocketPacket::Disconnect { namespace } if namespace == NAMESPACE => {
                 return FrameOutcome::Close
@@ -464,7 +402,7 @@ async fn handle_frame(
         )],
     };
     for frame in replies {
-        if let Err(error) = write_now(socket, &session.handle, write_timeout, frame).await {
+        if let Err(error) = write_now(socket, connection.queue(), write_timeout, frame).await {
             return FrameOutcome::WriteFailed(error);
         }
     }
@@ -473,32 +411,19 @@ async fn handle_frame(
 
 /// Writes one queued item and whatever else is already queued (up to a
 /// batch), then flushes once.
-async fn write_queued(
+async fn write_queued<C: Connection>(
     socket: &mut WebSocket,
-    session: &mut SocketSession,
-    first: Outbound,
-    outbound: &mut mpsc::Receiver<Outbound>,
+    connection: &mut C,
+    first: C::Item,
+    outbound: &mut mpsc::Receiver<C::Item>,
 ) -> Result<(), String> {
     let mut next = Some(first);
     let mut written = 0;
     while let Some(item) = next.take() {
         // Written or not, the item leaves the queue's byte count now; what
         // is being written is bounded by the write deadline instead.
-        session.handle.release(item.bytes());
-        let frames_out = match item {
-            Outbound::Frame(frame) => vec![frame],
-            Outbound::SessionMessage(shared) => {
-                session
-                    .session_message(&shared.session_id, shared.seq, shared.frame.clone())
-                    .await
-            }
-            Outbound::Resync => session.catch_up().await,
-            Outbound::Revoked(session_id) => {
-                session.forget_session(&session_id).await;
-                Vec::new()
-            }
-        };
-        for frame in frames_out {
+        connection.queue().release(item.bytes());
+        for frame in connection.render(item).await {
             socket
                 .feed(Message::Text(frame))
                 .await
@@ -512,7 +437,7 @@ async fn write_queued(
     socket.flush().await.map_err(|e| e.to_string())
 }
 
-fn millis(duration: std::time::Duration) -> u64 {
+fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 

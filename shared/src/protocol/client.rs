@@ -6,6 +6,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::ids::{ClientMsgId, PoolName, SessionId};
 use crate::validate;
 use crate::ChatError;
 
@@ -21,7 +22,7 @@ pub fn from_json<T: DeserializeOwned>(value: Value) -> Result<T, ChatError> {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct JoinSession {
-    pub session_id: String,
+    pub session_id: SessionId,
     #[serde(default)]
     pub last_seq: Option<i64>,
 }
@@ -29,7 +30,6 @@ pub struct JoinSession {
 impl JoinSession {
     pub fn parse(value: Value) -> Result<Self, ChatError> {
         let join: JoinSession = from_json(value)?;
-        validate::session_id(&join.session_id)?;
         if let Some(last) = join.last_seq {
             validate::seq(last, "lastSeq")?;
         }
@@ -40,13 +40,12 @@ impl JoinSession {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LeaveSession {
-    pub session_id: String,
+    pub session_id: SessionId,
 }
 
 impl LeaveSession {
     pub fn parse(value: Value) -> Result<Self, ChatError> {
         let leave: LeaveSession = from_json(value)?;
-        validate::session_id(&leave.session_id)?;
         Ok(leave)
     }
 }
@@ -55,17 +54,15 @@ impl LeaveSession {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SendMessage {
-    pub session_id: String,
+    pub session_id: SessionId,
     pub content: String,
-    pub client_msg_id: String,
+    pub client_msg_id: ClientMsgId,
 }
 
 impl SendMessage {
     pub fn parse(value: Value) -> Result<Self, ChatError> {
         let mut send: SendMessage = from_json(value)?;
-        validate::session_id(&send.session_id)?;
         send.content = validate::content(&send.content)?;
-        validate::client_msg_id(&send.client_msg_id)?;
         Ok(send)
     }
 }
@@ -73,14 +70,13 @@ impl SendMessage {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Typing {
-    pub session_id: String,
+    pub session_id: SessionId,
     pub is_typing: bool,
 }
 
 impl Typing {
     pub fn parse(value: Value) -> Result<Self, ChatError> {
         let typing: Typing = from_json(value)?;
-        validate::session_id(&typing.session_id)?;
         Ok(typing)
     }
 }
@@ -88,14 +84,13 @@ impl Typing {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MarkRead {
-    pub session_id: String,
+    pub session_id: SessionId,
     pub up_to_seq: i64,
 }
 
 impl MarkRead {
     pub fn parse(value: Value) -> Result<Self, ChatError> {
         let mark: MarkRead = from_json(value)?;
-        validate::session_id(&mark.session_id)?;
         validate::seq(mark.up_to_seq, "upToSeq")?;
         Ok(mark)
     }
@@ -108,7 +103,7 @@ pub struct CreateSessionBody {
     #[serde(default)]
     pub subject: Option<String>,
     #[serde(default)]
-    pub pool: Option<String>,
+    pub pool: Option<PoolName>,
     #[serde(default)]
     pub message: Option<String>,
 }
@@ -118,9 +113,6 @@ impl CreateSessionBody {
         let mut body: CreateSessionBody = from_json(value)?;
         body.subject =
             validate::optional_text(body.subject, "subject", validate::MAX_SUBJECT_CHARS)?;
-        if let Some(pool) = &body.pool {
-            validate::pool(pool)?;
-        }
         body.message = match body.message {
             Some(text) => Some(validate::content(&text)?),
             None => None,
@@ -134,14 +126,13 @@ impl CreateSessionBody {
 #[serde(rename_all = "camelCase")]
 pub struct PostMessageBody {
     pub content: String,
-    pub client_msg_id: String,
+    pub client_msg_id: ClientMsgId,
 }
 
 impl PostMessageBody {
     pub fn parse(value: Value) -> Result<Self, ChatError> {
         let mut body: PostMessageBody = from_json(value)?;
         body.content = validate::content(&body.content)?;
-        validate::client_msg_id(&body.client_msg_id)?;
         Ok(body)
     }
 }
@@ -171,7 +162,7 @@ pub struct TransferBody {
     #[serde(default)]
     pub agent_id: Option<String>,
     #[serde(default)]
-    pub pool: Option<String>,
+    pub pool: Option<PoolName>,
 }
 
 impl TransferBody {
@@ -179,9 +170,6 @@ impl TransferBody {
         let body: TransferBody = from_json(value)?;
         if let Some(agent) = &body.agent_id {
             validate::user_id(agent, "agentId")?;
-        }
-        if let Some(pool) = &body.pool {
-            validate::pool(pool)?;
         }
         Ok(body)
     }
