@@ -87,7 +87,7 @@ async fn a_transfer_on_one_pod_ends_access_on_the_other() {
         first,
         "POST",
         "/api/chat/sessions",
-        &customer,
+        Some(&customer),
         Some(json!({ "pool": "alpha" })),
         WAIT,
     )
@@ -102,7 +102,7 @@ async fn a_transfer_on_one_pod_ends_access_on_the_other() {
         .await
         .expect("newcomer");
     let assign = format!("/api/chat/sessions/{session_id}/assign");
-    let (status, body) = try_rest(second, "POST", &assign, &owner, Some(json!({})), WAIT)
+    let (status, body) = try_rest(second, "POST", &assign, Some(&owner), Some(json!({})), WAIT)
         .await
         .expect("assign");
     assert_eq!(status, 200, "{body}");
@@ -123,7 +123,7 @@ async fn a_transfer_on_one_pod_ends_access_on_the_other() {
         first,
         "POST",
         &transfer,
-        &owner,
+        Some(&owner),
         Some(json!({ "pool": "beta" })),
         WAIT,
     )
@@ -186,7 +186,7 @@ async fn a_user_s_rest_write_budget_is_shared_by_every_gateway() {
         first,
         "POST",
         "/api/chat/sessions",
-        &customer,
+        Some(&customer),
         Some(json!({})),
         WAIT,
     )
@@ -202,7 +202,7 @@ async fn a_user_s_rest_write_budget_is_shared_by_every_gateway() {
     for n in 0..5 {
         let gateway = if n % 2 == 0 { second } else { first };
         let body = json!({ "content": format!("write {n}"), "clientMsgId": format!("xr-w{n}") });
-        let (status, _) = try_rest(gateway, "POST", &path, &customer, Some(body), WAIT)
+        let (status, _) = try_rest(gateway, "POST", &path, Some(&customer), Some(body), WAIT)
             .await
             .expect("write answered");
         statuses.push(status);

@@ -1,7 +1,12 @@
-//! HTTP for the tests: a small HTTP/1.1 client that reads a response to the
-//! end of the connection and the JSON REST call built on it, which panic
-//! when the server does not answer; and calls that report that instead,
-//! for servers that may be draining or crashed.
+//! HTTP for the tests, through `reqwest`: plain requests whose answer the
+//! test inspects whole, the JSON REST calls of the chat API, and calls that
+//! report a server that does not answer instead of panicking (a draining or
+//! crashed process may not).
+//!
+//! [`raw_http`] is the exception: it writes the request on a bare
+//! `TcpStream` for the tests whose point is what a client library would not
+//! send (`..` spelled with percent-escapes, a body over the limit the
+//! server answers before reading).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -13,6 +18,7 @@ use tokio::time::timeout;
 
 use super::WAIT;
 
+/// An answer as the tests inspect it.
 #[derive(Debug)]
 pub struct HttpResponse {
     pub status: u16,
@@ -38,9 +44,156 @@ impl HttpResponse {
     }
 }
 
-/// One HTTP/1.1 request with `Connection: close`; reads the response to
-/// the end of the connection.
+/// One request to `addr`, on a connection of its own (nothing is pooled,
+/// so that no request rides on a connection an earlier one left to a
+/// server that has since stopped or started draining); Err when there is
+/// no answer within `wait`.
+async fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+    wait: Duration,
+) -> Result<HttpResponse, String> {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .timeout(wait)
+        .build()
+        .expect("an HTTP client");
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("an HTTP method");
+    let sends_body = !body.is_empty() || matches!(method.as_str(), "POST" | "PUT" | "PATCH");
+    let mut request = client.request(method.clone(), format!("http://{addr}{path}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    if sends_body {
+        request = request.body(body);
+    }
+    let exchange = async {
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                let value = String::from_utf8_lossy(v.as_bytes()).into_owned();
+                (k.as_str().to_owned(), value)
+            })
+            .collect();
+        let body = response.bytes().await?.to_vec();
+        Ok::<_, reqwest::Error>(HttpResponse {
+            status,
+            headers,
+            body,
+        })
+    };
+    exchange
+        .await
+        .map_err(|error| format!("{method} {path} on {addr}: {error}"))
+}
+
+/// One request; panics when there is no answer within [`WAIT`].
 pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpResponse {
+    send(addr, method, path, headers, body.to_vec(), WAIT)
+        .await
+        .unwrap_or_else(|error| panic!("no answer: {error}"))
+}
+
+/// `GET path`; None when the connection fails or nothing comes back within
+/// two seconds (a draining or stopped process).
+pub async fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let response = send(addr, "GET", path, &[], Vec::new(), Duration::from_secs(2))
+        .await
+        .ok()?;
+    Some((response.status, response.text()))
+}
+
+/// A JSON REST call: `Authorization: Bearer <token>` when given, a JSON
+/// body when given; the status and the JSON answer (`null` when the body is
+/// empty or not JSON), or Err when nothing answered within `wait`.
+pub async fn try_rest(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+    wait: Duration,
+) -> Result<(u16, Value), String> {
+    let authorization = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("Accept", "application/json")];
+    if let Some(value) = &authorization {
+        headers.push(("Authorization", value.as_str()));
+    }
+    let payload = body.map(|b| b.to_string()).unwrap_or_default();
+    if !payload.is_empty() {
+        headers.push(("Content-Type", "application/json"));
+    }
+    let response = send(addr, method, path, &headers, payload.into_bytes(), wait).await?;
+    let value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
+    Ok((response.status, value))
+}
+
+/// [`try_rest`] that panics when nothing answered within [`WAIT`].
+pub async fn rest(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    try_rest(addr, method, path, token, body, WAIT)
+        .await
+        .unwrap_or_else(|error| panic!("no answer: {error}"))
+}
+
+/// A session's whole history through REST, paged with `afterSeq`; Err when
+/// a page does not come back whole.
+pub async fn try_history(
+    addr: SocketAddr,
+    token: &str,
+    session_id: &str,
+) -> Result<Vec<Value>, String> {
+    let mut all = Vec::new();
+    let mut after = 0;
+    loop {
+        let path = format!("/api/chat/sessions/{session_id}/messages?afterSeq={after}&limit=200");
+        let (status, page) = try_rest(addr, "GET", &path, Some(token), None, WAIT).await?;
+        if status != 200 {
+            return Err(format!("GET {path}: {status} {page}"));
+        }
+        let items = page["items"]
+            .as_array()
+            .cloned()
+            .ok_or_else(|| format!("GET {path}: no items in {page}"))?;
+        if let Some(last) = items.last() {
+            after = last["seq"].as_i64().ok_or("a message without seq")?;
+        }
+        all.extend(items);
+        if page["hasMore"] != json!(true) {
+            return Ok(all);
+        }
+    }
+}
+
+/// [`try_history`] that panics when a page does not come back whole.
+pub async fn history(addr: SocketAddr, token: &str, session_id: &str) -> Vec<Value> {
+    try_history(addr, token, session_id)
+        .await
+        .unwrap_or_else(|error| panic!("history: {error}"))
+}
+
+/// One HTTP/1.1 request written byte for byte as given, with `Connection:
+/// close`; reads the answer to the end of the connection. For requests a
+/// client library would refuse or rewrite, which is what their tests check.
+pub async fn raw_http(
     addr: SocketAddr,
     method: &str,
     path: &str,
@@ -130,180 +283,4 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
         data = &data[size + 2..];
     }
     out
-}
-
-/// A JSON REST call: `Authorization: Bearer <token>` when given, a JSON
-/// body when given; returns the status and the JSON answer (`null` when the
-/// body is empty or not JSON).
-pub async fn rest(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let authorization = token.map(|t| format!("Bearer {t}"));
-    let mut headers = vec![("Accept", "application/json")];
-    if let Some(value) = &authorization {
-        headers.push(("Authorization", value.as_str()));
-    }
-    let payload = body.map(|b| b.to_string()).unwrap_or_default();
-    if !payload.is_empty() {
-        headers.push(("Content-Type", "application/json"));
-    }
-    let response = http(addr, method, path, &headers, payload.as_bytes()).await;
-    let value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
-    (response.status, value)
-}
-
-/// `GET path` with `Connection: close`; None when the connection fails or
-/// nothing comes back within two seconds (a draining or stopped process).
-pub async fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let exchange = async {
-        let mut stream = TcpStream::connect(addr).await.ok()?;
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.ok()?;
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await.ok()?;
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n")?;
-        let status = head.split_whitespace().nth(1)?.parse().ok()?;
-        let chunked = head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked");
-        Some((
-            status,
-            if chunked {
-                dechunk_text(body)
-            } else {
-                body.to_owned()
-            },
-        ))
-    };
-    timeout(Duration::from_secs(2), exchange)
-        .await
-        .ok()
-        .flatten()
-}
-
-fn dechunk_text(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if size == 0 || rest.len() < size {
-            break;
-        }
-        out.push_str(&rest[..size]);
-        body = rest[size..].trim_start_matches("\r\n");
-    }
-    out
-}
-
-/// One JSON REST call with `Connection: close`: the status and the parsed
-/// body (`null` when empty or not JSON). Err when the gateway cannot be
-/// reached or does not answer within `wait`.
-pub async fn try_rest(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    token: &str,
-    body: Option<Value>,
-    wait: Duration,
-) -> Result<(u16, Value), String> {
-    let exchange = async {
-        let mut stream = TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        let payload = body.map(|b| b.to_string()).unwrap_or_default();
-        let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-             Authorization: Bearer {token}\r\nAccept: application/json\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{payload}",
-            payload.len()
-        );
-        stream
-            .write_all(request.as_bytes())
-            .await
-            .map_err(|e| format!("write: {e}"))?;
-        let mut raw = Vec::new();
-        stream
-            .read_to_end(&mut raw)
-            .await
-            .map_err(|e| format!("read: {e}"))?;
-        try_parse_response(&raw)
-    };
-    timeout(wait, exchange)
-        .await
-        .unwrap_or_else(|_| Err(format!("no answer within {wait:?}")))
-        .map_err(|e| format!("{method} {path} on {addr}: {e}"))
-}
-
-fn try_parse_response(raw: &[u8]) -> Result<(u16, Value), String> {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| format!("incomplete response {:?}", String::from_utf8_lossy(raw)))?;
-    let head = String::from_utf8_lossy(&raw[..split]);
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("bad status line in {head:?}"))?;
-    let chunked = head.lines().any(|line| {
-        line.split_once(':').is_some_and(|(k, v)| {
-            k.trim().eq_ignore_ascii_case("transfer-encoding")
-                && v.trim().eq_ignore_ascii_case("chunked")
-        })
-    });
-    let mut body = raw[split + 4..].to_vec();
-    if chunked {
-        body = dechunk_lenient(&body);
-    }
-    Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
-}
-
-fn dechunk_lenient(mut data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(end) = data.windows(2).position(|w| w == b"\r\n") {
-        let size_text = String::from_utf8_lossy(&data[..end]);
-        let Ok(size) = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-        else {
-            break;
-        };
-        data = &data[end + 2..];
-        if size == 0 || data.len() < size {
-            break;
-        }
-        out.extend_from_slice(&data[..size]);
-        data = &data[(size + 2).min(data.len())..];
-    }
-    out
-}
-
-/// A session's whole history through REST, paged with `afterSeq`.
-pub async fn try_history(
-    addr: SocketAddr,
-    token: &str,
-    session_id: &str,
-) -> Result<Vec<Value>, String> {
-    let mut all = Vec::new();
-    let mut after = 0;
-    loop {
-        let path = format!("/api/chat/sessions/{session_id}/messages?afterSeq={after}&limit=200");
-        let (status, page) =
-            try_rest(addr, "GET", &path, token, None, Duration::from_secs(10)).await?;
-        if status != 200 {
-            return Err(format!("GET {path}: {status} {page}"));
-        }
-        let items = page["items"].as_array().cloned().unwrap_or_default();
-        if let Some(last) = items.last() {
-            after = last["seq"].as_i64().ok_or("a message without seq")?;
-        }
-        all.extend(items);
-        if page["hasMore"] != json!(true) {
-            return Ok(all);
-        }
-    }
 }

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use support_chat::{RunningChat, StandaloneConfig};
 use tokio::time::{timeout, Instant};
 
-use super::http::{http, rest};
+use super::http::{history, http, rest};
 use super::metrics::metric_value;
 use super::sio_client::SioClient;
 use super::tokens::SECRET;
@@ -160,22 +160,7 @@ impl TestServer {
 
     /// A session's whole history, paged with `afterSeq`.
     pub async fn history(&self, token: &str, session_id: &str) -> Vec<Value> {
-        let mut all = Vec::new();
-        let mut after = 0;
-        loop {
-            let path =
-                format!("/api/chat/sessions/{session_id}/messages?afterSeq={after}&limit=200");
-            let (status, page) = self.rest("GET", &path, Some(token), None).await;
-            assert_eq!(status, 200, "history: {page}");
-            let items = page["items"].as_array().expect("items").clone();
-            if let Some(last) = items.last() {
-                after = last["seq"].as_i64().expect("seq");
-            }
-            all.extend(items);
-            if page["hasMore"] != json!(true) {
-                return all;
-            }
-        }
+        history(self.addr, token, session_id).await
     }
 
     /// The server's Prometheus text, from the admin port if there is one.

@@ -388,7 +388,7 @@ impl Traffic {
             self.gateways[plan.customer_gateway],
             "POST",
             "/api/chat/sessions",
-            customer,
+            Some(customer),
             Some(body),
             wait,
         )
@@ -401,7 +401,7 @@ impl Traffic {
             self.gateways[plan.agent_gateway],
             "POST",
             &path,
-            agent,
+            Some(agent),
             Some(json!({})),
             wait,
         )

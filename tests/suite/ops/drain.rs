@@ -19,14 +19,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::harness::backing::Backing;
 use crate::harness::chat_client::{assert_exactly_once_in_order, ChatClient, Upstream};
 use crate::harness::eventually::eventually;
-use crate::harness::http::{get, rest};
+use crate::harness::http::{get, history, rest};
 use crate::harness::metrics::metric_value;
 use crate::harness::processes::{process_env, Process, Role};
 use crate::harness::redis_admin::lease_holders;
@@ -265,24 +265,6 @@ async fn verify_delivery(
         agent.wait_for_seq(last, Duration::from_secs(10)).await;
         assert_exactly_once_in_order("the customer", &customer.view, last);
         assert_exactly_once_in_order("the agent", &agent.view, last);
-    }
-}
-
-async fn history(via: std::net::SocketAddr, token: &str, session_id: &str) -> Vec<Value> {
-    let mut all = Vec::new();
-    let mut after = 0;
-    loop {
-        let path = format!("/api/chat/sessions/{session_id}/messages?afterSeq={after}&limit=200");
-        let (status, page) = rest(via, "GET", &path, Some(token), None).await;
-        assert_eq!(status, 200, "history: {page}");
-        let items = page["items"].as_array().expect("items").clone();
-        if let Some(last) = items.last() {
-            after = last["seq"].as_i64().expect("seq");
-        }
-        all.extend(items);
-        if page["hasMore"] != json!(true) {
-            return all;
-        }
     }
 }
 

@@ -87,9 +87,10 @@ impl Drop for PrometheusServer {
 
 impl PrometheusServer {
     async fn query(&self, promql: &str) -> Vec<Value> {
-        let body = self
-            .api(&format!("/api/v1/query?query={}", encode(promql)))
-            .await;
+        let mut url = reqwest::Url::parse("http://prometheus/api/v1/query").expect("a URL");
+        url.query_pairs_mut().append_pair("query", promql);
+        let query = url.query().unwrap_or_default();
+        let body = self.api(&format!("{}?{query}", url.path())).await;
         body["data"]["result"]
             .as_array()
             .cloned()
@@ -103,19 +104,6 @@ impl PrometheusServer {
             _ => Value::Null,
         }
     }
-}
-
-/// Percent-encodes a query parameter.
-fn encode(text: &str) -> String {
-    let mut out = String::new();
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
 }
 
 /// Every `chat_*` metric name in `text` (histogram series reduced to the
