@@ -14,8 +14,8 @@ use tokio::time::timeout;
 use crate::harness::backing::{shared_database_url, shared_redis_url, unique_name, Database};
 use crate::harness::http::try_rest;
 use crate::harness::processes::{spec, Cluster};
+use crate::harness::sio_client::SioClient;
 use crate::harness::tokens::SECRET;
-use crate::harness::traffic_client::TrafficClient;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -32,10 +32,10 @@ fn token(user: &str, role: Role, pools: &[&str]) -> String {
 }
 
 /// The next event named `name` about the session, skipping others.
-async fn event_of(client: &mut TrafficClient, name: &str, session_id: &str) -> Value {
+async fn event_of(client: &mut SioClient, name: &str, session_id: &str) -> Value {
     timeout(WAIT, async {
         loop {
-            let (event, payload) = client.next_event().await.expect("connection open");
+            let (event, payload) = client.recv_event().await.expect("connection open");
             let about = payload["sessionId"] == session_id
                 || payload["session"]["id"] == session_id
                 || payload["id"] == session_id;
@@ -50,14 +50,14 @@ async fn event_of(client: &mut TrafficClient, name: &str, session_id: &str) -> V
 
 /// Everything already received that mentions the session, once a probe's
 /// ack (written after anything sent before it) has come back.
-async fn heard_of(client: &mut TrafficClient, session_id: &str) -> Vec<String> {
+async fn heard_of(client: &mut SioClient, session_id: &str) -> Vec<String> {
     let probe = client
         .request("leave-session", json!({ "sessionId": "probe" }), WAIT)
         .await
         .expect("probe answered");
     assert_eq!(probe["ok"], json!(true));
     let mut heard = Vec::new();
-    while let Ok(Some((event, payload))) = timeout(Duration::ZERO, client.next_event()).await {
+    while let Ok(Some((event, payload))) = timeout(Duration::ZERO, client.recv_event()).await {
         if payload.to_string().contains(session_id) {
             heard.push(format!("{event} {payload}"));
         }
@@ -95,10 +95,10 @@ async fn a_transfer_on_one_pod_ends_access_on_the_other() {
     .expect("create");
     assert_eq!(status, 201, "{session}");
     let session_id = session["id"].as_str().expect("id").to_owned();
-    let mut colleague_socket = TrafficClient::connect(second, &colleague, WAIT)
+    let mut colleague_socket = SioClient::try_connect(second, &colleague, WAIT)
         .await
         .expect("colleague");
-    let newcomer_socket = TrafficClient::connect(first, &newcomer, WAIT)
+    let newcomer_socket = SioClient::try_connect(first, &newcomer, WAIT)
         .await
         .expect("newcomer");
     let assign = format!("/api/chat/sessions/{session_id}/assign");
@@ -106,7 +106,7 @@ async fn a_transfer_on_one_pod_ends_access_on_the_other() {
         .await
         .expect("assign");
     assert_eq!(status, 200, "{body}");
-    let mut customer_socket = TrafficClient::connect(first, &customer, WAIT)
+    let mut customer_socket = SioClient::try_connect(first, &customer, WAIT)
         .await
         .expect("customer");
     for client in [&colleague_socket, &customer_socket] {

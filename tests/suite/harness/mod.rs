@@ -5,9 +5,10 @@
 //! - [`backing`] and [`redis_admin`]: Redis and PostgreSQL of a test's own;
 //! - [`tokens`]: tokens as the identity provider issues them;
 //! - [`http`]: the REST API and raw HTTP;
-//! - [`sio_client`]: a Socket.IO client that exposes every frame;
-//! - [`traffic_client`]: a Socket.IO client with many sends in flight;
-//! - [`chat_client`]: clients that reconnect and resend across a drain;
+//! - [`sio_client`]: the Socket.IO client, frame by frame or with many
+//!   sends in flight;
+//! - [`chat_client`]: clients over it that reconnect and resend across a
+//!   drain;
 //! - [`eventually`]: waiting, bounded, for a condition to hold;
 //! - [`traffic`]: a steady stream of conversations and its delivery check;
 //! - [`metrics`]: reading the Prometheus text.
@@ -28,7 +29,6 @@ pub mod server;
 pub mod sio_client;
 pub mod tokens;
 pub mod traffic;
-pub mod traffic_client;
 
 /// The default bound on any single wait.
 pub const WAIT: Duration = Duration::from_secs(10);

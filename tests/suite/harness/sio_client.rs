@@ -1,17 +1,21 @@
-//! A minimal Socket.IO v5 client over a raw WebSocket that exposes every
-//! frame the server writes, so that tests can assert on the wire itself:
-//! a reader task decodes frames into a channel (answering pings unless
-//! told not to), and frames a wait skips are kept for later waits.
+//! The Socket.IO v5 client of the tests, over a raw WebSocket. It exposes
+//! every frame the server writes, so that tests can assert on the wire
+//! itself: a reader task decodes frames into a channel (answering pings
+//! unless told not to), and frames a wait skips are kept for later waits.
+//! For traffic, an emit can also hand its ack to a receiver of its own
+//! ([`SioClient::call`]), so that one task keeps many sends in flight while
+//! it reads the events the server pushes ([`SioClient::recv_event`]).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::{timeout, Instant};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -172,7 +176,10 @@ pub struct SioClient {
     out: mpsc::UnboundedSender<WsMessage>,
     incoming: mpsc::UnboundedReceiver<Received>,
     backlog: VecDeque<Received>,
-    next_ack: u64,
+    next_ack: AtomicU64,
+    /// Acks that go straight to a waiting [`SioClient::call`] rather than
+    /// into the stream of frames.
+    calls: PendingCalls,
     /// The Engine.IO handshake object.
     pub open: Value,
     /// The payload of `connected`, once connected to `/chat`.
@@ -197,6 +204,15 @@ impl SioClient {
 
     /// Wraps an open WebSocket and reads the Engine.IO OPEN packet.
     pub async fn over(ws: WebSocketStream<TcpStream>, options: ClientOptions) -> SioClient {
+        let mut client = SioClient::spawn(ws, options);
+        if let Err(error) = client.read_open().await {
+            panic!("{error}");
+        }
+        client
+    }
+
+    /// Starts the reader and writer tasks over an open WebSocket.
+    fn spawn(ws: WebSocketStream<TcpStream>, options: ClientOptions) -> SioClient {
         let (mut sink, mut stream) = ws.split();
         let (out, mut outgoing) = mpsc::unbounded_channel::<WsMessage>();
         let (deliver, incoming) = mpsc::unbounded_channel::<Received>();
@@ -208,6 +224,8 @@ impl SioClient {
             }
         });
         let pong = out.clone();
+        let calls = PendingCalls::default();
+        let reader_calls = calls.clone();
         let reader = tokio::spawn(async move {
             let mut close_code = None;
             while let Some(item) = stream.next().await {
@@ -217,6 +235,13 @@ impl SioClient {
                         let frame = decode_frame(text.as_str());
                         if frame == Frame::Ping && options.answer_pings {
                             let _ = pong.send(WsMessage::text("3"));
+                        }
+                        if let Frame::Ack { id, payload } = &frame {
+                            let waiter = reader_calls.lock().remove(id);
+                            if let Some(waiter) = waiter {
+                                let _ = waiter.send(payload.clone());
+                                continue;
+                            }
                         }
                         Received {
                             frame,
@@ -240,30 +265,83 @@ impl SioClient {
                     return;
                 }
             }
+            // Waiting calls fail at once; the frames end after what was
+            // already received.
+            reader_calls.lock().clear();
             let _ = deliver.send(Received {
                 frame: Frame::Closed(close_code),
                 raw: String::new(),
                 at: Instant::now(),
             });
         });
-        let mut client = SioClient {
+        SioClient {
             out,
             incoming,
             backlog: VecDeque::new(),
-            next_ack: 0,
+            next_ack: AtomicU64::new(0),
+            calls,
             open: Value::Null,
             connected: Value::Null,
             tasks: vec![reader, writer],
-        };
-        let first = client
+        }
+    }
+
+    /// Reads the Engine.IO OPEN packet.
+    async fn read_open(&mut self) -> Result<(), String> {
+        let first = self
             .next_frame(WAIT)
             .await
-            .expect("the Engine.IO OPEN packet");
+            .ok_or("no Engine.IO OPEN packet")?;
         match first.frame {
-            Frame::Open(handshake) => client.open = handshake,
-            other => panic!("expected OPEN, got {other:?} ({})", first.raw),
+            Frame::Open(handshake) => {
+                self.open = handshake;
+                Ok(())
+            }
+            other => Err(format!("expected OPEN, got {other:?} ({})", first.raw)),
         }
-        client
+    }
+
+    /// Connects to `/chat` on the gateway at `addr` with `token` like
+    /// [`SioClient::connect`], for a caller that handles failure (a
+    /// gateway that is down, draining or refuses): Err when it fails or
+    /// takes longer than `wait`.
+    pub async fn try_connect(
+        addr: SocketAddr,
+        token: &str,
+        wait: Duration,
+    ) -> Result<Self, String> {
+        let attempt = async {
+            let stream = TcpStream::connect(addr)
+                .await
+                .map_err(|e| format!("TCP connect: {e}"))?;
+            let (ws, _) = tokio_tungstenite::client_async(ws_url(addr), stream)
+                .await
+                .map_err(|e| format!("WebSocket handshake: {e}"))?;
+            let mut client = SioClient::spawn(ws, ClientOptions::default());
+            client.read_open().await?;
+            client.send_raw(format!("40/chat,{}", json!({ "token": token })));
+            let answer = client
+                .try_next_matching(WAIT, |f| {
+                    matches!(f, Frame::ConnectOk { .. } | Frame::ConnectError { .. })
+                })
+                .await
+                .ok_or("the connection ended during CONNECT")?;
+            if let Frame::ConnectError { payload, .. } = answer.frame {
+                return Err(format!("CONNECT_ERROR {payload}"));
+            }
+            client
+                .try_next_matching(
+                    WAIT,
+                    |f| matches!(f, Frame::Event { name, .. } if name == "connected"),
+                )
+                .await
+                .ok_or("no connected event")?;
+            Ok(client)
+        };
+        timeout(wait, attempt)
+            .await
+            .unwrap_or_else(|_| Err(format!("no connection within {wait:?}")))
+            .map_err(|e| format!("connecting to {addr}: {e}"))
     }
 
     /// Opens a connection and connects to `/chat` with `token`; panics if
@@ -335,10 +413,48 @@ impl SioClient {
 
     /// Emits an event with the next ack id and returns that id.
     pub fn emit_ack(&mut self, event: &str, payload: Value) -> u64 {
-        let id = self.next_ack;
-        self.next_ack += 1;
+        let id = self.next_ack.fetch_add(1, Ordering::Relaxed);
         self.send_raw(format!("42/chat,{id}{}", json!([event, payload])));
         id
+    }
+
+    /// Emits an event whose ack goes to the returned receiver instead of
+    /// the stream of frames, so that many can be in flight while the
+    /// client's owner reads what the server pushes; the receiver fails when
+    /// the connection ends first.
+    pub fn call(&self, event: &str, payload: Value) -> oneshot::Receiver<Value> {
+        let id = self.next_ack.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.calls.lock().insert(id, tx);
+        self.send_raw(format!("42/chat,{id}{}", json!([event, payload])));
+        rx
+    }
+
+    /// [`SioClient::call`] and a wait of up to `wait` for its ack.
+    pub async fn request(
+        &self,
+        event: &str,
+        payload: Value,
+        wait: Duration,
+    ) -> Result<Value, AckError> {
+        await_ack(self.call(event, payload), wait).await
+    }
+
+    /// The next event the server pushed (kept ones first), in arrival
+    /// order; None once the connection has ended (or the server
+    /// disconnected the namespace) and every earlier event was taken.
+    pub async fn recv_event(&mut self) -> Option<(String, Value)> {
+        loop {
+            let received = match self.backlog.pop_front() {
+                Some(kept) => kept,
+                None => self.incoming.recv().await?,
+            };
+            match received.frame {
+                Frame::Event { name, payload } => return Some((name, payload)),
+                Frame::Closed(_) | Frame::Disconnect { .. } => return None,
+                _ => {}
+            }
+        }
     }
 
     /// Emits an event and waits for its ack.
@@ -523,4 +639,41 @@ pub fn seqs(messages: &[Value]) -> Vec<i64> {
 /// Whether `frame` is a `new-message` of `session_id`.
 pub fn is_new_message(frame: &Frame, session_id: &str) -> bool {
     matches!(frame, Frame::Event { name, payload } if name == "new-message" && payload["sessionId"] == session_id)
+}
+
+/// Acks awaited by [`SioClient::call`], by id.
+#[derive(Clone, Default)]
+struct PendingCalls(Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>);
+
+impl PendingCalls {
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, oneshot::Sender<Value>>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Why an acknowledged emit brought no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AckError {
+    /// The connection ended first.
+    Closed,
+    /// Nothing came within the wait.
+    Timeout,
+}
+
+impl std::fmt::Display for AckError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AckError::Closed => f.write_str("connection closed before the ack"),
+            AckError::Timeout => f.write_str("no ack in time"),
+        }
+    }
+}
+
+/// Waits up to `wait` for an ack obtained from [`SioClient::call`].
+pub async fn await_ack(ack: oneshot::Receiver<Value>, wait: Duration) -> Result<Value, AckError> {
+    match timeout(wait, ack).await {
+        Ok(Ok(payload)) => Ok(payload),
+        Ok(Err(_)) => Err(AckError::Closed),
+        Err(_) => Err(AckError::Timeout),
+    }
 }

@@ -30,8 +30,8 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::http::{try_history, try_rest};
+use super::sio_client::{await_ack, AckError, SioClient};
 use super::tokens::token_signed_with;
-use super::traffic_client::{await_ack, AckError, TrafficClient};
 
 /// How long a client waits for an ack before it gives up and resends; the
 /// gateway answers `unavailable` well before (its `REQUEST_TIMEOUT_MS`).
@@ -210,7 +210,7 @@ impl Member {
 
     /// Connects (home gateway first, then the others, in rounds, for up to
     /// [`RECONNECT_WINDOW`]) and joins with the highest `seq` seen so far.
-    async fn connect_and_join(&self, phase: &watch::Receiver<Phase>) -> Option<TrafficClient> {
+    async fn connect_and_join(&self, phase: &watch::Receiver<Phase>) -> Option<SioClient> {
         let deadline = Instant::now() + RECONNECT_WINDOW;
         let order: Vec<usize> = (0..self.gateways.len())
             .map(|i| (self.home + i) % self.gateways.len())
@@ -222,7 +222,7 @@ impl Member {
                 }
                 let addr = self.gateways[gateway];
                 let client =
-                    match TrafficClient::connect(addr, &self.token, Duration::from_secs(5)).await {
+                    match SioClient::try_connect(addr, &self.token, Duration::from_secs(5)).await {
                         Ok(client) => client,
                         Err(error) => {
                             self.update(|log| log.troubles.push(error));
@@ -625,7 +625,7 @@ async fn run_member(member: Arc<Member>, mut phase: watch::Receiver<Phase>, rate
                         resend.push_back(index);
                     }
                 }
-                event = client.next_event() => match event {
+                event = client.recv_event() => match event {
                     Some((name, payload)) => member.record_event(&name, &payload),
                     None => {
                         member.update(|log| {
@@ -661,7 +661,7 @@ async fn run_member(member: Arc<Member>, mut phase: watch::Receiver<Phase>, rate
 /// Sends message `index` once more and tracks its ack.
 fn send(
     member: &Arc<Member>,
-    client: &TrafficClient,
+    client: &SioClient,
     index: usize,
     in_flight: &mut JoinSet<(usize, usize, Result<Value, AckError>)>,
 ) {
@@ -678,7 +678,7 @@ fn send(
         });
         (payload, sent.attempts.len() - 1)
     });
-    let ack = client.emit_ack("send-message", payload);
+    let ack = client.call("send-message", payload);
     in_flight.spawn(async move { (index, attempt, await_ack(ack, ACK_WAIT).await) });
 }
 
