@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use chat_gateway::{Gateway, GatewayConfig, GatewayError};
+use chat_gateway::{Gateway, GatewayConfig, GatewayError, Listeners};
 use chat_shared::backplane::memory::MemoryBackplane;
 use chat_shared::backplane::Backplane;
 use chat_shared::config::{ConfigError, Env};
@@ -16,7 +16,6 @@ use chat_shared::names::Names;
 use chat_shared::store::sqlite::SqliteStore;
 use chat_shared::store::{Store, StoreError};
 use chat_worker::{Worker, WorkerConfig};
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -113,16 +112,8 @@ pub async fn start_over(
     );
     let names = Names::new(config.gateway.key_prefix.clone());
 
-    let listener = TcpListener::bind((config.gateway.host, config.gateway.port)).await?;
-    let admin_listener = match config.gateway.admin_port {
-        Some(port) => Some(TcpListener::bind((config.gateway.host, port)).await?),
-        None => None,
-    };
-    let addr = listener.local_addr()?;
-    let admin_addr = admin_listener
-        .as_ref()
-        .map(TcpListener::local_addr)
-        .transpose()?;
+    let listeners = Listeners::bind(&config.gateway).await?;
+    let (addr, admin_addr) = listeners.addrs()?;
 
     let worker = Worker::new(
         config.worker.clone(),
@@ -140,9 +131,7 @@ pub async fn start_over(
     let gateway_shutdown = shutdown.clone();
     let task = tokio::spawn(async move {
         let served = gateway
-            .serve(listener, admin_listener, async move {
-                gateway_shutdown.cancelled().await
-            })
+            .serve(listeners, async move { gateway_shutdown.cancelled().await })
             .await;
         if let Err(error) = served {
             tracing::error!(%error, "gateway stopped with an error");

@@ -10,13 +10,10 @@ use support_chat::{start, StandaloneConfig};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     chat_shared::runtime::init_logging();
-    let config = match StandaloneConfig::from_env(&Env::from_process()) {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("support-chat: {error}");
-            std::process::exit(2);
-        }
-    };
+    let config = chat_shared::runtime::settings_or_exit(
+        "support-chat",
+        StandaloneConfig::from_env(&Env::from_process()),
+    );
     if config.gateway.development_secret {
         tracing::warn!(
             "JWT_SECRET is not set: using the built-in DEVELOPMENT secret. Anyone can mint tokens. \

@@ -58,6 +58,35 @@ pub enum GatewayError {
     Io(#[from] std::io::Error),
 }
 
+/// The gateway's ports, bound before anything else starts so that a port
+/// in use fails the start at once.
+pub struct Listeners {
+    pub public: TcpListener,
+    /// With `ADMIN_PORT`: probes and metrics only.
+    pub admin: Option<TcpListener>,
+}
+
+impl Listeners {
+    pub async fn bind(config: &GatewayConfig) -> std::io::Result<Listeners> {
+        let public = TcpListener::bind((config.host, config.port)).await?;
+        let admin = match config.admin_port {
+            Some(port) => Some(TcpListener::bind((config.host, port)).await?),
+            None => None,
+        };
+        Ok(Listeners { public, admin })
+    }
+
+    /// Where they listen: the public address, and the admin one if any.
+    pub fn addrs(&self) -> std::io::Result<(std::net::SocketAddr, Option<std::net::SocketAddr>)> {
+        let admin = self
+            .admin
+            .as_ref()
+            .map(TcpListener::local_addr)
+            .transpose()?;
+        Ok((self.public.local_addr()?, admin))
+    }
+}
+
 pub struct Gateway {
     state: Arc<GatewayState>,
     /// The chat the Socket.IO transport serves.
@@ -213,11 +242,14 @@ impl Gateway {
     /// [`DrainConfig`]: crate::config::DrainConfig
     pub async fn serve(
         self,
-        listener: TcpListener,
-        admin_listener: Option<TcpListener>,
+        listeners: Listeners,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), GatewayError> {
-        if let Some(admin) = admin_listener {
+        let Listeners {
+            public: listener,
+            admin,
+        } = listeners;
+        if let Some(admin) = admin {
             // The admin port outlives the public one: probes must keep
             // seeing "not ready" and scrapes keep working until the end.
             let admin_router = self.admin_router();

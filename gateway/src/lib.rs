@@ -29,5 +29,5 @@ pub mod token_lifetime;
 pub mod user_sockets;
 pub mod web;
 
-pub use app::{Gateway, GatewayError};
+pub use app::{Gateway, GatewayError, Listeners};
 pub use config::GatewayConfig;

@@ -6,12 +6,11 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use chat_gateway::{Gateway, GatewayConfig};
+use chat_gateway::{Gateway, GatewayConfig, Listeners};
 use chat_shared::backplane::redis::{RedisBackplane, RedisOptions};
 use chat_shared::config::{ClusterConnections, ConfigError, Env};
 use chat_shared::names::Names;
 use chat_shared::store::postgres::{PostgresOptions, PostgresStore};
-use tokio::net::TcpListener;
 
 struct GatewayProcessConfig {
     gateway: GatewayConfig,
@@ -30,13 +29,8 @@ fn read_config(env: &Env) -> Result<GatewayProcessConfig, ConfigError> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     chat_shared::runtime::init_logging();
-    let config = match read_config(&Env::from_process()) {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("gateway: {error}");
-            std::process::exit(2);
-        }
-    };
+    let config =
+        chat_shared::runtime::settings_or_exit("gateway", read_config(&Env::from_process()));
     let names = Names::new(config.gateway.key_prefix.clone());
     let redis_options = RedisOptions {
         pool_size: config.connections.redis_pool_size,
@@ -55,16 +49,8 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("connecting to PostgreSQL")?;
 
-    let listener = TcpListener::bind((config.gateway.host, config.gateway.port)).await?;
-    let admin_listener = match config.gateway.admin_port {
-        Some(port) => Some(TcpListener::bind((config.gateway.host, port)).await?),
-        None => None,
-    };
-    let addr = listener.local_addr()?;
-    let admin_addr = admin_listener
-        .as_ref()
-        .map(TcpListener::local_addr)
-        .transpose()?;
+    let listeners = Listeners::bind(&config.gateway).await?;
+    let (addr, admin_addr) = listeners.addrs()?;
     let gateway = Gateway::start(config.gateway, Arc::new(store), Arc::new(backplane))
         .await
         .context("starting the gateway")?;
@@ -73,11 +59,7 @@ async fn main() -> anyhow::Result<()> {
         println!("gateway admin endpoints on http://{admin}");
     }
     gateway
-        .serve(
-            listener,
-            admin_listener,
-            chat_shared::runtime::shutdown_signal(),
-        )
+        .serve(listeners, chat_shared::runtime::shutdown_signal())
         .await
         .context("serving")?;
     tracing::info!("gateway stopped");

@@ -3,7 +3,6 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -15,6 +14,7 @@ use chat_shared::auth::Identity;
 use chat_shared::ids::PoolName;
 use chat_shared::metrics::{self, Kind};
 use chat_shared::protocol::Role;
+use chat_shared::runtime::Readiness;
 use chat_shared::{validate, ChatError};
 use serde::Deserialize;
 use serde_json::json;
@@ -30,54 +30,20 @@ pub async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
-/// How long a readiness check waits for the backplane and the store: a
-/// dependency slower than this is as good as down for new clients, and a
-/// probe or scrape must not hang on it.
-const DEPENDENCY_CHECK: Duration = Duration::from_secs(2);
-
-/// What `/readyz` reports.
-#[derive(Debug, Clone, Copy)]
-pub struct Readiness {
-    pub draining: bool,
-    pub backplane: bool,
-    pub store: bool,
-}
-
-impl Readiness {
-    pub fn ready(self) -> bool {
-        !self.draining && self.backplane && self.store
-    }
-}
-
 /// Checks both dependencies at once, each bounded.
 pub async fn readiness(state: &GatewayState) -> Readiness {
     let draining = state.draining.load(Ordering::Relaxed);
-    let (backplane, store) = tokio::join!(
-        tokio::time::timeout(DEPENDENCY_CHECK, state.backplane.ping()),
-        tokio::time::timeout(DEPENDENCY_CHECK, state.store.ping()),
-    );
-    Readiness {
-        draining,
-        backplane: matches!(backplane, Ok(Ok(()))),
-        store: matches!(store, Ok(Ok(()))),
-    }
+    Readiness::check(draining, &*state.backplane, &*state.store).await
 }
 
 pub async fn readyz(State(state): State<Arc<GatewayState>>) -> Response {
     let readiness = readiness(&state).await;
-    let ready = readiness.ready();
-    let status = if ready {
+    let status = if readiness.ready() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = json!({
-        "ready": ready,
-        "draining": readiness.draining,
-        "backplane": readiness.backplane,
-        "store": readiness.store,
-    });
-    (status, Json(body)).into_response()
+    (status, Json(readiness.body())).into_response()
 }
 
 /// The Prometheus text exposition of this process: the gateway's series,

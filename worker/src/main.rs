@@ -53,13 +53,8 @@ fn read_config(env: &Env) -> Result<WorkerProcessConfig, ConfigError> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     chat_shared::runtime::init_logging();
-    let config = match read_config(&Env::from_process()) {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("worker: {error}");
-            std::process::exit(2);
-        }
-    };
+    let config =
+        chat_shared::runtime::settings_or_exit("worker", read_config(&Env::from_process()));
     let names = Names::new(config.key_prefix.clone());
     let redis_options = RedisOptions {
         pool_size: config.connections.redis_pool_size,

@@ -6,7 +6,6 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -15,13 +14,11 @@ use axum::routing::get;
 use axum::{Json, Router};
 use chat_shared::backplane::Backplane;
 use chat_shared::metrics::{self, Kind, MetricsSource};
+use chat_shared::runtime::Readiness;
 use chat_shared::store::Store;
 use serde_json::json;
 
 use crate::metrics::WorkerMetrics;
-
-/// How long a readiness check waits for each dependency.
-const DEPENDENCY_CHECK: Duration = Duration::from_secs(2);
 
 /// What the admin endpoints look at.
 pub struct WorkerOps {
@@ -46,16 +43,9 @@ impl WorkerOps {
         })
     }
 
-    /// (ready, draining, backplane answers, store answers).
-    async fn readiness(&self) -> (bool, bool, bool, bool) {
+    async fn readiness(&self) -> Readiness {
         let draining = self.draining.load(Ordering::Relaxed);
-        let (backplane, store) = tokio::join!(
-            tokio::time::timeout(DEPENDENCY_CHECK, self.backplane.ping()),
-            tokio::time::timeout(DEPENDENCY_CHECK, self.store.ping()),
-        );
-        let backplane = matches!(backplane, Ok(Ok(())));
-        let store = matches!(store, Ok(Ok(())));
-        (!draining && backplane && store, draining, backplane, store)
+        Readiness::check(draining, &*self.backplane, &*self.store).await
     }
 }
 
@@ -73,23 +63,17 @@ async fn healthz() -> impl IntoResponse {
 }
 
 async fn readyz(State(ops): State<Arc<WorkerOps>>) -> Response {
-    let (ready, draining, backplane, store) = ops.readiness().await;
-    let status = if ready {
+    let readiness = ops.readiness().await;
+    let status = if readiness.ready() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = json!({
-        "ready": ready,
-        "draining": draining,
-        "backplane": backplane,
-        "store": store,
-    });
-    (status, Json(body)).into_response()
+    (status, Json(readiness.body())).into_response()
 }
 
 async fn metrics_text(State(ops): State<Arc<WorkerOps>>) -> Response {
-    let (ready, draining, _, _) = ops.readiness().await;
+    let readiness = ops.readiness().await;
     let mut text = String::with_capacity(8 * 1024);
     ops.metrics.render(&mut text);
     metrics::single(
@@ -97,14 +81,14 @@ async fn metrics_text(State(ops): State<Arc<WorkerOps>>) -> Response {
         "chat_worker_draining",
         Kind::Gauge,
         "1 while the worker is stopping (after SIGTERM), else 0.",
-        u8::from(draining),
+        u8::from(readiness.draining),
     );
     metrics::single(
         &mut text,
         "chat_ready",
         Kind::Gauge,
         "1 while /readyz answers 200: dependencies answer and the process is not draining.",
-        u8::from(ready),
+        u8::from(readiness.ready()),
     );
     metrics::build_info(&mut text, &[ops.metrics.component()]);
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()

@@ -4,7 +4,7 @@
 
 use chat_shared::auth::Identity;
 use chat_shared::envelope::ReplyBody;
-use chat_shared::protocol::{server_events, Role, SessionEnvelope, SessionStatus};
+use chat_shared::protocol::{Role, SessionStatus};
 use chat_shared::store::SessionRecord;
 use chat_shared::{ChatError, Timestamp};
 
@@ -35,18 +35,9 @@ impl BatchState {
                 let session = existing.session.clone();
                 let mut decision = Decision::reply(ReplyBody::Session(session.clone()));
                 if session.status == SessionStatus::Pending {
-                    decision.deliveries.push(self.delivery(
-                        server_events::NEW_PENDING_SESSION,
-                        &SessionEnvelope {
-                            session: session.clone(),
-                        },
-                        vec![
-                            self.names.pool_channel(&session.pool),
-                            self.names.admin_channel(),
-                        ],
-                        Some(session_id),
-                        None,
-                    ));
+                    decision
+                        .deliveries
+                        .push(self.pending_announcement(&session));
                     decision.stats_pools.push(session.pool);
                 }
                 return decision;
@@ -70,15 +61,9 @@ impl BatchState {
         let session = record.session.clone();
         self.store_session(record);
         let mut decision = Decision::reply(ReplyBody::Session(session.clone()));
-        decision.deliveries.push(self.delivery(
-            server_events::NEW_PENDING_SESSION,
-            &SessionEnvelope {
-                session: session.clone(),
-            },
-            vec![self.names.pool_channel(pool), self.names.admin_channel()],
-            Some(session_id),
-            None,
-        ));
+        decision
+            .deliveries
+            .push(self.pending_announcement(&session));
         decision.stats_pools.push(pool.to_owned());
         decision
     }

@@ -25,7 +25,9 @@ use chat_shared::auth::Identity;
 use chat_shared::envelope::{Command, CommandEnvelope, Delivery, ReplyBody};
 use chat_shared::names::Names;
 use chat_shared::permissions::may_write;
-use chat_shared::protocol::{frames, Message, ReadPosition};
+use chat_shared::protocol::{
+    frames, server_events, Message, ReadPosition, Session, SessionEnvelope,
+};
 use chat_shared::store::{BatchKeys, BatchSnapshot, Mutation, SessionRecord};
 use chat_shared::{ChatError, Timestamp};
 
@@ -292,6 +294,23 @@ impl BatchState {
             // Stamped by the processor once the batch has committed.
             committed_at_ms: None,
         }
+    }
+
+    /// `new-pending-session` to the session's pool and the admins: a
+    /// session waits there for an agent to take it.
+    fn pending_announcement(&self, session: &Session) -> Delivery {
+        self.delivery(
+            server_events::NEW_PENDING_SESSION,
+            &SessionEnvelope {
+                session: session.clone(),
+            },
+            vec![
+                self.names.pool_channel(&session.pool),
+                self.names.admin_channel(),
+            ],
+            Some(&session.id),
+            None,
+        )
     }
 }
 

@@ -49,16 +49,9 @@ impl BatchState {
             None,
         ));
         if session.status == SessionStatus::Pending {
-            decision.deliveries.push(self.delivery(
-                server_events::NEW_PENDING_SESSION,
-                &payload,
-                vec![
-                    self.names.pool_channel(&session.pool),
-                    self.names.admin_channel(),
-                ],
-                Some(&session.id),
-                None,
-            ));
+            decision
+                .deliveries
+                .push(self.pending_announcement(&session));
         }
         decision.stats_pools.push(old_pool.to_owned());
         if session.pool != old_pool {
