@@ -26,7 +26,7 @@ use crate::harness::traffic::{Plan, Traffic};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn clients_of_a_killed_gateway_resume_on_the_other_without_gaps_or_repeats() {
-    let namespace = RedisNamespace::new(&shared_redis_url());
+    let namespace = RedisNamespace::new(&shared_redis_url()).await;
     let database = Database::create(&shared_database_url()).await;
     let spec = spec(&namespace.url, &database.url, &namespace.prefix, &[]);
     let mut cluster = Cluster::start(spec, 2, 2).await;

@@ -22,7 +22,7 @@ use crate::harness::traffic::{Plan, Traffic};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn nothing_is_acked_while_postgres_is_down_and_sends_resume_after_it_restarts() {
-    let namespace = RedisNamespace::new(&shared_redis_url());
+    let namespace = RedisNamespace::new(&shared_redis_url()).await;
     let postgres = block_in_place(|| {
         let server = ThrowawayPostgres::create();
         server.start();

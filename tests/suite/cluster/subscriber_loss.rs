@@ -12,11 +12,12 @@
 use std::time::Duration;
 
 use chat_shared::testing::ThrowawayRedis;
+use fred::types::Value;
 use tokio::time::Instant;
 
 use crate::harness::backing::{shared_database_url, unique_name, Database};
 use crate::harness::processes::{spec, Cluster};
-use crate::harness::redis_admin::{RedisAdmin, Resp};
+use crate::harness::redis_admin::RedisAdmin;
 use crate::harness::tokens::SECRET;
 use crate::harness::traffic::{Plan, Traffic};
 
@@ -35,14 +36,15 @@ async fn sockets_get_the_events_lost_while_their_gateway_was_resubscribing() {
 
     let mut cut = 0;
     for _ in 0..3 {
-        let url = redis.url();
-        let killed = tokio::task::spawn_blocking(move || {
-            RedisAdmin::connect(&url)?.call(&["CLIENT", "KILL", "TYPE", "pubsub"])
-        })
-        .await
-        .expect("CLIENT KILL task")
-        .expect("CLIENT KILL");
-        let Resp::Integer(count) = killed else {
+        let admin = RedisAdmin::connect(&redis.url())
+            .await
+            .expect("connect to Redis");
+        let killed = admin
+            .call(&["CLIENT", "KILL", "TYPE", "pubsub"])
+            .await
+            .expect("CLIENT KILL");
+        admin.quit().await;
+        let Value::Integer(count) = killed else {
             panic!("CLIENT KILL answered {killed:?}");
         };
         cut += count;

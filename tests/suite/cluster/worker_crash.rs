@@ -29,7 +29,7 @@ const LEASE_TTL: Duration = Duration::from_secs(2);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_surviving_worker_takes_over_and_every_acked_message_arrives_once_in_order() {
-    let namespace = RedisNamespace::new(&shared_redis_url());
+    let namespace = RedisNamespace::new(&shared_redis_url()).await;
     let database = Database::create(&shared_database_url()).await;
     let ttl_ms = LEASE_TTL.as_millis().to_string();
     let spec = spec(

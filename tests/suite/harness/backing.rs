@@ -8,8 +8,8 @@
 //! one, started from the installed binaries on a free port with its files
 //! in a temporary directory, and stopped whatever happens.
 //!
-//! Clean-up runs in `Drop`, so it happens when a test fails too; it needs
-//! no async runtime (the test's may be the one unwinding).
+//! Clean-up runs in `Drop`, so it happens when a test fails too, on a
+//! thread and runtime of its own (the test's may be the one unwinding).
 
 use std::time::Duration;
 
@@ -35,14 +35,20 @@ pub struct RedisNamespace {
 
 impl RedisNamespace {
     /// A fresh prefix on `url`; panics when that Redis does not answer.
-    pub fn new(url: &str) -> RedisNamespace {
-        let mut admin = RedisAdmin::connect(url)
+    pub async fn new(url: &str) -> RedisNamespace {
+        let admin = RedisAdmin::connect(url)
+            .await
             .unwrap_or_else(|e| panic!("no Redis at {url} ({e}); set REDIS_URL"));
         assert_eq!(
-            admin.call(&["PING"]).map(|r| r.text()).ok().flatten(),
+            admin
+                .call(&["PING"])
+                .await
+                .ok()
+                .and_then(|reply| reply.into_string()),
             Some("PONG".to_owned()),
             "Redis at {url} does not answer PING"
         );
+        admin.quit().await;
         RedisNamespace {
             url: url.to_owned(),
             prefix: unique_name("ct"),
@@ -52,10 +58,27 @@ impl RedisNamespace {
 
 impl Drop for RedisNamespace {
     fn drop(&mut self) {
-        let deleted = RedisAdmin::connect(&self.url)
-            .and_then(|mut admin| admin.delete_prefix(&format!("{}:", self.prefix)));
-        if let Err(error) = deleted {
-            eprintln!("could not delete the keys under {}: {error}", self.prefix);
+        let (url, prefix) = (self.url.clone(), format!("{}:", self.prefix));
+        let deleted = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime.block_on(async {
+                let admin = RedisAdmin::connect(&url).await?;
+                let deleted = admin.delete_prefix(&prefix).await;
+                admin.quit().await;
+                deleted
+            })
+        })
+        .join();
+        match deleted {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => eprintln!("could not delete the keys under {}: {error}", self.prefix),
+            Err(_) => eprintln!(
+                "could not delete the keys under {}: the thread panicked",
+                self.prefix
+            ),
         }
     }
 }
@@ -154,7 +177,7 @@ pub struct Backing {
 impl Backing {
     pub async fn create() -> Backing {
         Backing {
-            redis: RedisNamespace::new(&shared_redis_url()),
+            redis: RedisNamespace::new(&shared_redis_url()).await,
             database: Database::create(&shared_database_url()).await,
         }
     }
