@@ -1,4 +1,5 @@
-//! Command-line parsing by hand: a subcommand (`load` or `idle`) followed by
+//! Command-line parsing by hand: a subcommand (`load`, `sweep`, `idle` or
+//! `hostile`) followed by
 //! `--flag value` (or `--flag=value`) pairs, and `--help` anywhere. Every
 //! flag has a default except the gateway URLs; the JWT secret falls back to
 //! the `JWT_SECRET` environment variable.
@@ -15,6 +16,7 @@ use crate::client::Endpoint;
 pub enum Command {
     Help,
     Load(LoadArgs),
+    Sweep(SweepArgs),
     Idle(IdleArgs),
     Hostile(HostileArgs),
 }
@@ -35,6 +37,59 @@ pub struct LoadArgs {
     pub size: usize,
     /// Pairs set up at once.
     pub concurrency: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct SweepArgs {
+    pub endpoints: Vec<Endpoint>,
+    pub jwt_secret: String,
+    /// Customer/agent pairs, set up once and used by every step.
+    pub sessions: usize,
+    pub rates: Rates,
+    /// Measured seconds of each step.
+    pub step_duration: Duration,
+    /// Sending before each step's measuring starts.
+    pub warmup: Duration,
+    /// How long each step waits after its last send for acks and deliveries.
+    pub grace: Duration,
+    /// Pause between steps, so one step's backlog does not weigh on the next.
+    pub settle: Duration,
+    pub pool: String,
+    pub size: usize,
+    pub concurrency: usize,
+}
+
+/// The aggregate rates a sweep tries, in order (each above the one before).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rates {
+    List(Vec<f64>),
+    /// `from`, `from + step`, … up to and including `to`.
+    Linear {
+        from: f64,
+        step: f64,
+        to: f64,
+    },
+}
+
+impl Rates {
+    /// The `index`th rate, None past the last.
+    pub fn get(&self, index: usize) -> Option<f64> {
+        match self {
+            Rates::List(list) => list.get(index).copied(),
+            Rates::Linear { from, step, to } => {
+                let rate = from + step * index as f64;
+                // A hair of slack so that 0.1-steps reach `to` despite rounding.
+                (rate <= to * (1.0 + 1e-9)).then_some(rate)
+            }
+        }
+    }
+
+    pub fn count(&self) -> usize {
+        match self {
+            Rates::List(list) => list.len(),
+            Rates::Linear { from, step, to } => ((to - from) / step + 1e-9).floor() as usize + 1,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -73,9 +128,9 @@ pub struct HostileArgs {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ArgsError {
-    #[error("missing subcommand: expected `load`, `idle` or `hostile` (see --help)")]
+    #[error("missing subcommand: expected `load`, `sweep`, `idle` or `hostile` (see --help)")]
     MissingCommand,
-    #[error("unknown subcommand {0:?}: expected `load`, `idle` or `hostile`")]
+    #[error("unknown subcommand {0:?}: expected `load`, `sweep`, `idle` or `hostile`")]
     UnknownCommand(String),
     #[error("unknown flag {flag} for `{command}`")]
     UnknownFlag { command: &'static str, flag: String },
@@ -97,6 +152,22 @@ const LOAD_FLAGS: &[&str] = &[
     "duration",
     "warmup",
     "grace",
+    "pool",
+    "size",
+    "concurrency",
+];
+const SWEEP_FLAGS: &[&str] = &[
+    "url",
+    "jwt-secret",
+    "sessions",
+    "from",
+    "step",
+    "to",
+    "rates",
+    "step-seconds",
+    "warmup",
+    "grace",
+    "settle",
     "pool",
     "size",
     "concurrency",
@@ -143,6 +214,22 @@ pub fn parse(args: &[String], env_secret: Option<String>) -> Result<Command, Arg
                 duration: flags.seconds("duration", 20.0)?,
                 warmup: flags.seconds("warmup", 3.0)?,
                 grace: flags.seconds("grace", 5.0)?,
+                pool: flags.text("pool", "bench"),
+                size: flags.number("size", 0, 0..=3_900)?,
+                concurrency: flags.number("concurrency", 50, 1..=10_000)?,
+            }))
+        }
+        "sweep" => {
+            let flags = Flags::parse("sweep", SWEEP_FLAGS, rest, env_secret)?;
+            Ok(Command::Sweep(SweepArgs {
+                endpoints: flags.endpoints()?,
+                jwt_secret: flags.secret()?,
+                sessions: flags.number("sessions", 200, 1..=50_000)?,
+                rates: flags.rates()?,
+                step_duration: flags.seconds("step-seconds", 15.0)?,
+                warmup: flags.seconds("warmup", 2.0)?,
+                grace: flags.seconds("grace", 5.0)?,
+                settle: flags.seconds("settle", 2.0)?,
                 pool: flags.text("pool", "bench"),
                 size: flags.number("size", 0, 0..=3_900)?,
                 concurrency: flags.number("concurrency", 50, 1..=10_000)?,
@@ -305,17 +392,44 @@ impl Flags {
     }
 
     fn rate_or(&self, flag: &'static str, default: f64) -> Result<f64, ArgsError> {
-        let Some(raw) = self.values.get(flag) else {
-            return Ok(default);
-        };
-        let value: f64 = raw
-            .replace('_', "")
-            .parse()
-            .map_err(|_| invalid(flag, format!("{raw:?} is not a number")))?;
-        if !(value > 0.0 && value <= 1_000_000.0) {
-            return Err(invalid(flag, "must be above 0 and at most 1000000 msg/s"));
+        match self.values.get(flag) {
+            Some(raw) => parse_rate(flag, raw),
+            None => Ok(default),
         }
-        Ok(value)
+    }
+
+    /// `--rates R1,R2,…`, or `--from`, `--step` and `--to`, never both.
+    fn rates(&self) -> Result<Rates, ArgsError> {
+        let Some(list) = self.values.get("rates") else {
+            let from = self.rate_or("from", 1000.0)?;
+            let step = self.rate_or("step", 1000.0)?;
+            let to = self.rate_or("to", 1_000_000.0)?;
+            if to < from {
+                return Err(invalid("to", "must not be below --from"));
+            }
+            return Ok(Rates::Linear { from, step, to });
+        };
+        if let Some(other) = ["from", "step", "to"]
+            .into_iter()
+            .find(|flag| self.values.contains_key(flag))
+        {
+            return Err(invalid(
+                "rates",
+                format!("give either --rates or --{other}, not both"),
+            ));
+        }
+        let rates = list
+            .split(',')
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| parse_rate("rates", s.trim()))
+            .collect::<Result<Vec<_>, _>>()?;
+        if rates.is_empty() {
+            return Err(invalid("rates", "no rate given"));
+        }
+        if rates.windows(2).any(|w| w[1] <= w[0]) {
+            return Err(invalid("rates", "each rate must be above the one before"));
+        }
+        Ok(Rates::List(rates))
     }
 
     fn pids(&self) -> Result<Vec<u32>, ArgsError> {
@@ -344,6 +458,17 @@ impl Flags {
     }
 }
 
+fn parse_rate(flag: &'static str, raw: &str) -> Result<f64, ArgsError> {
+    let value: f64 = raw
+        .replace('_', "")
+        .parse()
+        .map_err(|_| invalid(flag, format!("{raw:?} is not a number")))?;
+    if !(value > 0.0 && value <= 1_000_000.0) {
+        return Err(invalid(flag, "must be above 0 and at most 1000000 msg/s"));
+    }
+    Ok(value)
+}
+
 fn invalid(flag: &'static str, reason: impl Into<String>) -> ArgsError {
     ArgsError::Invalid {
         flag,
@@ -356,6 +481,7 @@ chat-bench: load generator and idle-connection memory probe for the support chat
 
 USAGE:
     chat-bench load --url URL[,URL...] --jwt-secret SECRET [options]
+    chat-bench sweep --url URL[,URL...] --jwt-secret SECRET [options]
     chat-bench idle --url URL[,URL...] --jwt-secret SECRET [--pid PID[,PID...]] [options]
     chat-bench hostile --url URL --jwt-secret SECRET --pid PID [options]
     chat-bench --help
@@ -367,7 +493,9 @@ Flags take the form `--name value` or `--name=value`.
 LOAD: customer/agent pairs chatting at a fixed aggregate rate.
     Each pair: the customer creates a session (REST), its agent assigns it
     (REST), both sockets join it, then the customer sends messages on a fixed
-    schedule. With two or more URLs a customer and its agent are always on
+    open-loop schedule: each message is due at its own time whether or not
+    earlier ones were answered, and a sender that wakes late writes every
+    message that came due meanwhile. With two or more URLs a customer and its agent are always on
     different gateways, so every delivery crosses the backplane.
     Start the server with RATE_LIMIT_PER_SEC=0, or the per-socket rate limit
     (20/s by default) answers most sends with `rate_limited`.
@@ -383,15 +511,48 @@ LOAD: customer/agent pairs chatting at a fixed aggregate rate.
     --size BYTES         filler added to each message's content (0)
     --concurrency N      pairs being set up at once (50)
 
-    Reports ack latency (send -> ack ok:true), delivery latency (send ->
-    the agent's new-message) and echo latency (send -> the sender's own
-    new-message) as p50/p90/p99/p99.9/max, the bench's own scheduling lag,
-    achieved send and delivery rates, and per-socket correctness: lost
-    (acked, never delivered to the agent), missing echo (acked, never sent
-    back to the sender), duplicated (a seq delivered twice to one socket),
-    out-of-order (seq not increasing on one socket), unanswered (no ack by
-    the end) and failed acks by error code.
-    Exit status 1 when any of those is non-zero.
+    Reports ack latency (due -> ack ok:true), delivery latency (due -> the
+    agent's new-message) and echo latency (due -> the sender's own
+    new-message) as p50/p90/p99/p99.9/max, all counted from when each
+    message was due by the schedule, so time the bench spent behind is not
+    hidden; beside them ack and delivery counted from the actual write, and
+    the send lag (written minus due). Then achieved send and delivery rates
+    and per-socket correctness: lost (acked, never delivered to the agent),
+    missing echo (acked, never sent back to the sender), duplicated (a seq
+    delivered twice to one socket), out-of-order (seq not increasing on one
+    socket), unanswered (no ack by the end), failed acks by error code, and
+    never written (scheduled, but the sender stopped).
+    Exit status 1 when any of those is non-zero, a socket closed early, or
+    the send lag p99 is over 10 ms: then the bench did not offer the rate
+    it was asked for.
+
+SWEEP: the highest rate the server sustains.
+    Sets up --sessions pairs once, as LOAD does, then runs one LOAD step per
+    rate, lowest first, with a pause between steps. A step passes when its
+    open-loop delivery p99 is under 100 ms, nothing was lost, duplicated,
+    reordered, refused or left unanswered, and the send lag p99 is at most
+    10 ms. The sweep stops at the first failing step and prints a table
+    (offered rate, achieved send and delivery rates, ack and delivery
+    p50/p99 from the due time, delivery p99 from the write, lag p99,
+    lost/duplicated/out-of-order, result) and the highest passing rate.
+    When the first failure is the bench's own lag, the limit found is the
+    bench's, not the server's, and the report says so.
+    Exit status 1 when no step passed.
+
+    --url URL[,URL...]   gateway base URLs, as for LOAD
+    --jwt-secret SECRET  HS256 secret of the server
+    --sessions N         customer/agent pairs (200)
+    --from R             first rate, msg/s (1000)
+    --step R             added to the rate after each step (1000)
+    --to R               last rate tried (1000000)
+    --rates R1,R2,...    the rates to try instead of --from/--step/--to
+    --step-seconds S     measured seconds per step (15)
+    --warmup S           seconds of sending before each step's measuring (2)
+    --grace S            wait after each step's last send (5)
+    --settle S           pause between steps (2)
+    --pool NAME          agent pool the sessions go to (bench)
+    --size BYTES         filler added to each message's content (0)
+    --concurrency N      pairs being set up at once (50)
 
 IDLE: memory per idle connection.
     Reads the servers' resident memory (VmRSS from /proc/PID/status), opens
@@ -447,6 +608,8 @@ EXAMPLES:
         --pairs 100 --rate 1000 --duration 20
     chat-bench load --url http://127.0.0.1:3001,http://127.0.0.1:3002 \\
         --jwt-secret bench-secret-0123456789 --rate 2000
+    chat-bench sweep --url http://127.0.0.1:3001 --jwt-secret bench-secret-0123456789 \\
+        --rates 1000,2000,4000,8000 --step-seconds 10
 ";
 
 #[cfg(test)]
@@ -475,6 +638,52 @@ mod tests {
         assert_eq!(load.duration, Duration::from_secs(20));
         assert_eq!(load.warmup, Duration::from_secs(3));
         assert_eq!(load.pool, "bench");
+    }
+
+    #[test]
+    fn sweep_rates_come_from_a_range_or_a_list() {
+        let base = ["sweep", "--url", "http://a:1", "--jwt-secret", "s"];
+        let sweep = |extra: &[&str]| {
+            let mut args = strings(&base);
+            args.extend(strings(extra));
+            parse(&args, None).map(|command| match command {
+                Command::Sweep(sweep) => sweep,
+                other => panic!("expected sweep, got {other:?}"),
+            })
+        };
+        let defaults = sweep(&[]).unwrap();
+        assert_eq!(defaults.sessions, 200);
+        assert_eq!(defaults.step_duration, Duration::from_secs(15));
+        assert_eq!(defaults.rates.get(0), Some(1000.0));
+        assert_eq!(defaults.rates.get(2), Some(3000.0));
+
+        let range = sweep(&["--from", "500", "--step=250", "--to", "1500"]).unwrap();
+        assert_eq!(range.rates.count(), 5);
+        assert_eq!(range.rates.get(4), Some(1500.0));
+        assert_eq!(range.rates.get(5), None);
+        let tenths = Rates::Linear {
+            from: 0.1,
+            step: 0.1,
+            to: 0.3,
+        };
+        assert_eq!(tenths.count(), 3);
+        assert!(tenths.get(2).is_some() && tenths.get(3).is_none());
+
+        let list = sweep(&["--rates", "1000,2_000, 4000", "--step-seconds", "5"]).unwrap();
+        assert_eq!(list.rates, Rates::List(vec![1000.0, 2000.0, 4000.0]));
+        assert_eq!(list.rates.count(), 3);
+        assert_eq!(list.step_duration, Duration::from_secs(5));
+
+        let both = sweep(&["--rates", "1000", "--step", "5"]).unwrap_err();
+        assert!(both.to_string().contains("not both"));
+        assert!(sweep(&["--rates", "2000,1000"]).is_err());
+        assert!(sweep(&["--rates", ","]).is_err());
+        assert!(sweep(&["--from", "2000", "--to", "1000"]).is_err());
+        assert!(sweep(&["--step", "0"]).is_err());
+        assert!(matches!(
+            sweep(&["--rate", "1000"]),
+            Err(ArgsError::UnknownFlag { .. })
+        ));
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! The load run. Setup: for each pair, an agent socket and a customer
 //! socket (on different gateways when several are given), a session created
 //! over REST by the customer and assigned by the agent, and both sockets
-//! joined to it. Run: every pair's customer sends on a fixed schedule (the
-//! aggregate rate split evenly, pairs staggered across the period) from one
-//! task per pair, which also books the acks and deliveries its two reader
-//! tasks report. Nothing is shared between pairs while sending except a
-//! few progress counters; the per-pair tallies are merged at the end.
+//! joined to it. A step: every pair's customer sends on an open-loop
+//! schedule (the aggregate rate split evenly, pairs staggered across the
+//! period; see [`crate::schedule`]) from one task per pair, which also
+//! books the acks and deliveries its two reader tasks report. Nothing is
+//! shared between pairs while sending except a few progress counters; the
+//! per-pair tallies are merged at the end. The pairs outlive a step, so a
+//! sweep sets them up once and runs step after step on them.
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
@@ -25,25 +27,20 @@ use tokio_tungstenite::tungstenite::{self, Message};
 
 use crate::args::LoadArgs;
 use crate::client::{self, AckOutcome, ClientError, Endpoint, Incoming, Received, SharedSink};
-use crate::report::{self, micros, LoadPlan, LoadTotals};
+use crate::report::{self, LoadPlan, LoadTotals};
 use crate::rest::{self, RestError};
+use crate::schedule::{Ledger, Schedule};
 
 const CUSTOMER: u8 = 0;
 const AGENT: u8 = 1;
-/// Ack id of the join during setup; message `k` is sent with ack id `k + 1`.
+/// Ack id of the join during setup; messages count up from 1 (see
+/// [`Ledger::ack_id`]).
 const JOIN_ACK_ID: u64 = 0;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 const JOIN_TIMEOUT: Duration = Duration::from_secs(20);
-/// Time between the end of setup and the first scheduled send.
+/// Time between the start of a step and its first scheduled send.
 const START_DELAY: Duration = Duration::from_millis(250);
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
-
-/// Flags of one sent message.
-const MEASURED: u8 = 1;
-const ANSWERED: u8 = 2;
-const ACKED: u8 = 4;
-const DELIVERED: u8 = 8;
-const ECHOED: u8 = 16;
 
 #[derive(Debug, thiserror::Error)]
 enum SetupError {
@@ -114,71 +111,26 @@ struct Progress {
 }
 
 pub async fn run(args: LoadArgs) -> anyhow::Result<bool> {
-    let total_time = args.warmup + args.duration + args.grace;
-    let setup = Arc::new(Setup {
-        endpoints: args.endpoints.clone(),
-        minter: TokenMinter::new(&args.jwt_secret),
-        pool: args.pool.clone(),
-        run_id: run_id(),
-        token_ttl: i64::try_from(total_time.as_secs())
-            .unwrap_or(i64::MAX / 2)
-            .saturating_add(3600),
-    });
-    let gateways: Vec<String> = args.endpoints.iter().map(ToString::to_string).collect();
-    eprintln!(
-        "setting up {} pairs on {} ({} at a time)...",
-        args.pairs,
-        gateways.join(", "),
-        args.concurrency
-    );
-    let setup_started = Instant::now();
-    let pairs = set_up_pairs(&setup, args.pairs, args.concurrency).await?;
-    eprintln!(
-        "set up {} pairs in {:.1} s",
-        pairs.len(),
-        setup_started.elapsed().as_secs_f64()
-    );
-
-    let start = Instant::now() + START_DELAY;
-    let warmup_end = start + args.warmup;
-    let send_end = warmup_end + args.duration;
-    let schedule = Schedule {
-        start,
-        period: args.pairs as f64 / args.rate,
+    let fleet_plan = FleetPlan {
+        endpoints: &args.endpoints,
+        jwt_secret: &args.jwt_secret,
+        pool: &args.pool,
         pairs: args.pairs,
-        warmup_end,
-        send_end,
-        deadline: send_end + args.grace,
+        concurrency: args.concurrency,
+        lifetime: args.warmup + args.duration + args.grace,
     };
-    eprintln!(
-        "sending {:.0} msg/s ({:.2} msg/s per pair) for {:.1} s warm-up + {:.1} s measured, then up to {:.1} s grace",
-        args.rate,
-        args.rate / args.pairs as f64,
-        args.warmup.as_secs_f64(),
-        args.duration.as_secs_f64(),
-        args.grace.as_secs_f64()
-    );
-    let progress = Arc::new(Progress::default());
-    let ticker = tokio::spawn(print_progress(progress.clone(), start));
-    let mut runs = JoinSet::new();
-    for pair in pairs {
-        let runner = PairRun::new(
-            pair,
-            schedule.clone(),
-            &args,
-            &setup.run_id,
-            progress.clone(),
-        );
-        runs.spawn(runner.run());
-    }
-    let mut totals = LoadTotals::default();
-    while let Some(done) = runs.join_next().await {
-        match done {
-            Ok(pair_totals) => totals.merge(pair_totals),
-            Err(error) => bail!("a pair's task failed: {error}"),
-        }
-    }
-    ticker.abort();
+    let mut fleet = Fleet::set_up(&fleet_plan).await?;
+    let step = StepPlan {
+        index: 0,
+        rate: args.rate,
+        warmup: args.warmup,
+        duration: args.duration,
+        grace: args.grace,
+        size: args.size,
+    };
+    let result = fleet.run_step(&step).await;
+    fleet.close().await;
+    let mut totals = result?;
     let plan = LoadPlan {
         pairs: args.pairs,
         gateways: args.endpoints.len(),
@@ -187,6 +139,123 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<bool> {
         warmup: args.warmup,
     };
     Ok(report::print_load(&plan, &mut totals))
+}
+
+/// Which pairs to set up, and for how long their tokens must last.
+pub struct FleetPlan<'a> {
+    pub endpoints: &'a [Endpoint],
+    pub jwt_secret: &'a str,
+    pub pool: &'a str,
+    pub pairs: usize,
+    pub concurrency: usize,
+    /// How long the pairs are used after setup.
+    pub lifetime: Duration,
+}
+
+/// One step's sending: its rate and phases.
+#[derive(Debug, Clone)]
+pub struct StepPlan {
+    /// Keeps this step's client message ids apart from other steps'.
+    pub index: usize,
+    pub rate: f64,
+    pub warmup: Duration,
+    pub duration: Duration,
+    pub grace: Duration,
+    /// Bytes of filler added to each message's content.
+    pub size: usize,
+}
+
+/// The set-up pairs, kept between steps.
+pub struct Fleet {
+    setup: Arc<Setup>,
+    pairs: Vec<PairState>,
+}
+
+impl Fleet {
+    /// Sets every pair up; fails (closing what was opened) if any pair
+    /// cannot be set up.
+    pub async fn set_up(plan: &FleetPlan<'_>) -> anyhow::Result<Fleet> {
+        let setup = Arc::new(Setup {
+            endpoints: plan.endpoints.to_vec(),
+            minter: TokenMinter::new(plan.jwt_secret),
+            pool: plan.pool.to_owned(),
+            run_id: run_id(),
+            token_ttl: i64::try_from(plan.lifetime.as_secs())
+                .unwrap_or(i64::MAX / 2)
+                .saturating_add(3600),
+        });
+        let gateways: Vec<String> = plan.endpoints.iter().map(ToString::to_string).collect();
+        eprintln!(
+            "setting up {} pairs on {} ({} at a time)...",
+            plan.pairs,
+            gateways.join(", "),
+            plan.concurrency
+        );
+        let setup_started = Instant::now();
+        let pairs = set_up_pairs(&setup, plan.pairs, plan.concurrency).await?;
+        eprintln!(
+            "set up {} pairs in {:.1} s",
+            pairs.len(),
+            setup_started.elapsed().as_secs_f64()
+        );
+        let pairs = pairs.into_iter().map(PairState::new).collect();
+        Ok(Fleet { setup, pairs })
+    }
+
+    /// Runs one step on every pair and merges their tallies.
+    pub async fn run_step(&mut self, plan: &StepPlan) -> anyhow::Result<LoadTotals> {
+        let count = self.pairs.len();
+        let schedule = Schedule::new(
+            Instant::now() + START_DELAY,
+            plan.rate,
+            count,
+            plan.warmup,
+            plan.duration,
+            plan.grace,
+        );
+        eprintln!(
+            "sending {:.0} msg/s ({:.2} msg/s per pair) for {:.1} s warm-up + {:.1} s measured, then up to {:.1} s grace",
+            plan.rate,
+            plan.rate / count as f64,
+            plan.warmup.as_secs_f64(),
+            plan.duration.as_secs_f64(),
+            plan.grace.as_secs_f64()
+        );
+        let progress = Arc::new(Progress::default());
+        let ticker = tokio::spawn(print_progress(progress.clone(), schedule.start));
+        let mut runs = JoinSet::new();
+        for state in self.pairs.drain(..) {
+            let runner = PairRun::new(
+                state,
+                schedule.clone(),
+                plan,
+                &self.setup.run_id,
+                progress.clone(),
+            );
+            runs.spawn(runner.run());
+        }
+        let mut totals = LoadTotals::default();
+        let mut failure = None;
+        while let Some(done) = runs.join_next().await {
+            match done {
+                Ok((state, pair_totals)) => {
+                    totals.merge(pair_totals);
+                    self.pairs.push(state);
+                }
+                Err(error) => failure = Some(error),
+            }
+        }
+        ticker.abort();
+        self.pairs.sort_by_key(|p| p.pair.index);
+        if let Some(error) = failure {
+            bail!("a pair's task failed: {error}");
+        }
+        Ok(totals)
+    }
+
+    pub async fn close(self) {
+        futures_util::future::join_all(self.pairs.into_iter().map(|p| p.pair.close())).await;
+    }
 }
 
 /// Sets every pair up, `concurrency` at a time; fails (closing what was
@@ -338,39 +407,6 @@ async fn open_session(
     Ok(())
 }
 
-/// When each pair sends. Message `k` of pair `i` is due at
-/// `start + (i / pairs + k) * period`.
-#[derive(Debug, Clone)]
-struct Schedule {
-    start: Instant,
-    /// Seconds between two messages of one pair.
-    period: f64,
-    pairs: usize,
-    warmup_end: Instant,
-    send_end: Instant,
-    deadline: Instant,
-}
-
-impl Schedule {
-    fn due(&self, pair: usize, k: usize) -> Instant {
-        let slots = pair as f64 / self.pairs as f64 + k as f64;
-        self.start + Duration::from_secs_f64(slots * self.period)
-    }
-
-    /// Messages one pair sends in total (an upper bound for capacity).
-    fn messages_per_pair(&self) -> usize {
-        let seconds = (self.send_end - self.start).as_secs_f64();
-        ((seconds / self.period).ceil() as usize + 1).min(50_000_000)
-    }
-}
-
-/// One sent message: when it went out and what has happened to it.
-#[derive(Debug, Clone, Copy)]
-struct Sent {
-    at: Instant,
-    flags: u8,
-}
-
 /// Seqs one socket has received: flags repeats and regressions.
 #[derive(Debug, Default)]
 struct SeqTracker {
@@ -390,141 +426,149 @@ impl SeqTracker {
     }
 }
 
-/// The sending and booking task of one pair.
-struct PairRun {
+/// What a pair carries from one step to the next: its sockets, the order
+/// each has seen (a session's seqs keep rising across steps), and where
+/// its ack ids continue.
+struct PairState {
     pair: Pair,
-    schedule: Schedule,
+    customer_seqs: SeqTracker,
+    agent_seqs: SeqTracker,
+    next_ack_base: u64,
+    /// A socket of the pair closed; later steps cannot send on it.
+    closed: bool,
+}
+
+impl PairState {
+    fn new(pair: Pair) -> Self {
+        PairState {
+            pair,
+            customer_seqs: SeqTracker::default(),
+            agent_seqs: SeqTracker::default(),
+            next_ack_base: 0,
+            closed: false,
+        }
+    }
+}
+
+/// The sending and booking task of one pair for one step.
+struct PairRun {
+    state: PairState,
+    ledger: Ledger,
     progress: Arc<Progress>,
     /// `["send-message",{"sessionId":…,"clientMsgId":"<prefix>`
     frame_head: String,
     /// `<filler>"}]`
     frame_tail: String,
     client_id_prefix: String,
-    sent: Vec<Sent>,
-    totals: LoadTotals,
-    customer_seqs: SeqTracker,
-    agent_seqs: SeqTracker,
-    answered: usize,
-    delivered: usize,
-    echoed: usize,
     sending: bool,
 }
 
 impl PairRun {
     fn new(
-        pair: Pair,
+        state: PairState,
         schedule: Schedule,
-        args: &LoadArgs,
+        plan: &StepPlan,
         run_id: &str,
         progress: Arc<Progress>,
     ) -> Self {
-        let client_id_prefix = format!("{run_id}-{}-", pair.index);
-        let session = Value::String(pair.session_id.clone());
+        let index = state.pair.index;
+        let client_id_prefix = format!("{run_id}-{}-{index}-", plan.index);
+        let session = Value::String(state.pair.session_id.clone());
         let frame_head =
             format!(r#"["send-message",{{"sessionId":{session},"clientMsgId":"{client_id_prefix}"#);
-        let filler = if args.size > 0 {
-            format!(" {}", "x".repeat(args.size))
+        let filler = if plan.size > 0 {
+            format!(" {}", "x".repeat(plan.size))
         } else {
             String::new()
         };
         let frame_tail = format!(r#"{filler}"}}]"#);
-        let capacity = schedule.messages_per_pair();
+        let mut ledger = Ledger::new(schedule, index, state.next_ack_base);
+        let sending = !state.closed;
+        if state.closed {
+            ledger
+                .totals_mut()
+                .disconnects
+                .push(format!("pair {index}: closed in an earlier step"));
+        }
         PairRun {
-            pair,
-            schedule,
+            state,
+            ledger,
             progress,
             frame_head,
             frame_tail,
             client_id_prefix,
-            sent: Vec::with_capacity(capacity),
-            totals: LoadTotals::default(),
-            customer_seqs: SeqTracker::default(),
-            agent_seqs: SeqTracker::default(),
-            answered: 0,
-            delivered: 0,
-            echoed: 0,
-            sending: true,
+            sending,
         }
     }
 
-    async fn run(mut self) -> LoadTotals {
+    async fn run(mut self) -> (PairState, LoadTotals) {
+        let deadline = self.ledger.schedule().deadline;
         loop {
-            let next_due = self.schedule.due(self.pair.index, self.sent.len());
-            if self.sending && next_due >= self.schedule.send_end {
-                self.sending = false;
-            }
-            if !self.sending && self.settled() {
+            let next_due = if self.sending {
+                self.ledger.next_due()
+            } else {
+                None
+            };
+            self.sending = next_due.is_some();
+            if !self.sending && self.ledger.settled() {
                 break;
             }
             tokio::select! {
-                received = self.pair.events.recv() => match received {
+                received = self.state.pair.events.recv() => match received {
                     Some(received) => self.book(received),
                     None => break,
                 },
-                _ = sleep_until(next_due), if self.sending => self.send_due().await,
-                _ = sleep_until(self.schedule.deadline) => break,
+                _ = sleep_until(next_due.unwrap_or(deadline)), if next_due.is_some() => {
+                    self.send_due().await
+                }
+                _ = sleep_until(deadline) => break,
             }
         }
-        self.finish().await
+        self.state.next_ack_base = self.ledger.next_ack_base();
+        (self.state, self.ledger.finish())
     }
 
-    /// Everything sent has been answered, and every acked message has
-    /// reached the agent and come back to the sender.
-    fn settled(&self) -> bool {
-        let acked = usize::try_from(self.totals.acked_ok).unwrap_or(usize::MAX);
-        self.answered == self.sent.len() && self.delivered >= acked && self.echoed >= acked
-    }
-
-    /// Writes every message that is due by now, then flushes once.
+    /// Writes every message that is due by now, then flushes once. The
+    /// messages count as written when the flush returns: that is when they
+    /// left the bench, however long it waited for the socket.
     async fn send_due(&mut self) {
-        let now = Instant::now();
-        let first = self.sent.len();
-        let sink = self.pair.customer.clone();
+        let due = self.ledger.due_by(Instant::now());
+        if due.is_empty() {
+            return;
+        }
+        let sink = self.state.pair.customer.clone();
         let mut sink = sink.lock().await;
+        let mut fed = due.start;
         let mut result = Ok(());
-        loop {
-            let k = self.sent.len();
-            let due = self.schedule.due(self.pair.index, k);
-            if due > now || due >= self.schedule.send_end {
-                break;
-            }
-            let frame = self.frame(k);
-            let at = Instant::now();
-            if let Err(error) = sink.feed(Message::text(frame)).await {
+        for k in due.clone() {
+            if let Err(error) = sink.feed(Message::text(self.frame(k))).await {
                 result = Err(error);
                 break;
             }
-            let mut flags = 0;
-            if due >= self.schedule.warmup_end {
-                flags |= MEASURED;
-                self.totals.sent_measured += 1;
-                self.totals
-                    .lag_us
-                    .push(micros(at.saturating_duration_since(due)));
-            }
-            self.sent.push(Sent { at, flags });
+            fed = k + 1;
         }
         if result.is_ok() {
             result = sink.flush().await;
         }
         drop(sink);
-        let written = self.sent.len() - first;
+        self.ledger.written(due.start..fed, Instant::now());
         self.progress
             .sent
-            .fetch_add(written as u64, Ordering::Relaxed);
+            .fetch_add((fed - due.start) as u64, Ordering::Relaxed);
         if let Err(error) = result {
-            self.totals.disconnects.push(format!(
+            self.ledger.totals_mut().disconnects.push(format!(
                 "pair {} customer: write failed: {error}",
-                self.pair.index
+                self.state.pair.index
             ));
+            self.state.closed = true;
             self.sending = false;
         }
     }
 
-    /// `42/chat,<k+1>["send-message",{"sessionId":…,"clientMsgId":"<run>-<pair>-<k>","content":"m<k>…"}]`
+    /// `42/chat,<id>["send-message",{"sessionId":…,"clientMsgId":"<run>-<step>-<pair>-<k>","content":"m<k>…"}]`
     fn frame(&self, k: usize) -> String {
         let mut frame = String::with_capacity(self.frame_head.len() + self.frame_tail.len() + 48);
-        let _ = write!(frame, "42/chat,{}", k + 1);
+        let _ = write!(frame, "42/chat,{}", self.ledger.ack_id(k));
         frame.push_str(&self.frame_head);
         let _ = write!(frame, r#"{k}","content":"m{k}"#);
         frame.push_str(&self.frame_tail);
@@ -534,124 +578,56 @@ impl PairRun {
     fn book(&mut self, received: Received) {
         match received.item {
             Incoming::Ack { id, outcome } if received.tag == CUSTOMER => {
-                self.book_ack(id, outcome, received.at)
+                if self.ledger.ack(id, outcome, received.at) {
+                    self.progress.acked.fetch_add(1, Ordering::Relaxed);
+                }
             }
             Incoming::Ack { .. } => {}
             Incoming::NewMessage(message) => {
-                if message.session_id != self.pair.session_id {
-                    self.totals.foreign += 1;
+                let totals = self.ledger.totals_mut();
+                if message.session_id != self.state.pair.session_id {
+                    totals.foreign += 1;
                     return;
                 }
                 let tracker = if received.tag == AGENT {
-                    &mut self.agent_seqs
+                    &mut self.state.agent_seqs
                 } else {
-                    &mut self.customer_seqs
+                    &mut self.state.customer_seqs
                 };
-                tracker.observe(message.seq, &mut self.totals);
+                tracker.observe(message.seq, totals);
                 let index = message
                     .client_msg_id
                     .as_deref()
                     .and_then(|id| id.strip_prefix(self.client_id_prefix.as_str()))
                     .and_then(|k| k.parse::<usize>().ok());
-                match index {
-                    Some(k) if k < self.sent.len() => {
-                        self.book_delivery(k, received.tag, received.at)
+                let booked =
+                    index.and_then(|k| self.ledger.delivery(k, received.tag == AGENT, received.at));
+                match booked {
+                    Some(true) => {
+                        self.progress.delivered.fetch_add(1, Ordering::Relaxed);
                     }
-                    _ => self.totals.foreign += 1,
+                    Some(false) => {}
+                    // Another step's message (late), or not this run's.
+                    None => self.ledger.totals_mut().foreign += 1,
                 }
             }
-            Incoming::Unparsable(_) => self.totals.unparsable += 1,
+            Incoming::Unparsable(_) => self.ledger.totals_mut().unparsable += 1,
             Incoming::Closed(reason) => {
                 let side = if received.tag == AGENT {
                     "agent"
                 } else {
                     "customer"
                 };
-                self.totals
+                self.ledger
+                    .totals_mut()
                     .disconnects
-                    .push(format!("pair {} {side}: {reason}", self.pair.index));
+                    .push(format!("pair {} {side}: {reason}", self.state.pair.index));
+                self.state.closed = true;
                 if received.tag == CUSTOMER {
                     self.sending = false;
                 }
             }
         }
-    }
-
-    fn book_ack(&mut self, id: u64, outcome: AckOutcome, at: Instant) {
-        let Some(sent) = id
-            .checked_sub(1)
-            .and_then(|k| usize::try_from(k).ok())
-            .and_then(|k| self.sent.get_mut(k))
-        else {
-            // The join's ack, or an id this run never used.
-            return;
-        };
-        if sent.flags & ANSWERED != 0 {
-            return;
-        }
-        sent.flags |= ANSWERED;
-        self.answered += 1;
-        match outcome {
-            AckOutcome::Ok { .. } => {
-                sent.flags |= ACKED;
-                self.totals.acked_ok += 1;
-                if sent.flags & MEASURED != 0 {
-                    self.totals
-                        .ack_us
-                        .push(micros(at.saturating_duration_since(sent.at)));
-                }
-                self.progress.acked.fetch_add(1, Ordering::Relaxed);
-            }
-            AckOutcome::Failed { code } => *self.totals.failed.entry(code).or_default() += 1,
-        }
-    }
-
-    fn book_delivery(&mut self, k: usize, tag: u8, at: Instant) {
-        let sent = &mut self.sent[k];
-        if tag == CUSTOMER {
-            if sent.flags & ECHOED == 0 {
-                sent.flags |= ECHOED;
-                self.echoed += 1;
-                if sent.flags & MEASURED != 0 {
-                    self.totals
-                        .echo_us
-                        .push(micros(at.saturating_duration_since(sent.at)));
-                }
-            }
-            return;
-        }
-        if sent.flags & DELIVERED != 0 {
-            return;
-        }
-        sent.flags |= DELIVERED;
-        self.delivered += 1;
-        self.totals.delivered_total += 1;
-        if sent.flags & MEASURED != 0 {
-            self.totals
-                .delivery_us
-                .push(micros(at.saturating_duration_since(sent.at)));
-        }
-        if at >= self.schedule.warmup_end && at < self.schedule.send_end {
-            self.totals.delivered_in_window += 1;
-        }
-        self.progress.delivered.fetch_add(1, Ordering::Relaxed);
-    }
-
-    async fn finish(mut self) -> LoadTotals {
-        for sent in &self.sent {
-            if sent.flags & ANSWERED == 0 {
-                self.totals.unanswered += 1;
-            }
-            if sent.flags & ACKED != 0 && sent.flags & DELIVERED == 0 {
-                self.totals.lost += 1;
-            }
-            if sent.flags & ACKED != 0 && sent.flags & ECHOED == 0 {
-                self.totals.missing_echo += 1;
-            }
-        }
-        self.totals.sent_total = self.sent.len() as u64;
-        self.pair.close().await;
-        self.totals
     }
 }
 
@@ -681,29 +657,6 @@ fn run_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn schedule(pairs: usize, rate: f64) -> Schedule {
-        let start = Instant::now();
-        Schedule {
-            start,
-            period: pairs as f64 / rate,
-            pairs,
-            warmup_end: start + Duration::from_secs(1),
-            send_end: start + Duration::from_secs(3),
-            deadline: start + Duration::from_secs(4),
-        }
-    }
-
-    #[test]
-    fn pairs_are_staggered_across_one_period() {
-        let s = schedule(4, 100.0);
-        // 25 msg/s per pair: 40 ms apart, pairs 10 ms apart.
-        assert_eq!(s.due(0, 0), s.start);
-        assert_eq!(s.due(1, 0) - s.start, Duration::from_millis(10));
-        assert_eq!(s.due(0, 1) - s.start, Duration::from_millis(40));
-        assert_eq!(s.due(3, 2) - s.start, Duration::from_millis(110));
-        assert!(s.messages_per_pair() >= 75);
-    }
 
     #[test]
     fn seq_tracker_flags_repeats_and_regressions() {

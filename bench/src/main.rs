@@ -6,6 +6,8 @@
 //! ```text
 //! chat-bench load --url http://127.0.0.1:3001[,http://127.0.0.1:3002] --jwt-secret S \
 //!     [--pairs 100] [--rate 1000] [--duration 20] [--warmup 3] [--grace 5] [--pool bench]
+//! chat-bench sweep --url http://127.0.0.1:3001[,…] --jwt-secret S \
+//!     [--sessions 200] [--from 1000] [--step 1000] [--to R | --rates R1,R2,…] [--step-seconds 15]
 //! chat-bench idle --url http://127.0.0.1:3001 --jwt-secret S --connections 10000 --pid PID \
 //!     [--role customer] [--concurrency 200] [--hold 5]
 //! chat-bench hostile --url http://127.0.0.1:3001 --jwt-secret S --pid PID \
@@ -15,13 +17,17 @@
 //!
 //! `load` sets up customer/agent pairs (a customer and its agent on
 //! different gateways when several URLs are given), sends at a fixed
-//! aggregate rate, and reports ack and delivery latency percentiles,
-//! achieved rates, and lost, duplicated or out-of-order messages; it exits
-//! with status 1 when any message went wrong. The server must run with
-//! `RATE_LIMIT_PER_SEC=0`. `idle` opens many authenticated sockets and
-//! reports the servers' memory growth per connection (VmRSS of `--pid`).
-//! `scripts/bench-standalone.sh` runs both against a fresh standalone
-//! server. `hostile` floods one socket per event kind and opens sockets
+//! aggregate rate on an open-loop schedule, and reports ack and delivery
+//! latency percentiles from each message's due time (and from its actual
+//! write), the bench's own send lag, achieved rates, and lost, duplicated
+//! or out-of-order messages; it exits with status 1 when any message went
+//! wrong or the bench fell behind its schedule. `sweep` runs such steps at
+//! rising rates on one set of pairs and reports the highest rate whose
+//! open-loop delivery p99 stays under 100 ms with nothing lost. The server
+//! must run with `RATE_LIMIT_PER_SEC=0`. `idle` opens many authenticated
+//! sockets and reports the servers' memory growth per connection (VmRSS of
+//! `--pid`). `scripts/bench-standalone.sh` runs `idle` and `load` (or, with
+//! `SWEEP=1`, `sweep`) against a fresh standalone server. `hostile` floods one socket per event kind and opens sockets
 //! that never read, and reports what that costs a control chat and the
 //! server's memory (`scripts/bench-hostile.sh`). Exit status 2 means bad arguments or a setup failure.
 #![forbid(unsafe_code)]
@@ -34,6 +40,8 @@ mod idle;
 mod load;
 mod report;
 mod rest;
+mod schedule;
+mod sweep;
 
 use std::future::Future;
 use std::process::ExitCode;
@@ -56,6 +64,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Load(load) => run(load::run(load)),
+        Command::Sweep(sweep) => run(sweep::run(sweep)),
         Command::Idle(idle) => run(idle::run(idle)),
         Command::Hostile(hostile) => run(hostile::run(hostile)),
     }

@@ -1,7 +1,8 @@
 //! Counting and printing: latency samples kept as microseconds in a
 //! `Vec<u32>` and sorted once at the end (exact percentiles; a few million
 //! samples sort in well under a second), the load run's counters merged
-//! over all pairs, and the printed report with its pass/fail verdict.
+//! over all pairs, the pass/fail verdict of a load step (shared by `load`
+//! and every step of `sweep`, so both judge alike), and the printed report.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -47,14 +48,20 @@ pub fn micros(duration: Duration) -> u32 {
 /// Everything a load run counts; each pair fills one and they are merged.
 #[derive(Debug, Default)]
 pub struct LoadTotals {
-    /// Send → ack ok:true, measured messages only.
+    /// Due → ack ok:true (open loop), measured messages only.
     pub ack_us: Vec<u32>,
-    /// Send → the agent's `new-message`, measured messages only.
+    /// Written → ack ok:true, the same messages.
+    pub ack_written_us: Vec<u32>,
+    /// Due → the agent's `new-message` (open loop), measured messages only.
     pub delivery_us: Vec<u32>,
-    /// Send → the sender's own `new-message` echo, measured messages only.
+    /// Written → the agent's `new-message`, the same messages.
+    pub delivery_written_us: Vec<u32>,
+    /// Due → the sender's own `new-message` echo, measured messages only.
     pub echo_us: Vec<u32>,
-    /// How late the bench wrote each message against its schedule.
+    /// How late the bench wrote each measured message against its schedule.
     pub lag_us: Vec<u32>,
+    /// Scheduled but never written (a sender that stopped early).
+    pub unsent: u64,
     pub sent_total: u64,
     /// Sent after the warm-up (the rate's numerator).
     pub sent_measured: u64,
@@ -86,9 +93,12 @@ pub struct LoadTotals {
 impl LoadTotals {
     pub fn merge(&mut self, other: LoadTotals) {
         self.ack_us.extend(other.ack_us);
+        self.ack_written_us.extend(other.ack_written_us);
         self.delivery_us.extend(other.delivery_us);
+        self.delivery_written_us.extend(other.delivery_written_us);
         self.echo_us.extend(other.echo_us);
         self.lag_us.extend(other.lag_us);
+        self.unsent += other.unsent;
         self.sent_total += other.sent_total;
         self.sent_measured += other.sent_measured;
         self.acked_ok += other.acked_ok;
@@ -111,16 +121,104 @@ impl LoadTotals {
         self.failed.values().sum()
     }
 
-    /// True when nothing went wrong: the run passes.
-    pub fn is_clean(&self) -> bool {
-        self.lost == 0
-            && self.missing_echo == 0
-            && self.duplicated == 0
-            && self.out_of_order == 0
-            && self.unanswered == 0
-            && self.failed_acks() == 0
-            && self.sent_total > 0
+    /// What went wrong with the messages themselves: anything lost,
+    /// repeated, reordered, refused or never written.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let counts = [
+            ("lost", self.lost),
+            ("missing echo", self.missing_echo),
+            ("duplicated", self.duplicated),
+            ("out of order", self.out_of_order),
+            ("unanswered", self.unanswered),
+            ("failed acks", self.failed_acks()),
+            ("scheduled but never written", self.unsent),
+        ];
+        for (what, count) in counts {
+            if count > 0 {
+                problems.push(format!("{what} {count}"));
+            }
+        }
+        if !self.disconnects.is_empty() {
+            problems.push(format!("sockets closed early {}", self.disconnects.len()));
+        }
+        if self.sent_total == 0 {
+            problems.push("nothing sent".to_owned());
+        }
+        problems
     }
+}
+
+/// The percentiles of one step, each set sorted once.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Summary {
+    pub ack: Option<Percentiles>,
+    pub ack_written: Option<Percentiles>,
+    pub delivery: Option<Percentiles>,
+    pub delivery_written: Option<Percentiles>,
+    pub echo: Option<Percentiles>,
+    pub lag: Option<Percentiles>,
+}
+
+impl Summary {
+    pub fn of(totals: &mut LoadTotals) -> Self {
+        Summary {
+            ack: percentiles(&mut totals.ack_us),
+            ack_written: percentiles(&mut totals.ack_written_us),
+            delivery: percentiles(&mut totals.delivery_us),
+            delivery_written: percentiles(&mut totals.delivery_written_us),
+            echo: percentiles(&mut totals.echo_us),
+            lag: percentiles(&mut totals.lag_us),
+        }
+    }
+}
+
+/// The send lag p99 above which a step is void: the bench did not offer
+/// the rate it was asked for, so its figures say nothing about that rate.
+pub const LAG_P99_LIMIT: Duration = Duration::from_millis(10);
+
+/// The bars one step must clear besides correctness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub lag_p99: Duration,
+    /// Open-loop delivery p99 must stay below this (the sweep's bar);
+    /// None for a plain load run, which reports latency without judging it.
+    pub delivery_p99: Option<Duration>,
+}
+
+impl Limits {
+    pub const LOAD: Limits = Limits {
+        lag_p99: LAG_P99_LIMIT,
+        delivery_p99: None,
+    };
+}
+
+/// Why a step failed; empty when it passed.
+pub fn verdict(totals: &LoadTotals, summary: &Summary, limits: &Limits) -> Vec<String> {
+    let mut reasons = totals.problems();
+    if let Some(lag) = summary.lag {
+        if u128::from(lag.p99) > limits.lag_p99.as_micros() {
+            reasons.push(format!(
+                "send lag p99 {} ms > {} ms: the bench fell behind its schedule",
+                ms(lag.p99),
+                limits.lag_p99.as_millis()
+            ));
+        }
+    }
+    if let Some(bar) = limits.delivery_p99 {
+        match summary.delivery {
+            Some(delivery) if u128::from(delivery.p99) >= bar.as_micros() => {
+                reasons.push(format!(
+                    "delivery p99 {} ms >= {} ms",
+                    ms(delivery.p99),
+                    bar.as_millis()
+                ));
+            }
+            Some(_) => {}
+            None => reasons.push("no delivery measured".to_owned()),
+        }
+    }
+    reasons
 }
 
 /// What the load run was asked to do, for the report's heading.
@@ -136,6 +234,7 @@ pub struct LoadPlan {
 /// Prints the load report to stdout; returns whether the run passed.
 pub fn print_load(plan: &LoadPlan, totals: &mut LoadTotals) -> bool {
     let window = plan.duration.as_secs_f64().max(1e-9);
+    let summary = Summary::of(totals);
     println!();
     println!(
         "== load: {} pairs over {} gateway(s), target {:.0} msg/s for {:.1} s (after {:.1} s warm-up)",
@@ -160,24 +259,28 @@ pub fn print_load(plan: &LoadPlan, totals: &mut LoadTotals) -> bool {
     println!("acked ok   {:>9}", totals.acked_ok);
     println!();
     println!(
-        "latency (ms)   {:>9} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "latency (ms)       {:>9} {:>8} {:>8} {:>8} {:>8} {:>8}",
         "samples", "p50", "p90", "p99", "p99.9", "max"
     );
-    print_row("ack", &mut totals.ack_us);
-    print_row("delivery", &mut totals.delivery_us);
-    print_row("echo", &mut totals.echo_us);
-    print_row("send lag", &mut totals.lag_us);
-    println!("(delivery: to the agent; echo: back to the sender's socket; send lag: how late");
-    println!(" the bench itself wrote messages against the schedule)");
+    print_row("ack", summary.ack);
+    print_row("delivery", summary.delivery);
+    print_row("echo", summary.echo);
+    print_row("ack (written)", summary.ack_written);
+    print_row("delivery (written)", summary.delivery_written);
+    print_row("send lag", summary.lag);
+    println!("(ack, delivery, echo: from when each message was due by the schedule (open");
+    println!(" loop); (written): from when the bench actually wrote it; delivery: to the");
+    println!(" agent; echo: back to the sender's socket; send lag: written minus due)");
     println!();
     println!(
-        "correctness: lost {}, missing echo {}, duplicated {}, out-of-order {}, unanswered {}, failed acks {}",
+        "correctness: lost {}, missing echo {}, duplicated {}, out-of-order {}, unanswered {}, failed acks {}, never written {}",
         totals.lost,
         totals.missing_echo,
         totals.duplicated,
         totals.out_of_order,
         totals.unanswered,
-        totals.failed_acks()
+        totals.failed_acks(),
+        totals.unsent
     );
     for (code, count) in &totals.failed {
         println!("  failed ack {code}: {count}");
@@ -197,15 +300,19 @@ pub fn print_load(plan: &LoadPlan, totals: &mut LoadTotals) -> bool {
             println!("    {reason}");
         }
     }
-    let clean = totals.is_clean();
-    println!("result: {}", if clean { "PASS" } else { "FAIL" });
-    clean
+    let reasons = verdict(totals, &summary, &Limits::LOAD);
+    if reasons.is_empty() {
+        println!("result: PASS");
+    } else {
+        println!("result: FAIL ({})", reasons.join("; "));
+    }
+    reasons.is_empty()
 }
 
-fn print_row(label: &str, samples: &mut [u32]) {
-    match percentiles(samples) {
+fn print_row(label: &str, percentiles: Option<Percentiles>) {
+    match percentiles {
         Some(p) => println!(
-            "{label:<14} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8}",
+            "{label:<18} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8}",
             p.count,
             ms(p.p50),
             ms(p.p90),
@@ -213,7 +320,7 @@ fn print_row(label: &str, samples: &mut [u32]) {
             ms(p.p999),
             ms(p.max)
         ),
-        None => println!("{label:<14} {:>9}", 0),
+        None => println!("{label:<18} {:>9}", 0),
     }
 }
 
@@ -271,13 +378,83 @@ mod tests {
         assert_eq!(total.sent_total, 5);
         assert_eq!(total.failed_acks(), 1);
         assert_eq!(total.ack_us.len(), 2);
-        assert!(!total.is_clean());
+        assert_eq!(total.problems(), vec!["lost 1", "failed acks 1"]);
         let clean = LoadTotals {
             sent_total: 1,
             acked_ok: 1,
             ..Default::default()
         };
-        assert!(clean.is_clean());
+        assert!(clean.problems().is_empty());
+        assert_eq!(LoadTotals::default().problems(), vec!["nothing sent"]);
+    }
+
+    fn step(lag_p99_us: u32, delivery_p99_us: u32) -> (LoadTotals, Summary) {
+        let mut totals = LoadTotals {
+            sent_total: 100,
+            sent_measured: 100,
+            acked_ok: 100,
+            lag_us: vec![lag_p99_us; 100],
+            delivery_us: vec![delivery_p99_us; 100],
+            ..Default::default()
+        };
+        let summary = Summary::of(&mut totals);
+        (totals, summary)
+    }
+
+    const SWEEP: Limits = Limits {
+        lag_p99: LAG_P99_LIMIT,
+        delivery_p99: Some(Duration::from_millis(100)),
+    };
+
+    #[test]
+    fn a_step_fails_when_the_bench_fell_behind() {
+        let (totals, summary) = step(10_000, 5_000);
+        assert!(verdict(&totals, &summary, &Limits::LOAD).is_empty());
+        let (totals, summary) = step(10_500, 5_000);
+        let reasons = verdict(&totals, &summary, &Limits::LOAD);
+        assert_eq!(reasons.len(), 1);
+        assert!(reasons[0].starts_with("send lag p99 10.50 ms > 10 ms"));
+        // Only the slowest percent: the p99 is what is judged.
+        let mut totals = LoadTotals {
+            sent_total: 100,
+            sent_measured: 100,
+            lag_us: vec![1_000; 99],
+            ..Default::default()
+        };
+        totals.lag_us.push(500_000);
+        let summary = Summary::of(&mut totals);
+        assert!(verdict(&totals, &summary, &Limits::LOAD).is_empty());
+    }
+
+    #[test]
+    fn the_sweep_bar_is_open_loop_delivery_below_100_ms() {
+        let (totals, summary) = step(1_000, 99_999);
+        assert!(verdict(&totals, &summary, &SWEEP).is_empty());
+        let (totals, summary) = step(1_000, 100_000);
+        assert_eq!(
+            verdict(&totals, &summary, &SWEEP),
+            vec!["delivery p99 100.00 ms >= 100 ms"]
+        );
+        // A plain load run reports latency without judging it.
+        assert!(verdict(&totals, &summary, &Limits::LOAD).is_empty());
+        let (mut totals, _) = step(1_000, 1_000);
+        totals.delivery_us.clear();
+        let summary = Summary::of(&mut totals);
+        assert_eq!(
+            verdict(&totals, &summary, &SWEEP),
+            vec!["no delivery measured"]
+        );
+    }
+
+    #[test]
+    fn unwritten_messages_and_closed_sockets_fail_a_step() {
+        let (mut totals, summary) = step(1_000, 1_000);
+        totals.unsent = 3;
+        totals.disconnects.push("pair 1 customer: closed".into());
+        assert_eq!(
+            verdict(&totals, &summary, &SWEEP),
+            vec!["scheduled but never written 3", "sockets closed early 1"]
+        );
     }
 
     #[test]
