@@ -5,13 +5,18 @@
 # the four processes with the rate limit off, measures the memory of idle
 # connections spread over both gateways, then runs the load test at each
 # given rate with customers and their agents on different gateways, and
-# stops everything on exit.
+# stops everything on exit. With SWEEP=1 it runs `chat-bench sweep` instead
+# of the idle and load runs: steps at rising rates until one fails, and the
+# highest rate that passed.
 #
 # Usage: scripts/bench-cluster.sh [RATE ...]          (default: 1000)
+#        SWEEP=1 scripts/bench-cluster.sh [RATE ...]  (default: 1000, 2000, …)
 # Environment: REDIS_URL, DATABASE_URL (a server where the user may create
 #              databases), CONNECTIONS (10000), PAIRS (100), DURATION (20),
 #              WARMUP (3), SKIP_IDLE=1, SKIP_BUILD=1, TOKIO_WORKER_THREADS
-#              (runtime threads per process, 1).
+#              (runtime threads per process, 1); for the sweep SESSIONS
+#              (200), STEP_SECONDS (15), SWEEP_FROM (1000), SWEEP_STEP (1000),
+#              used when no RATE is given.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -25,7 +30,7 @@ pairs=${PAIRS:-100}
 duration=${DURATION:-20}
 warmup=${WARMUP:-3}
 rates=("$@")
-[ ${#rates[@]} -gt 0 ] || rates=(1000)
+if ! sweep_requested && [ ${#rates[@]} -eq 0 ]; then rates=(1000); fi
 
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
@@ -80,8 +85,12 @@ pid_list=$(IFS=,; echo "${gateway_pids[*]}")
 echo "==> gateways at $url_list (pids $pid_list), database $database, prefix $prefix"
 
 status=0
-run_bench "$bin/chat-bench" "$url_list" "$pid_list" " over both gateways" \
-  ", customers and agents on different gateways" "" || status=1
+if sweep_requested; then
+  run_sweep "$bin/chat-bench" "$url_list" ", customers and agents on different gateways" || status=1
+else
+  run_bench "$bin/chat-bench" "$url_list" "$pid_list" " over both gateways" \
+    ", customers and agents on different gateways" "" || status=1
+fi
 for pid in "${pids[@]}"; do
   if ! kill -0 "$pid" 2>/dev/null; then
     echo "a process died during the run; see its log:" >&2

@@ -3,14 +3,20 @@
 # `chat-bench` in release mode, starts the server on a free port with a
 # throw-away data directory and the rate limit off, measures the memory of
 # idle connections, then runs the load test at each given rate, and stops
-# the server on exit.
+# the server on exit. With SWEEP=1 it runs `chat-bench sweep` instead of the
+# idle and load runs: steps at rising rates until one fails, and the highest
+# rate that passed.
 #
 # Usage: scripts/bench-standalone.sh [RATE ...]        (default: 1000)
+#        SWEEP=1 scripts/bench-standalone.sh [RATE ...] (default: 1000, 2000, …)
 # Environment: CONNECTIONS (10000), PAIRS (100), DURATION (20), WARMUP (3),
 #              SKIP_IDLE=1 to skip the idle run, SKIP_BUILD=1 to reuse the
-#              release binaries.
+#              release binaries; for the sweep SESSIONS (200), STEP_SECONDS
+#              (15), SWEEP_FROM (1000), SWEEP_STEP (1000), used when no RATE
+#              is given.
 # Exit status: non-zero when any run failed (lost, duplicated or
-# out-of-order messages, failed connections).
+# out-of-order messages, failed connections, the bench behind its
+# schedule); for the sweep, when no step passed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -22,7 +28,7 @@ pairs=${PAIRS:-100}
 duration=${DURATION:-20}
 warmup=${WARMUP:-3}
 rates=("$@")
-[ ${#rates[@]} -gt 0 ] || rates=(1000)
+if ! sweep_requested && [ ${#rates[@]} -eq 0 ]; then rates=(1000); fi
 
 # Each connection is a descriptor in the server and one in the bench.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -56,7 +62,12 @@ server_memory() {
   echo "server VmRSS: $(awk '/^VmRSS/ {print $2, $3}' "/proc/$server_pid/status")"
 }
 status=0
-run_bench "$bench_bin" "$url" "$server_pid" "" "" server_memory || status=1
+if sweep_requested; then
+  run_sweep "$bench_bin" "$url" "" || status=1
+  server_memory
+else
+  run_bench "$bench_bin" "$url" "$server_pid" "" "" server_memory || status=1
+fi
 
 server_survived "$workdir" || status=1
 exit "$status"

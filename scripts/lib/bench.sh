@@ -1,8 +1,8 @@
 # What the benchmark scripts share: starting the standalone server and
 # stopping servers, finding the URL a server announced, and running the idle
-# and load measurements. Sourced, not
-# run; reads the caller's `connections`, `pairs`, `duration`, `warmup` and
-# `rates`.
+# and load measurements or the sweep. Sourced, not run; reads the caller's
+# `connections`, `pairs`, `duration`, `warmup` and `rates`, and for the
+# sweep the environment (see `run_sweep`).
 
 # Stops the given processes: SIGTERM, up to 10 s each to exit, then SIGKILL.
 stop_processes() {
@@ -51,6 +51,31 @@ run_bench() {
     if [ -n "$after_load" ]; then $after_load; fi
   done
   return "$status"
+}
+
+# Whether the caller asked for the sweep instead of the idle and load runs
+# (SWEEP=1).
+sweep_requested() {
+  [ "${SWEEP:-0}" = 1 ]
+}
+
+# Runs `chat-bench sweep` against URLS (comma-separated): the rates given to
+# the script (`rates`, lowest first) when there are any, else SWEEP_FROM
+# (1000) upwards in steps of SWEEP_STEP (1000); SESSIONS (200) pairs set up
+# once, STEP_SECONDS (15) measured per step. WHERE ends the heading ("" or
+# ", …"). Returns 1 when no step passed.
+run_sweep() {
+  local bench=$1 urls=$2 where=$3
+  local sessions=${SESSIONS:-200} step_seconds=${STEP_SECONDS:-15}
+  local rate_args
+  if [ ${#rates[@]} -gt 0 ]; then
+    rate_args=(--rates "$(IFS=,; echo "${rates[*]}")")
+  else
+    rate_args=(--from "${SWEEP_FROM:-1000}" --step "${SWEEP_STEP:-1000}")
+  fi
+  echo
+  echo "==> sweep: $sessions sessions, ${step_seconds} s per step$where"
+  "$bench" sweep --url "$urls" --sessions "$sessions" --step-seconds "$step_seconds" "${rate_args[@]}"
 }
 
 # Starts the release `support-chat` in the background over the data
