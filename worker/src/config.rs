@@ -10,7 +10,8 @@ use chat_shared::config::{ConfigError, Env};
 pub struct WorkerConfig {
     /// Number of command partitions; every gateway and worker must agree.
     pub partitions: u32,
-    /// How long a partition lease lasts without renewal.
+    /// How long a partition lease lasts without renewal: also how long a
+    /// crashed worker's partitions wait for another (renewed every third).
     pub lease_ttl: Duration,
     /// Most commands applied in one transaction.
     pub batch_max: usize,
@@ -29,7 +30,7 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
             partitions: 16,
-            lease_ttl: Duration::from_secs(10),
+            lease_ttl: Duration::from_millis(1500),
             batch_max: 256,
             lanes: 1,
             read_block: Duration::from_millis(500),

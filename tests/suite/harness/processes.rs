@@ -66,7 +66,6 @@ impl ClusterSpec {
             ("HOST", "127.0.0.1"),
             ("PORT", "0"),
             ("PARTITIONS", "8"),
-            ("LEASE_TTL_MS", "2000"),
             ("REQUEST_TIMEOUT_MS", "1500"),
             ("RETRY_IDLE_MS", "3000"),
             ("RATE_LIMIT_PER_SEC", "0"),
