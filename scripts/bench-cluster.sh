@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Benchmarks a cluster of 2 gateways and 2 workers on this machine: builds
-# the release binaries, creates a fresh database on DATABASE_URL's server
-# and a fresh key prefix on REDIS_URL (defaults: the local servers), starts
-# the four processes with the rate limit off, measures the memory of idle
-# connections spread over both gateways, then runs the load test at each
+# Benchmarks a cluster of gateways and workers (NODES of each, 2) on this
+# machine: builds the release binaries, creates a fresh database on
+# DATABASE_URL's server and a fresh key prefix on REDIS_URL (defaults: the
+# local servers), starts the processes with the rate limit off, measures
+# the memory of idle connections spread over the gateways, then runs the load test at each
 # given rate with customers and their agents on different gateways, and
 # stops everything on exit. With SWEEP=1 it runs `chat-bench sweep` instead
 # of the idle and load runs: steps at rising rates until one fails, and the
@@ -11,10 +11,13 @@
 #
 # Usage: scripts/bench-cluster.sh [RATE ...]          (default: 1000)
 #        SWEEP=1 scripts/bench-cluster.sh [RATE ...]  (default: 1000, 2000, …)
+#        COSTS=1 scripts/bench-cluster.sh [RATE ...]  (what one message costs
+#                each process, Redis and PostgreSQL, at each RATE)
 # Environment: REDIS_URL, DATABASE_URL (a server where the user may create
 #              databases), CONNECTIONS (10000), PAIRS (100), DURATION (20),
-#              WARMUP (3), SKIP_IDLE=1, SKIP_BUILD=1, TOKIO_WORKER_THREADS
-#              (runtime threads per process, 1); for the sweep SESSIONS
+#              WARMUP (3), SKIP_IDLE=1, SKIP_BUILD=1, NODES (gateways and
+#              workers, 2 of each), TOKIO_WORKER_THREADS
+#              (runtime threads per process; unset: one per CPU); for the sweep SESSIONS
 #              (200), STEP_SECONDS (15), SWEEP_FROM (1000), SWEEP_STEP (1000),
 #              used when no RATE is given.
 set -euo pipefail
@@ -27,6 +30,7 @@ redis_url=${REDIS_URL:-redis://127.0.0.1:6379}
 admin_url=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 connections=${CONNECTIONS:-10000}
 pairs=${PAIRS:-100}
+nodes=${NODES:-2}
 duration=${DURATION:-20}
 warmup=${WARMUP:-3}
 rates=("$@")
@@ -56,18 +60,18 @@ trap 'exit 130' INT TERM
 psql "$admin_url" -qc "CREATE DATABASE $database" >/dev/null
 export REDIS_URL="$redis_url" DATABASE_URL="$database_url" KEY_PREFIX="$prefix"
 export JWT_SECRET="bench-$(date +%s%N)-secret" RATE_LIMIT_PER_SEC=0 HOST=127.0.0.1 RUST_LOG="${RUST_LOG:-warn}"
-# Four processes share this machine's cores with Redis, PostgreSQL and the
-# load generator: each runs one runtime thread, as it would in a pod with
-# one CPU.
-export TOKIO_WORKER_THREADS="${TOKIO_WORKER_THREADS:-1}"
+# The processes run as a user starts them: TOKIO_WORKER_THREADS, when set,
+# passes through to try other thread counts.
 
-for n in 1 2; do
+worker_pids=()
+for n in $(seq 1 "$nodes"); do
   ADMIN_PORT=0 "$bin/worker" >"$workdir/worker$n.out" 2>"$workdir/worker$n.err" &
   pids+=($!)
+  worker_pids+=($!)
 done
 urls=()
 gateway_pids=()
-for n in 1 2; do
+for n in $(seq 1 "$nodes"); do
   PORT=0 "$bin/gateway" >"$workdir/gateway$n.out" 2>"$workdir/gateway$n.err" &
   pid=$!
   pids+=("$pid")
@@ -87,6 +91,16 @@ echo "==> gateways at $url_list (pids $pid_list), database $database, prefix $pr
 status=0
 if sweep_requested; then
   run_sweep "$bin/chat-bench" "$url_list" ", customers and agents on different gateways" || status=1
+elif costs_requested; then
+  worker_list=$(IFS=,; echo "${worker_pids[*]}")
+  for rate in "${rates[@]}"; do
+    # PostgreSQL's processes are the server's: on a machine running nothing
+    # else, they are this run's.
+    postgres_list=$(pgrep -d, -x postgres || true)
+    run_costs "$bin/chat-bench" "$url_list" \
+      "--pids gateway=$pid_list --pids worker=$worker_list --pids postgres=$postgres_list" \
+      "$rate" ", customers and agents on different gateways" || status=1
+  done
 else
   run_bench "$bin/chat-bench" "$url_list" "$pid_list" " over both gateways" \
     ", customers and agents on different gateways" "" || status=1

@@ -108,3 +108,46 @@ server_survived() {
   tail -20 "$workdir/server.err" >&2
   return 1
 }
+
+# Whether the caller asked what each message costs (COSTS=1).
+costs_requested() {
+  [ "${COSTS:-0}" = 1 ]
+}
+
+# Runs one load step at RATE against URLS and prints, beside the bench's
+# report, what every process spent per message: CPU and context switches of
+# each kind named in PID_SPECS ("--pids gateway=1,2 --pids worker=3"), and
+# with REDIS_URL and DATABASE_URL set, Redis's commands and bytes and
+# PostgreSQL's commits and row changes (scripts/lib/costs.py).
+run_costs() {
+  local bench=$1 urls=$2 pid_specs=$3 rate=$4 where=$5
+  local work before after out messages
+  work=$(mktemp -d "${TMPDIR:-/tmp}/chat-costs.XXXXXX")
+  before=$work/before.json after=$work/after.json out=$work/load.txt
+  local backing=()
+  [ -n "${REDIS_URL:-}" ] && backing+=(--redis "$REDIS_URL")
+  [ -n "${DATABASE_URL:-}" ] && backing+=(--database "$DATABASE_URL")
+  echo
+  echo "==> costs: $pairs pairs at $rate msg/s for ${duration} s$where"
+  # shellcheck disable=SC2086 # PID_SPECS is a list of flags
+  python3 "$root/scripts/lib/costs.py" snapshot $pid_specs "${backing[@]}" >"$before"
+  local started=$SECONDS status=0
+  local TIMEFORMAT='%U %S'
+  { time "$bench" load --url "$urls" --pairs "$pairs" --rate "$rate" --duration "$duration" \
+      --warmup "$warmup" >"$out"; } 2>"$work/bench-cpu" || status=1
+  # shellcheck disable=SC2086
+  python3 "$root/scripts/lib/costs.py" snapshot $pid_specs "${backing[@]}" >"$after"
+  cat "$out"
+  messages=$(awk '$1 == "sent" {print $2; exit}' "$out")
+  if [ -z "$messages" ] || [ "$messages" = 0 ]; then
+    echo "no messages sent; no costs to report" >&2
+    rm -rf "$work"
+    return 1
+  fi
+  python3 "$root/scripts/lib/costs.py" report "$before" "$after" --messages "$messages"
+  awk -v n="$messages" -v s=$((SECONDS - started)) \
+    '{printf "  %-10s CPU %7.1f us   (the generator, over %d s)\n", "chat-bench", ($1 + $2) / n * 1e6, s}' \
+    <(tail -1 "$work/bench-cpu")
+  rm -rf "$work"
+  return "$status"
+}

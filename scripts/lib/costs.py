@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""What the chat's processes, Redis and PostgreSQL spend per message.
+
+`costs.py snapshot --pids GATEWAY=1,2 --pids WORKER=3 --redis URL --database URL`
+prints a JSON snapshot of cumulative counters: CPU seconds and context
+switches of every thread of each named process, Redis's per-command calls
+and network bytes (INFO), PostgreSQL's commits and row changes of the
+database (pg_stat_database, pg_stat_user_tables), and loopback bytes
+(/proc/net/dev). `costs.py report BEFORE.json AFTER.json --messages N`
+prints the difference divided by the N messages sent in between.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_counters(pid):
+    """CPU seconds and context switches summed over the process's threads."""
+    cpu = 0.0
+    switches = 0
+    task_dir = f"/proc/{pid}/task"
+    for tid in os.listdir(task_dir):
+        try:
+            with open(f"{task_dir}/{tid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            cpu += (int(fields[11]) + int(fields[12])) / TICKS
+            with open(f"{task_dir}/{tid}/status") as status:
+                for line in status:
+                    if "ctxt_switches" in line:
+                        switches += int(line.split()[-1])
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return cpu, switches
+
+
+def redis_info(url):
+    out = subprocess.run(
+        ["redis-cli", "-u", url, "INFO", "all"], capture_output=True, text=True, check=True
+    ).stdout
+    calls = {}
+    stats = {}
+    for line in out.splitlines():
+        if line.startswith("cmdstat_"):
+            name, values = line[len("cmdstat_"):].split(":", 1)
+            fields = dict(item.split("=") for item in values.split(","))
+            calls[name] = int(fields["calls"])
+        elif line.startswith(("total_net_input_bytes:", "total_net_output_bytes:", "used_cpu_sys:", "used_cpu_user:")):
+            key, value = line.split(":", 1)
+            stats[key] = float(value)
+    return {"calls": calls, "stats": stats}
+
+
+def postgres_counters(url):
+    query = (
+        "SELECT xact_commit, tup_inserted, tup_updated, tup_fetched, blks_hit + blks_read "
+        "FROM pg_stat_database WHERE datname = current_database()"
+    )
+    out = subprocess.run(
+        ["psql", url, "-Atc", query], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    names = ["commits", "rows_inserted", "rows_updated", "rows_fetched", "blocks_touched"]
+    return dict(zip(names, (int(v) for v in out.split("|"))))
+
+
+def loopback_bytes():
+    with open("/proc/net/dev") as dev:
+        for line in dev:
+            if line.strip().startswith("lo:"):
+                fields = line.split(":", 1)[1].split()
+                return int(fields[0])
+    return 0
+
+
+def snapshot(args):
+    processes = {}
+    for spec in args.pids:
+        name, pids = spec.split("=", 1)
+        cpu = switches = 0
+        for pid in filter(None, pids.split(",")):
+            c, s = process_counters(pid)
+            cpu += c
+            switches += s
+        processes[name] = {"cpu": cpu, "switches": switches, "count": len(pids.split(","))}
+    result = {"processes": processes, "loopback": loopback_bytes()}
+    if args.redis:
+        result["redis"] = redis_info(args.redis)
+    if args.database:
+        result["postgres"] = postgres_counters(args.database)
+    json.dump(result, sys.stdout)
+
+
+def report(args):
+    with open(args.before) as f:
+        a = json.load(f)
+    with open(args.after) as f:
+        b = json.load(f)
+    n = args.messages
+    print(f"per message ({n} messages):")
+    for name, after in b["processes"].items():
+        before = a["processes"][name]
+        cpu = (after["cpu"] - before["cpu"]) / n * 1e6
+        switches = (after["switches"] - before["switches"]) / n
+        print(f"  {name:<10} CPU {cpu:7.1f} us   context switches {switches:5.2f}   ({after['count']} process(es))")
+    if "redis" in b:
+        ra, rb = a["redis"], b["redis"]
+        cpu = sum(rb["stats"].get(k, 0) - ra["stats"].get(k, 0) for k in ("used_cpu_sys", "used_cpu_user"))
+        print(f"  {'redis':<10} CPU {cpu / n * 1e6:7.1f} us   in {(rb['stats']['total_net_input_bytes'] - ra['stats']['total_net_input_bytes']) / n:7.0f} B   out {(rb['stats']['total_net_output_bytes'] - ra['stats']['total_net_output_bytes']) / n:7.0f} B")
+        calls = {
+            name: (count - ra["calls"].get(name, 0)) / n
+            for name, count in rb["calls"].items()
+        }
+        busy = sorted(((v, k) for k, v in calls.items() if v >= 0.01), reverse=True)
+        print("  redis commands: " + ", ".join(f"{k} {v:.2f}" for v, k in busy))
+    if "postgres" in b:
+        pa, pb = a["postgres"], b["postgres"]
+        print("  postgres: " + ", ".join(f"{k} {(pb[k] - pa[k]) / n:.3f}" for k in pb))
+    print(f"  loopback bytes {(b['loopback'] - a['loopback']) / n:.0f}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    snap = sub.add_parser("snapshot")
+    snap.add_argument("--pids", action="append", default=[], help="NAME=PID[,PID...]")
+    snap.add_argument("--redis")
+    snap.add_argument("--database")
+    rep = sub.add_parser("report")
+    rep.add_argument("before")
+    rep.add_argument("after")
+    rep.add_argument("--messages", type=int, required=True)
+    args = parser.parse_args()
+    if args.command == "snapshot":
+        snapshot(args)
+    else:
+        report(args)
+
+
+if __name__ == "__main__":
+    main()
