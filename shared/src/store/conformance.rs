@@ -28,6 +28,7 @@ pub async fn run_all(store: &dyn Store) {
     session_round_trip(store).await;
     duplicate_session_conflicts(store).await;
     update_checks_version(store).await;
+    updates_keep_or_move_a_session_in_the_lists(store).await;
     failed_batch_writes_nothing(store).await;
     racing_updates_have_one_winner(store).await;
     duplicate_seq_conflicts(store).await;
@@ -61,6 +62,7 @@ macro_rules! tests_per_check {
             session_round_trip,
             duplicate_session_conflicts,
             update_checks_version,
+            updates_keep_or_move_a_session_in_the_lists,
             failed_batch_writes_nothing,
             racing_updates_have_one_winner,
             duplicate_seq_conflicts,
@@ -217,6 +219,99 @@ pub async fn update_checks_version(store: &dyn Store) {
         stored_record(store, &record.session.id).await,
         Some(assigned),
         "a stale update changes nothing"
+    );
+}
+
+/// An update that leaves the listed columns (pool, status, customer,
+/// creation time) as they were and one that changes them both check the
+/// version and both leave the session where the lists find it.
+pub async fn updates_keep_or_move_a_session_in_the_lists(store: &dyn Store) {
+    let (pool_a, pool_b) = (unique("pool"), unique("pool"));
+    let record = new_session(store, &pool_a).await;
+    let id = record.session.id.clone();
+    let mut messaged = record.clone();
+    messaged.version = record.version + 1;
+    messaged.session.last_seq = 1;
+    messaged.session.last_message_at = Some(at(1_500));
+    commit_ok(
+        store,
+        vec![Mutation::UpdateSession {
+            record: messaged.clone(),
+            expected_version: record.version,
+        }],
+        "an update of the last message only",
+    )
+    .await;
+    assert_eq!(stored_record(store, &id).await.as_ref(), Some(&messaged));
+
+    let mut stale = messaged.clone();
+    stale.version = messaged.version + 1;
+    stale.session.last_seq = 2;
+    commit_conflicts(
+        store,
+        vec![Mutation::UpdateSession {
+            record: stale,
+            expected_version: record.version,
+        }],
+        "an update of the last message at a stale version",
+    )
+    .await;
+    let mut moved = assigned_to(&messaged, &unique("agent"));
+    moved.session.pool = pool_b.clone();
+    commit_conflicts(
+        store,
+        vec![Mutation::UpdateSession {
+            record: moved.clone(),
+            expected_version: record.version,
+        }],
+        "a move at a stale version",
+    )
+    .await;
+    assert_eq!(stored_record(store, &id).await.as_ref(), Some(&messaged));
+
+    commit_ok(
+        store,
+        vec![Mutation::UpdateSession {
+            record: moved.clone(),
+            expected_version: messaged.version,
+        }],
+        "a move to another pool and status",
+    )
+    .await;
+    assert_eq!(stored_record(store, &id).await.as_ref(), Some(&moved));
+    let listed = |pool: &str, status: SessionStatus| {
+        query(
+            SessionScope::Pools(vec![pool.to_owned()]),
+            Some(status),
+            None,
+        )
+    };
+    let found = |query: SessionQuery| async move {
+        match store.list_sessions(&query).await {
+            Ok(sessions) => ids(&sessions),
+            Err(err) => panic!("list sessions: {err}"),
+        }
+    };
+    assert!(
+        found(listed(&pool_a, SessionStatus::Pending))
+            .await
+            .is_empty(),
+        "the old pool no longer lists it"
+    );
+    assert_eq!(
+        found(listed(&pool_b, SessionStatus::Active)).await,
+        vec![id.clone()],
+        "the new pool lists it under its new status"
+    );
+    assert_eq!(
+        found(query(
+            SessionScope::Customer(moved.session.customer_id.clone()),
+            None,
+            None
+        ))
+        .await,
+        vec![id],
+        "its customer still finds it once"
     );
 }
 

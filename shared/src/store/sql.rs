@@ -164,6 +164,34 @@ pub(crate) fn update_session(dialect: Dialect) -> String {
     )
 }
 
+/// Columns of `sessions` that its indexes (and primary key) are built on.
+/// An UPDATE maintains only the indexes whose columns it sets, so one that
+/// leaves these out rewrites the row alone.
+const SESSION_INDEXED_COLUMNS: [&str; 5] = ["id", "customer_id", "pool", "status", "created_at"];
+
+/// `update_session` for a row whose indexed columns keep their values: the
+/// same parameters, the other columns set and the indexed ones compared in
+/// the WHERE clause instead. It changes no row when any of them moved (or
+/// the version did); the caller then runs `update_session`, whose outcome
+/// decides.
+pub(crate) fn update_session_in_place(dialect: Dialect) -> String {
+    let assign = |at: usize, column: &str| format!("{column} = {}", dialect.param(at + 1));
+    let (mut set, mut kept) = (Vec::new(), Vec::new());
+    for (at, column) in SESSION_COLUMNS.0.iter().enumerate() {
+        if SESSION_INDEXED_COLUMNS.contains(column) {
+            kept.push(assign(at, column));
+        } else {
+            set.push(assign(at, column));
+        }
+    }
+    format!(
+        "UPDATE sessions SET {} WHERE {} AND version = {}",
+        set.join(", "),
+        kept.join(" AND "),
+        dialect.param(SESSION_COLUMNS.0.len() + 1)
+    )
+}
+
 /// One session by id (the parameter).
 pub(crate) fn session_by_id(dialect: Dialect) -> String {
     format!(
@@ -534,6 +562,19 @@ mod tests {
              assigned_at = ?10, closed_at = ?11, last_seq = ?12, last_message_at = ?13, \
              version = ?14, first_assigned_at = ?15, first_response_at = ?16, \
              first_response_ms = ?17 WHERE id = ?1 AND version = ?18"
+        );
+    }
+
+    #[test]
+    fn an_update_in_place_sets_no_indexed_column() {
+        assert_eq!(
+            update_session_in_place(Dialect::Sqlite),
+            "UPDATE sessions SET customer_name = ?3, agent_id = ?4, agent_name = ?5, \
+             subject = ?8, assigned_at = ?10, closed_at = ?11, last_seq = ?12, \
+             last_message_at = ?13, version = ?14, first_assigned_at = ?15, \
+             first_response_at = ?16, first_response_ms = ?17 WHERE id = ?1 AND \
+             customer_id = ?2 AND pool = ?6 AND status = ?7 AND created_at = ?9 \
+             AND version = ?18"
         );
     }
 

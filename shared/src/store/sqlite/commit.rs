@@ -8,6 +8,8 @@
 //! an insert colliding with a unique key (a session id, a message's seq or
 //! client id) means another writer got there first.
 
+use std::sync::LazyLock;
+
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, ErrorCode, Transaction, TransactionBehavior};
 
@@ -17,6 +19,18 @@ use crate::store::{AgentRecord, Mutation, SessionRecord, StoreError};
 use crate::Timestamp;
 
 const SQLITE: Dialect = Dialect::Sqlite;
+
+// The write path's statements, spelled once: `store::sql` builds text on
+// each call, which a batch of hundreds of rows would otherwise repeat for
+// every row just to find its cached statement.
+static INSERT_SESSION: LazyLock<String> =
+    LazyLock::new(|| sql::insert(SQLITE, "sessions", SESSION_COLUMNS));
+static UPDATE_SESSION: LazyLock<String> = LazyLock::new(|| sql::update_session(SQLITE));
+static UPDATE_SESSION_IN_PLACE: LazyLock<String> =
+    LazyLock::new(|| sql::update_session_in_place(SQLITE));
+static INSERT_MESSAGE: LazyLock<String> =
+    LazyLock::new(|| sql::insert(SQLITE, "messages", MESSAGE_COLUMNS));
+static UPSERT_USER: LazyLock<String> = LazyLock::new(|| sql::upsert_user(SQLITE));
 
 /// Applies `mutations` in one transaction.
 pub(super) fn commit(conn: &mut Connection, mutations: &[Mutation]) -> Result<(), StoreError> {
@@ -46,7 +60,7 @@ fn apply(tx: &Transaction<'_>, mutation: &Mutation) -> Result<(), StoreError> {
 }
 
 fn insert_session(tx: &Transaction<'_>, record: &SessionRecord) -> Result<(), StoreError> {
-    tx.prepare_cached(&sql::insert(SQLITE, "sessions", SESSION_COLUMNS))?
+    tx.prepare_cached(&INSERT_SESSION)?
         .execute(params_from_iter(session_params(record)))
         .map_err(|err| collision_is_conflict(err, || format!("session {}", record.session.id)))?;
     Ok(())
@@ -57,13 +71,23 @@ fn update_session(
     record: &SessionRecord,
     expected_version: i64,
 ) -> Result<(), StoreError> {
+    let params: Vec<Value> = session_params(record)
+        .into_iter()
+        .chain([Value::Integer(expected_version)])
+        .collect();
+    // Most updates (a message's seq and time) leave the indexed columns as
+    // they were; writing those anyway would rewrite all three of the
+    // table's indexes. Only when the narrow form matches no row does the
+    // whole row get written, and that statement's version check decides.
+    let in_place = tx
+        .prepare_cached(&UPDATE_SESSION_IN_PLACE)?
+        .execute(params_from_iter(params.iter()))?;
+    if in_place == 1 {
+        return Ok(());
+    }
     let changed = tx
-        .prepare_cached(&sql::update_session(SQLITE))?
-        .execute(params_from_iter(
-            session_params(record)
-                .into_iter()
-                .chain([Value::Integer(expected_version)]),
-        ))?;
+        .prepare_cached(&UPDATE_SESSION)?
+        .execute(params_from_iter(params))?;
     if changed == 0 {
         return Err(StoreError::Conflict(format!(
             "session {} is no longer at version {expected_version}",
@@ -74,7 +98,7 @@ fn update_session(
 }
 
 fn insert_message(tx: &Transaction<'_>, message: &Message) -> Result<(), StoreError> {
-    tx.prepare_cached(&sql::insert(SQLITE, "messages", MESSAGE_COLUMNS))?
+    tx.prepare_cached(&INSERT_MESSAGE)?
         .execute(params![
             message.id,
             message.session_id,
@@ -126,7 +150,7 @@ pub(super) fn remember_user(
     user_id: &str,
     name: &str,
 ) -> Result<(), StoreError> {
-    tx.prepare_cached(&sql::upsert_user(SQLITE))?
+    tx.prepare_cached(&UPSERT_USER)?
         .execute(params![user_id, name])?;
     Ok(())
 }

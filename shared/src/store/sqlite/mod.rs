@@ -12,6 +12,7 @@
 //! - `schema`: how the file records and applies the migrations of
 //!   `store::migrations`.
 //! - `commit`: the write path, one IMMEDIATE transaction per batch.
+//! - `checkpoint`: the thread that checkpoints the WAL, so commits do not.
 //! - `queries`: the reads and the decoding of rows.
 //!
 //! The SQL shared with PostgreSQL is in `store::sql`.
@@ -31,6 +32,7 @@ use super::{
 use crate::protocol::{MessagePage, ReadPosition, Session};
 use crate::Timestamp;
 
+mod checkpoint;
 mod commit;
 mod queries;
 mod schema;
@@ -42,6 +44,9 @@ mod tests;
 /// on a small machine without holding many file handles.
 const READERS: usize = 4;
 
+/// The writer's page cache, in KiB when negative (SQLite's convention).
+const WRITER_CACHE_KIB: i64 = -65_536;
+
 /// How long a connection waits for a lock held by another process (or a
 /// checkpoint) before giving up with `Unavailable`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -51,6 +56,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct SqliteStore {
     writer: Arc<Mutex<Connection>>,
     readers: Arc<ReaderPool>,
+    checkpointer: Arc<checkpoint::Checkpointer>,
 }
 
 impl SqliteStore {
@@ -64,9 +70,11 @@ impl SqliteStore {
         let readers = (0..READERS)
             .map(|_| open_reader(path))
             .collect::<Result<Vec<_>, _>>()?;
+        let checkpointer = checkpoint::Checkpointer::start(path)?;
         Ok(SqliteStore {
             writer: Arc::new(Mutex::new(writer)),
             readers: Arc::new(ReaderPool::new(readers)),
+            checkpointer: Arc::new(checkpointer),
         })
     }
 
@@ -77,7 +85,13 @@ impl SqliteStore {
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let writer = Arc::clone(&self.writer);
-        run_blocking(move || work(&mut lock(&writer))).await
+        let checkpointer = Arc::clone(&self.checkpointer);
+        run_blocking(move || {
+            let outcome = work(&mut lock(&writer));
+            checkpointer.committed();
+            outcome
+        })
+        .await
     }
 
     /// Runs `work` with a reader connection on the blocking pool.
@@ -217,6 +231,18 @@ fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     }
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", true)?;
+    // `checkpoint` copies the WAL back in the background; the writer's own
+    // threshold is only the bound for when that falls behind.
+    conn.pragma_update(
+        None,
+        "wal_autocheckpoint",
+        checkpoint::WRITER_AUTOCHECKPOINT,
+    )?;
+    conn.pragma_update(None, "journal_size_limit", checkpoint::WAL_SIZE_LIMIT)?;
+    // The writer's cache outlives its transactions (nobody else writes),
+    // and the default 2 MiB is less than the index pages one batch of
+    // scattered sessions touches, so commits would read pages back.
+    conn.pragma_update(None, "cache_size", WRITER_CACHE_KIB)?;
     Ok(conn)
 }
 

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::sync::LazyLock;
 
 use rusqlite::types::{ToSqlOutput, Type};
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row, ToSql};
@@ -23,6 +24,19 @@ use crate::store::{
 use crate::Timestamp;
 
 const SQLITE: Dialect = Dialect::Sqlite;
+
+// The batch snapshot's lookups, spelled once: a batch looks up every
+// message's client id, and building the text each time only to find the
+// cached statement by it costs more than the lookup on a warm cache.
+static SESSION_BY_ID: LazyLock<String> = LazyLock::new(|| sql::session_by_id(SQLITE));
+static MESSAGE_BY_CLIENT_ID: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages \
+         WHERE session_id = ?1 AND sender_id = ?2 AND client_msg_id = ?3"
+    )
+});
+static AGENT_BY_ID: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {AGENT_COLUMNS} FROM agents WHERE agent_id = ?1"));
 
 // ---------------------------------------------------------------------------
 // The worker's batch snapshot
@@ -73,7 +87,7 @@ pub(super) fn find_session(
     id: &str,
 ) -> Result<Option<SessionRecord>, StoreError> {
     let record = conn
-        .prepare_cached(&sql::session_by_id(SQLITE))?
+        .prepare_cached(&SESSION_BY_ID)?
         .query_row([id], |row| rows::session_record(row))
         .optional()?;
     Ok(record)
@@ -84,10 +98,7 @@ fn find_message_by_client_id(
     (session_id, sender_id, client_msg_id): &(String, String, String),
 ) -> Result<Option<Message>, StoreError> {
     let message = conn
-        .prepare_cached(&format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages \
-             WHERE session_id = ?1 AND sender_id = ?2 AND client_msg_id = ?3"
-        ))?
+        .prepare_cached(&MESSAGE_BY_CLIENT_ID)?
         .query_row([session_id, sender_id, client_msg_id], |row| {
             rows::message(row)
         })
@@ -118,9 +129,7 @@ fn find_user_name(conn: &Connection, user_id: &str) -> Result<Option<String>, St
 
 fn find_agent(conn: &Connection, id: &str) -> Result<Option<AgentRecord>, StoreError> {
     Ok(conn
-        .prepare_cached(&format!(
-            "SELECT {AGENT_COLUMNS} FROM agents WHERE agent_id = ?1"
-        ))?
+        .prepare_cached(&AGENT_BY_ID)?
         .query_row([id], |row| rows::agent(row))
         .optional()?)
 }

@@ -125,6 +125,12 @@ fn connections_are_durable_and_checked() {
     // 2 is FULL: every commit is synced before it returns.
     assert_eq!(pragma("synchronous"), "Integer(2)");
     assert_eq!(pragma("foreign_keys"), "Integer(1)");
+    // Checkpoints are the background thread's; the writer's own threshold
+    // is only the bound should it fall behind.
+    assert_eq!(
+        pragma("wal_autocheckpoint"),
+        format!("Integer({})", super::checkpoint::WRITER_AUTOCHECKPOINT)
+    );
 }
 
 #[tokio::test]
