@@ -264,18 +264,15 @@ pub(crate) fn list_agents(dialect: Dialect) -> String {
 pub(crate) fn pool_figures(dialect: Dialect) -> String {
     let pool = dialect.param(1);
     let since = dialect.param(2);
-    let messages_today = match dialect {
-        Dialect::Sqlite => format!(
-            "SELECT COUNT(*) FROM messages m JOIN sessions s ON s.id = m.session_id \
-             WHERE s.pool = {pool} AND m.created_at >= {since}"
-        ),
-        // The cluster counts messages per pool and day as it writes them
-        // (migration 2), so that stats pushed every second read a few rows.
-        Dialect::Postgres => format!(
-            "SELECT COALESCE(SUM(messages), 0)::int8 FROM pool_message_counts \
-             WHERE pool = {pool} AND day >= {since}"
-        ),
+    // Both stores count messages per pool and day as they write them
+    // (SQLite's migration 3, PostgreSQL's 2), so that stats pushed every
+    // second read a few rows.
+    let sum = match dialect {
+        Dialect::Sqlite => "COALESCE(SUM(messages), 0)",
+        Dialect::Postgres => "COALESCE(SUM(messages), 0)::int8",
     };
+    let messages_today =
+        format!("SELECT {sum} FROM pool_message_counts WHERE pool = {pool} AND day >= {since}");
     let avg_wait = dialect.float_avg("first_assigned_at - created_at");
     let avg_first_response = dialect.float_avg("first_response_ms");
     format!(

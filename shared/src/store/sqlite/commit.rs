@@ -8,6 +8,7 @@
 //! an insert colliding with a unique key (a session id, a message's seq or
 //! client id) means another writer got there first.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::LazyLock;
 
 use rusqlite::types::Value;
@@ -32,12 +33,16 @@ static INSERT_MESSAGE: LazyLock<String> =
     LazyLock::new(|| sql::insert(SQLITE, "messages", MESSAGE_COLUMNS));
 static UPSERT_USER: LazyLock<String> = LazyLock::new(|| sql::upsert_user(SQLITE));
 
+/// Milliseconds in a UTC day: `pool_message_counts` keys days by their start.
+const DAY_MS: i64 = 86_400_000;
+
 /// Applies `mutations` in one transaction.
 pub(super) fn commit(conn: &mut Connection, mutations: &[Mutation]) -> Result<(), StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     for mutation in mutations {
         apply(&tx, mutation)?;
     }
+    count_messages(&tx, mutations)?;
     tx.commit()?;
     Ok(())
 }
@@ -57,6 +62,44 @@ fn apply(tx: &Transaction<'_>, mutation: &Mutation) -> Result<(), StoreError> {
         } => set_read_position(tx, session_id, position, *read_at),
         Mutation::RememberUser { user_id, name } => remember_user(tx, user_id, name),
     }
+}
+
+/// Adds the batch's messages to the per-pool daily counts the stats read,
+/// one row per pool and day however many messages the batch holds.
+fn count_messages(tx: &Transaction<'_>, mutations: &[Mutation]) -> Result<(), StoreError> {
+    let pools: HashMap<&str, &str> = mutations
+        .iter()
+        .filter_map(|mutation| match mutation {
+            Mutation::InsertSession(record) | Mutation::UpdateSession { record, .. } => {
+                Some((record.session.id.as_str(), record.session.pool.as_str()))
+            }
+            _ => None,
+        })
+        .collect();
+    let mut counts: BTreeMap<(String, i64), i64> = BTreeMap::new();
+    for mutation in mutations {
+        let Mutation::InsertMessage(message) = mutation else {
+            continue;
+        };
+        let pool = match pools.get(message.session_id.as_str()) {
+            Some(pool) => (*pool).to_owned(),
+            // A message whose session the batch does not write: its pool is
+            // the stored row's (the insert above checked that it exists).
+            None => tx
+                .prepare_cached("SELECT pool FROM sessions WHERE id = ?1")?
+                .query_row([&message.session_id], |row| row.get(0))?,
+        };
+        let day = message.created_at.millis() / DAY_MS * DAY_MS;
+        *counts.entry((pool, day)).or_default() += 1;
+    }
+    for ((pool, day), messages) in counts {
+        tx.prepare_cached(
+            "INSERT INTO pool_message_counts (pool, day, messages) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (pool, day) DO UPDATE SET messages = messages + excluded.messages",
+        )?
+        .execute(params![pool, day, messages])?;
+    }
+    Ok(())
 }
 
 fn insert_session(tx: &Transaction<'_>, record: &SessionRecord) -> Result<(), StoreError> {

@@ -196,3 +196,54 @@ async fn a_message_for_an_unknown_session_is_not_a_conflict() {
         other => panic!("expected Internal (foreign key), got {other:?}"),
     }
 }
+
+/// A file from before the daily counts (migration 3) keeps its messages of
+/// the day in the stats: the migration counts what is stored.
+#[tokio::test]
+async fn the_daily_counts_start_from_the_stored_messages() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("chat.db");
+    let conn = Connection::open(&path).expect("raw open");
+    conn.execute_batch(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+    )
+    .expect("the record of migrations");
+    for migration in migrations::SQLITE.iter().filter(|m| m.version < 3) {
+        conn.execute_batch(migration.sql)
+            .expect("a released migration");
+        conn.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, 0)",
+            [migration.version],
+        )
+        .expect("record it");
+    }
+    let day = 20_000 * 86_400_000_i64;
+    conn.execute_batch(&format!(
+        "INSERT INTO sessions (id, customer_id, customer_name, pool, status, created_at, \
+         last_seq, version) VALUES ('s-1', 'c-1', 'Carla', 'billing', 'active', {day}, 3, 4);
+         INSERT INTO messages (id, session_id, seq, sender_id, sender_name, sender_role, \
+         content, created_at) VALUES \
+         ('m-1', 's-1', 1, 'c-1', 'Carla', 'customer', 'yesterday', {day} - 1), \
+         ('m-2', 's-1', 2, 'c-1', 'Carla', 'customer', 'today', {day}), \
+         ('m-3', 's-1', 3, 'c-1', 'Carla', 'customer', 'later today', {day} + 5000);"
+    ))
+    .expect("a session with messages");
+    drop(conn);
+    let store = SqliteStore::open(&path).expect("open");
+    let figures = store
+        .pool_figures("billing", Timestamp(day))
+        .await
+        .expect("figures");
+    assert_eq!(figures.messages_today, 2);
+    let mut next = message("s-1", 4, None);
+    next.created_at = Timestamp(day + 6_000);
+    store
+        .commit(vec![Mutation::InsertMessage(next)])
+        .await
+        .expect("a message of a session the batch does not write");
+    let figures = store
+        .pool_figures("billing", Timestamp(day))
+        .await
+        .expect("figures");
+    assert_eq!(figures.messages_today, 3);
+}
