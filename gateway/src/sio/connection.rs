@@ -92,31 +92,15 @@ async fn write_unqueued(socket: &mut WebSocket, write_timeout: Duration, text: S
 }
 
 pub async fn serve<A: Application>(mut socket: WebSocket, app: Arc<A>, transport: Arc<Transport>) {
-    let engine_sid = random_id();
-    let open = frames::open(
-        &engine_sid,
-        millis(transport.ping_interval),
-        millis(transport.ping_timeout),
-        transport.max_payload,
-    );
-    if !write_unqueued(&mut socket, transport.write_timeout, open).await {
-        return;
-    }
-    let Some(admission) = await_namespace_connect(&mut socket, &*app, &transport).await else {
+    // The steps that run once (the handshake, the close) are boxed: the
+    // task of an idle connection then holds only the state of its loop.
+    let Some((mut connection, outbound, socket_id)) =
+        Box::pin(handshake(&mut socket, &*app, &transport)).await
+    else {
         let _ = tokio::time::timeout(CLOSE_GRACE, socket.close()).await;
         return;
     };
-    let socket_id = random_id();
-    let (mut connection, outbound) = match app.open(admission, socket_id.clone()).await {
-        Ok(opened) => opened,
-        Err(refusal) => {
-            let frame = frames::connect_error(NAMESPACE, refusal.message, Some(refusal.code));
-            let _ = write_unqueued(&mut socket, transport.write_timeout, frame).await;
-            let _ = tokio::time::timeout(CLOSE_GRACE, socket.close()).await;
-            return;
-        }
-    };
-
+    drop(app);
     let ending = run_connected(
         &mut socket,
         &transport,
@@ -136,7 +120,7 @@ pub async fn serve<A: Application>(mut socket: WebSocket, app: Arc<A>, transport
         Ending::Closed(reason) => Some(reason),
         _ => None,
     };
-    connection.close(&ending).await;
+    Box::pin(connection.close(&ending)).await;
     // The goodbye is bounded: a peer that stopped reading gets its TCP
     // connection dropped instead.
     let goodbye = async {
@@ -154,6 +138,36 @@ pub async fn serve<A: Application>(mut socket: WebSocket, app: Arc<A>, transport
         let _ = socket.close().await;
     };
     let _ = tokio::time::timeout(CLOSE_GRACE, goodbye).await;
+}
+
+/// The Engine.IO open, the namespace CONNECT and the application's
+/// `open`: the connection, its queue and its socket id, or None when the
+/// client went away or was refused (and told so).
+async fn handshake<A: Application>(
+    socket: &mut WebSocket,
+    app: &A,
+    transport: &Transport,
+) -> Option<(A::Connection, mpsc::Receiver<A::Item>, String)> {
+    let engine_sid = random_id();
+    let open = frames::open(
+        &engine_sid,
+        millis(transport.ping_interval),
+        millis(transport.ping_timeout),
+        transport.max_payload,
+    );
+    if !write_unqueued(socket, transport.write_timeout, open).await {
+        return None;
+    }
+    let admission = await_namespace_connect(socket, app, transport).await?;
+    let socket_id = random_id();
+    match app.open(admission, socket_id.clone()).await {
+        Ok((connection, outbound)) => Some((connection, outbound, socket_id)),
+        Err(refusal) => {
+            let frame = frames::connect_error(NAMESPACE, refusal.message, Some(refusal.code));
+            let _ = write_unqueued(socket, transport.write_timeout, frame).await;
+            None
+        }
+    }
 }
 
 /// Waits for a CONNECT to the namespace the application admits; answers
@@ -318,7 +332,9 @@ async fn run_connected<C: Connection>(
                 ping_at = Instant::now() + transport.ping_timeout;
             }
             _ = sleep_until(timer_at) => {
-                let outcome = connection.on_timer(Instant::now()).await;
+                // Boxed, like a frame's handling: rare, and its state
+                // should not make every idle connection larger.
+                let outcome = Box::pin(connection.on_timer(Instant::now())).await;
                 for frame in outcome.frames {
                     if let Err(error) = write_now(socket, connection.queue(), write_timeout, frame).await {
                         return error.into();

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
 use chat_shared::auth::{AuthError, VerifiedToken};
-use chat_shared::protocol::{frames, server_events, Connected, Role};
+use chat_shared::protocol::{frames, server_events, Connected};
 use chat_shared::Timestamp;
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -45,8 +45,6 @@ pub struct Admission {
 /// One connected chat socket.
 pub struct ChatConnection {
     session: SocketSession,
-    sid: String,
-    role: Role,
     /// Given back when the connection ends.
     _slot: SocketSlot,
 }
@@ -93,7 +91,7 @@ impl Application for ChatSockets {
         let state = &self.state;
         let Admission { verified, slot } = admission;
         let role = verified.identity.role;
-        let (handle, outbound) = state.hub.new_socket(sid.clone(), verified.identity);
+        let (handle, outbound) = state.hub.new_socket(sid, verified.identity);
         let lifetime = TokenLifetime::new(verified.expires_at);
         let mut session = SocketSession::new(state.clone(), handle.clone(), lifetime);
         if let Err(error) = session.join_base_rooms().await {
@@ -110,8 +108,6 @@ impl Application for ChatSockets {
         state.presence.agent_connected(&handle.identity()).await;
         let connection = ChatConnection {
             session,
-            sid,
-            role,
             _slot: slot,
         };
         Ok((connection, outbound))
@@ -132,7 +128,7 @@ impl Connection for ChatConnection {
             name: identity.name.clone(),
             role: identity.role,
             pools: identity.pools.clone(),
-            socket_id: self.sid.clone(),
+            socket_id: self.session.handle.sid.clone(),
             server_time: Timestamp::now(),
         };
         vec![frames::event(server_events::CONNECTED, &connected)]
@@ -206,7 +202,11 @@ impl Connection for ChatConnection {
             .presence
             .agent_disconnected(&identity)
             .await;
-        self.session.state.metrics.sockets_gauge(self.role).dec();
+        self.session
+            .state
+            .metrics
+            .sockets_gauge(identity.role)
+            .dec();
     }
 }
 
