@@ -36,10 +36,10 @@ use crate::state::GatewayState;
 use crate::{ops, rest, sio};
 
 /// WebSocket read buffer: small, since most sockets sit idle and the
-/// protocol's frames are small; larger frames still work, they just take
-/// more reads. It is allocated per connection, so it dominates the memory
-/// of an idle socket.
-const WS_READ_BUFFER: usize = 2 * 1024;
+/// protocol's frames are small (an event is a few hundred bytes); larger
+/// frames still work, they just take more reads. It is allocated per
+/// connection, so it is the largest part of an idle socket's memory.
+const WS_READ_BUFFER: usize = 1024;
 /// How often requests past their deadline are answered.
 const EXPIRY_SWEEP: Duration = Duration::from_millis(250);
 /// Shortest pause between two batches of a drain's disconnections; a

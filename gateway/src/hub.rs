@@ -250,13 +250,14 @@ impl Hub {
             Some(index) => &delivery.audience[..index],
             None => &[],
         };
-        let session_frame = match (delivery.seq, delivery.session_id) {
-            (Some(seq), Some(session_id)) => Some(Arc::new(SessionFrame {
+        // One item for the whole room: each socket's queue holds a pointer.
+        let item = match (delivery.seq, delivery.session_id) {
+            (Some(seq), Some(session_id)) => Outbound::SessionMessage(Arc::new(SessionFrame {
                 session_id,
                 seq,
-                frame: frame.clone(),
+                frame,
             })),
-            _ => None,
+            _ => Outbound::Frame(Arc::new(frame)),
         };
         let mut rooms = self.lock_rooms();
         let Some(members) = rooms.by_channel.get(channel) else {
@@ -281,11 +282,7 @@ impl Hub {
             if earlier.iter().any(|c| rooms.is_member(c, socket.key)) {
                 continue;
             }
-            let item = match &session_frame {
-                Some(shared) => Outbound::SessionMessage(shared.clone()),
-                None => Outbound::Frame(frame.clone()),
-            };
-            socket.push(item, &self.metrics);
+            socket.push(item.clone(), &self.metrics);
             sent += 1;
         }
         // Nothing more of the session reaches them after the update that
@@ -293,7 +290,10 @@ impl Hub {
         if let Some(session) = &revoked_session {
             for socket in &revoked {
                 rooms.revoked.insert((channel_key.clone(), socket.key));
-                socket.push(Outbound::Revoked(session.id.clone()), &self.metrics);
+                socket.push(
+                    Outbound::Revoked(Arc::new(session.id.clone())),
+                    &self.metrics,
+                );
             }
         }
         drop(rooms);

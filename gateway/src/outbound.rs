@@ -9,11 +9,13 @@ use chat_shared::auth::Identity;
 
 use crate::sio::queue::{OutboundQueue, QueueItem};
 
-/// What the hub and the request table hand a socket to write.
+/// What the hub and the request table hand a socket to write. Every
+/// variant is one pointer wide: a socket's queue allocates room for a block
+/// of items up front, so the item's size is memory every idle socket holds.
 #[derive(Debug, Clone)]
 pub enum Outbound {
-    /// A finished text frame.
-    Frame(Utf8Bytes),
+    /// A finished text frame, shared by every socket it goes to.
+    Frame(Arc<Utf8Bytes>),
     /// A `new-message` frame: the socket writes it only if `seq` is new to
     /// it, and repairs any gap before it from the store. Shared by every
     /// socket of the room, which keeps queue slots small.
@@ -25,7 +27,7 @@ pub enum Outbound {
     /// The socket may no longer read this session (it was transferred
     /// away from its pool): the hub sends it nothing more of the session;
     /// the connection forgets it.
-    Revoked(String),
+    Revoked(Arc<String>),
 }
 
 impl QueueItem for Outbound {
@@ -86,5 +88,15 @@ impl std::ops::Deref for SocketHandle {
 
     fn deref(&self) -> &Self::Target {
         &self.queue
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_queued_item_is_two_words() {
+        assert!(std::mem::size_of::<Outbound>() <= 2 * std::mem::size_of::<usize>());
     }
 }

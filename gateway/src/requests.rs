@@ -226,7 +226,7 @@ fn answer(waiter: Waiter, outcome: Result<ReplyBody, ChatError>, metrics: &Metri
                 Err(error) => Some(frames::failure(ack_id, &error)),
             };
             if let Some(frame) = frame {
-                socket.push(Outbound::Frame(Utf8Bytes::from(frame)), metrics);
+                socket.push(Outbound::Frame(Arc::new(Utf8Bytes::from(frame))), metrics);
             }
         }
     }

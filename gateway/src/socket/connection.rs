@@ -140,7 +140,7 @@ impl Connection for ChatConnection {
 
     async fn render(&mut self, item: Outbound) -> Vec<Utf8Bytes> {
         match item {
-            Outbound::Frame(frame) => vec![frame],
+            Outbound::Frame(frame) => vec![Utf8Bytes::clone(&frame)],
             Outbound::SessionMessage(shared) => {
                 self.session
                     .session_message(&shared.session_id, shared.seq, shared.frame.clone())
