@@ -4,10 +4,8 @@
 //! joined to it. A step: every pair's customer sends on an open-loop
 //! schedule (the aggregate rate split evenly, pairs staggered across the
 //! period; see [`crate::schedule`]) from one task per pair, which also
-//! books the acks and deliveries its two reader tasks report. The pair
-//! tasks keep no time themselves: one clock thread tells each when its
-//! next message is due (see [`crate::pacer`]). Nothing else is shared
-//! between pairs while sending except a few progress counters; the
+//! books the acks and deliveries its two reader tasks report. Nothing is
+//! shared between pairs while sending except a few progress counters; the
 //! per-pair tallies are merged at the end. The pairs outlive a step, so a
 //! sweep sets them up once and runs step after step on them.
 
@@ -29,7 +27,6 @@ use tokio_tungstenite::tungstenite::{self, Message};
 
 use crate::args::LoadArgs;
 use crate::client::{self, AckOutcome, ClientError, Endpoint, Incoming, Received, SharedSink};
-use crate::pacer::Pacer;
 use crate::report::{self, LoadPlan, LoadTotals};
 use crate::rest::{self, RestError};
 use crate::schedule::{Ledger, Schedule};
@@ -227,21 +224,16 @@ impl Fleet {
         let progress = Arc::new(Progress::default());
         let ticker = tokio::spawn(print_progress(progress.clone(), schedule.start));
         let mut runs = JoinSet::new();
-        let mut clock = Vec::with_capacity(count);
         for state in self.pairs.drain(..) {
-            let (due_tx, due_rx) = mpsc::unbounded_channel();
-            clock.push(due_tx);
             let runner = PairRun::new(
                 state,
                 schedule.clone(),
-                due_rx,
                 plan,
                 &self.setup.run_id,
                 progress.clone(),
             );
             runs.spawn(runner.run());
         }
-        let pacer = Pacer::start(schedule.clone(), clock);
         let mut totals = LoadTotals::default();
         let mut failure = None;
         while let Some(done) = runs.join_next().await {
@@ -255,11 +247,6 @@ impl Fleet {
         }
         ticker.abort();
         self.pairs.sort_by_key(|p| p.pair.index);
-        let pacer = match pacer {
-            Ok(pacer) => pacer,
-            Err(error) => bail!("could not start the clock thread: {error}"),
-        };
-        pacer.stop().await;
         if let Some(error) = failure {
             bail!("a pair's task failed: {error}");
         }
@@ -467,9 +454,6 @@ impl PairState {
 struct PairRun {
     state: PairState,
     ledger: Ledger,
-    /// The clock's word that message `k` is due; None once the clock has
-    /// ended.
-    due: Option<mpsc::UnboundedReceiver<usize>>,
     progress: Arc<Progress>,
     /// `["send-message",{"sessionId":…,"clientMsgId":"<prefix>`
     frame_head: String,
@@ -483,7 +467,6 @@ impl PairRun {
     fn new(
         state: PairState,
         schedule: Schedule,
-        due: mpsc::UnboundedReceiver<usize>,
         plan: &StepPlan,
         run_id: &str,
         progress: Arc<Progress>,
@@ -510,7 +493,6 @@ impl PairRun {
         PairRun {
             state,
             ledger,
-            due: Some(due),
             progress,
             frame_head,
             frame_tail,
@@ -522,7 +504,12 @@ impl PairRun {
     async fn run(mut self) -> (PairState, LoadTotals) {
         let deadline = self.ledger.schedule().deadline;
         loop {
-            self.sending = self.sending && self.ledger.next_due().is_some();
+            let next_due = if self.sending {
+                self.ledger.next_due()
+            } else {
+                None
+            };
+            self.sending = next_due.is_some();
             if !self.sending && self.ledger.settled() {
                 break;
             }
@@ -531,13 +518,9 @@ impl PairRun {
                     Some(received) => self.book(received),
                     None => break,
                 },
-                // Which message the clock names does not matter: every one
-                // due by now is written, so a pair that fell behind catches
-                // up in one go and the later words find nothing left to do.
-                word = next_due(&mut self.due), if self.sending && self.due.is_some() => match word {
-                    Some(_) => self.send_due().await,
-                    None => self.due = None,
-                },
+                _ = sleep_until(next_due.unwrap_or(deadline)), if next_due.is_some() => {
+                    self.send_due().await
+                }
                 _ = sleep_until(deadline) => break,
             }
         }
@@ -645,14 +628,6 @@ impl PairRun {
                 }
             }
         }
-    }
-}
-
-/// The clock's next word, or never once it has ended.
-async fn next_due(due: &mut Option<mpsc::UnboundedReceiver<usize>>) -> Option<usize> {
-    match due {
-        Some(due) => due.recv().await,
-        None => std::future::pending().await,
     }
 }
 

@@ -38,7 +38,6 @@ mod control;
 mod hostile;
 mod idle;
 mod load;
-mod pacer;
 mod report;
 mod rest;
 mod schedule;

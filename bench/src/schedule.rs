@@ -66,20 +66,6 @@ impl Schedule {
         due >= self.warmup_end && self.is_scheduled(due)
     }
 
-    /// Every scheduled message of every pair as `(pair, k, due)`, in due
-    /// order: the one clock that paces all pairs walks it. Slot `n` is
-    /// message `n / pairs` of pair `n % pairs`, and dues rise with `n`
-    /// because pairs are staggered within one period.
-    pub fn in_due_order(&self) -> impl Iterator<Item = (usize, usize, Instant)> + '_ {
-        let pairs = self.pairs.max(1);
-        (0..)
-            .map(move |n: usize| {
-                let (pair, k) = (n % pairs, n / pairs);
-                (pair, k, self.due(pair, k))
-            })
-            .take_while(|&(_, _, due)| self.is_scheduled(due))
-    }
-
     /// Messages one pair sends in total (an upper bound for capacity).
     pub fn messages_per_pair(&self) -> usize {
         let seconds = (self.send_end - self.start).as_secs_f64();
@@ -335,30 +321,6 @@ mod tests {
         assert!(!s.is_measured(s.start));
         assert!(s.is_measured(s.warmup_end));
         assert!(!s.is_scheduled(s.send_end));
-    }
-
-    #[test]
-    fn the_merged_order_interleaves_pairs_by_due_time() {
-        let s = schedule(4, 100.0);
-        let order: Vec<_> = s.in_due_order().collect();
-        // Pair 0, 1, 2, 3, then pair 0's next message, 10 ms apart.
-        let firsts: Vec<_> = order.iter().take(5).map(|&(p, k, _)| (p, k)).collect();
-        assert_eq!(firsts, vec![(0, 0), (1, 0), (2, 0), (3, 0), (0, 1)]);
-        assert_eq!(order[4].2 - s.start, Duration::from_millis(40));
-        assert!(order.windows(2).all(|w| w[0].2 <= w[1].2), "in due order");
-        // Exactly what each pair's ledger expects to write, nothing after
-        // the end of sending.
-        for pair in 0..4 {
-            let ledger = Ledger::new(s.clone(), pair, 0);
-            let expected = ledger.due_by(s.deadline).len();
-            let listed: Vec<_> = order.iter().filter(|&&(p, _, _)| p == pair).collect();
-            assert_eq!(listed.len(), expected);
-            assert!(listed
-                .iter()
-                .enumerate()
-                .all(|(k, &&(_, at, due))| at == k && due == s.due(pair, k)));
-        }
-        assert_eq!(order.len(), 300, "3 s at 100 msg/s");
     }
 
     #[test]
