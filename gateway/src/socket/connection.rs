@@ -45,6 +45,8 @@ pub struct Admission {
 /// One connected chat socket.
 pub struct ChatConnection {
     session: SocketSession,
+    /// The lifetime step the timer was last set for, and when it is due.
+    planned_lifetime: (Instant, Option<LifetimeStep>),
     /// Given back when the connection ends.
     _slot: SocketSlot,
 }
@@ -108,6 +110,7 @@ impl Application for ChatSockets {
         state.presence.agent_connected(&handle.identity()).await;
         let connection = ChatConnection {
             session,
+            planned_lifetime: (Instant::now(), None),
             _slot: slot,
         };
         Ok((connection, outbound))
@@ -161,7 +164,7 @@ impl Connection for ChatConnection {
     fn next_timer(&mut self) -> Instant {
         let (lifetime_in, step) = self.session.lifetime.next(Timestamp::now());
         let lifetime_at = Instant::now() + lifetime_in;
-        self.session.planned_lifetime = (lifetime_at, step);
+        self.planned_lifetime = (lifetime_at, step);
         match self.session.typing_deadline() {
             Some(typing_at) => typing_at.min(lifetime_at),
             None => lifetime_at,
@@ -170,7 +173,7 @@ impl Connection for ChatConnection {
 
     async fn on_timer(&mut self, now: Instant) -> TimerOutcome {
         let mut outcome = TimerOutcome::default();
-        let (lifetime_at, step) = self.session.planned_lifetime;
+        let (lifetime_at, step) = self.planned_lifetime;
         match step.filter(|_| lifetime_at <= now) {
             Some(LifetimeStep::Warn) => {
                 self.session.lifetime.warned();

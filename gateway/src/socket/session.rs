@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use crate::outbound::SocketHandle;
 use crate::rate_limit::EventBudgets;
 use crate::state::GatewayState;
-use crate::token_lifetime::{LifetimeStep, TokenLifetime};
+use crate::token_lifetime::TokenLifetime;
 
 /// What a socket has of a joined session.
 #[derive(Debug, Clone, Copy)]
@@ -44,8 +44,6 @@ pub(super) struct SocketSession {
     pub(super) immediate: Vec<String>,
     /// Until when the socket's token grants its rights.
     pub(super) lifetime: TokenLifetime,
-    /// The lifetime step the connection's timer was last set for, and when.
-    pub(super) planned_lifetime: (Instant, Option<LifetimeStep>),
     /// Session rooms the hub revoked: left on disconnect.
     pub(super) revoked_rooms: Vec<String>,
     /// An event was refused for its budget since the connection last
@@ -72,7 +70,6 @@ impl SocketSession {
             budgets,
             immediate: Vec::new(),
             lifetime,
-            planned_lifetime: (Instant::now(), None),
             revoked_rooms: Vec::new(),
             over_budget: false,
         }
