@@ -32,11 +32,7 @@ async fn clients_of_a_killed_gateway_resume_on_the_other_without_gaps_or_repeats
     let mut cluster = Cluster::start(spec, 2, 2).await;
     let plan = Plan::default();
     let mut traffic = Traffic::open(&cluster.gateway_addrs(), SECRET, &plan).await;
-    let started = Instant::now();
-    traffic.start_sending();
-    traffic
-        .wait_for_acks_since(started, 40, Duration::from_secs(20))
-        .await;
+    let started = traffic.start_and_settle().await;
 
     let killed_at = Instant::now();
     cluster.gateways[plan.customer_gateway].kill();

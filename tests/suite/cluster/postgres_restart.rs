@@ -32,11 +32,7 @@ async fn nothing_is_acked_while_postgres_is_down_and_sends_resume_after_it_resta
     let spec = spec(&namespace.url, &database.url, &namespace.prefix, &[]);
     let mut cluster = Cluster::start(spec, 2, 2).await;
     let mut traffic = Traffic::open(&cluster.gateway_addrs(), SECRET, &Plan::default()).await;
-    let started = Instant::now();
-    traffic.start_sending();
-    traffic
-        .wait_for_acks_since(started, 40, Duration::from_secs(20))
-        .await;
+    traffic.start_and_settle().await;
 
     // The store stays down until every customer has had a message sent
     // during the outage fail.

@@ -32,11 +32,7 @@ async fn the_cluster_recovers_from_a_redis_crash_and_every_socket_gets_every_mes
     let spec = spec(&redis.url(), &database.url, &unique_name("ct"), &[]);
     let mut cluster = Cluster::start(spec, 2, 2).await;
     let mut traffic = Traffic::open(&cluster.gateway_addrs(), SECRET, &Plan::default()).await;
-    let started = Instant::now();
-    traffic.start_sending();
-    traffic
-        .wait_for_acks_since(started, 40, Duration::from_secs(20))
-        .await;
+    traffic.start_and_settle().await;
 
     // Redis stays down until every customer has seen a send fail.
     let crashed_at = Instant::now();

@@ -28,11 +28,7 @@ async fn sockets_get_the_events_lost_while_their_gateway_was_resubscribing() {
     let spec = spec(&redis.url(), &database.url, &unique_name("ct"), &[]);
     let mut cluster = Cluster::start(spec, 2, 2).await;
     let mut traffic = Traffic::open(&cluster.gateway_addrs(), SECRET, &Plan::default()).await;
-    let started = Instant::now();
-    traffic.start_sending();
-    traffic
-        .wait_for_acks_since(started, 40, Duration::from_secs(20))
-        .await;
+    traffic.start_and_settle().await;
 
     let mut cut = 0;
     for _ in 0..3 {

@@ -42,11 +42,7 @@ async fn the_surviving_worker_takes_over_and_every_acked_message_arrives_once_in
     let partitions = spec.partitions();
     let mut cluster = Cluster::start(spec, 2, 2).await;
     let mut traffic = Traffic::open(&cluster.gateway_addrs(), SECRET, &Plan::default()).await;
-    let started = Instant::now();
-    traffic.start_sending();
-    traffic
-        .wait_for_acks_since(started, 40, Duration::from_secs(20))
-        .await;
+    let started = traffic.start_and_settle().await;
 
     // Once the partitions are shared out between the two workers, the one
     // holding the partitions of most conversations goes.

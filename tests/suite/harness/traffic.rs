@@ -452,6 +452,17 @@ impl Traffic {
 
     /// Waits until every customer has had `count` messages first sent at
     /// or after `since` acknowledged.
+    /// Starts sending and waits (20 s at most) until every customer has 40
+    /// messages acknowledged: the cluster carries traffic before a fault.
+    /// Returns when sending started.
+    pub async fn start_and_settle(&self) -> Instant {
+        let started = Instant::now();
+        self.start_sending();
+        self.wait_for_acks_since(started, 40, Duration::from_secs(20))
+            .await;
+        started
+    }
+
     pub async fn wait_for_acks_since(
         &self,
         since: Instant,
