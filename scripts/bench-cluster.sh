@@ -12,7 +12,10 @@
 # Usage: scripts/bench-cluster.sh [RATE ...]          (default: 1000)
 #        SWEEP=1 scripts/bench-cluster.sh [RATE ...]  (default: 1000, 2000, …)
 #        COSTS=1 scripts/bench-cluster.sh [RATE ...]  (what one message costs
-#                each process, Redis and PostgreSQL, at each RATE)
+#                each process, Redis and PostgreSQL, at each RATE; unless
+#                DATABASE_URL is given, against a PostgreSQL of its own,
+#                durable like a production server's defaults and with
+#                pg_stat_statements, for the statements each message runs)
 # Environment: REDIS_URL, DATABASE_URL (a server where the user may create
 #              databases), CONNECTIONS (10000), PAIRS (100), DURATION (20),
 #              WARMUP (3), SKIP_IDLE=1, SKIP_BUILD=1, NODES (gateways and
@@ -25,9 +28,15 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 # shellcheck source=lib/bench.sh
 . scripts/lib/bench.sh
+# shellcheck source=lib/servers.sh
+. scripts/lib/servers.sh
 
 redis_url=${REDIS_URL:-redis://127.0.0.1:6379}
 admin_url=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+# The costs' own PostgreSQL: only its processes are counted, and it can load
+# pg_stat_statements, which a running server cannot without a restart.
+own_postgres=0
+if costs_requested && [ -z "${DATABASE_URL:-}" ]; then own_postgres=1; fi
 connections=${CONNECTIONS:-10000}
 pairs=${PAIRS:-100}
 nodes=${NODES:-2}
@@ -50,14 +59,30 @@ database_url="${admin_url%/*}/$database"
 pids=()
 cleanup() {
   stop_processes "${pids[@]}"
-  psql "$admin_url" -qc "DROP DATABASE IF EXISTS $database WITH (FORCE)" >/dev/null 2>&1 || true
+  if [ "$own_postgres" = 1 ]; then
+    stop_throwaway_postgres
+  else
+    psql "$admin_url" -qc "DROP DATABASE IF EXISTS $database WITH (FORCE)" >/dev/null 2>&1 || true
+  fi
   redis-cli -u "$redis_url" --scan --pattern "$prefix:*" 2>/dev/null | xargs -r redis-cli -u "$redis_url" del >/dev/null 2>&1 || true
   rm -rf "$workdir"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+if [ "$own_postgres" = 1 ]; then
+  echo "==> starting a PostgreSQL with pg_stat_statements (fsync and synchronous_commit on)"
+  require_server_tools postgres
+  chmod 755 "$workdir"
+  start_throwaway_postgres "$workdir/postgres" fsync=on synchronous_commit=on full_page_writes=on \
+    wal_sync_method=fdatasync shared_preload_libraries=pg_stat_statements pg_stat_statements.track=all
+  admin_url=$THROWAWAY_PG_URL
+  database_url="${admin_url%/*}/$database"
+fi
 psql "$admin_url" -qc "CREATE DATABASE $database" >/dev/null
+if [ "$own_postgres" = 1 ]; then
+  psql "$database_url" -qc "CREATE EXTENSION pg_stat_statements" >/dev/null
+fi
 export REDIS_URL="$redis_url" DATABASE_URL="$database_url" KEY_PREFIX="$prefix"
 export JWT_SECRET="bench-$(date +%s%N)-secret" RATE_LIMIT_PER_SEC=0 HOST=127.0.0.1 RUST_LOG="${RUST_LOG:-warn}"
 # The processes run as a user starts them: TOKIO_WORKER_THREADS, when set,
@@ -94,9 +119,14 @@ if sweep_requested; then
 elif costs_requested; then
   worker_list=$(IFS=,; echo "${worker_pids[*]}")
   for rate in "${rates[@]}"; do
-    # PostgreSQL's processes are the server's: on a machine running nothing
-    # else, they are this run's.
-    postgres_list=$(pgrep -d, -x postgres || true)
+    # PostgreSQL's processes: those of the server started here, else every
+    # postgres on the machine (on a machine running nothing else, this
+    # run's).
+    if [ "$own_postgres" = 1 ]; then
+      postgres_list=$(throwaway_postgres_pids)
+    else
+      postgres_list=$(pgrep -d, -x postgres || true)
+    fi
     run_costs "$bin/chat-bench" "$url_list" \
       "--pids gateway=$pid_list --pids worker=$worker_list --pids postgres=$postgres_list" \
       "$rate" ", customers and agents on different gateways" || status=1

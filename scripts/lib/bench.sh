@@ -118,7 +118,8 @@ costs_requested() {
 # report, what every process spent per message: CPU and context switches of
 # each kind named in PID_SPECS ("--pids gateway=1,2 --pids worker=3"), and
 # with REDIS_URL and DATABASE_URL set, Redis's commands and bytes and
-# PostgreSQL's commits and row changes (scripts/lib/costs.py).
+# PostgreSQL's commits and row changes, and its statements where the
+# database has pg_stat_statements (scripts/lib/costs.py).
 run_costs() {
   local bench=$1 urls=$2 pid_specs=$3 rate=$4 where=$5
   local work before after out messages

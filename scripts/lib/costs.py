@@ -5,9 +5,11 @@
 prints a JSON snapshot of cumulative counters: CPU seconds and context
 switches of every thread of each named process, Redis's per-command calls
 and network bytes (INFO), PostgreSQL's commits and row changes of the
-database (pg_stat_database, pg_stat_user_tables), and loopback bytes
-(/proc/net/dev). `costs.py report BEFORE.json AFTER.json --messages N`
-prints the difference divided by the N messages sent in between.
+database (pg_stat_database, pg_stat_user_tables) and, where the database has
+the pg_stat_statements extension, its statements' calls, time and rows,
+and loopback bytes (/proc/net/dev). `costs.py report BEFORE.json AFTER.json
+--messages N` prints the difference divided by the N messages sent in
+between.
 """
 
 import argparse
@@ -67,6 +69,33 @@ def postgres_counters(url):
     return dict(zip(names, (int(v) for v in out.split("|"))))
 
 
+# Marks the snapshot's own statements, which pg_stat_statements records
+# with the rest, so that the report leaves them out.
+OWN = "/* costs.py */"
+
+
+def psql(url, query):
+    return subprocess.run(
+        ["psql", url, "-Atc", query], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def postgres_statements(url):
+    """pg_stat_statements' rows of the database, by query id and level;
+    None when the database has no such extension."""
+    if psql(url, f"SELECT {OWN} count(*) FROM pg_extension WHERE extname = 'pg_stat_statements'") != "1":
+        return None
+    out = psql(
+        url,
+        f"SELECT {OWN} coalesce(json_agg(json_build_object("
+        "'id', coalesce(queryid::text, query) || ':' || toplevel::text, 'toplevel', toplevel, 'calls', calls, "
+        "'time', total_exec_time, 'rows', rows, 'query', query)), '[]') "
+        "FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+        f"AND query NOT LIKE '%{OWN}%'",
+    )
+    return {row.pop("id"): row for row in json.loads(out)}
+
+
 def loopback_bytes():
     with open("/proc/net/dev") as dev:
         for line in dev:
@@ -91,6 +120,9 @@ def snapshot(args):
         result["redis"] = redis_info(args.redis)
     if args.database:
         result["postgres"] = postgres_counters(args.database)
+        statements = postgres_statements(args.database)
+        if statements is not None:
+            result["statements"] = statements
     json.dump(result, sys.stdout)
 
 
@@ -119,7 +151,35 @@ def report(args):
     if "postgres" in b:
         pa, pb = a["postgres"], b["postgres"]
         print("  postgres: " + ", ".join(f"{k} {(pb[k] - pa[k]) / n:.3f}" for k in pb))
+    if "statements" in b and "statements" in a:
+        report_statements(a["statements"], b["statements"], n)
     print(f"  loopback bytes {(b['loopback'] - a['loopback']) / n:.0f}")
+
+
+def shorten(query, width=70):
+    text = " ".join(query.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def report_statements(before, after, n, top=10):
+    """Statement executions per message, and the statements that took the
+    most time, from two pg_stat_statements snapshots."""
+    changes = []
+    for key, row in after.items():
+        old = before.get(key, {"calls": 0, "time": 0.0, "rows": 0})
+        calls = row["calls"] - old["calls"]
+        if calls > 0:
+            changes.append((row["time"] - old["time"], calls, row["rows"] - old["rows"], row))
+    client = sum(calls for _, calls, _, row in changes if row["toplevel"])
+    nested = sum(calls for _, calls, _, row in changes if not row["toplevel"])
+    print(
+        f"  postgres statements: {client / n:.3f} from the clients (round trips, for clients that send one"
+        f" statement per round trip, without pipelining), {nested / n:.3f} run inside them (functions)"
+    )
+    print(f"  {'calls/msg':>11} {'mean ms':>8} {'rows/call':>9}  statement (by total time; > inside a function)")
+    for time, calls, rows, row in sorted(changes, key=lambda c: c[0], reverse=True)[:top]:
+        mark = " " if row["toplevel"] else ">"
+        print(f"  {calls / n:11.3f} {time / calls:8.3f} {rows / calls:9.2f}  {mark}{shorten(row['query'])}")
 
 
 def main():

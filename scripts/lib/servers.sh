@@ -129,10 +129,15 @@ _pg_tool() {
 
 # Creates and starts a PostgreSQL cluster in directory $1 (which must not
 # exist yet) and sets THROWAWAY_PG_URL (its `postgres` database, user
-# `postgres`, no password).
+# `postgres`, no password) and THROWAWAY_PG_PID (the postmaster's). It runs
+# for tests, without durability (fsync, synchronous_commit and
+# full_page_writes off); further NAME=VALUE arguments are server settings
+# on top of those, the later one winning, e.g. `fsync=on`.
 start_throwaway_postgres() {
-  local port attempt
+  local port attempt setting settings=""
   THROWAWAY_PG_DIR=$1
+  shift
+  for setting in "$@"; do settings+=" -c $setting"; done
   THROWAWAY_PG_BIN=$(pg_bin_dir)
   mkdir -p "$THROWAWAY_PG_DIR"
   if [ "$(id -u)" = 0 ]; then
@@ -147,9 +152,10 @@ start_throwaway_postgres() {
   for attempt in 1 2 3; do
     port=$(free_port)
     if _pg_tool pg_ctl -D "$THROWAWAY_PG_DIR/data" -l "$THROWAWAY_PG_DIR/server.log" -w -t 60 \
-      -o "-p $port -k $THROWAWAY_PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+      -o "-p $port -k $THROWAWAY_PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off$settings" \
       start >/dev/null; then
       THROWAWAY_PG_URL="postgres://postgres@127.0.0.1:$port/postgres"
+      THROWAWAY_PG_PID=$(head -n 1 "$THROWAWAY_PG_DIR/data/postmaster.pid")
       return 0
     fi
     echo "PostgreSQL did not start on port $port (attempt $attempt):" >&2
@@ -158,8 +164,33 @@ start_throwaway_postgres() {
   return 1
 }
 
+# Stops the server of `start_throwaway_postgres` by its postmaster's PID: a
+# fast shutdown (SIGINT), up to 30 s to finish, then an immediate one
+# (SIGQUIT).
 stop_throwaway_postgres() {
-  if [ -n "${THROWAWAY_PG_DIR:-}" ] && [ -f "$THROWAWAY_PG_DIR/data/postmaster.pid" ]; then
+  local pid=${THROWAWAY_PG_PID:-}
+  if [ -n "$pid" ]; then
+    kill -INT "$pid" 2>/dev/null || true
+    for _ in $(seq 1 300); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -QUIT "$pid" 2>/dev/null; then
+      for _ in $(seq 1 50); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+      done
+    fi
+    THROWAWAY_PG_PID=""
+  elif [ -n "${THROWAWAY_PG_DIR:-}" ] && [ -f "$THROWAWAY_PG_DIR/data/postmaster.pid" ]; then
     _pg_tool pg_ctl -D "$THROWAWAY_PG_DIR/data" -m fast -w -t 30 stop >/dev/null 2>&1 || true
   fi
+}
+
+# The throwaway server's processes, comma-separated: its postmaster and the
+# postmaster's children (backends, checkpointer, WAL writer, …).
+throwaway_postgres_pids() {
+  local children
+  children=$(pgrep -d, -P "$THROWAWAY_PG_PID" || true)
+  echo "$THROWAWAY_PG_PID${children:+,$children}"
 }
