@@ -27,6 +27,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 
 use crate::args::LoadArgs;
 use crate::client::{self, AckOutcome, ClientError, Endpoint, Incoming, Received, SharedSink};
+use crate::pacer::Pacer;
 use crate::report::{self, LoadPlan, LoadTotals};
 use crate::rest::{self, RestError};
 use crate::schedule::{Ledger, Schedule};
@@ -54,6 +55,8 @@ enum SetupError {
     Write(#[from] tungstenite::Error),
     #[error("join-session: {0}")]
     Join(String),
+    #[error("send clock: {0}")]
+    Clock(std::io::Error),
 }
 
 /// What every pair's setup needs.
@@ -198,7 +201,11 @@ impl Fleet {
             pairs.len(),
             setup_started.elapsed().as_secs_f64()
         );
-        let pairs = pairs.into_iter().map(PairState::new).collect();
+        let pairs = pairs
+            .into_iter()
+            .map(PairState::new)
+            .collect::<Result<_, _>>()
+            .map_err(SetupError::Clock)?;
         Ok(Fleet { setup, pairs })
     }
 
@@ -436,17 +443,20 @@ struct PairState {
     next_ack_base: u64,
     /// A socket of the pair closed; later steps cannot send on it.
     closed: bool,
+    /// When this pair's next send is due.
+    pacer: Pacer,
 }
 
 impl PairState {
-    fn new(pair: Pair) -> Self {
-        PairState {
+    fn new(pair: Pair) -> std::io::Result<Self> {
+        Ok(PairState {
             pair,
             customer_seqs: SeqTracker::default(),
             agent_seqs: SeqTracker::default(),
             next_ack_base: 0,
             closed: false,
-        }
+            pacer: Pacer::new()?,
+        })
     }
 }
 
@@ -518,8 +528,17 @@ impl PairRun {
                     Some(received) => self.book(received),
                     None => break,
                 },
-                _ = sleep_until(next_due.unwrap_or(deadline)), if next_due.is_some() => {
-                    self.send_due().await
+                clock = self.state.pacer.wait_until(next_due.unwrap_or(deadline)), if next_due.is_some() => {
+                    match clock {
+                        Ok(()) => self.send_due().await,
+                        Err(error) => {
+                            self.ledger.totals_mut().disconnects.push(format!(
+                                "pair {}: send clock failed: {error}",
+                                self.state.pair.index
+                            ));
+                            self.sending = false;
+                        }
+                    }
                 }
                 _ = sleep_until(deadline) => break,
             }

@@ -38,6 +38,7 @@ mod control;
 mod hostile;
 mod idle;
 mod load;
+mod pacer;
 mod report;
 mod rest;
 mod schedule;
