@@ -40,6 +40,13 @@ use crate::{ops, rest, sio};
 /// frames still work, they just take more reads. It is allocated per
 /// connection, so it is the largest part of an idle socket's memory.
 const WS_READ_BUFFER: usize = 1024;
+/// Bytes of frames gathered before a write to the socket. The connection
+/// loop feeds every frame queued for a socket and then flushes, so the
+/// frames of one batch (an ack and the echo of the same message, a
+/// catch-up) leave in one system call; with no buffer each frame was a
+/// write of its own. A socket keeps at most this much, plus one frame,
+/// of buffer once it has written a batch that large.
+const WS_WRITE_BUFFER: usize = 4096;
 /// How often requests past their deadline are answered.
 const EXPIRY_SWEEP: Duration = Duration::from_millis(250);
 /// Shortest pause between two batches of a drain's disconnections; a
@@ -406,7 +413,7 @@ async fn socket_io(
     let token = connections.token();
     upgrade
         .read_buffer_size(WS_READ_BUFFER)
-        .write_buffer_size(0)
+        .write_buffer_size(WS_WRITE_BUFFER)
         .max_message_size(MAX_PAYLOAD_BYTES)
         .max_frame_size(MAX_PAYLOAD_BYTES)
         .on_upgrade(move |socket| async move {
