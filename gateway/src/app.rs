@@ -430,5 +430,6 @@ async fn expire_requests(state: Arc<GatewayState>, stop: CancellationToken) {
             _ = tokio::time::sleep(EXPIRY_SWEEP) => {}
         }
         state.requests.expire(tokio::time::Instant::now());
+        state.hub.release_lingering().await;
     }
 }

@@ -1,9 +1,11 @@
 //! The gateway's view of its own sockets: who is connected, which rooms
 //! (backplane channels) each socket belongs to, and the one subscription
 //! connection that feeds them. The hub subscribes to a channel while at
-//! least one local socket needs it and unsubscribes when the last leaves.
-//! Its dispatcher forwards each delivery's pre-encoded frame to the room's
-//! sockets without re-encoding, and routes replies to waiting requests.
+//! least one local socket needs it and unsubscribes when the last leaves
+//! (or, while a reply may still come inside one of its deliveries, once
+//! none is awaited). Its dispatcher forwards each delivery's pre-encoded
+//! frame to the room's sockets without re-encoding, and routes replies
+//! (apart, or carried by a delivery) to waiting requests.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use axum::extract::ws::Utf8Bytes;
 use chat_shared::auth::Identity;
 use chat_shared::backplane::{Backplane, BackplaneError, Subscriber, SubscriptionEvent};
-use chat_shared::envelope::{self, Delivery, Reply};
+use chat_shared::envelope::{self, Delivery, Reply, RidingReply};
 use chat_shared::names::Names;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -40,6 +42,10 @@ struct Rooms {
     /// reaches them once) but get nothing more from that room, until they
     /// leave it or join it again.
     revoked: HashSet<(String, u64)>,
+    /// Channels still subscribed after their last member left, because a
+    /// request's reply may yet arrive inside one of their deliveries (a
+    /// message sent just before leaving); released once nothing awaits them.
+    lingering: HashSet<String>,
 }
 
 impl Rooms {
@@ -122,7 +128,10 @@ impl Hub {
         socket: &Arc<SocketHandle>,
     ) -> Result<(), BackplaneError> {
         let _change = self.subscription_changes.lock(channel).await;
-        let needs_subscription = !self.lock_rooms().by_channel.contains_key(channel);
+        let needs_subscription = {
+            let mut rooms = self.lock_rooms();
+            !rooms.by_channel.contains_key(channel) && !rooms.lingering.remove(channel)
+        };
         if needs_subscription {
             if let Err(error) = self.subscriber.subscribe(channel).await {
                 self.metrics.backplane_error(BackplaneOp::Subscribe);
@@ -139,9 +148,12 @@ impl Hub {
         Ok(())
     }
 
-    /// Removes `socket` from `channel`, unsubscribing when it was the last.
+    /// Removes `socket` from `channel`, unsubscribing when it was the last
+    /// (or, while a reply may still come on it, once nothing awaits one).
     pub async fn leave(&self, channel: &str, socket: &SocketHandle) {
         let _change = self.subscription_changes.lock(channel).await;
+        // Asked first: no lock of the requests is taken under the rooms'.
+        let awaited = self.requests.awaits_events_on(channel);
         let now_empty = {
             let mut rooms = self.lock_rooms();
             rooms.revoked.remove(&(channel.to_owned(), socket.key));
@@ -150,7 +162,10 @@ impl Hub {
                     members.remove(&socket.key);
                     if members.is_empty() {
                         rooms.by_channel.remove(channel);
-                        true
+                        if awaited {
+                            rooms.lingering.insert(channel.to_owned());
+                        }
+                        !awaited
                     } else {
                         false
                     }
@@ -159,9 +174,29 @@ impl Hub {
             }
         };
         if now_empty {
-            if let Err(error) = self.subscriber.unsubscribe(channel).await {
-                tracing::warn!(%error, %channel, "unsubscribe failed");
+            self.unsubscribe(channel).await;
+        }
+    }
+
+    /// Unsubscribes the lingering channels that no request awaits any more.
+    pub async fn release_lingering(&self) {
+        let lingering: Vec<String> = self.lock_rooms().lingering.iter().cloned().collect();
+        for channel in lingering {
+            let _change = self.subscription_changes.lock(&channel).await;
+            if self.requests.awaits_events_on(&channel) {
+                continue;
             }
+            // A join since then has taken the subscription over.
+            let released = self.lock_rooms().lingering.remove(&channel);
+            if released {
+                self.unsubscribe(&channel).await;
+            }
+        }
+    }
+
+    async fn unsubscribe(&self, channel: &str) {
+        if let Err(error) = self.subscriber.unsubscribe(channel).await {
+            tracing::warn!(%error, %channel, "unsubscribe failed");
         }
     }
 
@@ -207,7 +242,14 @@ impl Hub {
                 }
                 Some(SubscriptionEvent::Message(message)) => {
                     match envelope::decode::<Delivery>(&message.payload) {
-                        Ok(delivery) => self.dispatch(&message.channel, delivery),
+                        Ok(mut delivery) => {
+                            // The ack before the event: the sender sees its
+                            // answer first, as when replies came apart.
+                            if let Some(riding) = delivery.reply.take() {
+                                self.answer_riding(riding);
+                            }
+                            self.dispatch(&message.channel, delivery)
+                        }
                         Err(error) => tracing::warn!(%error, "undecodable delivery"),
                     }
                 }
@@ -219,6 +261,17 @@ impl Hub {
                 }
                 None => return,
             }
+        }
+    }
+
+    /// Completes the request a delivery's reply answers, when it is ours.
+    fn answer_riding(&self, riding: RidingReply) {
+        if riding.gateway_id != self.gateway_id {
+            return;
+        }
+        match envelope::decode::<Reply>(&riding.reply) {
+            Ok(reply) => self.requests.complete(reply),
+            Err(error) => tracing::warn!(%error, "undecodable reply"),
         }
     }
 

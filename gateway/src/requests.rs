@@ -1,7 +1,8 @@
 //! Request and reply, in one place: a command goes to the worker in an
 //! envelope with the caller's identity and a reply address, appended to
 //! the partition of its session; its reply comes back on this gateway's
-//! channel and is handed to whoever waits for it. Socket events get their
+//! channel (or, for a message sent from a socket that joined its session,
+//! inside the message's own delivery) and is handed to whoever waits for it. Socket events get their
 //! ack (or `error` event) written when the reply arrives; REST calls wait
 //! on a oneshot. Each request has a deadline; past it the caller gets
 //! `unavailable`, and retrying with the same `clientMsgId` is safe.
@@ -51,12 +52,21 @@ pub struct RequestRoute {
     pub timeout: Duration,
 }
 
+/// A request waiting for its reply.
+struct Pending {
+    deadline: Instant,
+    waiter: Waiter,
+    /// The session channel whose delivery may carry the reply; the hub keeps
+    /// it subscribed while the request waits.
+    events_channel: Option<String>,
+}
+
 pub struct Requests {
     route: RequestRoute,
     backplane: Arc<dyn Backplane>,
     metrics: Arc<Metrics>,
     next_id: AtomicU64,
-    waiting: Mutex<HashMap<u64, (Instant, Waiter)>>,
+    waiting: Mutex<HashMap<u64, Pending>>,
 }
 
 impl Requests {
@@ -73,11 +83,38 @@ impl Requests {
     /// Appends a command whose answer goes to `waiter`. If it cannot be
     /// appended, the waiter is answered with `unavailable` at once.
     pub async fn submit(&self, identity: &Identity, command: Command, waiter: Waiter) {
-        let request_id = self.register(waiter);
+        self.submit_routed(identity, command, waiter, None).await
+    }
+
+    /// As [`Self::submit`], for a message sent from a socket that has joined
+    /// its session, whose events arrive on `events_channel`: the worker may
+    /// send the reply inside the message's own delivery
+    /// (`ReplyTo::with_session_events`), where the hub finds it.
+    pub async fn submit_from_joined(
+        &self,
+        identity: &Identity,
+        command: Command,
+        waiter: Waiter,
+        events_channel: String,
+    ) {
+        self.submit_routed(identity, command, waiter, Some(events_channel))
+            .await
+    }
+
+    async fn submit_routed(
+        &self,
+        identity: &Identity,
+        command: Command,
+        waiter: Waiter,
+        events_channel: Option<String>,
+    ) {
+        let with_session_events = events_channel.is_some();
+        let request_id = self.register(waiter, events_channel);
         let envelope = CommandEnvelope {
             reply_to: Some(ReplyTo {
                 gateway_id: self.route.gateway_id.clone(),
                 request_id,
+                with_session_events,
             }),
             actor: identity.clone(),
             issued_at: Timestamp::now(),
@@ -133,11 +170,11 @@ impl Requests {
             let mut waiting = self.lock();
             let ids: Vec<u64> = waiting
                 .iter()
-                .filter(|(_, (deadline, _))| *deadline <= now)
+                .filter(|(_, pending)| pending.deadline <= now)
                 .map(|(id, _)| *id)
                 .collect();
             ids.into_iter()
-                .filter_map(|id| waiting.remove(&id).map(|(_, waiter)| waiter))
+                .filter_map(|id| waiting.remove(&id).map(|pending| pending.waiter))
                 .collect()
         };
         for waiter in expired {
@@ -156,7 +193,7 @@ impl Requests {
     /// it any more, so a drain need not wait for them. Its commands are
     /// still applied.
     pub fn forget_socket(&self, key: u64) {
-        self.lock().retain(|_, (_, waiter)| match waiter {
+        self.lock().retain(|_, pending| match &pending.waiter {
             Waiter::Socket { socket, .. } => socket.key != key,
             Waiter::Http(_) => true,
         });
@@ -170,17 +207,29 @@ impl Requests {
         self.len() == 0
     }
 
-    /// Registers a waiter and returns the request id to put in the command.
-    fn register(&self, waiter: Waiter) -> u64 {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+    /// Whether a waiting request's reply may come in a delivery on
+    /// `channel`, so that the channel must stay subscribed.
+    pub fn awaits_events_on(&self, channel: &str) -> bool {
         self.lock()
-            .insert(id, (Instant::now() + self.route.timeout, waiter));
+            .values()
+            .any(|pending| pending.events_channel.as_deref() == Some(channel))
+    }
+
+    /// Registers a waiter and returns the request id to put in the command.
+    fn register(&self, waiter: Waiter, events_channel: Option<String>) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let pending = Pending {
+            deadline: Instant::now() + self.route.timeout,
+            waiter,
+            events_channel,
+        };
+        self.lock().insert(id, pending);
         id
     }
 
     /// Forgets a request, handing its waiter back.
     fn take(&self, id: u64) -> Option<Waiter> {
-        self.lock().remove(&id).map(|(_, waiter)| waiter)
+        self.lock().remove(&id).map(|pending| pending.waiter)
     }
 
     async fn append(&self, envelope: &CommandEnvelope) -> Result<(), ChatError> {
@@ -197,7 +246,7 @@ impl Requests {
             })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (Instant, Waiter)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Pending>> {
         self.waiting.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

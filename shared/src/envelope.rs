@@ -31,6 +31,13 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, EnvelopeError> {
 pub struct ReplyTo {
     pub gateway_id: String,
     pub request_id: u64,
+    /// The gateway receives the events of the command's session (the
+    /// sending socket has joined it), so a successful reply may travel
+    /// inside the command's own `new-message` delivery (`Delivery::reply`)
+    /// instead of a publication of its own. False in the commands of older
+    /// gateways, which get every reply on their reply channel.
+    #[serde(default)]
+    pub with_session_events: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -152,6 +159,22 @@ pub struct Delivery {
     /// processes can run side by side during an upgrade.
     #[serde(default)]
     pub committed_at_ms: Option<i64>,
+    /// The reply to the command that produced this event, for the gateway
+    /// that asked to get it here (`ReplyTo::with_session_events`): one
+    /// publication carries both, and that gateway answers the request before
+    /// fanning the event out, so the sender's ack still precedes its echo.
+    /// Other gateways ignore it.
+    #[serde(default)]
+    pub reply: Option<RidingReply>,
+}
+
+/// A reply carried by a delivery, with the gateway it is for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RidingReply {
+    pub gateway_id: String,
+    /// The encoded `Reply`: the other gateways of the session pass it by
+    /// without decoding it.
+    pub reply: Bytes,
 }
 
 #[cfg(test)]
@@ -165,6 +188,7 @@ mod tests {
             reply_to: Some(ReplyTo {
                 gateway_id: "g1".into(),
                 request_id: 9,
+                with_session_events: true,
             }),
             actor: Identity {
                 user_id: "u".into(),
@@ -226,6 +250,22 @@ mod tests {
     }
 
     #[test]
+    fn an_older_gateways_reply_address_asks_for_its_own_channel() {
+        #[derive(Serialize)]
+        struct OldReplyTo {
+            gateway_id: String,
+            request_id: u64,
+        }
+        let old = OldReplyTo {
+            gateway_id: "g1".into(),
+            request_id: 4,
+        };
+        let decoded: ReplyTo = decode(&encode(&old).unwrap()).unwrap();
+        assert_eq!(decoded.request_id, 4);
+        assert!(!decoded.with_session_events);
+    }
+
+    #[test]
     fn reply_with_error_round_trips() {
         let reply = Reply {
             request_id: 1,
@@ -257,6 +297,7 @@ mod tests {
         };
         let decoded: Delivery = decode(&encode(&old).unwrap()).unwrap();
         assert_eq!(decoded.committed_at_ms, None);
+        assert_eq!(decoded.reply, None);
         assert_eq!(decoded.seq, Some(3));
 
         // And an older gateway ignores the new field.

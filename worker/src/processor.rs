@@ -10,7 +10,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use chat_shared::backplane::{Backplane, StreamEntry};
-use chat_shared::envelope::{self, CommandEnvelope, Reply};
+use chat_shared::envelope::{
+    self, Command, CommandEnvelope, Delivery, Reply, ReplyTo, RidingReply,
+};
 use chat_shared::names::Names;
 use chat_shared::store::{BatchKeys, BatchSnapshot, Store, StoreError};
 use chat_shared::{ChatError, Timestamp};
@@ -289,11 +291,15 @@ impl Processor {
                     request_id: reply_to.request_id,
                     outcome: decision.reply,
                 };
-                match envelope::encode(&reply) {
-                    Ok(bytes) => {
-                        outgoing.push((self.names.gateway_channel(&reply_to.gateway_id), bytes))
+                if let Some(reply) =
+                    ride_with_events(reply_to, &command.command, reply, &mut decision.deliveries)
+                {
+                    match envelope::encode(&reply) {
+                        Ok(bytes) => {
+                            outgoing.push((self.names.gateway_channel(&reply_to.gateway_id), bytes))
+                        }
+                        Err(error) => tracing::error!(%error, "reply not encodable"),
                     }
-                    Err(error) => tracing::error!(%error, "reply not encodable"),
                 }
             }
             for delivery in &decision.deliveries {
@@ -342,6 +348,142 @@ impl Processor {
                 }
             }
             Err(error) => tracing::error!(%error, "reply not encodable"),
+        }
+    }
+}
+
+/// Puts the successful reply to a sent message inside that message's own
+/// `new-message` delivery when the asking gateway receives the session's
+/// events: one publication instead of two. Returns the reply when it must go
+/// out on its own.
+fn ride_with_events(
+    reply_to: &ReplyTo,
+    command: &Command,
+    reply: Reply,
+    deliveries: &mut [Delivery],
+) -> Option<Reply> {
+    let Command::SendMessage { session_id, .. } = command else {
+        return Some(reply);
+    };
+    if !reply_to.with_session_events || reply.outcome.is_err() {
+        return Some(reply);
+    }
+    let own_message = deliveries.iter_mut().find(|delivery| {
+        delivery.seq.is_some() && delivery.session_id.as_deref() == Some(session_id.as_str())
+    });
+    let Some(delivery) = own_message else {
+        return Some(reply);
+    };
+    match envelope::encode(&reply) {
+        Ok(encoded) => {
+            delivery.reply = Some(RidingReply {
+                gateway_id: reply_to.gateway_id.clone(),
+                reply: encoded,
+            });
+            None
+        }
+        // Then it goes apart, where its encoding error is reported.
+        Err(_) => Some(reply),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chat_shared::envelope::ReplyBody;
+
+    use super::*;
+
+    fn send(session_id: &str) -> Command {
+        Command::SendMessage {
+            session_id: session_id.to_owned(),
+            content: "hi".to_owned(),
+            client_msg_id: Some("c1".to_owned()),
+        }
+    }
+
+    fn reply_to(with_session_events: bool) -> ReplyTo {
+        ReplyTo {
+            gateway_id: "g1".to_owned(),
+            request_id: 7,
+            with_session_events,
+        }
+    }
+
+    fn new_message(session_id: &str) -> Delivery {
+        Delivery {
+            event: "new-message".to_owned(),
+            audience: vec![format!("chat:session:{session_id}")],
+            session_id: Some(session_id.to_owned()),
+            seq: Some(1),
+            except_socket: None,
+            frame: "42/chat,[]".to_owned(),
+            committed_at_ms: None,
+            reply: None,
+        }
+    }
+
+    fn done() -> Reply {
+        Reply {
+            request_id: 7,
+            outcome: Ok(ReplyBody::Done),
+        }
+    }
+
+    #[test]
+    fn a_reply_rides_in_its_own_message_for_a_gateway_that_gets_the_session() {
+        let mut deliveries = vec![new_message("s1")];
+        let left = ride_with_events(&reply_to(true), &send("s1"), done(), &mut deliveries);
+        assert_eq!(left, None);
+        let riding = deliveries[0].reply.as_ref().expect("the reply rides");
+        assert_eq!(riding.gateway_id, "g1");
+        let carried: Reply = envelope::decode(&riding.reply).expect("an encoded reply");
+        assert_eq!(carried, done());
+    }
+
+    #[test]
+    fn a_reply_goes_apart_when_it_cannot_ride() {
+        let failed = Reply {
+            request_id: 7,
+            outcome: Err(ChatError::session_closed()),
+        };
+        let cases = [
+            (
+                "the gateway did not ask",
+                reply_to(false),
+                send("s1"),
+                done(),
+                "s1",
+            ),
+            (
+                "a refusal has no event",
+                reply_to(true),
+                send("s1"),
+                failed,
+                "s1",
+            ),
+            (
+                "another session's event",
+                reply_to(true),
+                send("s1"),
+                done(),
+                "s2",
+            ),
+            (
+                "not a sent message",
+                reply_to(true),
+                Command::Close {
+                    session_id: "s1".to_owned(),
+                    reason: None,
+                },
+                done(),
+                "s1",
+            ),
+        ];
+        for (case, to, command, reply, delivered) in cases {
+            let mut deliveries = vec![new_message(delivered)];
+            let left = ride_with_events(&to, &command, reply.clone(), &mut deliveries);
+            assert_eq!(left, Some(reply), "{case}");
+            assert_eq!(deliveries[0].reply, None, "{case}");
         }
     }
 }

@@ -124,6 +124,7 @@ async fn push_if_due(
         except_socket: None,
         frame: frames::event(server_events::STATS_UPDATE, &stats),
         committed_at_ms: None,
+        reply: None,
     };
     let bytes = envelope::encode(&delivery)
         .map_err(|e| chat_shared::ChatError::unavailable(e.to_string()))?;

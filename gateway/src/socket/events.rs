@@ -147,15 +147,25 @@ impl SocketSession {
             session_id: request.session_id.to_string(),
             started,
         };
+        let session_id: String = request.session_id.into();
         let command = Command::SendMessage {
-            session_id: request.session_id.into(),
+            session_id: session_id.clone(),
             content: request.content,
             client_msg_id: Some(request.client_msg_id.into()),
         };
-        self.state
-            .requests
-            .submit(&self.handle.identity(), command, waiter)
-            .await;
+        // A joined socket keeps this gateway subscribed to the session, so
+        // the ack can come with the message's own delivery.
+        let requests = &self.state.requests;
+        if self.joined.contains_key(session_id.as_str()) {
+            let channel = self.state.hub.names().session_channel(&session_id);
+            requests
+                .submit_from_joined(&self.handle.identity(), command, waiter, channel)
+                .await;
+        } else {
+            requests
+                .submit(&self.handle.identity(), command, waiter)
+                .await;
+        }
         Ok(None)
     }
 

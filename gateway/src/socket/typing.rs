@@ -82,6 +82,7 @@ impl SocketSession {
             except_socket: Some(self.handle.sid.clone()),
             frame: frames::event(server_events::USER_TYPING, &payload),
             committed_at_ms: None,
+            reply: None,
         };
         let published = match envelope::encode(&delivery) {
             Ok(bytes) => self

@@ -1,8 +1,9 @@
-//! A backplane that holds the subscription of chosen channels until a test
-//! lets it through, and otherwise is the in-process one. It shows what
-//! waits behind a slow subscription and what must not: a server whose
-//! joins shared one lock would stall every connect behind a single held
-//! channel.
+//! A backplane that holds the subscription of chosen channels, or the
+//! publications to them, until a test lets them through, and otherwise is
+//! the in-process one. It shows what waits behind a slow subscription and
+//! what must not (a server whose joins shared one lock would stall every
+//! connect behind a single held channel), and what a gateway does between
+//! a command and its publication.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -57,6 +58,7 @@ impl Gate {
 pub struct GatedBackplane {
     inner: Arc<MemoryBackplane>,
     gate: Arc<Gate>,
+    publications: Arc<Gate>,
 }
 
 impl GatedBackplane {
@@ -66,27 +68,55 @@ impl GatedBackplane {
 
     /// Subscriptions to `channel` wait from now until `release`.
     pub fn hold(&self, channel: &str) {
-        self.gate
-            .held
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(channel.to_owned());
+        self.gate.hold(channel);
     }
 
     pub fn release(&self, channel: &str) {
-        self.gate
-            .held
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(channel);
-        // Wakes the waiters so they look again.
-        self.gate.waiting.send_modify(|_| {});
+        self.gate.release(channel);
+    }
+
+    /// Publications to `channel` wait from now until `release_publications`
+    /// (a batch waits whole, so its order stays).
+    pub fn hold_publications(&self, channel: &str) {
+        self.publications.hold(channel);
+    }
+
+    pub fn release_publications(&self, channel: &str) {
+        self.publications.release(channel);
+    }
+
+    /// Returns once a publication to `channel` waits at its gate; panics
+    /// after `within`.
+    pub async fn wait_until_publication_waiting(&self, channel: &str, within: Duration) {
+        self.publications.wait_until_waiting(channel, within).await;
     }
 
     /// Returns once a subscription to `channel` waits at the gate; panics
     /// after `within`.
     pub async fn wait_until_waiting(&self, channel: &str, within: Duration) {
-        let mut waiting = self.gate.waiting.subscribe();
+        self.gate.wait_until_waiting(channel, within).await;
+    }
+}
+
+impl Gate {
+    fn hold(&self, channel: &str) {
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(channel.to_owned());
+    }
+
+    fn release(&self, channel: &str) {
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(channel);
+        // Wakes the waiters so they look again.
+        self.waiting.send_modify(|_| {});
+    }
+
+    async fn wait_until_waiting(&self, channel: &str, within: Duration) {
+        let mut waiting = self.waiting.subscribe();
         let found = tokio::time::timeout(
             within,
             waiting.wait_for(|waiting| waiting.contains(channel)),
@@ -94,7 +124,7 @@ impl GatedBackplane {
         .await;
         assert!(
             matches!(found, Ok(Ok(_))),
-            "no subscription to {channel} reached the gate within {within:?}"
+            "nothing for {channel} reached the gate within {within:?}"
         );
     }
 }
@@ -196,10 +226,14 @@ impl Leases for GatedBackplane {
 #[async_trait]
 impl PubSub for GatedBackplane {
     async fn publish(&self, channel: &str, payload: Bytes) -> Result<(), BackplaneError> {
+        self.publications.pass(channel).await;
         self.inner.publish(channel, payload).await
     }
 
     async fn publish_batch(&self, messages: &[(String, Bytes)]) -> Result<(), BackplaneError> {
+        for (channel, _) in messages {
+            self.publications.pass(channel).await;
+        }
         self.inner.publish_batch(messages).await
     }
 

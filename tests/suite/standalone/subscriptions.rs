@@ -11,7 +11,7 @@ use chat_shared::testing::GatedBackplane;
 use serde_json::json;
 
 use crate::harness::server::TestServer;
-use crate::harness::sio_client::Frame;
+use crate::harness::sio_client::{is_new_message, Frame};
 use crate::harness::tokens::token;
 use crate::harness::WAIT;
 
@@ -82,4 +82,44 @@ async fn a_held_subscription_delays_only_joins_of_its_own_channel() {
             })
             .await;
     }
+}
+
+/// A message sent just before its socket leaves the session still gets its
+/// ack: the ack may travel inside the message's own delivery on the
+/// session's channel, so the gateway keeps that channel subscribed after
+/// the last member left, until the reply has come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_sent_just_before_leaving_still_gets_its_ack() {
+    let backplane = GatedBackplane::new();
+    let server = TestServer::start_over(&[], Some(Arc::new(backplane.clone()))).await;
+    let customer = token("linger-customer", "customer", &[]);
+    let session = server.create_session(&customer, json!({})).await;
+    let session_id = session["id"].as_str().expect("id").to_owned();
+    let mut socket = server.connect(&customer).await;
+    socket.join_session(&session_id, None).await;
+
+    let channel = format!("chat:session:{session_id}");
+    backplane.hold_publications(&channel);
+    let sent = socket.emit_ack(
+        "send-message",
+        json!({ "sessionId": session_id, "content": "bye", "clientMsgId": "linger-1" }),
+    );
+    // Stored, and its publication waits: now the socket leaves.
+    backplane
+        .wait_until_publication_waiting(&channel, WAIT)
+        .await;
+    let left = socket
+        .emit_with_ack("leave-session", json!({ "sessionId": session_id }))
+        .await;
+    assert_eq!(left["ok"], json!(true), "leave-session: {left}");
+
+    backplane.release_publications(&channel);
+    let ack = socket.ack(sent, WAIT).await;
+    assert_eq!(ack["ok"], json!(true), "send-message: {ack}");
+    assert_eq!(ack["message"]["content"], json!("bye"), "{ack}");
+    // Having left, the socket gets no new-message for it.
+    let echo = socket
+        .try_next_matching(Duration::ZERO, |frame| is_new_message(frame, &session_id))
+        .await;
+    assert!(echo.is_none(), "an event after leaving: {echo:?}");
 }

@@ -293,6 +293,7 @@ impl BatchState {
             frame,
             // Stamped by the processor once the batch has committed.
             committed_at_ms: None,
+            reply: None,
         }
     }
 

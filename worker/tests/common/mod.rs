@@ -159,6 +159,7 @@ pub fn envelope(actor: &Identity, request_id: u64, command: Command) -> CommandE
         reply_to: Some(ReplyTo {
             gateway_id: GATEWAY.to_owned(),
             request_id,
+            with_session_events: false,
         }),
         actor: actor.clone(),
         issued_at: Timestamp::now(),
