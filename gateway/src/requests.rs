@@ -66,7 +66,48 @@ pub struct Requests {
     backplane: Arc<dyn Backplane>,
     metrics: Arc<Metrics>,
     next_id: AtomicU64,
-    waiting: Mutex<HashMap<u64, Pending>>,
+    waiting: Mutex<Waiting>,
+}
+
+/// The waiting requests, and how many of them await a reply on each
+/// session channel (so that a leave asks in constant time).
+#[derive(Default)]
+struct Waiting {
+    pending: HashMap<u64, Pending>,
+    by_events_channel: HashMap<String, usize>,
+}
+
+impl Waiting {
+    fn insert(&mut self, id: u64, pending: Pending) {
+        if let Some(channel) = &pending.events_channel {
+            *self.by_events_channel.entry(channel.clone()).or_default() += 1;
+        }
+        self.pending.insert(id, pending);
+    }
+
+    fn remove(&mut self, id: u64) -> Option<Waiter> {
+        let pending = self.pending.remove(&id)?;
+        if let Some(channel) = &pending.events_channel {
+            if let Some(count) = self.by_events_channel.get_mut(channel) {
+                *count -= 1;
+                if *count == 0 {
+                    self.by_events_channel.remove(channel);
+                }
+            }
+        }
+        Some(pending.waiter)
+    }
+
+    /// Removes every request `picked` selects, handing their waiters back.
+    fn remove_where(&mut self, picked: impl Fn(&Pending) -> bool) -> Vec<Waiter> {
+        let ids: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, pending)| picked(pending))
+            .map(|(id, _)| *id)
+            .collect();
+        ids.into_iter().filter_map(|id| self.remove(id)).collect()
+    }
 }
 
 impl Requests {
@@ -76,7 +117,7 @@ impl Requests {
             backplane,
             metrics,
             next_id: AtomicU64::new(0),
-            waiting: Mutex::new(HashMap::new()),
+            waiting: Mutex::new(Waiting::default()),
         }
     }
 
@@ -166,17 +207,7 @@ impl Requests {
 
     /// Answers every request past its deadline with `unavailable`.
     pub fn expire(&self, now: Instant) {
-        let expired: Vec<Waiter> = {
-            let mut waiting = self.lock();
-            let ids: Vec<u64> = waiting
-                .iter()
-                .filter(|(_, pending)| pending.deadline <= now)
-                .map(|(id, _)| *id)
-                .collect();
-            ids.into_iter()
-                .filter_map(|id| waiting.remove(&id).map(|pending| pending.waiter))
-                .collect()
-        };
+        let expired = self.lock().remove_where(|pending| pending.deadline <= now);
         for waiter in expired {
             self.metrics.request_timeouts.inc();
             answer(
@@ -193,14 +224,14 @@ impl Requests {
     /// it any more, so a drain need not wait for them. Its commands are
     /// still applied.
     pub fn forget_socket(&self, key: u64) {
-        self.lock().retain(|_, pending| match &pending.waiter {
-            Waiter::Socket { socket, .. } => socket.key != key,
-            Waiter::Http(_) => true,
+        self.lock().remove_where(|pending| match &pending.waiter {
+            Waiter::Socket { socket, .. } => socket.key == key,
+            Waiter::Http(_) => false,
         });
     }
 
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().pending.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -210,9 +241,7 @@ impl Requests {
     /// Whether a waiting request's reply may come in a delivery on
     /// `channel`, so that the channel must stay subscribed.
     pub fn awaits_events_on(&self, channel: &str) -> bool {
-        self.lock()
-            .values()
-            .any(|pending| pending.events_channel.as_deref() == Some(channel))
+        self.lock().by_events_channel.contains_key(channel)
     }
 
     /// Registers a waiter and returns the request id to put in the command.
@@ -229,7 +258,7 @@ impl Requests {
 
     /// Forgets a request, handing its waiter back.
     fn take(&self, id: u64) -> Option<Waiter> {
-        self.lock().remove(&id).map(|pending| pending.waiter)
+        self.lock().remove(id)
     }
 
     async fn append(&self, envelope: &CommandEnvelope) -> Result<(), ChatError> {
@@ -246,7 +275,7 @@ impl Requests {
             })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Pending>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Waiting> {
         self.waiting.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
