@@ -9,6 +9,9 @@
 #
 # Usage: scripts/bench-standalone.sh [RATE ...]        (default: 1000)
 #        SWEEP=1 scripts/bench-standalone.sh [RATE ...] (default: 1000, 2000, …)
+#        COSTS=1 scripts/bench-standalone.sh [RATE ...] (what one message
+#                costs the server: CPU, context switches, system calls,
+#                bytes to storage, at each RATE)
 # Environment: CONNECTIONS (10000), PAIRS (100), DURATION (20), WARMUP (3),
 #              SKIP_IDLE=1 to skip the idle run, SKIP_BUILD=1 to reuse the
 #              release binaries; for the sweep SESSIONS (200), STEP_SECONDS
@@ -65,6 +68,13 @@ status=0
 if sweep_requested; then
   run_sweep "$bench_bin" "$url" "" || status=1
   server_memory
+elif costs_requested; then
+  # The standalone server uses neither: counters of the machine's servers
+  # would only add other users' traffic.
+  for rate in "${rates[@]}"; do
+    REDIS_URL="" DATABASE_URL="" run_costs "$bench_bin" "$url" "--pids server=$server_pid" \
+      "$rate" "" || status=1
+  done
 else
   run_bench "$bench_bin" "$url" "$server_pid" "" "" server_memory || status=1
 fi

@@ -3,7 +3,8 @@
 
 `costs.py snapshot --pids GATEWAY=1,2 --pids WORKER=3 --redis URL --database URL`
 prints a JSON snapshot of cumulative counters: CPU seconds and context
-switches of every thread of each named process, Redis's per-command calls
+switches of every thread of each named process, its read and write system
+calls and bytes written to storage (/proc/PID/io), Redis's per-command calls
 and network bytes (INFO), PostgreSQL's commits and row changes of the
 database (pg_stat_database, pg_stat_user_tables) and, where the database has
 the pg_stat_statements extension, its statements' calls, time and rows,
@@ -38,6 +39,24 @@ def process_counters(pid):
         except (FileNotFoundError, ProcessLookupError):
             continue
     return cpu, switches
+
+
+IO_FIELDS = ("syscr", "syscw", "write_bytes")
+
+
+def process_io(pid):
+    """Read and write system calls and bytes sent to storage by the whole
+    process (/proc/PID/io; zeros where the kernel does not show them)."""
+    counters = dict.fromkeys(IO_FIELDS, 0)
+    try:
+        with open(f"/proc/{pid}/io") as io:
+            for line in io:
+                key, value = line.split(":", 1)
+                if key in counters:
+                    counters[key] = int(value)
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        pass
+    return counters
 
 
 def redis_info(url):
@@ -110,11 +129,14 @@ def snapshot(args):
     for spec in args.pids:
         name, pids = spec.split("=", 1)
         cpu = switches = 0
+        io = dict.fromkeys(IO_FIELDS, 0)
         for pid in filter(None, pids.split(",")):
             c, s = process_counters(pid)
             cpu += c
             switches += s
-        processes[name] = {"cpu": cpu, "switches": switches, "count": len(pids.split(","))}
+            for key, value in process_io(pid).items():
+                io[key] += value
+        processes[name] = {"cpu": cpu, "switches": switches, "io": io, "count": len(pids.split(","))}
     result = {"processes": processes, "loopback": loopback_bytes()}
     if args.redis:
         result["redis"] = redis_info(args.redis)
@@ -138,6 +160,12 @@ def report(args):
         cpu = (after["cpu"] - before["cpu"]) / n * 1e6
         switches = (after["switches"] - before["switches"]) / n
         print(f"  {name:<10} CPU {cpu:7.1f} us   context switches {switches:5.2f}   ({after['count']} process(es))")
+        if "io" in after and "io" in before:
+            io = {k: (after["io"][k] - before["io"].get(k, 0)) / n for k in after["io"]}
+            print(
+                f"  {'':<10} read calls {io['syscr']:5.2f}   write calls {io['syscw']:5.2f}"
+                f"   bytes to storage {io['write_bytes']:7.0f}"
+            )
     if "redis" in b:
         ra, rb = a["redis"], b["redis"]
         cpu = sum(rb["stats"].get(k, 0) - ra["stats"].get(k, 0) for k in ("used_cpu_sys", "used_cpu_user"))
