@@ -1,6 +1,7 @@
 """Checks the deployment files offline: deploy/ (Dockerfile, compose file,
-HAProxy, Prometheus, Grafana) and k8s/ (the kustomize base), and that the
-alerts, their runbooks and the drain timings agree everywhere.
+HAProxy, Prometheus, Grafana) and k8s/ (the kustomize base), that the
+alerts, their runbooks and the drain timings agree everywhere, and that the
+capacity table in docs/capacity.md is what scripts/capacity.py computes.
 
 Run by scripts/check-deploy, which provides the tools (promtool, kubectl,
 haproxy, and a virtualenv with kubernetes-validate, check-jsonschema and dockerfile).
@@ -313,12 +314,26 @@ def check_kubernetes(alert_groups):
           all("replace-me" in v or "example" in v for v in secret.get("stringData", {}).values()))
 
 
+def check_capacity():
+    """docs/capacity.md shows what scripts/capacity.py prints now."""
+    computed = run([sys.executable, os.path.join(ROOT, "scripts", "capacity.py")])
+    printed = computed.stdout.strip()
+    with open(os.path.join(ROOT, "docs", "capacity.md")) as f:
+        doc = f.read()
+    check(
+        "docs/capacity.md: the table is what scripts/capacity.py prints",
+        computed.returncode == 0 and bool(printed) and printed in doc,
+        computed.stderr.strip(),
+    )
+
+
 def main():
     os.chdir(ROOT)
     groups = check_prometheus()
     check_grafana()
     check_docker()
     check_kubernetes(groups)
+    check_capacity()
     failed = results.count(False)
     if failed:
         print(f"check-deploy: {failed} of {len(results)} checks FAILED")
