@@ -2,9 +2,9 @@
 //! envelope with the caller's identity and a reply address, appended to
 //! the partition of its session; its reply comes back on this gateway's
 //! channel (or, for a message sent from a socket that joined its session,
-//! inside the message's own delivery) and is handed to whoever waits for it. Socket events get their
-//! ack (or `error` event) written when the reply arrives; REST calls wait
-//! on a oneshot. Each request has a deadline; past it the caller gets
+//! inside the message's own delivery) and is handed to whoever waits for
+//! it. Socket events get their ack (or `error` event) written when the
+//! reply arrives; REST calls wait on a oneshot. Each request has a deadline; past it the caller gets
 //! `unavailable`, and retrying with the same `clientMsgId` is safe.
 
 use std::collections::HashMap;
@@ -124,25 +124,15 @@ impl Requests {
     /// Appends a command whose answer goes to `waiter`. If it cannot be
     /// appended, the waiter is answered with `unavailable` at once.
     pub async fn submit(&self, identity: &Identity, command: Command, waiter: Waiter) {
-        self.submit_routed(identity, command, waiter, None).await
+        self.submit_receiving(identity, command, waiter, None).await
     }
 
     /// As [`Self::submit`], for a message sent from a socket that has joined
-    /// its session, whose events arrive on `events_channel`: the worker may
-    /// send the reply inside the message's own delivery
-    /// (`ReplyTo::with_session_events`), where the hub finds it.
-    pub async fn submit_from_joined(
-        &self,
-        identity: &Identity,
-        command: Command,
-        waiter: Waiter,
-        events_channel: String,
-    ) {
-        self.submit_routed(identity, command, waiter, Some(events_channel))
-            .await
-    }
-
-    async fn submit_routed(
+    /// its session, when `events_channel` (the session's channel, which this
+    /// gateway then receives) is given: the worker may send the reply inside
+    /// the message's own delivery (`ReplyTo::with_session_events`), where
+    /// the hub finds it.
+    pub async fn submit_receiving(
         &self,
         identity: &Identity,
         command: Command,

@@ -140,32 +140,29 @@ impl SocketSession {
         let started = Instant::now();
         let request = SendMessage::parse(payload)?;
         self.stop_typing(&request.session_id).await;
+        let session_id: String = request.session_id.into();
+        // A joined socket keeps this gateway subscribed to the session, so
+        // the ack can come with the message's own delivery.
+        let events_channel = self
+            .joined
+            .contains_key(&session_id)
+            .then(|| self.state.hub.names().session_channel(&session_id));
         let waiter = Waiter::Socket {
             socket: self.handle.clone(),
             ack_id,
             kind: AckKind::SendMessage,
-            session_id: request.session_id.to_string(),
+            session_id: session_id.clone(),
             started,
         };
-        let session_id: String = request.session_id.into();
         let command = Command::SendMessage {
-            session_id: session_id.clone(),
+            session_id,
             content: request.content,
             client_msg_id: Some(request.client_msg_id.into()),
         };
-        // A joined socket keeps this gateway subscribed to the session, so
-        // the ack can come with the message's own delivery.
-        let requests = &self.state.requests;
-        if self.joined.contains_key(session_id.as_str()) {
-            let channel = self.state.hub.names().session_channel(&session_id);
-            requests
-                .submit_from_joined(&self.handle.identity(), command, waiter, channel)
-                .await;
-        } else {
-            requests
-                .submit(&self.handle.identity(), command, waiter)
-                .await;
-        }
+        self.state
+            .requests
+            .submit_receiving(&self.handle.identity(), command, waiter, events_channel)
+            .await;
         Ok(None)
     }
 

@@ -19,11 +19,12 @@ use crate::backplane::{
     StreamEntry, StreamInfo, Subscriber, SubscriptionEvent, Throttle,
 };
 
-/// Which channels are held, and which held subscriptions are waiting.
+/// Which channels are held, and which held operations (subscriptions, or
+/// publications, each kind with a gate of its own) are waiting.
 #[derive(Default)]
 struct Gate {
     held: Mutex<HashSet<String>>,
-    /// The channels whose subscription is waiting at the gate right now.
+    /// The channels with an operation waiting at the gate right now.
     waiting: watch::Sender<HashSet<String>>,
 }
 
@@ -52,53 +53,7 @@ impl Gate {
             waiting.remove(channel);
         });
     }
-}
 
-#[derive(Clone, Default)]
-pub struct GatedBackplane {
-    inner: Arc<MemoryBackplane>,
-    gate: Arc<Gate>,
-    publications: Arc<Gate>,
-}
-
-impl GatedBackplane {
-    pub fn new() -> GatedBackplane {
-        GatedBackplane::default()
-    }
-
-    /// Subscriptions to `channel` wait from now until `release`.
-    pub fn hold(&self, channel: &str) {
-        self.gate.hold(channel);
-    }
-
-    pub fn release(&self, channel: &str) {
-        self.gate.release(channel);
-    }
-
-    /// Publications to `channel` wait from now until `release_publications`
-    /// (a batch waits whole, so its order stays).
-    pub fn hold_publications(&self, channel: &str) {
-        self.publications.hold(channel);
-    }
-
-    pub fn release_publications(&self, channel: &str) {
-        self.publications.release(channel);
-    }
-
-    /// Returns once a publication to `channel` waits at its gate; panics
-    /// after `within`.
-    pub async fn wait_until_publication_waiting(&self, channel: &str, within: Duration) {
-        self.publications.wait_until_waiting(channel, within).await;
-    }
-
-    /// Returns once a subscription to `channel` waits at the gate; panics
-    /// after `within`.
-    pub async fn wait_until_waiting(&self, channel: &str, within: Duration) {
-        self.gate.wait_until_waiting(channel, within).await;
-    }
-}
-
-impl Gate {
     fn hold(&self, channel: &str) {
         self.held
             .lock()
@@ -126,6 +81,50 @@ impl Gate {
             matches!(found, Ok(Ok(_))),
             "nothing for {channel} reached the gate within {within:?}"
         );
+    }
+}
+
+#[derive(Clone, Default)]
+pub struct GatedBackplane {
+    inner: Arc<MemoryBackplane>,
+    subscriptions: Arc<Gate>,
+    publications: Arc<Gate>,
+}
+
+impl GatedBackplane {
+    pub fn new() -> GatedBackplane {
+        GatedBackplane::default()
+    }
+
+    /// Subscriptions to `channel` wait from now until `release`.
+    pub fn hold(&self, channel: &str) {
+        self.subscriptions.hold(channel);
+    }
+
+    pub fn release(&self, channel: &str) {
+        self.subscriptions.release(channel);
+    }
+
+    /// Publications to `channel` wait from now until `release_publications`
+    /// (a batch waits whole, so its order stays).
+    pub fn hold_publications(&self, channel: &str) {
+        self.publications.hold(channel);
+    }
+
+    pub fn release_publications(&self, channel: &str) {
+        self.publications.release(channel);
+    }
+
+    /// Returns once a publication to `channel` waits at its gate; panics
+    /// after `within`.
+    pub async fn wait_until_publication_waiting(&self, channel: &str, within: Duration) {
+        self.publications.wait_until_waiting(channel, within).await;
+    }
+
+    /// Returns once a subscription to `channel` waits at the gate; panics
+    /// after `within`.
+    pub async fn wait_until_waiting(&self, channel: &str, within: Duration) {
+        self.subscriptions.wait_until_waiting(channel, within).await;
     }
 }
 
@@ -249,7 +248,7 @@ impl PubSub for GatedBackplane {
         let (inner, events) = self.inner.subscriber().await?;
         let gated = GatedSubscriber {
             inner,
-            gate: self.gate.clone(),
+            gate: self.subscriptions.clone(),
         };
         Ok((Box::new(gated), events))
     }
