@@ -34,6 +34,30 @@ async fn open_for_check() -> (tempfile::TempDir, SqliteStore) {
 
 conformance::tests_per_check!(open_for_check);
 
+/// A file as an earlier build left it: the released migrations up to
+/// `last_version` applied and recorded (at time 0), by hand rather than by
+/// the store.
+fn migrated_by_an_earlier_build(path: &std::path::Path, last_version: i64) -> Connection {
+    let conn = Connection::open(path).expect("raw open");
+    conn.execute_batch(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+    )
+    .expect("the record of migrations");
+    for migration in migrations::SQLITE
+        .iter()
+        .filter(|m| m.version <= last_version)
+    {
+        conn.execute_batch(migration.sql)
+            .expect("a released migration");
+        conn.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, 0)",
+            [migration.version],
+        )
+        .expect("record it");
+    }
+    conn
+}
+
 #[test]
 fn migrations_are_numbered_from_one_without_gaps() {
     let versions: Vec<i64> = migrations::SQLITE.iter().map(|m| m.version).collect();
@@ -48,21 +72,8 @@ fn migrations_are_numbered_from_one_without_gaps() {
 async fn a_file_migrated_by_an_earlier_build_is_up_to_date() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("chat.db");
-    let conn = Connection::open(&path).expect("raw open");
-    conn.execute_batch(
-        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
-    )
-    .expect("the record of migrations");
-    for migration in migrations::SQLITE {
-        conn.execute_batch(migration.sql)
-            .expect("a released migration");
-        conn.execute(
-            "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, 0)",
-            [migration.version],
-        )
-        .expect("record it");
-    }
-    drop(conn);
+    // Closed before the store opens it.
+    drop(migrated_by_an_earlier_build(&path, i64::MAX));
     let store = SqliteStore::open(&path).expect("open");
     let untouched: Vec<(i64, i64)> = migrations::SQLITE.iter().map(|m| (m.version, 0)).collect();
     assert_eq!(
@@ -203,20 +214,7 @@ async fn a_message_for_an_unknown_session_is_not_a_conflict() {
 async fn the_daily_counts_start_from_the_stored_messages() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("chat.db");
-    let conn = Connection::open(&path).expect("raw open");
-    conn.execute_batch(
-        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
-    )
-    .expect("the record of migrations");
-    for migration in migrations::SQLITE.iter().filter(|m| m.version < 3) {
-        conn.execute_batch(migration.sql)
-            .expect("a released migration");
-        conn.execute(
-            "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, 0)",
-            [migration.version],
-        )
-        .expect("record it");
-    }
+    let conn = migrated_by_an_earlier_build(&path, 2);
     let day = 20_000 * 86_400_000_i64;
     conn.execute_batch(&format!(
         "INSERT INTO sessions (id, customer_id, customer_name, pool, status, created_at, \
