@@ -11,12 +11,14 @@ mod certificates;
 mod gated_backplane;
 mod postgres;
 mod redis;
+mod redis_keys;
 
 pub use certificates::TestCertificates;
 pub use gated_backplane::GatedBackplane;
 
 pub use postgres::ThrowawayPostgres;
 pub use redis::ThrowawayRedis;
+pub use redis_keys::delete_matching;
 
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> u16 {

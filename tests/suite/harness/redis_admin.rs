@@ -58,35 +58,9 @@ impl RedisAdmin {
 
     /// Deletes every key that starts with `prefix`.
     pub async fn delete_prefix(&self, prefix: &str) -> Result<usize, String> {
-        let pattern = format!("{prefix}*");
-        let mut cursor = "0".to_owned();
-        let mut deleted = 0;
-        loop {
-            let reply = self
-                .call(&["SCAN", &cursor, "MATCH", &pattern, "COUNT", "1000"])
-                .await?;
-            let mut parts = reply.into_array().into_iter();
-            cursor = parts
-                .next()
-                .and_then(Value::into_string)
-                .ok_or("SCAN: no cursor")?;
-            let keys: Vec<String> = parts
-                .next()
-                .map(Value::into_array)
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(Value::into_string)
-                .collect();
-            if !keys.is_empty() {
-                let mut args = vec!["DEL"];
-                args.extend(keys.iter().map(String::as_str));
-                self.call(&args).await?;
-                deleted += keys.len();
-            }
-            if cursor == "0" {
-                return Ok(deleted);
-            }
-        }
+        chat_shared::testing::delete_matching(&self.client, &format!("{prefix}*"))
+            .await
+            .map_err(|e| format!("deleting {prefix}*: {e}"))
     }
 
     /// Closes the connection.

@@ -23,7 +23,7 @@ use crate::backplane::{
 };
 use crate::config::TrustedRoots;
 use crate::names::Names;
-use crate::testing::{free_port, wait_until, TestCertificates, ThrowawayRedis};
+use crate::testing::{self, free_port, wait_until, TestCertificates, ThrowawayRedis};
 
 const PROMPTLY: Duration = Duration::from_secs(5);
 
@@ -81,35 +81,9 @@ impl Drop for Scoped {
 
 /// SCAN MATCH + DEL: only keys under the run's own prefix.
 async fn delete_matching(backplane: &RedisBackplane, pattern: &str) {
-    let client = backplane.inner.pool.next();
-    let mut cursor = "0".to_owned();
-    loop {
-        let reply: Value = client
-            .custom(
-                command("SCAN"),
-                vec![cursor.as_str(), "MATCH", pattern, "COUNT", "1000"],
-            )
-            .await
-            .expect("SCAN");
-        let mut parts = reply.into_array().into_iter();
-        cursor = parts
-            .next()
-            .and_then(Value::into_string)
-            .expect("SCAN cursor");
-        let keys: Vec<String> = parts
-            .next()
-            .map(Value::into_array)
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(Value::into_string)
-            .collect();
-        if !keys.is_empty() {
-            let _: Value = client.custom(command("DEL"), keys).await.expect("DEL");
-        }
-        if cursor == "0" {
-            return;
-        }
-    }
+    testing::delete_matching(backplane.inner.pool.next(), pattern)
+        .await
+        .expect("SCAN and DEL");
 }
 
 fn command(name: &'static str) -> CustomCommand {
