@@ -30,13 +30,14 @@ pub struct StandaloneConfig {
 
 impl StandaloneConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        if env.get("REDIS_URL").is_some() != env.get("DATABASE_URL").is_some() {
+        let redis = env.get("REDIS_URL").is_some() || env.get("REDIS_CLUSTER_NODES").is_some();
+        if redis != env.get("DATABASE_URL").is_some() {
             return Err(ConfigError(
-                "set both REDIS_URL and DATABASE_URL for cluster mode, or neither for standalone"
+                "set both REDIS_URL (or REDIS_CLUSTER_NODES) and DATABASE_URL for cluster mode, or neither for standalone"
                     .into(),
             ));
         }
-        if env.get("REDIS_URL").is_some() {
+        if redis {
             return Err(ConfigError(
                 "REDIS_URL and DATABASE_URL select cluster mode: run the `gateway` and `worker` binaries".into(),
             ));

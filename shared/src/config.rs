@@ -266,12 +266,20 @@ mod tests {
     }
 }
 
-/// Where a cluster process finds Redis and PostgreSQL (`REDIS_URL`,
-/// `DATABASE_URL`, both required) and how many connections it keeps.
+/// Where a cluster process finds Redis and PostgreSQL and how many
+/// connections it keeps. Redis is one server (`REDIS_URL`) or a Redis
+/// Cluster (`REDIS_CLUSTER_NODES`, or a `redis-cluster://` URL); PostgreSQL
+/// is the primary (`DATABASE_URL`) and, optionally, a streaming replica
+/// for reads (`DATABASE_READ_URL`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterConnections {
+    /// `redis://`/`rediss://` for one server; `redis-cluster://` or
+    /// `rediss-cluster://` (seed nodes after `?node=`) for a Redis Cluster.
     pub redis_url: String,
     pub database_url: String,
+    /// `DATABASE_READ_URL`: a streaming replica of `database_url` that
+    /// serves reads which may lag.
+    pub database_read_url: Option<String>,
     /// `REDIS_POOL_SIZE`, default 1: one connection pipelines everything
     /// a process issues at once, so commands travel (and Redis answers
     /// them) in few large writes; more connections mean more, smaller ones.
@@ -323,23 +331,43 @@ fn ca_file(env: &Env, name: &str) -> Result<TrustedRoots, ConfigError> {
 
 impl ClusterConnections {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let (Some(redis_url), Some(database_url)) = (env.get("REDIS_URL"), env.get("DATABASE_URL"))
+        let (Some(redis_url), Some(database_url)) =
+            (redis_url_from_env(env)?, env.get("DATABASE_URL"))
         else {
             return Err(ConfigError(
-                "cluster mode needs both REDIS_URL and DATABASE_URL; for a single process without them, run `support-chat`"
+                "cluster mode needs Redis (REDIS_URL or REDIS_CLUSTER_NODES) and DATABASE_URL; for a single process without them, run `support-chat`"
                     .into(),
             ));
         };
-        let redis_tls = redis_url.starts_with("rediss://");
-        if !(redis_tls || redis_url.starts_with("redis://")) {
+        let redis_tls =
+            redis_url.starts_with("rediss://") || redis_url.starts_with("rediss-cluster://");
+        if !(redis_tls
+            || redis_url.starts_with("redis://")
+            || redis_url.starts_with("redis-cluster://"))
+        {
             return Err(ConfigError(
-                "REDIS_URL must start with redis:// (or rediss:// for TLS)".into(),
+                "REDIS_URL must start with redis:// (rediss:// for TLS), or redis-cluster:// (rediss-cluster://) for a Redis Cluster".into(),
             ));
         }
-        if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
+        let is_postgres =
+            |url: &str| url.starts_with("postgres://") || url.starts_with("postgresql://");
+        if !is_postgres(database_url) {
             return Err(ConfigError(
                 "DATABASE_URL must start with postgres://".into(),
             ));
+        }
+        let database_read_url = env.get("DATABASE_READ_URL").map(str::to_owned);
+        if let Some(read_url) = &database_read_url {
+            if !is_postgres(read_url) {
+                return Err(ConfigError(
+                    "DATABASE_READ_URL must start with postgres://".into(),
+                ));
+            }
+            if database_ssl_mode(read_url) != database_ssl_mode(database_url) {
+                return Err(ConfigError(
+                    "DATABASE_READ_URL must ask for the same sslmode as DATABASE_URL".into(),
+                ));
+            }
         }
         let database_tls = match database_ssl_mode(database_url) {
             None | Some("disable" | "prefer") => false,
@@ -371,8 +399,9 @@ impl ClusterConnections {
             ));
         }
         Ok(ClusterConnections {
-            redis_url: redis_url.to_owned(),
+            redis_url,
             database_url: database_url.to_owned(),
+            database_read_url,
             redis_pool_size,
             database_pool_size,
             redis_roots,
@@ -444,4 +473,102 @@ mod cluster_tests {
         ])
         .contains("/nonexistent.pem"));
     }
+
+    #[test]
+    fn redis_cluster_nodes_become_a_cluster_url() {
+        let env = Env::from_pairs([
+            (
+                "REDIS_CLUSTER_NODES",
+                "10.0.0.1:7000, 10.0.0.2:7001,10.0.0.3:7002",
+            ),
+            ("DATABASE_URL", "postgres://u@h/db"),
+        ]);
+        let connections = ClusterConnections::from_env(&env).unwrap();
+        assert_eq!(
+            connections.redis_url,
+            "redis-cluster://10.0.0.1:7000?node=10.0.0.2:7001&node=10.0.0.3:7002"
+        );
+        let given_url = Env::from_pairs([
+            ("REDIS_URL", "rediss-cluster://u:p@h1:7000?node=h2:7000"),
+            ("DATABASE_URL", "postgres://u@h/db"),
+        ]);
+        assert!(ClusterConnections::from_env(&given_url).is_ok());
+
+        let refused = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("DATABASE_URL", "postgres://u@h/db")];
+            all.extend_from_slice(pairs);
+            ClusterConnections::from_env(&Env::from_pairs(all.iter().copied()))
+                .unwrap_err()
+                .0
+        };
+        assert!(refused(&[
+            ("REDIS_CLUSTER_NODES", "h1:7000"),
+            ("REDIS_URL", "redis://h:1")
+        ])
+        .contains("not both"));
+        assert!(refused(&[("REDIS_CLUSTER_NODES", "h1")]).contains("host:port"));
+        assert!(refused(&[("REDIS_CLUSTER_NODES", " , ")]).contains("host:port"));
+        assert!(refused(&[("REDIS_CLUSTER_NODES", "h1:port")]).contains("host:port"));
+    }
+
+    #[test]
+    fn a_read_replica_is_checked_like_the_primary() {
+        let with = |read: &str| {
+            ClusterConnections::from_env(&Env::from_pairs([
+                ("REDIS_URL", "redis://h:1"),
+                ("DATABASE_URL", "postgres://u@h/db"),
+                ("DATABASE_READ_URL", read),
+            ]))
+        };
+        assert_eq!(
+            with("postgres://u@r/db")
+                .unwrap()
+                .database_read_url
+                .as_deref(),
+            Some("postgres://u@r/db")
+        );
+        assert!(with("mysql://r/db").is_err());
+        assert!(with("postgres://u@r/db?sslmode=require").is_err());
+    }
+}
+
+/// The Redis URL of a cluster process: `REDIS_URL` as given, or the seed
+/// nodes of `REDIS_CLUSTER_NODES` (`host:port,…`) in the cluster URL form
+/// the client reads (`redis-cluster://first?node=second&node=…`). None
+/// when neither is set.
+pub fn redis_url_from_env(env: &Env) -> Result<Option<String>, ConfigError> {
+    let Some(nodes) = env.get("REDIS_CLUSTER_NODES") else {
+        return Ok(env.get("REDIS_URL").map(str::to_owned));
+    };
+    if env.get("REDIS_URL").is_some() {
+        return Err(ConfigError(
+            "set REDIS_URL or REDIS_CLUSTER_NODES, not both".into(),
+        ));
+    }
+    let nodes: Vec<&str> = nodes
+        .split(',')
+        .map(str::trim)
+        .filter(|node| !node.is_empty())
+        .collect();
+    let valid = |node: &str| {
+        node.rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+    };
+    let (Some(first), rest) = (nodes.first(), nodes.get(1..).unwrap_or_default()) else {
+        return Err(ConfigError(
+            "REDIS_CLUSTER_NODES must list host:port of one or more cluster nodes".into(),
+        ));
+    };
+    if let Some(bad) = nodes.iter().find(|node| !valid(node)) {
+        return Err(ConfigError(format!(
+            "REDIS_CLUSTER_NODES: {bad:?} is not host:port"
+        )));
+    }
+    let mut url = format!("redis-cluster://{first}");
+    for (i, node) in rest.iter().enumerate() {
+        url.push(if i == 0 { '?' } else { '&' });
+        url.push_str("node=");
+        url.push_str(node);
+    }
+    Ok(Some(url))
 }
