@@ -11,6 +11,7 @@ mod certificates;
 mod gated_backplane;
 mod postgres;
 mod redis;
+mod redis_cluster;
 mod redis_keys;
 
 pub use certificates::TestCertificates;
@@ -18,6 +19,7 @@ pub use gated_backplane::GatedBackplane;
 
 pub use postgres::ThrowawayPostgres;
 pub use redis::ThrowawayRedis;
+pub use redis_cluster::ThrowawayRedisCluster;
 pub use redis_keys::delete_matching;
 
 /// A loopback port nobody listens on right now.
