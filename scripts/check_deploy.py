@@ -1,5 +1,6 @@
-"""Checks the deployment files offline: deploy/ (Dockerfile, compose file,
-HAProxy, Prometheus, Grafana) and k8s/ (the kustomize base), that the
+"""Checks the deployment files offline: deploy/ (Dockerfile, compose file
+with its redis-cluster profile, HAProxy, Prometheus, Grafana), k8s/ (the
+kustomize base) and k8s-overlays/ (overlays that only change settings), that the
 alerts, their runbooks and the drain timings agree everywhere, and that the
 capacity table in docs/capacity.md is what scripts/capacity.py computes.
 
@@ -22,6 +23,9 @@ import yaml
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEPLOY = os.path.join(ROOT, "deploy")
 K8S = os.path.join(ROOT, "k8s")
+K8S_OVERLAYS = os.path.join(ROOT, "k8s-overlays")
+# The compose profile's Redis Cluster: 3 masters with a replica each.
+CLUSTER_NODES = [f"redis-node-{i}" for i in range(1, 7)]
 OPERATIONS = os.path.join(ROOT, "docs", "operations.md")
 # Kubernetes versions the manifests are checked against: the oldest the
 # docs support (preStop `sleep` is on by default from 1.30) and the newest
@@ -177,7 +181,12 @@ def check_docker():
     redis_command = services["redis"]["command"]
     check("Redis keeps an append-only file",
           "--appendonly" in redis_command and redis_command[redis_command.index("--appendonly") + 1] == "yes")
-    for name in ("gateway-1", "gateway-2", "worker-1", "worker-2"):
+    chat_services = ("gateway-1", "gateway-2", "worker-1", "worker-2",
+                     "cluster-gateway-1", "cluster-gateway-2", "cluster-worker-1", "cluster-worker-2")
+    for name in chat_services:
+        if name not in services:
+            check(f"compose has {name}", False)
+            continue
         service = services[name]
         build = service.get("build", {})
         check(f"{name} builds a Dockerfile target", build.get("target") in stages, str(build))
@@ -185,7 +194,7 @@ def check_docker():
         env = service["environment"]
         check(f"{name}'s stop_grace_period exceeds its SHUTDOWN_GRACE_MS",
               grace > millis(env, "SHUTDOWN_GRACE_MS"))
-        if name.startswith("gateway"):
+        if "gateway" in name:
             check(f"{name}'s drain fits its grace",
                   millis(env, "DRAIN_DELAY_MS") + millis(env, "DRAIN_WINDOW_MS") < millis(env, "SHUTDOWN_GRACE_MS"))
     for name, service in services.items():
@@ -194,6 +203,8 @@ def check_docker():
             if source.startswith("."):
                 check(f"{name} mounts an existing {source}",
                       os.path.exists(os.path.join(DEPLOY, source)))
+
+    check_compose_redis_cluster(services)
 
     haproxy_cfg = os.path.join(DEPLOY, "haproxy", "haproxy.cfg")
     with open(haproxy_cfg) as f:
@@ -210,6 +221,65 @@ def check_docker():
         # A check whose tool is missing fails: it never counts as passed.
         check("haproxy -c accepts haproxy.cfg", False,
               "haproxy is not installed; install Debian's 'haproxy' package (apt-get install haproxy)")
+
+
+def check_compose_redis_cluster(services):
+    """The redis-cluster profile: six nodes that clients can reach by the
+    names they announce, made into a cluster once, and a chat of its own
+    over it; nothing outside the profile changes or waits for it."""
+    profiled = {name for name, service in services.items()
+                if "redis-cluster" in service.get("profiles", [])}
+    for name in CLUSTER_NODES:
+        node = services.get(name)
+        check(f"compose's profile redis-cluster has {name}", node is not None and name in profiled)
+        if node is None:
+            continue
+        command = " ".join(node.get("command", []))
+        check(f"{name} runs with cluster-enabled", "--cluster-enabled yes" in command, command)
+        check(f"{name} announces its service name and sends clients to names",
+              '--cluster-announce-hostname "$$REDIS_NODE"' in command
+              and node.get("environment", {}).get("REDIS_NODE") == name
+              and "--cluster-preferred-endpoint-type hostname" in command, command)
+        check(f"{name} keeps nodes.conf and its data in a volume",
+              any(v.endswith(":/data") for v in node.get("volumes", [])))
+        check(f"{name} has a health check", "healthcheck" in node)
+    create = services.get("redis-cluster-create", {})
+    script = " ".join(create.get("command", []))
+    check("redis-cluster-create makes 3 masters with a replica each of the six nodes, unattended",
+          "redis-cli --cluster create" in script and "--cluster-replicas 1" in script
+          and "--cluster-yes" in script and all(f"{n}:6379" in script for n in CLUSTER_NODES), script)
+    check("redis-cluster-create waits for every node to be healthy",
+          {n: {"condition": "service_healthy"} for n in CLUSTER_NODES}.items()
+          <= create.get("depends_on", {}).items())
+    check("redis-cluster-create runs once, in the profile",
+          create.get("restart") == "no" and "redis-cluster-create" in profiled)
+    plain = services.get("worker-1", {}).get("environment", {})
+    for name in ("cluster-gateway-1", "cluster-gateway-2", "cluster-worker-1", "cluster-worker-2"):
+        service = services.get(name, {})
+        env = service.get("environment", {})
+        seeds = env.get("REDIS_CLUSTER_NODES", "")
+        check(f"{name} is in the profile and seeds from every node",
+              name in profiled and seeds.split(",") == [f"{n}:6379" for n in CLUSTER_NODES], seeds)
+        check(f"{name} has no REDIS_URL beside REDIS_CLUSTER_NODES", "REDIS_URL" not in env)
+        check(f"{name} keeps its records apart from the chat over one Redis",
+              env.get("DATABASE_URL", "").rsplit("/", 1)[0] == plain.get("DATABASE_URL", "").rsplit("/", 1)[0]
+              and env.get("DATABASE_URL") != plain.get("DATABASE_URL"), env.get("DATABASE_URL", ""))
+        check(f"{name} starts once the cluster is made",
+              service.get("depends_on", {}).get("redis-cluster-create")
+              == {"condition": "service_completed_successfully"})
+        networks = service.get("networks", [])
+        check(f"{name} reaches the cluster's network and PostgreSQL's",
+              {"default", "redis-cluster"} <= set(networks), str(networks))
+    lb = services.get("cluster-lb", {})
+    check("cluster-lb sees only the cluster's network, where gateway-1/2 are the profile's",
+          lb.get("networks") == ["redis-cluster"]
+          and all(services.get(f"cluster-gateway-{i}", {}).get("networks", {}).get("redis-cluster", {})
+                  .get("aliases") == [f"gateway-{i}"] for i in (1, 2)))
+    outside = {name: service for name, service in services.items() if name not in profiled}
+    check("services outside the profile name none of it",
+          all(not (set(service.get("depends_on", {})) & profiled)
+              and "redis-cluster" not in service.get("networks", []) for service in outside.values()),
+          str(sorted(outside)))
 
 
 # ---------------------------------------------------------------- Kubernetes
@@ -314,6 +384,77 @@ def check_kubernetes(alert_groups):
           all("replace-me" in v or "example" in v for v in secret.get("stringData", {}).values()))
 
 
+def render_validated(directory, label):
+    """The objects `kubectl kustomize` renders, after validating them against
+    the Kubernetes schemas; None when it does not render."""
+    result = run(["kubectl", "kustomize", directory])
+    check(f"kubectl kustomize {label} renders", result.returncode == 0, result.stderr)
+    if result.returncode != 0:
+        return None
+    rendered = result.stdout
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        f.write(rendered)
+        path = f.name
+    for version in K8S_VERSIONS:
+        result = run(["kubernetes-validate", "--strict", "--quiet", "--no-warn", "-k", version, path])
+        check(f"{label}: the rendered objects validate against the Kubernetes {version} schemas (strict)",
+              result.returncode == 0, result.stdout + result.stderr)
+    os.unlink(path)
+    return [o for o in yaml.safe_load_all(rendered) if o]
+
+
+def check_overlays():
+    """Each overlay renders over the base and changes nothing but settings:
+    the ConfigMap's values (and so its hashed name) and the Secret's."""
+    # The base itself is validated by check_kubernetes.
+    result = run(["kubectl", "kustomize", K8S])
+    if result.returncode != 0:
+        return
+    base = [o for o in yaml.safe_load_all(result.stdout) if o]
+    rendered = {}
+    for overlay in ("redis-cluster", "read-replica"):
+        directory = os.path.join(K8S_OVERLAYS, overlay)
+        check(f"k8s-overlays/{overlay} says when to use it",
+              os.path.exists(os.path.join(directory, "README.md")))
+        objects = render_validated(directory, f"k8s-overlays/{overlay}")
+        if objects is None:
+            continue
+        rendered[overlay] = objects
+        config_name = next(o["metadata"]["name"] for o in objects if o["kind"] == "ConfigMap")
+        base_config = next(o["metadata"]["name"] for o in base if o["kind"] == "ConfigMap")
+
+        def others(objs, name):
+            text = yaml.safe_dump([o for o in objs if o["kind"] not in ("ConfigMap", "Secret")])
+            return text.replace(name, "CHAT-CONFIG")
+        check(f"k8s-overlays/{overlay} changes only the ConfigMap and the Secret",
+              others(objects, config_name) == others(base, base_config))
+
+    def one(objects, kind):
+        return next(o for o in objects if o["kind"] == kind)
+    if "redis-cluster" in rendered:
+        config = one(rendered["redis-cluster"], "ConfigMap")["data"]
+        secret = one(rendered["redis-cluster"], "Secret").get("stringData", {})
+        nodes = config.get("REDIS_CLUSTER_NODES", "").split(",")
+        check("k8s-overlays/redis-cluster sets REDIS_CLUSTER_NODES to host:port seeds",
+              all(re.fullmatch(r"[\w.-]+:\d+", node) for node in nodes), str(nodes))
+        check("k8s-overlays/redis-cluster names placeholder nodes", all("example" in n for n in nodes))
+        check("k8s-overlays/redis-cluster leaves no REDIS_URL beside REDIS_CLUSTER_NODES",
+              "REDIS_URL" not in secret and "REDIS_URL" not in config)
+    if "read-replica" in rendered:
+        secret = one(rendered["read-replica"], "Secret").get("stringData", {})
+        read_url = secret.get("DATABASE_READ_URL", "")
+
+        def sslmode(url):
+            found = re.search(r"[?&]sslmode=([^&]+)", url)
+            return found.group(1) if found else None
+        check("k8s-overlays/read-replica puts DATABASE_READ_URL in the Secret, as DATABASE_URL",
+              read_url.startswith("postgres://") and "DATABASE_URL" in secret, read_url)
+        check("k8s-overlays/read-replica asks the replica for DATABASE_URL's sslmode",
+              sslmode(read_url) == sslmode(secret.get("DATABASE_URL", "")))
+        check("k8s-overlays/read-replica holds only a placeholder",
+              "replace-me" in read_url or "example" in read_url)
+
+
 def check_capacity():
     """docs/capacity.md shows what scripts/capacity.py prints now."""
     computed = run([sys.executable, os.path.join(ROOT, "scripts", "capacity.py")])
@@ -333,6 +474,7 @@ def main():
     check_grafana()
     check_docker()
     check_kubernetes(groups)
+    check_overlays()
     check_capacity()
     failed = results.count(False)
     if failed:
