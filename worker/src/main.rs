@@ -59,6 +59,11 @@ async fn main() -> anyhow::Result<()> {
     let redis_options = RedisOptions {
         pool_size: config.connections.redis_pool_size,
         tls_roots: config.connections.redis_roots.clone(),
+        // A Redis Cluster reads each owned partition on a connection of
+        // its own (one server reads them all on one); opened on first use.
+        blocking_connections: usize::try_from(config.worker.partitions)
+            .unwrap_or(usize::MAX)
+            .max(RedisOptions::default().blocking_connections),
         ..RedisOptions::default()
     };
     let backplane: Arc<dyn Backplane> = Arc::new(

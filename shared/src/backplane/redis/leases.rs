@@ -2,9 +2,10 @@
 //! expiry, so that exactly one worker owns a partition at a time and a
 //! crashed owner's partition frees itself.
 //!
-//! Tokens come from one counter (`{prefix}:lease-token`) incremented inside
-//! the acquiring script, so a token is never issued twice and a later
-//! holder always has a larger one. Renewing and releasing compare the whole
+//! Tokens come from the partition's counter (`{prefix}:lease-token:{tag}`,
+//! on the lease's hash slot) incremented inside the acquiring script, so a
+//! token of a partition is never issued twice and a later holder always
+//! has a larger one. Renewing and releasing compare the whole
 //! stored value: a holder whose lease expired and was taken by another can
 //! neither extend nor free the new one. A lease whose key has expired counts
 //! as lost even if nobody took it yet; the holder simply acquires again,
@@ -26,7 +27,7 @@ impl Inner {
     ) -> Result<Option<Lease>, BackplaneError> {
         let keys = vec![
             self.names.partition_lease(partition),
-            self.names.lease_token_counter(),
+            self.names.lease_token_counter(partition),
         ];
         let args = vec![Value::from(holder), Value::Integer(millis(ttl))];
         let reply = scripts::run(&self.pool, &self.scripts.acquire_lease, keys, args).await?;

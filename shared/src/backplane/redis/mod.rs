@@ -27,10 +27,13 @@
 //! be reached or is not ready, [`BackplaneError::Protocol`] when it answers
 //! something this code does not expect.
 //!
-//! Needs Redis 6.2 or later (XAUTOCLAIM, XTRIM MINID), as one server
-//! (replicas and failover are fine): reads and several scripts touch keys
-//! of different partitions together, which Redis Cluster would refuse
-//! across hash slots.
+//! Runs on one server (Redis 6.2 or later: XAUTOCLAIM, XTRIM MINID;
+//! replicas and failover are fine) or on a Redis Cluster (Redis 7 or later:
+//! sharded pub/sub), by the same code: the keys a script touches together
+//! share a hash slot (see [`Names`]), reads of several partitions' streams
+//! are split by slot, and fan-out uses SPUBLISH/SSUBSCRIBE, which a
+//! cluster delivers within the shard that owns the channel's slot instead
+//! of broadcasting every message to every node.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,6 +61,8 @@ mod reader;
 mod scripts;
 mod streams;
 
+#[cfg(test)]
+mod cluster_tests;
 #[cfg(test)]
 mod tests;
 
@@ -123,6 +128,9 @@ impl std::fmt::Debug for RedisBackplane {
 
 struct Inner {
     names: Names,
+    /// A Redis Cluster rather than one server: streams are read a slot at
+    /// a time and fan-out uses sharded pub/sub.
+    clustered: bool,
     options: RedisOptions,
     /// Ordinary commands.
     pool: Pool,
@@ -148,14 +156,17 @@ impl Drop for Inner {
 
 impl RedisBackplane {
     /// Connects to the server at `url` (`redis://[user:password@]host:port[/db]`,
-    /// or `rediss://` for TLS verified against `options.tls_roots`) and
-    /// checks that it answers.
+    /// or `rediss://` for TLS verified against `options.tls_roots`), or to
+    /// the Redis Cluster whose seed nodes `url` lists
+    /// (`redis-cluster://host:port?node=host:port&…`, `rediss-cluster://`
+    /// for TLS), and checks that it answers.
     pub async fn connect(
         url: &str,
         names: Names,
         options: RedisOptions,
     ) -> Result<RedisBackplane, BackplaneError> {
         let config = redis_config(url, &options.tls_roots)?;
+        let clustered = config.server.is_clustered();
 
         let mut builder = Builder::from_config(config);
         builder
@@ -199,6 +210,7 @@ impl RedisBackplane {
         let backplane = RedisBackplane {
             inner: Arc::new(Inner {
                 names,
+                clustered,
                 options,
                 pool,
                 blocking,
@@ -474,9 +486,12 @@ fn into_u64(what: &str, value: &Value) -> Result<u64, BackplaneError> {
 /// read when a CA file is set.
 fn redis_config(url: &str, roots: &TrustedRoots) -> Result<Config, BackplaneError> {
     let invalid = |e: String| BackplaneError::Unavailable(format!("invalid Redis URL: {e}"));
-    let (plain, tls) = match url.strip_prefix("rediss://") {
-        Some(rest) => (format!("redis://{rest}"), true),
-        None => (url.to_owned(), false),
+    let (plain, tls) = if let Some(rest) = url.strip_prefix("rediss://") {
+        (format!("redis://{rest}"), true)
+    } else if let Some(rest) = url.strip_prefix("rediss-cluster://") {
+        (format!("redis-cluster://{rest}"), true)
+    } else {
+        (url.to_owned(), false)
     };
     let mut config = Config::from_url(&plain).map_err(|e| invalid(e.to_string()))?;
     if tls {

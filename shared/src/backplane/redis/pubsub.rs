@@ -1,12 +1,16 @@
 //! Pub/sub: PUBLISH on the shared pool, and one dedicated connection per
-//! subscriber.
+//! subscriber. On a Redis Cluster the sharded forms (SPUBLISH, SSUBSCRIBE):
+//! a channel lives on the shard that owns its slot, so a message crosses
+//! one shard instead of every node, and a subscriber holds one connection
+//! per master whatever the number of channels.
 //!
 //! A connection in subscribed mode can do nothing else, so each
 //! `subscriber()` opens a fred `SubscriberClient` of its own. Two tasks
 //! serve it: one forwards its messages to the listener's queue, the other
-//! restores the subscriptions after fred reconnected and then tells the
-//! listener `Resubscribed`, because whatever was published while the
-//! connection was down is gone and only the listener can repair it (the
+//! restores the subscriptions after fred reconnected (a failover is a
+//! reconnect to the promoted replica) or saw the cluster's slots change,
+//! and then tells the listener `Resubscribed`, because whatever was
+//! published meanwhile is gone and only the listener can repair it (the
 //! gateway reads history). A listener that fell behind the connection's
 //! buffer is told the same, for the same reason.
 
@@ -16,8 +20,9 @@ use bytes::Bytes;
 use fred::bytes_utils::Str;
 use fred::clients::SubscriberClient;
 use fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
-use fred::types::config::Server;
-use fred::types::Message;
+use fred::types::config::{Options, Server};
+use fred::types::{ClusterHash, ClusterStateChange, Message};
+use fred::util::{group_by_hash_slot, redis_keyslot};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::broadcast::Receiver;
 use tokio::sync::mpsc;
@@ -39,16 +44,19 @@ impl Inner {
         channel: &str,
         payload: Bytes,
     ) -> Result<(), BackplaneError> {
-        self.pool
-            .next()
-            .publish::<(), _, _>(channel, payload)
-            .await
-            .map_err(map_error)
+        let client = self.pool.next();
+        let published = if self.clustered {
+            client.spublish::<(), _, _>(channel, payload).await
+        } else {
+            client.publish::<(), _, _>(channel, payload).await
+        };
+        published.map_err(map_error)
     }
 
     /// One pipeline on one connection: Redis runs the publishes in the
     /// order sent, so subscribers see them in that order, for the cost of a
-    /// single round trip.
+    /// single round trip. On a cluster the pipeline is split by shard; the
+    /// order holds per channel, which always lives on one shard.
     pub(super) async fn publish_batch(
         &self,
         messages: &[(String, Bytes)],
@@ -58,10 +66,16 @@ impl Inner {
         }
         let pipeline = self.pool.next().pipeline();
         for (channel, payload) in messages {
-            pipeline
-                .publish::<(), _, _>(channel.as_str(), payload.clone())
-                .await
-                .map_err(map_error)?;
+            let queued = if self.clustered {
+                pipeline
+                    .spublish::<(), _, _>(channel.as_str(), payload.clone())
+                    .await
+            } else {
+                pipeline
+                    .publish::<(), _, _>(channel.as_str(), payload.clone())
+                    .await
+            };
+            queued.map_err(map_error)?;
         }
         pipeline.all::<Vec<i64>>().await.map_err(map_error)?;
         Ok(())
@@ -80,18 +94,35 @@ impl Inner {
         // been sent by then: only later reconnections are reported.
         let messages = client.message_rx();
         let reconnects = client.reconnect_rx();
+        let slot_changes = client.cluster_change_rx();
         let (sender, receiver) = mpsc::unbounded_channel();
+        let clustered = self.clustered;
         let tasks = [
             tokio::spawn(forward_messages(messages, sender.clone())),
-            tokio::spawn(restore_after_reconnect(client.clone(), reconnects, sender)),
+            tokio::spawn(restore_after_reconnect(
+                client.clone(),
+                clustered,
+                reconnects,
+                slot_changes,
+                sender,
+            )),
         ];
-        Ok((RedisSubscriber { client, tasks }, receiver))
+        Ok((
+            RedisSubscriber {
+                client,
+                clustered,
+                tasks,
+            },
+            receiver,
+        ))
     }
 }
 
 /// A pub/sub connection of its own. Dropping it closes the connection.
 pub(super) struct RedisSubscriber {
     client: SubscriberClient,
+    /// Sharded subscriptions (SSUBSCRIBE) on a Redis Cluster.
+    clustered: bool,
     tasks: [JoinHandle<()>; 2],
 }
 
@@ -99,13 +130,23 @@ pub(super) struct RedisSubscriber {
 impl Subscriber for RedisSubscriber {
     /// The channel is also recorded for restoring after a reconnect.
     async fn subscribe(&self, channel: &str) -> Result<(), BackplaneError> {
-        self.client.subscribe(channel).await.map_err(map_error)?;
-        self.processed_so_far().await
+        let subscribed = if self.clustered {
+            self.client.ssubscribe(channel).await
+        } else {
+            self.client.subscribe(channel).await
+        };
+        subscribed.map_err(map_error)?;
+        self.processed_so_far(channel).await
     }
 
     async fn unsubscribe(&self, channel: &str) -> Result<(), BackplaneError> {
-        self.client.unsubscribe(channel).await.map_err(map_error)?;
-        self.processed_so_far().await
+        let unsubscribed = if self.clustered {
+            self.client.sunsubscribe(channel).await
+        } else {
+            self.client.unsubscribe(channel).await
+        };
+        unsubscribed.map_err(map_error)?;
+        self.processed_so_far(channel).await
     }
 }
 
@@ -114,9 +155,17 @@ impl RedisSubscriber {
     /// when the server has acted on them, so a message published right
     /// after could still miss (or still reach) the connection. The server
     /// answers a connection's commands in order: once a PING sent behind
-    /// them is answered, they are in effect.
-    async fn processed_so_far(&self) -> Result<(), BackplaneError> {
+    /// them is answered, they are in effect. On a cluster the PING goes
+    /// to the node of `channel`'s slot, where the (un)subscription went.
+    async fn processed_so_far(&self, channel: &str) -> Result<(), BackplaneError> {
+        let options = Options {
+            cluster_hash: self
+                .clustered
+                .then(|| ClusterHash::Custom(redis_keyslot(channel.as_bytes()))),
+            ..Options::default()
+        };
         self.client
+            .with_options(&options)
             .ping::<fred::types::Value>(None)
             .await
             .map(|_| ())
@@ -157,20 +206,30 @@ async fn forward_messages(mut messages: Receiver<Message>, events: Events) {
 
 async fn restore_after_reconnect(
     client: SubscriberClient,
+    clustered: bool,
     mut reconnects: Receiver<Server>,
+    mut slot_changes: Receiver<Vec<ClusterStateChange>>,
     events: Events,
 ) {
     loop {
-        match reconnects.recv().await {
-            Ok(_) | Err(RecvError::Lagged(_)) => {}
-            Err(RecvError::Closed) => return,
+        // Slot changes are only reported by a cluster; a closed channel
+        // there (never on a cluster) must not end the loop.
+        tokio::select! {
+            reconnect = reconnects.recv() => match reconnect {
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return,
+            },
+            change = slot_changes.recv(), if clustered => match change {
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return,
+            },
         }
         let mut pause = RESUBSCRIBE_RETRY_MIN;
         loop {
             if events.is_closed() {
                 return;
             }
-            match resubscribe(&client).await {
+            match resubscribe(&client, clustered).await {
                 Ok(()) => break,
                 Err(error) => {
                     tracing::warn!(%error, "restoring subscriptions failed, retrying");
@@ -186,11 +245,23 @@ async fn restore_after_reconnect(
     }
 }
 
-/// Subscribes again to every channel the client tracks, in one command.
-async fn resubscribe(client: &SubscriberClient) -> Result<(), BackplaneError> {
-    let channels: Vec<Str> = client.tracked_channels().into_iter().collect();
-    if channels.is_empty() {
-        return Ok(());
+/// Subscribes again to every channel the client tracks: one command on a
+/// single server, one per slot on a cluster (SSUBSCRIBE takes channels of
+/// one slot).
+async fn resubscribe(client: &SubscriberClient, clustered: bool) -> Result<(), BackplaneError> {
+    if !clustered {
+        let channels: Vec<Str> = client.tracked_channels().into_iter().collect();
+        if channels.is_empty() {
+            return Ok(());
+        }
+        return client.subscribe(channels).await.map_err(map_error);
     }
-    client.subscribe(channels).await.map_err(map_error)
+    let channels = client.tracked_shard_channels();
+    for (_, channels) in group_by_hash_slot(channels).map_err(map_error)? {
+        client
+            .ssubscribe(Vec::from(channels))
+            .await
+            .map_err(map_error)?;
+    }
+    Ok(())
 }

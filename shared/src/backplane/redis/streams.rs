@@ -1,8 +1,9 @@
 //! Command streams: one Redis stream per partition (`{prefix}:cmd:{p}`),
 //! read by the workers' consumer group.
 //!
-//! Reading is one XREADGROUP `>` over all of a worker's streams, blocking
-//! on a connection of its own (`reader` makes giving up on a read safe).
+//! Reading is one XREADGROUP `>` over all of a worker's streams (one per
+//! hash slot in a Redis Cluster), blocking on a connection of its own
+//! (`reader` makes giving up on a read safe).
 //!
 //! The blocking connections never carry anything else; they are opened on
 //! first use, reused, and closed whenever their state is in doubt (the
@@ -19,6 +20,7 @@ use fred::interfaces::{ClientInterface, ClientLike, StreamsInterface};
 use fred::types::config::Options;
 use fred::types::streams::XID;
 use fred::types::{Builder, ClientUnblockFlag, Key, Value};
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::{watch, Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 
@@ -27,7 +29,11 @@ use super::{
     Inner,
 };
 use crate::backplane::{BackplaneError, DeadLetter, StreamEntry, StreamInfo};
-use crate::names::COMMAND_GROUP;
+use crate::names::{partition_tag, COMMAND_GROUP};
+
+/// Pause between attempts to end a blocking read that was not blocked on
+/// the server yet when its reader gave up.
+const UNBLOCK_RETRY: Duration = Duration::from_millis(5);
 
 /// The one field of a command entry.
 const PAYLOAD_FIELD: Key = Key::from_static_str("payload");
@@ -65,13 +71,15 @@ impl Inner {
             .map_err(map_error)
     }
 
-    /// One XREADGROUP over every given stream, blocking up to `block` on a
-    /// connection of its own, or until `gave_up` closes. Up to `max`
-    /// entries come from each stream (COUNT is per stream), so a busy
-    /// partition cannot starve the others.
-    /// A missing group (a stream never read, or lost with a server that
-    /// kept no data) is created at `0`, so nothing appended before it is
-    /// skipped, and the read is made again.
+    /// New entries of `partitions` for `consumer`: up to `max` from each
+    /// stream (COUNT is per stream, so a busy partition cannot starve the
+    /// others), blocking up to `block` or until `gave_up` closes.
+    ///
+    /// On one server that is one XREADGROUP over every stream. A Redis
+    /// Cluster refuses a read of streams on different slots, and every
+    /// partition has a slot of its own, so there each slot is read at once
+    /// on a connection of its own; the first read that brings entries (or
+    /// fails) ends the others' waits, and what they took too is returned.
     pub(super) async fn read_entries(
         &self,
         partitions: &[u32],
@@ -80,12 +88,89 @@ impl Inner {
         block: Duration,
         gave_up: watch::Receiver<()>,
     ) -> Result<Vec<StreamEntry>, BackplaneError> {
+        let deadline = Instant::now() + block;
+        let groups = self.read_groups(partitions);
+        if let [only] = groups.as_slice() {
+            return self
+                .read_streams(only, consumer, max, deadline, gave_up)
+                .await;
+        }
+        let (end_waits, waits_ended) = watch::channel(());
+        let mut reads: FuturesUnordered<_> = groups
+            .iter()
+            .map(|group| self.read_streams(group, consumer, max, deadline, waits_ended.clone()))
+            .collect();
+        let mut caller = gave_up;
+        let mut ending = false;
+        let mut entries = Vec::new();
+        let mut failure = None;
+        loop {
+            tokio::select! {
+                read = reads.next() => match read {
+                    None => break,
+                    Some(Ok(mut taken)) => {
+                        if !taken.is_empty() && !ending {
+                            ending = true;
+                            let _ = end_waits.send(());
+                        }
+                        entries.append(&mut taken);
+                    }
+                    Some(Err(error)) => {
+                        failure.get_or_insert(error);
+                        if !ending {
+                            ending = true;
+                            let _ = end_waits.send(());
+                        }
+                    }
+                },
+                _ = caller.changed(), if !ending => {
+                    ending = true;
+                    let _ = end_waits.send(());
+                }
+            }
+        }
+        // Entries taken are the consumer's now: they go to the caller even
+        // when another slot's read failed.
+        match failure {
+            Some(error) if entries.is_empty() => Err(error),
+            _ => Ok(entries),
+        }
+    }
+
+    /// The partitions that one XREADGROUP may read together: all of them
+    /// on one server, those of one hash slot in a Redis Cluster.
+    fn read_groups(&self, partitions: &[u32]) -> Vec<Vec<u32>> {
+        if !self.clustered {
+            return vec![partitions.to_vec()];
+        }
+        let mut by_slot: std::collections::BTreeMap<u16, Vec<u32>> = Default::default();
+        for &partition in partitions {
+            by_slot
+                .entry(crate::names::hash_slot_of_tag(partition_tag(partition)))
+                .or_default()
+                .push(partition);
+        }
+        by_slot.into_values().collect()
+    }
+
+    /// One XREADGROUP over the streams of `partitions`, blocking until
+    /// `deadline` on a connection of its own, or until `gave_up` changes
+    /// or closes. A missing group (a stream never read, or lost with a
+    /// server that kept no data) is created at `0`, so nothing appended
+    /// before it is skipped, and the read is made again.
+    async fn read_streams(
+        &self,
+        partitions: &[u32],
+        consumer: &str,
+        max: usize,
+        deadline: Instant,
+        gave_up: watch::Receiver<()>,
+    ) -> Result<Vec<StreamEntry>, BackplaneError> {
         let keys: Vec<Key> = partitions
             .iter()
             .map(|&p| Key::from(self.names.command_stream(p)))
             .collect();
         let count = u64::try_from(max).unwrap_or(u64::MAX);
-        let deadline = Instant::now() + block;
         let read = || {
             self.blocking.read_group(
                 &keys,
@@ -417,10 +502,15 @@ impl BlockingClients {
         let result = tokio::select! {
             result = &mut read => result,
             // Whoever waited went away: end the wait as a timeout, and
-            // still take the reply, which may carry entries.
-            _ = gave_up.changed() => {
+            // still take the reply, which may carry entries. The read may
+            // not be blocked on the server yet (then there is nothing to
+            // unblock), so ask again until it ends.
+            _ = gave_up.changed() => loop {
                 let _ = client.unblock_self(Some(ClientUnblockFlag::Timeout)).await;
-                read.await
+                tokio::select! {
+                    result = &mut read => break result,
+                    _ = tokio::time::sleep(UNBLOCK_RETRY) => {}
+                }
             }
         };
         match result {

@@ -515,22 +515,24 @@ async fn dead_letter_stream_keeps_entry_and_reason() {
     assert_eq!(pending, Some(0), "the dead letter was acked");
 }
 
-/// Fencing tokens grow with every change of hands, across partitions too,
+/// Fencing tokens of a partition grow with every change of hands,
 /// and the lease key names its holder and token.
 #[tokio::test]
 async fn lease_tokens_strictly_increase() {
     let backplane = scoped(RedisOptions::default()).await;
     let short = Duration::from_millis(100);
-    let mut last = 0;
-    for (n, holder) in ["a", "b", "c", "d"].into_iter().enumerate() {
+    // Per partition: each partition's counter lives on its lease's slot.
+    let mut last = [0u64; 2];
+    for (n, holder) in ["a", "b", "c", "d", "e", "f"].into_iter().enumerate() {
         let partition = (n % 2) as u32;
         let lease = backplane
             .acquire_lease(partition, holder, short)
             .await
             .expect("acquire_lease")
             .expect("free");
-        assert!(lease.token > last, "token {} after {last}", lease.token);
-        last = lease.token;
+        let before = last[n % 2];
+        assert!(lease.token > before, "token {} after {before}", lease.token);
+        last[n % 2] = lease.token;
         let stored = raw(
             &backplane,
             "GET",
