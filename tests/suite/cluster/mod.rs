@@ -5,6 +5,7 @@
 mod config;
 mod gateway_crash;
 mod postgres_restart;
+mod redis_cluster_failover;
 mod redis_restart;
 mod rights;
 mod subscriber_loss;
