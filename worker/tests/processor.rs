@@ -328,3 +328,72 @@ async fn overlapping_processors_never_repeat_or_skip_a_seq() {
         .expect("exists");
     assert_eq!(session.last_seq, SENDS as i64);
 }
+
+/// Two workers that both believe they own a partition, as after a Redis
+/// failover that lost the lease (the promoted replica never saw it, and
+/// its fencing counter may even have gone back): each remembers the
+/// session as it last wrote it, so each decides on a stale `seq` in turn.
+/// The store's version check, which no Redis failover can undo, is the
+/// fence: a stale decision fails its commit and is made again on the
+/// record, so every message is stored once with gapless `seq`s, and a
+/// send handed to both is stored once.
+#[tokio::test]
+async fn two_owners_of_one_partition_never_store_a_seq_or_a_message_twice() {
+    use chat_shared::store::MessageRange;
+
+    let rig = Rig::new();
+    open_session(&rig, 0, "s1").await;
+    let owners = [rig.processor(5), rig.processor(5)];
+    for turn in 0..12 {
+        rig.append(
+            0,
+            &envelope(
+                &customer("c1"),
+                turn,
+                send("s1", &format!("turn {turn}"), &format!("k-{turn}")),
+            ),
+        )
+        .await;
+        let entries = rig.read(0).await;
+        owners[turn as usize % 2]
+            .process(entries)
+            .await
+            .expect("a stale owner's batch is decided again on the record");
+    }
+    rig.append(
+        0,
+        &envelope(&customer("c1"), 99, send("s1", "to both", "k-both")),
+    )
+    .await;
+    let entries = rig.read(0).await;
+    for owner in &owners {
+        owner.process(entries.clone()).await.expect("process");
+    }
+
+    let page = rig
+        .store
+        .messages("s1", MessageRange::After(0), 100)
+        .await
+        .expect("history");
+    let seqs: Vec<i64> = page.items.iter().map(|m| m.seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=13).collect::<Vec<i64>>(),
+        "gapless, each seq once"
+    );
+    let mut client_ids: Vec<String> = page
+        .items
+        .iter()
+        .filter_map(|m| m.client_msg_id.clone())
+        .collect();
+    client_ids.sort();
+    client_ids.dedup();
+    assert_eq!(client_ids.len(), 13, "every message stored once");
+    let session = rig
+        .store
+        .get_session("s1")
+        .await
+        .expect("read")
+        .expect("the session");
+    assert_eq!(session.last_seq, 13);
+}
