@@ -45,9 +45,18 @@ async fn main() -> anyhow::Result<()> {
         tls_roots: config.connections.database_roots.clone(),
         ..PostgresOptions::default()
     };
-    let store = PostgresStore::connect(&config.connections.database_url, store_options)
+    let mut store = PostgresStore::connect(&config.connections.database_url, store_options.clone())
         .await
         .context("connecting to PostgreSQL")?;
+    // DATABASE_READ_URL: history, lists and the data that authorises a
+    // join are read from this streaming replica whenever it has replayed
+    // everything the primary had acknowledged when the read began, and
+    // from the primary otherwise (`PostgresStore::with_read_replica`).
+    if let Some(read_url) = &config.connections.database_read_url {
+        store = store
+            .with_read_replica(read_url, &store_options)
+            .context("setting up the PostgreSQL read replica")?;
+    }
 
     let listeners = Listeners::bind(&config.gateway).await?;
     let (addr, admin_addr) = listeners.addrs()?;

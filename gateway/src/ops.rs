@@ -53,6 +53,7 @@ pub async fn metrics(State(state): State<Arc<GatewayState>>) -> Response {
     let readiness = readiness(&state).await;
     let mut text = String::with_capacity(16 * 1024);
     state.metrics.render(&mut text);
+    state.store.render_metrics(&mut text);
     metrics::single(
         &mut text,
         "chat_gateway_pending_requests",

@@ -36,7 +36,7 @@ pub mod conformance;
 #[cfg(test)]
 mod test_records;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The batch raced another writer; reload and decide again.
     #[error("write conflict: {0}")]
@@ -293,4 +293,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Cheap liveness probe for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Appends the store's own Prometheus families, if it keeps any (the
+    /// PostgreSQL store's replica reads); most stores keep none.
+    fn render_metrics(&self, _out: &mut String) {}
 }

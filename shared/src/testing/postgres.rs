@@ -7,12 +7,20 @@
 //! asked and, whatever happens, when dropped. PostgreSQL refuses to run as
 //! root, so under root every command runs as the `postgres` user, who then
 //! owns the directory.
+//!
+//! A server can also be a streaming replica of another
+//! (`create_replica_of`, a `pg_basebackup -R` copy), whose replay a test
+//! pauses and resumes to make it fall behind at will.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use super::certificates::copy;
-use super::{free_port, TestCertificates};
+use super::{came_true_blocking, free_port, TestCertificates};
+
+/// How long a new replica may take to stream, and a pause to take hold.
+const REPLICA_READY_WITHIN: Duration = Duration::from_secs(60);
 
 pub struct ThrowawayPostgres {
     // Removed after the server is stopped: fields drop after `Drop::drop`.
@@ -59,6 +67,101 @@ impl ThrowawayPostgres {
             ]);
         });
         server
+    }
+
+    /// A started streaming replica of the started server `primary`: a
+    /// `pg_basebackup -R` copy of it (which writes `standby.signal` and
+    /// how to reach the primary), served on a port of its own. Returns once
+    /// the replica is in recovery and the primary reports it streaming.
+    pub fn create_replica_of(primary: &ThrowawayPostgres) -> ThrowawayPostgres {
+        let as_postgres = primary.as_postgres;
+        let dir = tempfile::Builder::new()
+            .prefix("chat-pg-replica-")
+            .tempdir()
+            .expect("temp dir");
+        if as_postgres {
+            run(Command::new("chown").arg("postgres:").arg(dir.path()));
+        }
+        let replica = ThrowawayPostgres {
+            dir,
+            bin: primary.bin.clone(),
+            port: free_port(),
+            as_postgres,
+        };
+        let data = replica.data_dir();
+        let primary_port = primary.port.to_string();
+        replica.run_tool("pg_basebackup", |cmd| {
+            cmd.arg("-D").arg(&data).args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &primary_port,
+                "-U",
+                "postgres",
+                "-R",
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+                "--no-sync",
+            ]);
+        });
+        replica.start();
+        let streaming = came_true_blocking(REPLICA_READY_WITHIN, || {
+            replica.query("SELECT pg_is_in_recovery()") == "t"
+                && primary
+                    .query("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")
+                    == "1"
+        });
+        assert!(
+            streaming,
+            "the replica did not start streaming within {REPLICA_READY_WITHIN:?}; its log:\n{}",
+            replica.log()
+        );
+        replica
+    }
+
+    /// Runs `sql` through `psql` on this (started) server and returns its
+    /// unaligned, header-less output, trimmed; an empty string when psql
+    /// fails (a server still starting), so that callers can poll with it.
+    pub fn query(&self, sql: &str) -> String {
+        let mut cmd = self.command("psql");
+        cmd.arg("-h")
+            .arg(self.dir.path())
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+            ])
+            .args(["-X", "-A", "-t", "-q", "-c", sql]);
+        let output = run(&mut cmd);
+        if output.status.success() {
+            String::from_utf8_lossy(&output.stdout).trim().to_owned()
+        } else {
+            String::new()
+        }
+    }
+
+    /// Pauses WAL replay on this replica and returns once it has taken
+    /// hold: from then on, what the primary commits is not seen here.
+    pub fn pause_replay(&self) {
+        self.query("SELECT pg_wal_replay_pause()");
+        let paused = came_true_blocking(REPLICA_READY_WITHIN, || {
+            self.query("SELECT pg_get_wal_replay_pause_state()") == "paused"
+        });
+        assert!(paused, "replay did not pause; the log:\n{}", self.log());
+    }
+
+    /// Resumes WAL replay on this replica.
+    pub fn resume_replay(&self) {
+        self.query("SELECT pg_wal_replay_resume()");
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
     pub fn url(&self) -> String {
@@ -125,7 +228,7 @@ impl ThrowawayPostgres {
     }
 
     fn command(&self, tool: &str) -> Command {
-        let program = self.bin.join(tool);
+        let program = tool_path(&self.bin, tool);
         let mut cmd = if self.as_postgres {
             let mut cmd = Command::new("runuser");
             cmd.args(["-u", "postgres", "--"]).arg(program);
@@ -205,6 +308,21 @@ fn find_bin_dir() -> Option<PathBuf> {
             .unwrap_or(0)
     });
     versions.pop()
+}
+
+/// `tool` beside `initdb`; where `initdb` is a link (a PATH directory
+/// linking only the server tools), beside the file it links to, where the
+/// client tools (`psql`, `pg_basebackup`) are installed too.
+fn tool_path(bin: &Path, tool: &str) -> PathBuf {
+    let program = bin.join(tool);
+    if program.is_file() {
+        return program;
+    }
+    std::fs::canonicalize(bin.join("initdb"))
+        .ok()
+        .and_then(|initdb| initdb.parent().map(|dir| dir.join(tool)))
+        .filter(|program| program.is_file())
+        .unwrap_or(program)
 }
 
 fn append(path: &Path, text: &str) {

@@ -5,6 +5,7 @@
 mod config;
 mod gateway_crash;
 mod postgres_restart;
+mod read_replica;
 mod redis_cluster_failover;
 mod redis_restart;
 mod rights;

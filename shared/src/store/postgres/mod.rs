@@ -14,6 +14,9 @@
 //!   function taking one array per column: one round trip and one
 //!   transaction, however many rows it carries.
 //! - `queries`: the reads and the decoding of rows.
+//! - `replica`: whether a gateway read may be served by the streaming
+//!   replica of `DATABASE_READ_URL` without showing less than was
+//!   acknowledged (`PostgresStore::with_read_replica`).
 //!
 //! The SQL shared with SQLite is in `store::sql`.
 //!
@@ -33,7 +36,9 @@
 //! URL says `sslmode=require`.
 
 use std::error::Error as _;
+use std::future::Future;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -56,8 +61,14 @@ use crate::Timestamp;
 
 mod commit;
 mod queries;
+mod replica;
 mod schema;
 
+pub use replica::ReplicaReads;
+use replica::{Freshness, ReadOutcome, Replica};
+
+#[cfg(test)]
+mod replica_tests;
 #[cfg(test)]
 mod tests;
 
@@ -98,6 +109,8 @@ impl Default for PostgresOptions {
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
+    /// Where the gateway's reads go when they may (`with_read_replica`).
+    replica: Option<Arc<Replica>>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -109,6 +122,7 @@ impl std::fmt::Debug for PostgresStore {
             .field("max_size", &status.max_size)
             .field("size", &status.size)
             .field("available", &status.available)
+            .field("read_replica", &self.replica.is_some())
             .finish()
     }
 }
@@ -121,60 +135,165 @@ impl PostgresStore {
         database_url: &str,
         options: PostgresOptions,
     ) -> Result<PostgresStore, StoreError> {
-        let mut config = tokio_postgres::Config::from_str(database_url)
-            .map_err(|err| StoreError::Internal(format!("invalid database URL: {err}")))?;
-        config.connect_timeout(options.connect_timeout);
-        if config.get_tcp_user_timeout().is_none() {
-            // A server that vanishes without closing the connection (a
-            // partition, a lost node) would leave a query waiting for hours
-            // on TCP's own timers; unacknowledged data now breaks the
-            // connection after this long, and the call fails `Unavailable`.
-            config.tcp_user_timeout(UNACKNOWLEDGED_DATA_TIMEOUT);
-        }
-        if config.get_application_name().is_none() {
-            config.application_name("support-chat");
-        }
-        if let Some(schema) = &options.schema {
-            check_schema_name(schema)?;
-        }
-        let startup = startup_options(config.get_options(), options.schema.as_deref());
-        config.options(startup);
-        let manager_config = ManagerConfig {
-            // A connection the server dropped is noticed (the client
-            // reports itself closed) and replaced; checking each one
-            // with a query on every checkout would cost a round trip.
-            recycling_method: RecyclingMethod::Fast,
+        let pool = build_pool(database_url, &options)?;
+        let store = PostgresStore {
+            pool,
+            replica: None,
         };
-        // `require` is verified like libpq's verify-full (authority and
-        // host name); `prefer` and `disable` stay in plain text, so a
-        // server's self-signed default certificate never breaks a start.
-        let manager = if config.get_ssl_mode() == SslMode::Require {
-            let client = crate::tls::client_config(&options.tls_roots)
-                .map_err(|err| StoreError::Internal(format!("PostgreSQL TLS: {err}")))?;
-            Manager::from_config(config, MakeRustlsConnect::new(client), manager_config)
-        } else {
-            Manager::from_config(config, NoTls, manager_config)
-        };
-        let timeout = Some(options.connect_timeout);
-        let pool = Pool::builder(manager)
-            .max_size(options.pool_size.max(1))
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(timeout)
-            .create_timeout(timeout)
-            .recycle_timeout(timeout)
-            .build()
-            .map_err(|err| {
-                StoreError::Internal(format!("cannot build the connection pool: {err}"))
-            })?;
-        let store = PostgresStore { pool };
         let mut client = store.client().await?;
         schema::migrate(&mut client, options.schema.as_deref()).await?;
         Ok(store)
     }
 
+    /// Reads from the streaming replica at `read_url` (`DATABASE_READ_URL`)
+    /// from now on: session lookups and lists, message history, read
+    /// positions, pool figures and the agent directory. Each such read is
+    /// served by the replica only when it cannot show less than the
+    /// primary had acknowledged when the read began (`replica` says how
+    /// that is decided), and by the primary otherwise; writes, the
+    /// worker's batch reads and `ping` always go to the primary. `options`
+    /// are those of the primary (the same schema, pool size and
+    /// timeouts). No connection is opened here: a replica that is down
+    /// when the process starts costs fallbacks, not the start.
+    pub fn with_read_replica(
+        mut self,
+        read_url: &str,
+        options: &PostgresOptions,
+    ) -> Result<PostgresStore, StoreError> {
+        let pool = build_pool(read_url, options)?;
+        self.replica = Some(Arc::new(Replica::new(pool, self.pool.clone())));
+        Ok(self)
+    }
+
+    /// How the reads of a store with a replica were served so far; `None`
+    /// without one.
+    pub fn replica_reads(&self) -> Option<ReplicaReads> {
+        self.replica.as_ref().map(|replica| replica.reads())
+    }
+
     async fn client(&self) -> Result<Object, StoreError> {
         Ok(self.pool.get().await?)
     }
+
+    /// Runs `read` on the replica when it is fresh enough, else on the
+    /// primary. A read that fails on the replica runs again on the primary,
+    /// which has everything the replica has.
+    async fn read<T, F, Fut>(&self, read: F) -> Result<T, StoreError>
+    where
+        F: Fn(Object) -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        if let Some(replica) = &self.replica {
+            match replica.check_out().await? {
+                Freshness::Fresh(client) => match read(client).await {
+                    Ok(value) => {
+                        replica.count(ReadOutcome::Replica);
+                        return Ok(value);
+                    }
+                    Err(error) => replica.failed(&error),
+                },
+                Freshness::Behind(_) => replica.count(ReadOutcome::PrimaryFallback),
+                Freshness::Unusable => {}
+            }
+        }
+        read(self.client().await?).await
+    }
+
+    /// A page of a session's history: from the replica when it is fresh
+    /// by the fence, or when it holds the session up to the `last_seq` the
+    /// primary has now (the session rescue of `replica`), else from the
+    /// primary.
+    async fn read_history(
+        &self,
+        session_id: &str,
+        range: MessageRange,
+        limit: usize,
+    ) -> Result<MessagePage, StoreError> {
+        let page = |client: Object| async move {
+            queries::message_page(&client, session_id, range, limit).await
+        };
+        let Some(replica) = &self.replica else {
+            return page(self.client().await?).await;
+        };
+        let client = match replica.check_out().await? {
+            Freshness::Fresh(client) => client,
+            Freshness::Behind(client) => {
+                // Asked of the primary now, after the read began, so it
+                // covers every message acknowledged before.
+                let primary = replica::last_seq(&self.client().await?, session_id).await?;
+                match (primary, replica::last_seq(&client, session_id).await) {
+                    (Some(primary), Ok(Some(held))) if held >= primary => client,
+                    (_, Err(error)) => {
+                        replica.failed(&error);
+                        return page(self.client().await?).await;
+                    }
+                    _ => {
+                        replica.count(ReadOutcome::PrimaryFallback);
+                        return page(self.client().await?).await;
+                    }
+                }
+            }
+            Freshness::Unusable => return page(self.client().await?).await,
+        };
+        match page(client).await {
+            Ok(value) => {
+                replica.count(ReadOutcome::Replica);
+                Ok(value)
+            }
+            Err(error) => {
+                replica.failed(&error);
+                page(self.client().await?).await
+            }
+        }
+    }
+}
+
+/// A pool of connections to `url`, set up as `PostgresStore::connect`
+/// describes; no connection is opened yet.
+fn build_pool(url: &str, options: &PostgresOptions) -> Result<Pool, StoreError> {
+    let mut config = tokio_postgres::Config::from_str(url)
+        .map_err(|err| StoreError::Internal(format!("invalid database URL: {err}")))?;
+    config.connect_timeout(options.connect_timeout);
+    if config.get_tcp_user_timeout().is_none() {
+        // A server that vanishes without closing the connection (a
+        // partition, a lost node) would leave a query waiting for hours
+        // on TCP's own timers; unacknowledged data now breaks the
+        // connection after this long, and the call fails `Unavailable`.
+        config.tcp_user_timeout(UNACKNOWLEDGED_DATA_TIMEOUT);
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("support-chat");
+    }
+    if let Some(schema) = &options.schema {
+        check_schema_name(schema)?;
+    }
+    let startup = startup_options(config.get_options(), options.schema.as_deref());
+    config.options(startup);
+    let manager_config = ManagerConfig {
+        // A connection the server dropped is noticed (the client
+        // reports itself closed) and replaced; checking each one
+        // with a query on every checkout would cost a round trip.
+        recycling_method: RecyclingMethod::Fast,
+    };
+    // `require` is verified like libpq's verify-full (authority and
+    // host name); `prefer` and `disable` stay in plain text, so a
+    // server's self-signed default certificate never breaks a start.
+    let manager = if config.get_ssl_mode() == SslMode::Require {
+        let client = crate::tls::client_config(&options.tls_roots)
+            .map_err(|err| StoreError::Internal(format!("PostgreSQL TLS: {err}")))?;
+        Manager::from_config(config, MakeRustlsConnect::new(client), manager_config)
+    } else {
+        Manager::from_config(config, NoTls, manager_config)
+    };
+    let timeout = Some(options.connect_timeout);
+    Pool::builder(manager)
+        .max_size(options.pool_size.max(1))
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(timeout)
+        .create_timeout(timeout)
+        .recycle_timeout(timeout)
+        .build()
+        .map_err(|err| StoreError::Internal(format!("cannot build the connection pool: {err}")))
 }
 
 #[async_trait]
@@ -199,15 +318,17 @@ impl Store for PostgresStore {
     }
 
     async fn get_session(&self, id: &str) -> Result<Option<Session>, StoreError> {
-        let client = self.client().await?;
-        Ok(queries::find_session(&client, id)
-            .await?
-            .map(|record| record.session))
+        self.read(|client| async move {
+            Ok(queries::find_session(&client, id)
+                .await?
+                .map(|record| record.session))
+        })
+        .await
     }
 
     async fn list_sessions(&self, query: &SessionQuery) -> Result<Vec<Session>, StoreError> {
-        let client = self.client().await?;
-        queries::list_sessions(&client, query).await
+        self.read(|client| async move { queries::list_sessions(&client, query).await })
+            .await
     }
 
     async fn messages(
@@ -216,13 +337,12 @@ impl Store for PostgresStore {
         range: MessageRange,
         limit: usize,
     ) -> Result<MessagePage, StoreError> {
-        let client = self.client().await?;
-        queries::message_page(&client, session_id, range, limit).await
+        self.read_history(session_id, range, limit).await
     }
 
     async fn read_positions(&self, session_id: &str) -> Result<Vec<ReadPosition>, StoreError> {
-        let client = self.client().await?;
-        queries::read_positions(&client, session_id).await
+        self.read(|client| async move { queries::read_positions(&client, session_id).await })
+            .await
     }
 
     async fn pool_figures(
@@ -230,8 +350,8 @@ impl Store for PostgresStore {
         pool: &str,
         day_start: Timestamp,
     ) -> Result<PoolFigures, StoreError> {
-        let client = self.client().await?;
-        queries::pool_figures(&client, pool, day_start).await
+        self.read(|client| async move { queries::pool_figures(&client, pool, day_start).await })
+            .await
     }
 
     async fn remember_agent(&self, agent: &AgentRecord) -> Result<(), StoreError> {
@@ -240,15 +360,23 @@ impl Store for PostgresStore {
     }
 
     async fn list_agents(&self, pool: Option<&str>) -> Result<Vec<AgentRecord>, StoreError> {
-        let client = self.client().await?;
-        queries::list_agents(&client, pool).await
+        self.read(|client| async move { queries::list_agents(&client, pool).await })
+            .await
     }
 
+    /// The primary only: readiness follows what writes and fences need; a
+    /// replica that is down only sends reads to the primary.
     async fn ping(&self) -> Result<(), StoreError> {
         let client = self.client().await?;
         // The simple protocol: one round trip, nothing to prepare.
         client.batch_execute("SELECT 1").await?;
         Ok(())
+    }
+
+    fn render_metrics(&self, out: &mut String) {
+        if let Some(replica) = &self.replica {
+            replica.render(out);
+        }
     }
 }
 
