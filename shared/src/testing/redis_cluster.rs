@@ -166,6 +166,55 @@ impl ThrowawayRedisCluster {
         served_by.expect("the owner found")
     }
 
+    /// Moves `slot` (and its keys) from the master serving it to the
+    /// master on `to`, as resharding does, and returns once every live node
+    /// agrees on the new owner. Panics when a step is refused.
+    pub fn move_slot(&self, slot: u16, to: u16) {
+        let from = self.master_of_slot(slot);
+        assert_ne!(from, to, "slot {slot} is already served by {to}");
+        let id = |port: u16| {
+            command(port, &["CLUSTER", "MYID"])
+                .unwrap_or_else(|| panic!("node {port} did not tell its id"))
+        };
+        let (from_id, to_id) = (id(from), id(to));
+        let slot_text = slot.to_string();
+        let run = |port: u16, args: &[&str]| {
+            let reply = command(port, args);
+            assert!(
+                reply.as_deref() == Some("OK"),
+                "{args:?} on {port} answered {reply:?}"
+            );
+        };
+        run(
+            to,
+            &["CLUSTER", "SETSLOT", &slot_text, "IMPORTING", &from_id],
+        );
+        run(
+            from,
+            &["CLUSTER", "SETSLOT", &slot_text, "MIGRATING", &to_id],
+        );
+        let to_port = to.to_string();
+        loop {
+            let keys = command_lines(from, &["CLUSTER", "GETKEYSINSLOT", &slot_text, "100"]);
+            if keys.is_empty() {
+                break;
+            }
+            let mut args = vec!["MIGRATE", "127.0.0.1", &to_port, "", "0", "5000", "KEYS"];
+            args.extend(keys.iter().map(String::as_str));
+            run(from, &args);
+        }
+        for port in [to, from] {
+            run(port, &["CLUSTER", "SETSLOT", &slot_text, "NODE", &to_id]);
+        }
+        let moved = came_true_blocking(FORM_TIMEOUT, || {
+            self.agreed_live_owner(&self.live_ports(), slot) == Some(to)
+        });
+        assert!(
+            moved,
+            "the nodes did not agree that {to} serves slot {slot}"
+        );
+    }
+
     fn agreed_live_owner(&self, live: &[u16], slot: u16) -> Option<u16> {
         let mut agreed = None;
         for &port in live {
@@ -423,6 +472,51 @@ fn parse_cluster_nodes(text: &str) -> Vec<NodeLine> {
             })
         })
         .collect()
+}
+
+/// One command answered by an array of bulk strings (empty when the node
+/// does not answer or answers anything else).
+fn command_lines(port: u16, args: &[&str]) -> Vec<String> {
+    let address = SocketAddr::from(([127, 0, 0, 1], port));
+    let Ok(mut stream) = TcpStream::connect_timeout(&address, Duration::from_millis(200)) else {
+        return Vec::new();
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut request = format!("*{}\r\n", args.len());
+    for arg in args {
+        request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+    }
+    if stream.write_all(request.as_bytes()).is_err() {
+        return Vec::new();
+    }
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    let count: usize = match reader.read_line(&mut line) {
+        Ok(_) => line
+            .trim_end()
+            .strip_prefix('*')
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0),
+        Err(_) => 0,
+    };
+    let mut items = Vec::with_capacity(count);
+    for _ in 0..count {
+        line.clear();
+        let Some(length) = reader
+            .read_line(&mut line)
+            .ok()
+            .and_then(|_| line.trim_end().strip_prefix('$')?.parse::<usize>().ok())
+        else {
+            break;
+        };
+        let mut body = vec![0; length + 2];
+        if reader.read_exact(&mut body).is_err() {
+            break;
+        }
+        body.truncate(length);
+        items.push(String::from_utf8_lossy(&body).into_owned());
+    }
+    items
 }
 
 /// One command in RESP, answered by a status or a bulk string. None when

@@ -244,3 +244,49 @@ async fn subscriptions_follow_a_failover() {
         killed_at.elapsed()
     );
 }
+
+/// Resharding moves a subscribed channel's slot to another master, which
+/// drops the subscription without a word the client acts on: the
+/// subscriber notices from the cluster's routing, subscribes on the new
+/// master, says it resubscribed, and receives what is published next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_follow_a_slot_move() {
+    let cluster = ThrowawayRedisCluster::start(3, 0);
+    let backplane = connect(&cluster).await;
+    let channel = format!("{}:pool:resharded", backplane.names().prefix());
+    let slot = redis_keyslot(channel.as_bytes());
+    let (subscriber, mut events) = backplane.subscriber().await.expect("subscriber");
+    subscriber.subscribe(&channel).await.expect("subscribe");
+
+    let from = cluster.master_of_slot(slot);
+    let to = (1..3u16)
+        .map(|shard| cluster.master_of_slot((slot + shard * 5_500) % 16_384))
+        .find(|&port| port != from)
+        .expect("another master");
+    tokio::task::block_in_place(|| cluster.move_slot(slot, to));
+
+    let resubscribed = timeout(FAILOVER, async {
+        loop {
+            match events.recv().await {
+                Some(SubscriptionEvent::Resubscribed) => return,
+                Some(SubscriptionEvent::Message(_)) => {}
+                None => panic!("the subscription ended"),
+            }
+        }
+    })
+    .await;
+    assert!(
+        resubscribed.is_ok(),
+        "no resubscription after the slot moved"
+    );
+    backplane
+        .publish(&channel, Bytes::from_static(b"after the move"))
+        .await
+        .expect("publish to the new master");
+    match timeout(PROMPTLY, events.recv()).await {
+        Ok(Some(SubscriptionEvent::Message(message))) => {
+            assert_eq!(message.payload, Bytes::from_static(b"after the move"))
+        }
+        other => panic!("expected the message published after the move, got {other:?}"),
+    }
+}

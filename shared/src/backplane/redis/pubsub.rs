@@ -8,20 +8,21 @@
 //! `subscriber()` opens a fred `SubscriberClient` of its own. Two tasks
 //! serve it: one forwards its messages to the listener's queue, the other
 //! restores the subscriptions after fred reconnected (a failover is a
-//! reconnect to the promoted replica) or saw the cluster's slots change,
-//! and then tells the listener `Resubscribed`, because whatever was
+//! reconnect to the promoted replica) or a subscribed slot moved to
+//! another master, and then tells the listener `Resubscribed`, because whatever was
 //! published meanwhile is gone and only the listener can repair it (the
 //! gateway reads history). A listener that fell behind the connection's
 //! buffer is told the same, for the same reason.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
 use fred::bytes_utils::Str;
 use fred::clients::SubscriberClient;
-use fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
+use fred::interfaces::{ClientLike, ClusterInterface, EventInterface, PubsubInterface};
 use fred::types::config::{Options, Server};
-use fred::types::{ClusterHash, ClusterStateChange, Message};
+use fred::types::{ClusterHash, Message};
 use fred::util::{group_by_hash_slot, redis_keyslot};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::broadcast::Receiver;
@@ -35,6 +36,11 @@ use crate::backplane::{BackplaneError, ChannelMessage, Subscriber, SubscriptionE
 /// reconnect that was followed by a failure.
 const RESUBSCRIBE_RETRY_MIN: Duration = Duration::from_millis(100);
 const RESUBSCRIBE_RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// How often a subscriber on a Redis Cluster reads the slots' owners, to
+/// notice a subscribed channel's slot moving to another master: one
+/// CLUSTER SLOTS per subscriber per period.
+const SLOT_CHECK: Duration = Duration::from_secs(2);
 
 type Events = mpsc::UnboundedSender<SubscriptionEvent>;
 
@@ -94,7 +100,6 @@ impl Inner {
         // been sent by then: only later reconnections are reported.
         let messages = client.message_rx();
         let reconnects = client.reconnect_rx();
-        let slot_changes = client.cluster_change_rx();
         let (sender, receiver) = mpsc::unbounded_channel();
         let clustered = self.clustered;
         let tasks = [
@@ -103,7 +108,6 @@ impl Inner {
                 client.clone(),
                 clustered,
                 reconnects,
-                slot_changes,
                 sender,
             )),
         ];
@@ -208,21 +212,23 @@ async fn restore_after_reconnect(
     client: SubscriberClient,
     clustered: bool,
     mut reconnects: Receiver<Server>,
-    mut slot_changes: Receiver<Vec<ClusterStateChange>>,
     events: Events,
 ) {
+    let mut slot_check = tokio::time::interval(SLOT_CHECK);
+    slot_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut owners = ShardOwners::default();
     loop {
-        // Slot changes are only reported by a cluster; a closed channel
-        // there (never on a cluster) must not end the loop.
         tokio::select! {
             reconnect = reconnects.recv() => match reconnect {
                 Ok(_) | Err(RecvError::Lagged(_)) => {}
                 Err(RecvError::Closed) => return,
             },
-            change = slot_changes.recv(), if clustered => match change {
-                Ok(_) | Err(RecvError::Lagged(_)) => {}
-                Err(RecvError::Closed) => return,
-            },
+            _ = slot_check.tick(), if clustered => {
+                if !owners.changed(&client).await {
+                    continue;
+                }
+                tracing::info!("a subscribed channel's slot moved to another shard");
+            }
         }
         let mut pause = RESUBSCRIBE_RETRY_MIN;
         loop {
@@ -238,10 +244,61 @@ async fn restore_after_reconnect(
                 }
             }
         }
-        tracing::info!("subscriptions restored after a reconnect");
+        owners.remember(&client);
+        tracing::info!("subscriptions restored");
         if events.send(SubscriptionEvent::Resubscribed).is_err() {
             return;
         }
+    }
+}
+
+/// Which master served each subscribed channel's slot when the
+/// subscriptions were last made. A slot that moves to another master
+/// (resharding) takes its channels' subscriptions with it: the old master
+/// drops them with an unsolicited SUNSUBSCRIBE, which the client ignores,
+/// so only comparing the cluster's routing with this shows it.
+#[derive(Default)]
+struct ShardOwners {
+    by_slot: BTreeMap<u16, Option<Server>>,
+}
+
+impl ShardOwners {
+    fn of(client: &SubscriberClient) -> BTreeMap<u16, Option<Server>> {
+        let routing = client.cached_cluster_state();
+        client
+            .tracked_shard_channels()
+            .iter()
+            .map(|channel| redis_keyslot(channel.as_bytes()))
+            .map(|slot| {
+                let owner = routing
+                    .as_ref()
+                    .and_then(|routing| routing.get_server(slot).cloned());
+                (slot, owner)
+            })
+            .collect()
+    }
+
+    fn remember(&mut self, client: &SubscriberClient) {
+        self.by_slot = ShardOwners::of(client);
+    }
+
+    /// Reads the cluster's routing again and tells whether a subscribed
+    /// slot now has another master than when last remembered. Slots
+    /// subscribed since then are only remembered.
+    async fn changed(&mut self, client: &SubscriberClient) -> bool {
+        if client.tracked_shard_channels().is_empty() {
+            return false;
+        }
+        if let Err(error) = client.sync_cluster().await {
+            tracing::debug!(%error, "reading the cluster's slots failed");
+            return false;
+        }
+        let now = ShardOwners::of(client);
+        let moved = now
+            .iter()
+            .any(|(slot, owner)| self.by_slot.get(slot).is_some_and(|before| before != owner));
+        self.by_slot = now;
+        moved
     }
 }
 
