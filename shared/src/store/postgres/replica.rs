@@ -87,12 +87,15 @@ impl ReadOutcome {
     }
 }
 
-/// How many reads ended each way since the store was built.
+/// How many reads ended each way since the store was built, and how many
+/// fences were asked of the primary for them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReplicaReads {
     pub replica: u64,
     pub primary_fallback: u64,
     pub replica_error: u64,
+    /// Questions sent to the primary; reads waiting together share one.
+    pub fences: u64,
 }
 
 /// What the replica connection checked out for a read may do.
@@ -122,6 +125,7 @@ impl Replica {
             fence: Arc::new(Fence {
                 primary,
                 queue: Mutex::new(FenceQueue::default()),
+                asked: AtomicU64::new(0),
             }),
             counts: Default::default(),
             skip_until: Mutex::new(None),
@@ -138,6 +142,7 @@ impl Replica {
             replica: get(ReadOutcome::Replica),
             primary_fallback: get(ReadOutcome::PrimaryFallback),
             replica_error: get(ReadOutcome::ReplicaError),
+            fences: self.fence.asked.load(Ordering::Relaxed),
         }
     }
 
@@ -155,6 +160,14 @@ impl Replica {
                 self.counts[outcome.index()].load(Ordering::Relaxed),
             );
         }
+        scrape.sample(
+            "chat_store_replica_fences_total",
+            Kind::Counter,
+            "Questions for the primary's WAL position sent to decide whether the replica may \
+             serve; reads waiting at the same time share one.",
+            &[],
+            self.fence.asked.load(Ordering::Relaxed),
+        );
         scrape.render(out);
     }
 
@@ -235,6 +248,7 @@ pub(super) async fn last_seq(client: &Object, session_id: &str) -> Result<Option
 struct Fence {
     primary: Pool,
     queue: Mutex<FenceQueue>,
+    asked: AtomicU64,
 }
 
 #[derive(Default)]
@@ -287,6 +301,7 @@ impl Fence {
     }
 
     async fn query(&self) -> Result<PgLsn, StoreError> {
+        self.asked.fetch_add(1, Ordering::Relaxed);
         let client = self.primary.get().await?;
         let statement = client
             .prepare_cached("SELECT pg_current_wal_flush_lsn()")

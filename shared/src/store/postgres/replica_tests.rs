@@ -148,6 +148,8 @@ async fn a_caught_up_replica_serves_every_read_and_counts_them() {
         let series = format!("chat_store_replica_reads_total{{outcome=\"{outcome}\"}} {count}\n");
         assert!(text.contains(&series), "{series} in {text}");
     }
+    let fences = format!("chat_store_replica_fences_total {}\n", counts.fences);
+    assert!(text.contains(&fences), "{fences} in {text}");
 }
 
 #[tokio::test]
@@ -200,6 +202,32 @@ async fn a_paused_replica_never_hides_a_commit_yet_serves_what_it_holds() {
 }
 
 #[tokio::test]
+async fn reads_waiting_together_share_one_question_to_the_primary() {
+    let (_primary, _replica, store) = primary_and_replica().await;
+    let messages = session_with_messages(&store, "s-1", 1).await;
+    until_replica_serves(&store, "s-1", &messages).await;
+    let before = reads(&store);
+
+    // On this single-threaded runtime every read below is waiting for a
+    // fence before the task asking the primary first runs, so one question
+    // answers all of them.
+    let mut reads_at_once = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let store = store.clone();
+        reads_at_once.spawn(async move { store.messages("s-1", MessageRange::Latest, 10).await });
+    }
+    while let Some(read) = reads_at_once.join_next().await {
+        let page = read.expect("read task").expect("read");
+        assert_eq!(page.items, messages);
+    }
+    let after = reads(&store);
+    assert_eq!(after.fences, before.fences + 1, "{after:?}");
+    let served = (after.replica + after.primary_fallback + after.replica_error)
+        - (before.replica + before.primary_fallback + before.replica_error);
+    assert_eq!(served, 20, "{after:?}");
+}
+
+#[tokio::test]
 async fn an_unreachable_replica_sends_reads_to_the_primary_without_waiting_each_time() {
     let primary = ThrowawayPostgres::create();
     primary.start();
@@ -234,6 +262,7 @@ async fn an_unreachable_replica_sends_reads_to_the_primary_without_waiting_each_
             replica: 0,
             primary_fallback: 0,
             replica_error: 2,
+            fences: 2,
         }
     );
 }
