@@ -75,10 +75,11 @@ pub async fn lease_holders(url: &str, prefix: &str, partitions: u32) -> Vec<Opti
     let admin = RedisAdmin::connect(url)
         .await
         .unwrap_or_else(|e| panic!("reading the leases: {e}"));
+    let names = chat_shared::names::Names::new(prefix);
     let mut holders = Vec::new();
     for p in 0..partitions {
         let value = admin
-            .get(&format!("{prefix}:lease:{p}"))
+            .get(&names.partition_lease(p))
             .await
             .unwrap_or_else(|e| panic!("reading the leases: {e}"));
         holders.push(value.and_then(|v| v.rsplit_once(':').map(|(holder, _)| holder.to_owned())));
