@@ -1,5 +1,6 @@
-//! Command-line parsing by hand: a subcommand (`load`, `sweep`, `idle` or
-//! `hostile`) followed by
+//! Command-line parsing by hand: a subcommand (`load`, `sweep`, `idle`,
+//! `hostile`, or `scale` and its helper `hold`, whose flags live in
+//! [`crate::scale::args`]) followed by
 //! `--flag value` (or `--flag=value`) pairs, and `--help` anywhere. Every
 //! flag has a default except the gateway URLs; the JWT secret falls back to
 //! the `JWT_SECRET` environment variable.
@@ -10,6 +11,7 @@ use std::time::Duration;
 use chat_shared::protocol::Role;
 
 use crate::client::Endpoint;
+use crate::scale::args::{self as scale_args, HoldArgs, ScaleArgs};
 
 /// What the user asked for.
 #[derive(Debug, Clone)]
@@ -19,6 +21,8 @@ pub enum Command {
     Sweep(SweepArgs),
     Idle(IdleArgs),
     Hostile(HostileArgs),
+    Scale(ScaleArgs),
+    Hold(HoldArgs),
 }
 
 #[derive(Debug, Clone)]
@@ -128,9 +132,11 @@ pub struct HostileArgs {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ArgsError {
-    #[error("missing subcommand: expected `load`, `sweep`, `idle` or `hostile` (see --help)")]
+    #[error(
+        "missing subcommand: expected `load`, `sweep`, `idle`, `hostile` or `scale` (see --help)"
+    )]
     MissingCommand,
-    #[error("unknown subcommand {0:?}: expected `load`, `sweep`, `idle` or `hostile`")]
+    #[error("unknown subcommand {0:?}: expected `load`, `sweep`, `idle`, `hostile` or `scale`")]
     UnknownCommand(String),
     #[error("unknown flag {flag} for `{command}`")]
     UnknownFlag { command: &'static str, flag: String },
@@ -272,13 +278,21 @@ pub fn parse(args: &[String], env_secret: Option<String>) -> Result<Command, Arg
                 pool: flags.text("pool", "hostile"),
             }))
         }
+        "scale" => {
+            let flags = Flags::parse("scale", scale_args::SCALE_FLAGS, rest, env_secret)?;
+            Ok(Command::Scale(scale_args::scale(&flags)?))
+        }
+        "hold" => {
+            let flags = Flags::parse("hold", scale_args::HOLD_FLAGS, rest, env_secret)?;
+            Ok(Command::Hold(scale_args::hold(&flags)?))
+        }
         other => Err(ArgsError::UnknownCommand(other.to_owned())),
     }
 }
 
 /// The `--name value` pairs of one subcommand.
-struct Flags {
-    values: HashMap<&'static str, String>,
+pub(crate) struct Flags {
+    pub(crate) values: HashMap<&'static str, String>,
 }
 
 impl Flags {
@@ -319,14 +333,14 @@ impl Flags {
         Ok(Flags { values })
     }
 
-    fn text(&self, flag: &'static str, default: &str) -> String {
+    pub(crate) fn text(&self, flag: &'static str, default: &str) -> String {
         self.values
             .get(flag)
             .cloned()
             .unwrap_or_else(|| default.to_owned())
     }
 
-    fn secret(&self) -> Result<String, ArgsError> {
+    pub(crate) fn secret(&self) -> Result<String, ArgsError> {
         let secret = self
             .values
             .get("jwt-secret")
@@ -337,7 +351,7 @@ impl Flags {
         Ok(secret.clone())
     }
 
-    fn endpoints(&self) -> Result<Vec<Endpoint>, ArgsError> {
+    pub(crate) fn endpoints(&self) -> Result<Vec<Endpoint>, ArgsError> {
         let list = self.values.get("url").ok_or(ArgsError::Required("url"))?;
         list.split(',')
             .filter(|s| !s.trim().is_empty())
@@ -352,7 +366,7 @@ impl Flags {
             })
     }
 
-    fn number(
+    pub(crate) fn number(
         &self,
         flag: &'static str,
         default: usize,
@@ -374,7 +388,7 @@ impl Flags {
         Ok(value)
     }
 
-    fn seconds(&self, flag: &'static str, default: f64) -> Result<Duration, ArgsError> {
+    pub(crate) fn seconds(&self, flag: &'static str, default: f64) -> Result<Duration, ArgsError> {
         let value = match self.values.get(flag) {
             Some(raw) => raw
                 .parse::<f64>()
@@ -391,7 +405,7 @@ impl Flags {
         self.rate_or("rate", 1000.0)
     }
 
-    fn rate_or(&self, flag: &'static str, default: f64) -> Result<f64, ArgsError> {
+    pub(crate) fn rate_or(&self, flag: &'static str, default: f64) -> Result<f64, ArgsError> {
         match self.values.get(flag) {
             Some(raw) => parse_rate(flag, raw),
             None => Ok(default),
@@ -432,7 +446,7 @@ impl Flags {
         Ok(Rates::List(rates))
     }
 
-    fn pids(&self) -> Result<Vec<u32>, ArgsError> {
+    pub(crate) fn pids(&self) -> Result<Vec<u32>, ArgsError> {
         let Some(list) = self.values.get("pid") else {
             return Ok(Vec::new());
         };
@@ -469,7 +483,7 @@ fn parse_rate(flag: &'static str, raw: &str) -> Result<f64, ArgsError> {
     Ok(value)
 }
 
-fn invalid(flag: &'static str, reason: impl Into<String>) -> ArgsError {
+pub(crate) fn invalid(flag: &'static str, reason: impl Into<String>) -> ArgsError {
     ArgsError::Invalid {
         flag,
         reason: reason.into(),
@@ -484,6 +498,7 @@ USAGE:
     chat-bench sweep --url URL[,URL...] --jwt-secret SECRET [options]
     chat-bench idle --url URL[,URL...] --jwt-secret SECRET [--pid PID[,PID...]] [options]
     chat-bench hostile --url URL --jwt-secret SECRET --pid PID [options]
+    chat-bench scale --url URL[,URL...] --jwt-secret SECRET [--pid PID[,PID...]] [options]
     chat-bench --help
 
 The server must share the HS256 secret (its JWT_SECRET): the bench mints its
@@ -599,6 +614,41 @@ HOSTILE: what flooding and non-reading clients cost everyone else.
     --sessions N         sessions the crowd joins (4)
     --messages M         messages of 4000 U+0001 in each of them (200)
     --pool NAME          agent pool of the sessions (hostile)
+
+SCALE: many idle sockets with pool broadcasts and a live chat through them.
+    Opens --connections authenticated sockets (--agents of them agents of
+    --pool, in this process; the customers in helper processes of
+    --per-process sockets each, `chat-bench hold`, so that no process needs
+    more descriptors than its limit) round-robin over the gateways, each
+    bound to one of --sources loopback addresses (127.0.0.2 upwards: one
+    address has about 28,000 ephemeral ports). Reports the connect rate and
+    the gateways' VmRSS growth per connection. Then, with all of them open,
+    for --duration seconds (after --warmup): customers create sessions in
+    the pool at --broadcast-rate per second on an open-loop schedule, and
+    each agent's `new-pending-session` is timed from the session's due
+    time (every receipt, and the last agent of each); every `stats-update`
+    the agents get is timed from its `updatedAt`; and --chat-pairs
+    customer/agent pairs chat at --chat-rate msg/s as LOAD does. Prints the
+    CPU and memory of every process given (--pid, --procs) over that time.
+    Exit status 1 when a socket failed or closed, a broadcast missed an
+    agent, or the chat failed as LOAD judges it.
+
+    --url URL[,URL...]   gateway base URLs; sockets go round-robin
+    --jwt-secret SECRET  HS256 secret of the server
+    --connections N      idle sockets in all, agents included (100000)
+    --agents N           how many of them are agents (1000)
+    --per-process N      customer sockets per helper process (15000)
+    --sources N          loopback source addresses (8)
+    --concurrency N      sockets being opened at once per process (200)
+    --pid PID[,PID...]   the gateways' process ids (memory per connection)
+    --procs 'KIND=PID,PID;KIND=PID'  other processes to report (workers, ...)
+    --broadcast-rate R   sessions created per second (2)
+    --chat-pairs N       pairs of the live chat (100)
+    --chat-rate R        its messages per second, all pairs together (200)
+    --duration S         measured seconds (20)
+    --warmup S           seconds before measuring starts (3)
+    --grace S            wait after the last send for what is due (5)
+    --pool NAME          the agents' pool (scale; the chat uses NAME-chat)
 
 EXAMPLES:
     RATE_LIMIT_PER_SEC=0 JWT_SECRET=bench-secret-0123456789 support-chat &

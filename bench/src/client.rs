@@ -6,6 +6,7 @@
 //! server sends (pool broadcasts, stats) is read and dropped, so a socket
 //! never falls behind.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -111,10 +112,11 @@ impl ClientError {
             ClientError::WebSocket(tungstenite::Error::Io(source)) => Some(source),
             _ => None,
         };
-        // EMFILE, ENFILE, EADDRNOTAVAIL.
+        // EMFILE, ENFILE, EADDRNOTAVAIL, and EADDRINUSE from binding a
+        // source address whose ports are all taken.
         matches!(
             io.and_then(std::io::Error::raw_os_error),
-            Some(24 | 23 | 99)
+            Some(24 | 23 | 99 | 98)
         )
     }
 }
@@ -132,7 +134,26 @@ pub async fn connect(
     token: &str,
     timeout: Duration,
 ) -> Result<Socket, ClientError> {
-    tokio::time::timeout(timeout, handshake(endpoint, token, None))
+    tokio::time::timeout(timeout, handshake(endpoint, token, TcpOptions::default()))
+        .await
+        .map_err(|_| ClientError::Timeout(timeout))?
+}
+
+/// [`connect`] from the local address `source` (port chosen by the
+/// kernel): one source address has only about 28,000 ephemeral ports, so
+/// runs of more sockets than that spread them over several loopback
+/// addresses.
+pub async fn connect_from(
+    endpoint: &Endpoint,
+    token: &str,
+    timeout: Duration,
+    source: IpAddr,
+) -> Result<Socket, ClientError> {
+    let options = TcpOptions {
+        source: Some(source),
+        ..TcpOptions::default()
+    };
+    tokio::time::timeout(timeout, handshake(endpoint, token, options))
         .await
         .map_err(|_| ClientError::Timeout(timeout))?
 }
@@ -146,15 +167,26 @@ pub async fn connect_with_receive_buffer(
     timeout: Duration,
     receive_buffer: u32,
 ) -> Result<Socket, ClientError> {
-    tokio::time::timeout(timeout, handshake(endpoint, token, Some(receive_buffer)))
+    let options = TcpOptions {
+        receive_buffer: Some(receive_buffer),
+        ..TcpOptions::default()
+    };
+    tokio::time::timeout(timeout, handshake(endpoint, token, options))
         .await
         .map_err(|_| ClientError::Timeout(timeout))?
 }
 
-async fn open_tcp(addr: &str, receive_buffer: Option<u32>) -> std::io::Result<TcpStream> {
-    let Some(size) = receive_buffer else {
+/// How the TCP socket under a WebSocket is set up before it connects.
+#[derive(Debug, Clone, Copy, Default)]
+struct TcpOptions {
+    receive_buffer: Option<u32>,
+    source: Option<IpAddr>,
+}
+
+async fn open_tcp(addr: &str, options: TcpOptions) -> std::io::Result<TcpStream> {
+    if options.receive_buffer.is_none() && options.source.is_none() {
         return TcpStream::connect(addr).await;
-    };
+    }
     let target = tokio::net::lookup_host(addr).await?.next().ok_or_else(|| {
         std::io::Error::new(std::io::ErrorKind::NotFound, "the host has no address")
     })?;
@@ -163,17 +195,22 @@ async fn open_tcp(addr: &str, receive_buffer: Option<u32>) -> std::io::Result<Tc
     } else {
         TcpSocket::new_v6()?
     };
-    socket.set_recv_buffer_size(size)?;
+    if let Some(size) = options.receive_buffer {
+        socket.set_recv_buffer_size(size)?;
+    }
+    if let Some(source) = options.source {
+        socket.bind(SocketAddr::new(source, 0))?;
+    }
     socket.connect(target).await
 }
 
 async fn handshake(
     endpoint: &Endpoint,
     token: &str,
-    receive_buffer: Option<u32>,
+    options: TcpOptions,
 ) -> Result<Socket, ClientError> {
     let addr = endpoint.authority();
-    let tcp = open_tcp(&addr, receive_buffer)
+    let tcp = open_tcp(&addr, options)
         .await
         .map_err(|source| ClientError::Connect {
             addr: addr.clone(),

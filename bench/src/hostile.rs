@@ -49,7 +49,7 @@ const CROWD_LIMIT: Duration = Duration::from_secs(45);
 const MAX_GROWTH_KIB: u64 = 64 * 1024;
 const FILLER_CHARS: usize = 4000;
 /// Linux's USER_HZ: `/proc/*/stat` times are in these ticks.
-const TICKS_PER_SECOND: f64 = 100.0;
+pub(crate) const TICKS_PER_SECOND: f64 = 100.0;
 
 /// The client event kinds a flooder sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,7 +169,7 @@ struct ProcSample {
     ticks: u64,
 }
 
-fn cpu_ticks(path: &str) -> anyhow::Result<u64> {
+pub(crate) fn cpu_ticks(path: &str) -> anyhow::Result<u64> {
     let stat = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
     parse_cpu_ticks(&stat).ok_or_else(|| anyhow!("{path}: no utime/stime"))
 }

@@ -174,7 +174,7 @@ async fn open_all(args: &IdleArgs) -> anyhow::Result<(Vec<Open>, BTreeMap<String
 
 /// Samples every 500 ms until two samples in a row are within 1 % of each
 /// other (or 20 s pass). Returns the last sample and whether it settled.
-async fn wait_until_settled(pids: &[u32]) -> anyhow::Result<(Vec<u64>, bool)> {
+pub(crate) async fn wait_until_settled(pids: &[u32]) -> anyhow::Result<(Vec<u64>, bool)> {
     let deadline = Instant::now() + SETTLE_LIMIT;
     let mut previous = read_all(pids)?;
     loop {
@@ -211,7 +211,7 @@ async fn close_all(open: Vec<Open>) {
     );
 }
 
-fn read_all(pids: &[u32]) -> anyhow::Result<Vec<u64>> {
+pub(crate) fn read_all(pids: &[u32]) -> anyhow::Result<Vec<u64>> {
     pids.iter()
         .map(|pid| {
             rss_kib(&format!("/proc/{pid}/status"))

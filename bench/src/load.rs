@@ -666,7 +666,7 @@ async fn print_progress(progress: Arc<Progress>, start: Instant) {
 
 /// A short id that keeps this run's users and message ids apart from
 /// earlier runs against the same server.
-fn run_id() -> String {
+pub(crate) fn run_id() -> String {
     let millis = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());

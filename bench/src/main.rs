@@ -12,6 +12,8 @@
 //!     [--role customer] [--concurrency 200] [--hold 5]
 //! chat-bench hostile --url http://127.0.0.1:3001 --jwt-secret S --pid PID \
 //!     [--phase 5] [--crowd 50] [--joins 20] [--sessions 4] [--messages 200]
+//! chat-bench scale --url http://127.0.0.1:3001[,…] --jwt-secret S --pid PID[,…] \
+//!     [--connections 100000] [--agents 1000] [--per-process 15000] [--sources 8]
 //! chat-bench --help
 //! ```
 //!
@@ -29,7 +31,9 @@
 //! `--pid`). `scripts/bench-standalone.sh` runs `idle` and `load` (or, with
 //! `SWEEP=1`, `sweep`) against a fresh standalone server. `hostile` floods one socket per event kind and opens sockets
 //! that never read, and reports what that costs a control chat and the
-//! server's memory (`scripts/bench-hostile.sh`). Exit status 2 means bad arguments or a setup failure.
+//! server's memory (`scripts/bench-hostile.sh`). `scale` holds many idle sockets
+//! over several gateways and helper processes (`hold`) while pool
+//! broadcasts and a chat run through them (`scripts/bench-scale.sh`). Exit status 2 means bad arguments or a setup failure.
 #![forbid(unsafe_code)]
 
 mod args;
@@ -41,6 +45,7 @@ mod load;
 mod pacer;
 mod report;
 mod rest;
+mod scale;
 mod schedule;
 mod sweep;
 
@@ -68,6 +73,8 @@ fn main() -> ExitCode {
         Command::Sweep(sweep) => run(sweep::run(sweep)),
         Command::Idle(idle) => run(idle::run(idle)),
         Command::Hostile(hostile) => run(hostile::run(hostile)),
+        Command::Scale(scale) => run(scale::run(scale)),
+        Command::Hold(hold) => run(scale::hold::run(hold)),
     }
 }
 

@@ -194,3 +194,65 @@ throwaway_postgres_pids() {
   children=$(pgrep -d, -P "$THROWAWAY_PG_PID" || true)
   echo "$THROWAWAY_PG_PID${children:+,$children}"
 }
+
+# Starts a Redis Cluster of MASTERS masters with REPLICAS replicas each in
+# directory $1 (one redis-server per node, no persistence, free ports for
+# clients and for the cluster bus), forms it with `redis-cli --cluster
+# create` and waits (up to 30 s) until every node reports cluster_state:ok.
+# Sets THROWAWAY_REDIS_CLUSTER_PIDS (array) and
+# THROWAWAY_REDIS_CLUSTER_NODES (127.0.0.1:P1,127.0.0.1:P2,…, the form
+# REDIS_CLUSTER_NODES takes). Stop it with stop_throwaway_redis_cluster.
+start_throwaway_redis_cluster() {
+  local dir=$1 masters=$2 replicas=$3 count port bus n deadline pid
+  local addresses=() ports=()
+  count=$((masters * (1 + replicas)))
+  mkdir -p "$dir"
+  THROWAWAY_REDIS_CLUSTER_PIDS=()
+  for n in $(seq 1 "$count"); do
+    port=$(free_port)
+    bus=$(free_port)
+    while [ "$bus" = "$port" ]; do bus=$(free_port); done
+    redis-server --port "$port" --cluster-port "$bus" --bind 127.0.0.1 --cluster-announce-ip 127.0.0.1 \
+      --cluster-enabled yes --cluster-config-file "$dir/nodes-$port.conf" --cluster-node-timeout 1000 \
+      --appendonly no --save '' --dir "$dir" --logfile "$dir/redis-$port.log" --daemonize no &
+    THROWAWAY_REDIS_CLUSTER_PIDS+=($!)
+    ports+=("$port")
+    addresses+=("127.0.0.1:$port")
+  done
+  deadline=$((SECONDS + 30))
+  for n in "${!ports[@]}"; do
+    until redis_answers "${ports[$n]}"; do
+      pid=${THROWAWAY_REDIS_CLUSTER_PIDS[$n]}
+      if ! kill -0 "$pid" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
+        echo "redis-server on port ${ports[$n]} did not start:" >&2
+        tail -n 5 "$dir/redis-${ports[$n]}.log" >&2 2>/dev/null || true
+        return 1
+      fi
+      sleep 0.1
+    done
+  done
+  if ! redis-cli --cluster create "${addresses[@]}" --cluster-replicas "$replicas" --cluster-yes \
+    >"$dir/cluster-create.out" 2>&1; then
+    echo "redis-cli --cluster create failed:" >&2
+    tail -n 20 "$dir/cluster-create.out" >&2
+    return 1
+  fi
+  for port in "${ports[@]}"; do
+    until redis-cli -p "$port" cluster info 2>/dev/null | grep -q '^cluster_state:ok'; do
+      if [ "$SECONDS" -ge "$deadline" ]; then
+        echo "the Redis Cluster did not reach cluster_state:ok within 30 s (node $port)" >&2
+        return 1
+      fi
+      sleep 0.1
+    done
+  done
+  THROWAWAY_REDIS_CLUSTER_NODES=$(IFS=,; echo "${addresses[*]}")
+}
+
+# Stops the nodes of start_throwaway_redis_cluster by their PIDs.
+stop_throwaway_redis_cluster() {
+  local pid
+  for pid in "${THROWAWAY_REDIS_CLUSTER_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${THROWAWAY_REDIS_CLUSTER_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  THROWAWAY_REDIS_CLUSTER_PIDS=()
+}

@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# The scale run: CONNECTIONS (100,000) authenticated idle sockets over
+# enough gateways that none holds more than about 16,000 (GATEWAYS, default
+# ceil(CONNECTIONS / 16000)), with WORKERS (2) workers, while pool
+# broadcasts and a live chat run through them (`chat-bench scale`).
+# Builds the release binaries, creates a fresh database on DATABASE_URL's
+# server (unset: a throwaway PostgreSQL of its own) and a fresh key prefix
+# on REDIS_URL (default: the local server), or with REDIS_CLUSTER=1 on a
+# throwaway Redis Cluster of 3 masters (REDIS_REPLICAS replicas each, 1);
+# starts the processes with the rate limit off, runs the measurement and
+# prints its summary, and stops everything it started on exit.
+#
+# Every process, the generator's helpers included, stays under this
+# machine's descriptor limit: the script raises its soft limit to the hard
+# one for its children, and the generator holds its customers in helper
+# processes of PER_PROCESS (15,000) sockets each.
+#
+# Usage: scripts/bench-scale.sh
+#        CONNECTIONS=20000 scripts/bench-scale.sh
+#        REDIS_CLUSTER=1 scripts/bench-scale.sh
+# Environment: CONNECTIONS (100000), AGENTS (1000, part of CONNECTIONS),
+#              GATEWAYS, WORKERS (2), PER_PROCESS (15000), SOURCES (source
+#              addresses 127.0.0.2 upwards, default one per 12,500
+#              sockets, at least 2), CONCURRENCY (200 per process),
+#              BROADCAST_RATE (2/s), CHAT_PAIRS (100), CHAT_RATE (200 msg/s),
+#              DURATION (20), WARMUP (3), PARTITIONS (16), REDIS_URL,
+#              REDIS_CLUSTER=1, REDIS_REPLICAS (1), DATABASE_URL,
+#              SKIP_BUILD=1, TOKIO_WORKER_THREADS.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+# shellcheck source=lib/bench.sh
+. scripts/lib/bench.sh
+# shellcheck source=lib/servers.sh
+. scripts/lib/servers.sh
+
+connections=${CONNECTIONS:-100000}
+agents=${AGENTS:-1000}
+gateways=${GATEWAYS:-$(((connections + 15999) / 16000))}
+workers=${WORKERS:-2}
+per_process=${PER_PROCESS:-15000}
+sources=${SOURCES:-$(((connections + 12499) / 12500))}
+if [ "$sources" -lt 2 ]; then sources=2; fi
+own_postgres=0
+if [ -z "${DATABASE_URL:-}" ]; then own_postgres=1; fi
+redis_cluster=${REDIS_CLUSTER:-0}
+
+# As many descriptors as the machine lets every child have.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+limit=$(ulimit -n)
+per_gateway=$(((connections + 2 * ${CHAT_PAIRS:-100} + gateways - 1) / gateways))
+if [ "$limit" != unlimited ]; then
+  if [ $((per_gateway + 500)) -gt "$limit" ]; then
+    echo "$(basename "$0"): $per_gateway sockets per gateway exceed the descriptor limit $limit; raise GATEWAYS" >&2
+    exit 2
+  fi
+  if [ $((per_process + 500)) -gt "$limit" ]; then
+    echo "$(basename "$0"): PER_PROCESS=$per_process exceeds the descriptor limit $limit" >&2
+    exit 2
+  fi
+fi
+
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+  echo "==> building gateway, worker and chat-bench (release)"
+  cargo build --release -p chat-gateway -p chat-worker -p chat-bench
+fi
+bin="$root/target/release"
+
+workdir=$(mktemp -d "${TMPDIR:-/tmp}/chat-bench-scale.XXXXXX")
+chmod 755 "$workdir"
+database="chat_scale_$(date +%s)_$$"
+prefix="scale$(date +%s)$$"
+pids=()
+redis_url=${REDIS_URL:-redis://127.0.0.1:6379}
+admin_url=${DATABASE_URL:-}
+cleanup() {
+  stop_processes "${pids[@]}"
+  if [ "$redis_cluster" = 1 ]; then
+    stop_throwaway_redis_cluster
+  else
+    redis-cli -u "$redis_url" --scan --pattern "$prefix:*" 2>/dev/null |
+      xargs -r redis-cli -u "$redis_url" del >/dev/null 2>&1 || true
+  fi
+  if [ "$own_postgres" = 1 ]; then
+    stop_throwaway_postgres
+  else
+    psql "$admin_url" -qc "DROP DATABASE IF EXISTS $database WITH (FORCE)" >/dev/null 2>&1 || true
+  fi
+  rm -rf "$workdir"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if [ "$own_postgres" = 1 ]; then
+  echo "==> starting a throwaway PostgreSQL"
+  require_server_tools postgres
+  start_throwaway_postgres "$workdir/postgres"
+  admin_url=$THROWAWAY_PG_URL
+fi
+database_url="${admin_url%/*}/$database"
+psql "$admin_url" -qc "CREATE DATABASE $database" >/dev/null
+
+unset REDIS_URL REDIS_CLUSTER_NODES
+if [ "$redis_cluster" = 1 ]; then
+  echo "==> starting a Redis Cluster: 3 masters, ${REDIS_REPLICAS:-1} replica(s) each"
+  require_server_tools redis
+  start_throwaway_redis_cluster "$workdir/redis-cluster" 3 "${REDIS_REPLICAS:-1}"
+  export REDIS_CLUSTER_NODES="$THROWAWAY_REDIS_CLUSTER_NODES"
+  redis_pids=$(IFS=,; echo "${THROWAWAY_REDIS_CLUSTER_PIDS[*]}")
+  backplane="Redis Cluster $REDIS_CLUSTER_NODES"
+else
+  export REDIS_URL="$redis_url"
+  redis_pids=$(pgrep -d, -x redis-server || true)
+  backplane="Redis $REDIS_URL"
+fi
+export DATABASE_URL="$database_url" KEY_PREFIX="$prefix" PARTITIONS="${PARTITIONS:-16}"
+export JWT_SECRET="scale-$(date +%s%N)-secret" RATE_LIMIT_PER_SEC=0 HOST=127.0.0.1 RUST_LOG="${RUST_LOG:-warn}"
+
+worker_pids=()
+for n in $(seq 1 "$workers"); do
+  ADMIN_PORT=0 "$bin/worker" >"$workdir/worker$n.out" 2>"$workdir/worker$n.err" &
+  pids+=($!)
+  worker_pids+=($!)
+done
+urls=()
+gateway_pids=()
+for n in $(seq 1 "$gateways"); do
+  PORT=0 "$bin/gateway" >"$workdir/gateway$n.out" 2>"$workdir/gateway$n.err" &
+  pid=$!
+  pids+=("$pid")
+  gateway_pids+=("$pid")
+  url=$(announced_url "$workdir/gateway$n.out" "$pid" gateway)
+  if [ -z "$url" ]; then
+    echo "gateway $n did not start:" >&2
+    cat "$workdir/gateway$n.err" >&2
+    exit 1
+  fi
+  urls+=("$url")
+done
+url_list=$(IFS=,; echo "${urls[*]}")
+gateway_list=$(IFS=,; echo "${gateway_pids[*]}")
+worker_list=$(IFS=,; echo "${worker_pids[*]}")
+if [ "$own_postgres" = 1 ]; then
+  postgres_list=$(throwaway_postgres_pids)
+else
+  postgres_list=$(pgrep -d, -x postgres || true)
+fi
+procs="worker=$worker_list"
+[ -n "$redis_pids" ] && procs+=";redis=$redis_pids"
+[ -n "$postgres_list" ] && procs+=";postgres=$postgres_list"
+echo "==> $gateways gateways (pids $gateway_list), $workers workers, $backplane, database $database"
+echo "==> descriptor limit per process $limit; about $per_gateway sockets per gateway"
+
+status=0
+"$bin/chat-bench" scale --url "$url_list" --pid "$gateway_list" --procs "$procs" \
+  --connections "$connections" --agents "$agents" --per-process "$per_process" --sources "$sources" \
+  --concurrency "${CONCURRENCY:-200}" --broadcast-rate "${BROADCAST_RATE:-2}" \
+  --chat-pairs "${CHAT_PAIRS:-100}" --chat-rate "${CHAT_RATE:-200}" \
+  --duration "${DURATION:-20}" --warmup "${WARMUP:-3}" || status=1
+for pid in "${pids[@]}"; do
+  if ! kill -0 "$pid" 2>/dev/null; then
+    echo "a process died during the run; see its log:" >&2
+    tail -5 "$workdir"/*.err >&2
+    status=1
+  fi
+done
+exit "$status"
