@@ -1,6 +1,7 @@
 //! `chat-bench scale`: many authenticated idle sockets at once, with pool
 //! broadcasts and a live chat running through them. Owns the run's order:
-//! the agents (here), then the customers (in helper processes, see
+//! the agents (on a thread of their own, see [`side`]), then the customers
+//! (in helper processes, see
 //! [`holders`]), then the chat's pairs; the gateways' memory per
 //! connection once it settles; then, all sockets still open, the
 //! broadcasts ([`broadcast`]) and the chat ([`crate::load`]) side by side,
@@ -14,6 +15,7 @@ mod broadcast;
 pub mod hold;
 mod holders;
 mod procs;
+mod side;
 
 use std::time::Duration;
 
@@ -22,9 +24,8 @@ use tokio::time::Instant;
 use crate::idle::{read_all, wait_until_settled};
 use crate::load::{self, Fleet, FleetPlan, StepPlan};
 use crate::report::{self, bytes, ms, percentiles, LoadPlan, Percentiles};
-use agents::Agents;
 use args::ScaleArgs;
-use broadcast::{BroadcastPlan, BroadcastTotals};
+use broadcast::BroadcastTotals;
 use procs::Watched;
 
 /// Time between planning the live phase and its first scheduled event.
@@ -52,9 +53,10 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<bool> {
     let rss_before = read_all(&args.gateway_pids)?;
 
     let started = Instant::now();
-    let mut agents = Agents::open(&args, &run, customers).await?;
+    let mut side = side::start(args.clone(), run.clone(), customers)?;
+    let (agent_count, agent_failures) = side.opened().await?;
     let agent_seconds = started.elapsed().as_secs_f64();
-    eprintln!("{} agents open in {agent_seconds:.1} s", agents.len());
+    eprintln!("{agent_count} agents open in {agent_seconds:.1} s");
 
     let customers_started = Instant::now();
     let mut holders = holders::spawn_all(&args, &run, 0, customers)?;
@@ -73,7 +75,7 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<bool> {
     }
     let customer_seconds = customers_started.elapsed().as_secs_f64();
     let open_seconds = started.elapsed().as_secs_f64();
-    let open_total = opened + agents.len();
+    let open_total = opened + agent_count;
 
     let chat_pool = format!("{}-chat", args.pool);
     let mut fleet = Fleet::set_up(&FleetPlan {
@@ -111,26 +113,15 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<bool> {
         grace: args.grace,
         size: 0,
     };
-    let plan = BroadcastPlan {
-        endpoints: &args.endpoints,
-        jwt_secret: &args.jwt_secret,
-        run: &run,
-        pool: &args.pool,
-        start: Instant::now() + START_DELAY + args.warmup,
-        rate: args.broadcast_rate,
-        count: ((args.broadcast_rate * args.duration.as_secs_f64()).round() as usize).max(1),
-        grace: args.grace,
-    };
+    let broadcast_start = Instant::now() + START_DELAY + args.warmup;
+    let broadcast_count = side::broadcast_count(&args);
     eprintln!(
         "live: {} broadcasts at {}/s to {} agents, chat of {} pairs at {} msg/s",
-        plan.count,
-        plan.rate,
-        agents.len(),
-        args.chat_pairs,
-        args.chat_rate
+        broadcast_count, args.broadcast_rate, agent_count, args.chat_pairs, args.chat_rate
     );
-    let (chat, broadcasts) =
-        tokio::join!(fleet.run_step(&step), broadcast::run(&mut agents, &plan));
+    side.go(broadcast_start);
+    let chat = fleet.run_step(&step).await;
+    let broadcasts = side.finish().await;
     let cpu_after = watched.cpu();
     let rss_live = read_all(&args.gateway_pids).unwrap_or_default();
 
@@ -139,9 +130,6 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<bool> {
         dropped += holder.stop().await?;
     }
     fleet.close().await;
-    let agent_count = agents.len();
-    let agent_failures = std::mem::take(&mut agents.failures);
-    agents.close().await;
     let mut chat = chat?;
     let broadcasts = broadcasts?;
 

@@ -20,6 +20,8 @@ pub struct Watched {
 pub struct CpuSnapshot {
     at: Instant,
     ticks: Vec<Vec<Option<u64>>>,
+    /// VmRSS in KiB at the same moment.
+    rss: Vec<Vec<Option<u64>>>,
 }
 
 impl Watched {
@@ -35,15 +37,25 @@ impl Watched {
                         .collect()
                 })
                 .collect(),
+            rss: self
+                .kinds
+                .iter()
+                .map(|(_, pids)| {
+                    pids.iter()
+                        .map(|pid| rss_kib(&format!("/proc/{pid}/status")).ok())
+                        .collect()
+                })
+                .collect(),
         }
     }
 
     /// Prints each kind's CPU between the snapshots, as a share of one core
-    /// (the sum over its processes, and the busiest one), and its memory now.
+    /// (the sum over its processes, and the busiest one), and its memory at
+    /// the second snapshot.
     pub fn print(&self, from: &CpuSnapshot, to: &CpuSnapshot) {
         let wall = to.at.duration_since(from.at).max(Duration::from_millis(1));
         println!(
-            "{:<12} {:>5} {:>10} {:>10} {:>12} {:>12}",
+            "{:<16} {:>5} {:>10} {:>10} {:>12} {:>12}",
             "process", "count", "CPU %", "max 1 %", "RSS total", "RSS max 1"
         );
         let mut all_rss = 0u64;
@@ -58,14 +70,11 @@ impl Watched {
                     busiest = busiest.max(share);
                 }
             }
-            let rss: Vec<u64> = pids
-                .iter()
-                .filter_map(|pid| rss_kib(&format!("/proc/{pid}/status")).ok())
-                .collect();
+            let rss: Vec<u64> = to.rss[kind].iter().flatten().copied().collect();
             let total: u64 = rss.iter().sum();
             all_rss += total;
             println!(
-                "{name:<12} {:>5} {cpu:>10.1} {busiest:>10.1} {:>12} {:>12}",
+                "{name:<16} {:>5} {cpu:>10.1} {busiest:>10.1} {:>12} {:>12}",
                 pids.len(),
                 bytes(total as f64 * 1024.0),
                 bytes(rss.iter().copied().max().unwrap_or(0) as f64 * 1024.0)
