@@ -13,6 +13,8 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use crate::scale::args::ScaleArgs;
 use crate::scale::hold::{DROPPED, FAILURE, READY};
 
+const NICE: &str = "/usr/bin/nice";
+
 pub struct Holder {
     pub pid: u32,
     pub share: usize,
@@ -46,7 +48,17 @@ pub fn spawn_all(
     let mut start = 0;
     while start < customers {
         let share = args.per_process.min(customers - start);
-        let mut child = Command::new(&exe)
+        // The helpers only answer pings, which may wait; at a lower priority
+        // they never take the CPU from the chat's paced sends on a small
+        // machine. `nice` execs the program, so the process id stays its.
+        let mut command = if std::path::Path::new(NICE).exists() {
+            let mut command = Command::new(NICE);
+            command.args(["-n", "10"]).arg(&exe);
+            command
+        } else {
+            Command::new(&exe)
+        };
+        let mut child = command
             .arg("hold")
             .args(["--url", &urls])
             .args(["--connections", &share.to_string()])
