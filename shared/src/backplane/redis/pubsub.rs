@@ -15,6 +15,7 @@
 //! buffer is told the same, for the same reason.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -102,11 +103,13 @@ impl Inner {
         let reconnects = client.reconnect_rx();
         let (sender, receiver) = mpsc::unbounded_channel();
         let clustered = self.clustered;
+        let owners = ShardOwners::default();
         let tasks = [
             tokio::spawn(forward_messages(messages, sender.clone())),
             tokio::spawn(restore_after_reconnect(
                 client.clone(),
                 clustered,
+                owners.clone(),
                 reconnects,
                 sender,
             )),
@@ -115,6 +118,7 @@ impl Inner {
             RedisSubscriber {
                 client,
                 clustered,
+                owners,
                 tasks,
             },
             receiver,
@@ -127,6 +131,9 @@ pub(super) struct RedisSubscriber {
     client: SubscriberClient,
     /// Sharded subscriptions (SSUBSCRIBE) on a Redis Cluster.
     clustered: bool,
+    /// Where each sharded subscription was made, shared with the task
+    /// that restores them.
+    owners: ShardOwners,
     tasks: [JoinHandle<()>; 2],
 }
 
@@ -140,6 +147,9 @@ impl Subscriber for RedisSubscriber {
             self.client.subscribe(channel).await
         };
         subscribed.map_err(map_error)?;
+        if self.clustered {
+            self.owners.record(&self.client, channel);
+        }
         self.processed_so_far(channel).await
     }
 
@@ -211,12 +221,12 @@ async fn forward_messages(mut messages: Receiver<Message>, events: Events) {
 async fn restore_after_reconnect(
     client: SubscriberClient,
     clustered: bool,
+    owners: ShardOwners,
     mut reconnects: Receiver<Server>,
     events: Events,
 ) {
     let mut slot_check = tokio::time::interval(SLOT_CHECK);
     slot_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut owners = ShardOwners::default();
     loop {
         tokio::select! {
             reconnect = reconnects.recv() => match reconnect {
@@ -252,54 +262,69 @@ async fn restore_after_reconnect(
     }
 }
 
-/// Which master served each subscribed channel's slot when the
-/// subscriptions were last made. A slot that moves to another master
-/// (resharding) takes its channels' subscriptions with it: the old master
-/// drops them with an unsolicited SUNSUBSCRIBE, which the client ignores,
-/// so only comparing the cluster's routing with this shows it.
-#[derive(Default)]
+/// Which master served each subscribed channel's slot when it was
+/// subscribed. A slot that moves to another master (resharding) takes its
+/// channels' subscriptions with it: the old master drops them with an
+/// unsolicited SUNSUBSCRIBE, which the client ignores, so only comparing
+/// the cluster's routing with this shows it.
+#[derive(Clone, Default)]
 struct ShardOwners {
-    by_slot: BTreeMap<u16, Option<Server>>,
+    by_slot: Arc<Mutex<BTreeMap<u16, Option<Server>>>>,
 }
 
 impl ShardOwners {
-    fn of(client: &SubscriberClient) -> BTreeMap<u16, Option<Server>> {
-        let routing = client.cached_cluster_state();
+    fn owner(client: &SubscriberClient, slot: u16) -> Option<Server> {
         client
-            .tracked_shard_channels()
-            .iter()
-            .map(|channel| redis_keyslot(channel.as_bytes()))
-            .map(|slot| {
-                let owner = routing
-                    .as_ref()
-                    .and_then(|routing| routing.get_server(slot).cloned());
-                (slot, owner)
-            })
-            .collect()
+            .cached_cluster_state()
+            .and_then(|routing| routing.get_server(slot).cloned())
     }
 
-    fn remember(&mut self, client: &SubscriberClient) {
-        self.by_slot = ShardOwners::of(client);
+    fn slots(&self) -> std::sync::MutexGuard<'_, BTreeMap<u16, Option<Server>>> {
+        self.by_slot.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Just subscribed to `channel`: the client sent it to the master its
+    /// routing names (or followed a redirection, which updated it).
+    fn record(&self, client: &SubscriberClient, channel: &str) {
+        let slot = redis_keyslot(channel.as_bytes());
+        self.slots().insert(slot, ShardOwners::owner(client, slot));
+    }
+
+    /// Just subscribed to every tracked channel again.
+    fn remember(&self, client: &SubscriberClient) {
+        let now: BTreeMap<u16, Option<Server>> = tracked_slots(client)
+            .into_iter()
+            .map(|slot| (slot, ShardOwners::owner(client, slot)))
+            .collect();
+        *self.slots() = now;
     }
 
     /// Reads the cluster's routing again and tells whether a subscribed
-    /// slot now has another master than when last remembered. Slots
-    /// subscribed since then are only remembered.
-    async fn changed(&mut self, client: &SubscriberClient) -> bool {
-        if client.tracked_shard_channels().is_empty() {
+    /// slot now has another master than where it was subscribed.
+    async fn changed(&self, client: &SubscriberClient) -> bool {
+        let tracked = tracked_slots(client);
+        if tracked.is_empty() {
             return false;
         }
         if let Err(error) = client.sync_cluster().await {
             tracing::debug!(%error, "reading the cluster's slots failed");
             return false;
         }
-        let now = ShardOwners::of(client);
-        let moved = now
-            .iter()
-            .any(|(slot, owner)| self.by_slot.get(slot).is_some_and(|before| before != owner));
-        self.by_slot = now;
-        moved
+        let slots = self.slots();
+        tracked.into_iter().any(|slot| {
+            slots
+                .get(&slot)
+                .is_some_and(|before| *before != ShardOwners::owner(client, slot))
+        })
     }
+}
+
+fn tracked_slots(client: &SubscriberClient) -> Vec<u16> {
+    client
+        .tracked_shard_channels()
+        .iter()
+        .map(|channel| redis_keyslot(channel.as_bytes()))
+        .collect()
 }
 
 /// Subscribes again to every channel the client tracks: one command on a
