@@ -1,6 +1,6 @@
 """Checks the deployment files offline: deploy/ (Dockerfile, compose file
 with its redis-cluster profile, HAProxy, Prometheus, Grafana), k8s/ (the
-kustomize base) and k8s-overlays/ (overlays that only change settings), that the
+kustomize base) and k8s/overlays/ (overlays that only change settings), that the
 alerts, their runbooks and the drain timings agree everywhere, and that the
 capacity table in docs/capacity.md is what scripts/capacity.py computes.
 
@@ -23,7 +23,7 @@ import yaml
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEPLOY = os.path.join(ROOT, "deploy")
 K8S = os.path.join(ROOT, "k8s")
-K8S_OVERLAYS = os.path.join(ROOT, "k8s-overlays")
+K8S_OVERLAYS = os.path.join(ROOT, "k8s", "overlays")
 # The compose profile's Redis Cluster: 3 masters with a replica each.
 CLUSTER_NODES = [f"redis-node-{i}" for i in range(1, 7)]
 OPERATIONS = os.path.join(ROOT, "docs", "operations.md")
@@ -414,9 +414,9 @@ def check_overlays():
     rendered = {}
     for overlay in ("redis-cluster", "read-replica"):
         directory = os.path.join(K8S_OVERLAYS, overlay)
-        check(f"k8s-overlays/{overlay} says when to use it",
+        check(f"k8s/overlays/{overlay} says when to use it",
               os.path.exists(os.path.join(directory, "README.md")))
-        objects = render_validated(directory, f"k8s-overlays/{overlay}")
+        objects = render_validated(directory, f"k8s/overlays/{overlay}")
         if objects is None:
             continue
         rendered[overlay] = objects
@@ -426,7 +426,7 @@ def check_overlays():
         def others(objs, name):
             text = yaml.safe_dump([o for o in objs if o["kind"] not in ("ConfigMap", "Secret")])
             return text.replace(name, "CHAT-CONFIG")
-        check(f"k8s-overlays/{overlay} changes only the ConfigMap and the Secret",
+        check(f"k8s/overlays/{overlay} changes only the ConfigMap and the Secret",
               others(objects, config_name) == others(base, base_config))
 
     def one(objects, kind):
@@ -435,10 +435,10 @@ def check_overlays():
         config = one(rendered["redis-cluster"], "ConfigMap")["data"]
         secret = one(rendered["redis-cluster"], "Secret").get("stringData", {})
         nodes = config.get("REDIS_CLUSTER_NODES", "").split(",")
-        check("k8s-overlays/redis-cluster sets REDIS_CLUSTER_NODES to host:port seeds",
+        check("k8s/overlays/redis-cluster sets REDIS_CLUSTER_NODES to host:port seeds",
               all(re.fullmatch(r"[\w.-]+:\d+", node) for node in nodes), str(nodes))
-        check("k8s-overlays/redis-cluster names placeholder nodes", all("example" in n for n in nodes))
-        check("k8s-overlays/redis-cluster leaves no REDIS_URL beside REDIS_CLUSTER_NODES",
+        check("k8s/overlays/redis-cluster names placeholder nodes", all("example" in n for n in nodes))
+        check("k8s/overlays/redis-cluster leaves no REDIS_URL beside REDIS_CLUSTER_NODES",
               "REDIS_URL" not in secret and "REDIS_URL" not in config)
     if "read-replica" in rendered:
         secret = one(rendered["read-replica"], "Secret").get("stringData", {})
@@ -447,11 +447,11 @@ def check_overlays():
         def sslmode(url):
             found = re.search(r"[?&]sslmode=([^&]+)", url)
             return found.group(1) if found else None
-        check("k8s-overlays/read-replica puts DATABASE_READ_URL in the Secret, as DATABASE_URL",
+        check("k8s/overlays/read-replica puts DATABASE_READ_URL in the Secret, as DATABASE_URL",
               read_url.startswith("postgres://") and "DATABASE_URL" in secret, read_url)
-        check("k8s-overlays/read-replica asks the replica for DATABASE_URL's sslmode",
+        check("k8s/overlays/read-replica asks the replica for DATABASE_URL's sslmode",
               sslmode(read_url) == sslmode(secret.get("DATABASE_URL", "")))
-        check("k8s-overlays/read-replica holds only a placeholder",
+        check("k8s/overlays/read-replica holds only a placeholder",
               "replace-me" in read_url or "example" in read_url)
 
 
