@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::time::timeout;
 
-use crate::harness::backing::{shared_database_url, shared_redis_url, unique_name, Database};
+use crate::harness::backing::{shared_database_url, shared_redis_url, Database, RedisNamespace};
 use crate::harness::http::try_rest;
 use crate::harness::processes::{spec, Cluster};
 use crate::harness::sio_client::SioClient;
@@ -53,11 +53,13 @@ async fn heard_of(client: &mut SioClient, session_id: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_transfer_on_one_pod_ends_access_on_the_other() {
+    // Its keys are deleted when the test ends, after the processes stop.
+    let namespace = RedisNamespace::new(&shared_redis_url()).await;
     let database = Database::create(&shared_database_url()).await;
     let spec = spec(
-        &shared_redis_url(),
+        &namespace.url,
         &database.url,
-        &unique_name("rights"),
+        &namespace.prefix,
         &[("POOLS", "alpha,beta")],
     );
     let mut cluster = Cluster::start(spec, 2, 1).await;
@@ -156,11 +158,13 @@ async fn a_transfer_on_one_pod_ends_access_on_the_other() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_user_s_rest_write_budget_is_shared_by_every_gateway() {
+    // Its keys are deleted when the test ends, after the processes stop.
+    let namespace = RedisNamespace::new(&shared_redis_url()).await;
     let database = Database::create(&shared_database_url()).await;
     let spec = spec(
-        &shared_redis_url(),
+        &namespace.url,
         &database.url,
-        &unique_name("budget"),
+        &namespace.prefix,
         &[("RATE_LIMIT_PER_SEC", "1"), ("RATE_LIMIT_BURST", "4")],
     );
     let mut cluster = Cluster::start(spec, 2, 1).await;
