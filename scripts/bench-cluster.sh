@@ -88,27 +88,7 @@ export JWT_SECRET="bench-$(date +%s%N)-secret" RATE_LIMIT_PER_SEC=0 HOST=127.0.0
 # The processes run as a user starts them: TOKIO_WORKER_THREADS, when set,
 # passes through to try other thread counts.
 
-worker_pids=()
-for n in $(seq 1 "$nodes"); do
-  ADMIN_PORT=0 "$bin/worker" >"$workdir/worker$n.out" 2>"$workdir/worker$n.err" &
-  pids+=($!)
-  worker_pids+=($!)
-done
-urls=()
-gateway_pids=()
-for n in $(seq 1 "$nodes"); do
-  PORT=0 "$bin/gateway" >"$workdir/gateway$n.out" 2>"$workdir/gateway$n.err" &
-  pid=$!
-  pids+=("$pid")
-  gateway_pids+=("$pid")
-  url=$(announced_url "$workdir/gateway$n.out" "$pid" gateway)
-  if [ -z "$url" ]; then
-    echo "gateway $n did not start:" >&2
-    cat "$workdir/gateway$n.err" >&2
-    exit 1
-  fi
-  urls+=("$url")
-done
+start_cluster_processes "$bin" "$workdir" "$nodes" "$nodes"
 url_list=$(IFS=,; echo "${urls[*]}")
 pid_list=$(IFS=,; echo "${gateway_pids[*]}")
 echo "==> gateways at $url_list (pids $pid_list), database $database, prefix $prefix"

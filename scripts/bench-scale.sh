@@ -116,27 +116,7 @@ fi
 export DATABASE_URL="$database_url" KEY_PREFIX="$prefix" PARTITIONS="${PARTITIONS:-16}"
 export JWT_SECRET="scale-$(date +%s%N)-secret" RATE_LIMIT_PER_SEC=0 HOST=127.0.0.1 RUST_LOG="${RUST_LOG:-warn}"
 
-worker_pids=()
-for n in $(seq 1 "$workers"); do
-  ADMIN_PORT=0 "$bin/worker" >"$workdir/worker$n.out" 2>"$workdir/worker$n.err" &
-  pids+=($!)
-  worker_pids+=($!)
-done
-urls=()
-gateway_pids=()
-for n in $(seq 1 "$gateways"); do
-  PORT=0 "$bin/gateway" >"$workdir/gateway$n.out" 2>"$workdir/gateway$n.err" &
-  pid=$!
-  pids+=("$pid")
-  gateway_pids+=("$pid")
-  url=$(announced_url "$workdir/gateway$n.out" "$pid" gateway)
-  if [ -z "$url" ]; then
-    echo "gateway $n did not start:" >&2
-    cat "$workdir/gateway$n.err" >&2
-    exit 1
-  fi
-  urls+=("$url")
-done
+start_cluster_processes "$bin" "$workdir" "$workers" "$gateways"
 url_list=$(IFS=,; echo "${urls[*]}")
 gateway_list=$(IFS=,; echo "${gateway_pids[*]}")
 worker_list=$(IFS=,; echo "${worker_pids[*]}")

@@ -99,6 +99,36 @@ start_standalone() {
 
 # Whether the standalone server of `start_standalone` still runs; when it
 # died, says so with the end of its log and returns 1.
+# Starts WORKERS workers, then GATEWAYS gateways, of BIN with the exported
+# settings, each on ports of its own and logging into WORKDIR. Fills the
+# caller's arrays worker_pids, gateway_pids and urls (each gateway's
+# announced URL), and adds every PID to pids for stop_processes; exits when
+# a gateway does not start.
+start_cluster_processes() {
+  local bin=$1 workdir=$2 workers=$3 gateways=$4 n pid url
+  worker_pids=()
+  for n in $(seq 1 "$workers"); do
+    ADMIN_PORT=0 "$bin/worker" >"$workdir/worker$n.out" 2>"$workdir/worker$n.err" &
+    pids+=($!)
+    worker_pids+=($!)
+  done
+  urls=()
+  gateway_pids=()
+  for n in $(seq 1 "$gateways"); do
+    PORT=0 "$bin/gateway" >"$workdir/gateway$n.out" 2>"$workdir/gateway$n.err" &
+    pid=$!
+    pids+=("$pid")
+    gateway_pids+=("$pid")
+    url=$(announced_url "$workdir/gateway$n.out" "$pid" gateway)
+    if [ -z "$url" ]; then
+      echo "gateway $n did not start:" >&2
+      cat "$workdir/gateway$n.err" >&2
+      exit 1
+    fi
+    urls+=("$url")
+  done
+}
+
 server_survived() {
   local workdir=$1
   if kill -0 "$server_pid" 2>/dev/null; then
