@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -96,30 +96,19 @@ impl ThrowawayRedis {
                 .arg(authority)
                 .args(["--tls-auth-clients", "no"]),
         };
-        let child = command
-            .args(["--bind", "127.0.0.1"])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ])
-            .args(["--daemonize", "no", "--dir"])
-            .arg(self.dir.path())
-            .arg("--logfile")
-            .arg(self.log())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot run redis-server ({e}); install it with: apt-get install redis-server"
-                )
-            });
-        self.child = Some(child);
+        command.args(["--bind", "127.0.0.1"]).args([
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+        ]);
+        self.child = Some(spawn_redis_server(
+            &mut command,
+            self.dir.path(),
+            &self.log(),
+        ));
         let ready = came_true_blocking(START_TIMEOUT, || {
             if let Some(status) = self
                 .child
@@ -165,4 +154,22 @@ impl Drop for ThrowawayRedis {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Runs `command` (a `redis-server` with its settings) in the foreground
+/// of a child process, in `dir`, logging to `log`. Panics with how to
+/// install Redis when it cannot be run.
+pub(super) fn spawn_redis_server(command: &mut Command, dir: &Path, log: &Path) -> Child {
+    command
+        .args(["--daemonize", "no", "--dir"])
+        .arg(dir)
+        .arg("--logfile")
+        .arg(log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot run redis-server ({e}); install it with: apt-get install redis-server")
+        })
 }

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use super::redis::spawn_redis_server;
 use super::{came_true_blocking, free_port};
 
 /// How long one node may take to answer PING after it is spawned.
@@ -244,7 +245,8 @@ impl ThrowawayRedisCluster {
 
     fn spawn(&mut self, port: u16, bus_port: u16) {
         let nodes_file = self.dir.path().join(format!("nodes-{port}.conf"));
-        let child = Command::new("redis-server")
+        let mut command = Command::new("redis-server");
+        command
             .args(["--port", &port.to_string()])
             .args(["--cluster-port", &bus_port.to_string()])
             .args(["--bind", "127.0.0.1", "--cluster-announce-ip", "127.0.0.1"])
@@ -261,20 +263,8 @@ impl ThrowawayRedisCluster {
             // Replicas sync at once instead of after the default 5 s wait
             // for more replicas to share one transfer.
             .args(["--repl-diskless-sync", "yes"])
-            .args(["--repl-diskless-sync-delay", "0"])
-            .args(["--daemonize", "no", "--dir"])
-            .arg(self.dir.path())
-            .arg("--logfile")
-            .arg(self.log(port))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot run redis-server ({e}); install it with: apt-get install redis-server"
-                )
-            });
+            .args(["--repl-diskless-sync-delay", "0"]);
+        let child = spawn_redis_server(&mut command, self.dir.path(), &self.log(port));
         self.nodes.push(Node {
             port,
             child: Some(child),
@@ -474,22 +464,26 @@ fn parse_cluster_nodes(text: &str) -> Vec<NodeLine> {
         .collect()
 }
 
-/// One command answered by an array of bulk strings (empty when the node
-/// does not answer or answers anything else).
-fn command_lines(port: u16, args: &[&str]) -> Vec<String> {
+/// A new connection to the node on `port` with `args` sent on it as one
+/// RESP command, ready to read the answer; None when that fails.
+fn sent(port: u16, args: &[&str]) -> Option<BufReader<TcpStream>> {
     let address = SocketAddr::from(([127, 0, 0, 1], port));
-    let Ok(mut stream) = TcpStream::connect_timeout(&address, Duration::from_millis(200)) else {
-        return Vec::new();
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_millis(200)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
     let mut request = format!("*{}\r\n", args.len());
     for arg in args {
         request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
     }
-    if stream.write_all(request.as_bytes()).is_err() {
+    stream.write_all(request.as_bytes()).ok()?;
+    Some(BufReader::new(stream))
+}
+
+/// One command answered by an array of bulk strings (empty when the node
+/// does not answer or answers anything else).
+fn command_lines(port: u16, args: &[&str]) -> Vec<String> {
+    let Some(mut reader) = sent(port, args) else {
         return Vec::new();
-    }
-    let mut reader = BufReader::new(stream);
+    };
     let mut line = String::new();
     let count: usize = match reader.read_line(&mut line) {
         Ok(_) => line
@@ -523,15 +517,7 @@ fn command_lines(port: u16, args: &[&str]) -> Vec<String> {
 /// the node does not answer, answers an error, or answers something else:
 /// callers poll, and a node that is starting or failing over is not ready.
 fn command(port: u16, args: &[&str]) -> Option<String> {
-    let address = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut stream = TcpStream::connect_timeout(&address, Duration::from_millis(200)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
-    let mut request = format!("*{}\r\n", args.len());
-    for arg in args {
-        request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
-    }
-    stream.write_all(request.as_bytes()).ok()?;
-    let mut reader = BufReader::new(stream);
+    let mut reader = sent(port, args)?;
     let mut first = String::new();
     reader.read_line(&mut first).ok()?;
     let first = first.trim_end();

@@ -13,6 +13,7 @@ use fred::interfaces::ClientLike;
 use fred::types::config::Config;
 use fred::types::{ClusterHash, CustomCommand, Value};
 use fred::util::redis_keyslot;
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::{timeout, Instant};
 
 use super::{RedisBackplane, RedisOptions};
@@ -181,6 +182,17 @@ async fn a_read_across_slots_wakes_on_any_shard() {
     .await;
 }
 
+/// Returns once the subscriber says it resubscribed, skipping messages.
+async fn resubscription(events: &mut UnboundedReceiver<SubscriptionEvent>) {
+    loop {
+        match events.recv().await {
+            Some(SubscriptionEvent::Resubscribed) => return,
+            Some(SubscriptionEvent::Message(_)) => {}
+            None => panic!("the subscription ended"),
+        }
+    }
+}
+
 /// Killing the master of a subscribed channel's slot: once a replica took
 /// the slot over, the subscriber is told it resubscribed (so the gateway
 /// repairs what it missed) and receives what is published next.
@@ -209,16 +221,7 @@ async fn subscriptions_follow_a_failover() {
     let new_master = cluster.wait_until_slot_served(slot, FAILOVER);
     assert_ne!(new_master, old_master);
 
-    let resubscribed = timeout(FAILOVER, async {
-        loop {
-            match events.recv().await {
-                Some(SubscriptionEvent::Resubscribed) => return,
-                Some(SubscriptionEvent::Message(_)) => {}
-                None => panic!("the subscription ended"),
-            }
-        }
-    })
-    .await;
+    let resubscribed = timeout(FAILOVER, resubscription(&mut events)).await;
     assert!(resubscribed.is_ok(), "no resubscription after the failover");
 
     // The publisher finds the new master too; what it publishes from now
@@ -265,16 +268,7 @@ async fn subscriptions_follow_a_slot_move() {
         .expect("another master");
     tokio::task::block_in_place(|| cluster.move_slot(slot, to));
 
-    let resubscribed = timeout(FAILOVER, async {
-        loop {
-            match events.recv().await {
-                Some(SubscriptionEvent::Resubscribed) => return,
-                Some(SubscriptionEvent::Message(_)) => {}
-                None => panic!("the subscription ended"),
-            }
-        }
-    })
-    .await;
+    let resubscribed = timeout(FAILOVER, resubscription(&mut events)).await;
     assert!(
         resubscribed.is_ok(),
         "no resubscription after the slot moved"
