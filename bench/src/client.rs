@@ -134,9 +134,7 @@ pub async fn connect(
     token: &str,
     timeout: Duration,
 ) -> Result<Socket, ClientError> {
-    tokio::time::timeout(timeout, handshake(endpoint, token, TcpOptions::default()))
-        .await
-        .map_err(|_| ClientError::Timeout(timeout))?
+    connect_over(endpoint, token, timeout, TcpOptions::default()).await
 }
 
 /// [`connect`] from the local address `source` (port chosen by the
@@ -153,9 +151,7 @@ pub async fn connect_from(
         source: Some(source),
         ..TcpOptions::default()
     };
-    tokio::time::timeout(timeout, handshake(endpoint, token, options))
-        .await
-        .map_err(|_| ClientError::Timeout(timeout))?
+    connect_over(endpoint, token, timeout, options).await
 }
 
 /// [`connect`] over a TCP socket whose kernel receive buffer (`SO_RCVBUF`)
@@ -171,6 +167,16 @@ pub async fn connect_with_receive_buffer(
         receive_buffer: Some(receive_buffer),
         ..TcpOptions::default()
     };
+    connect_over(endpoint, token, timeout, options).await
+}
+
+/// [`connect`] over a TCP socket set up as `options` say, within `timeout`.
+async fn connect_over(
+    endpoint: &Endpoint,
+    token: &str,
+    timeout: Duration,
+    options: TcpOptions,
+) -> Result<Socket, ClientError> {
     tokio::time::timeout(timeout, handshake(endpoint, token, options))
         .await
         .map_err(|_| ClientError::Timeout(timeout))?

@@ -125,19 +125,12 @@ async fn open_all(args: &IdleArgs) -> anyhow::Result<(Vec<Open>, BTreeMap<String
     let mut tasks = JoinSet::new();
     for index in 0..args.connections {
         let user_id = format!("idle-{run}-{index}");
-        let identity = Identity {
-            name: user_id.clone(),
-            user_id,
-            role: args.role,
-            pools: if args.role == Role::Agent {
-                vec![args.pool.clone()]
-            } else {
-                Vec::new()
-            },
+        let pools = if args.role == Role::Agent {
+            vec![args.pool.clone()]
+        } else {
+            Vec::new()
         };
-        let token = minter
-            .mint(&identity, 24 * 3600)
-            .context("minting a token")?;
+        let token = holding_token(&minter, user_id, args.role, pools)?;
         let endpoint = args.endpoints[index % args.endpoints.len()].clone();
         let permits = permits.clone();
         tasks.spawn(async move {
@@ -265,6 +258,23 @@ fn parse_open_files_limit(limits: &str) -> Option<u64> {
         return Some(u64::MAX);
     }
     soft.parse().ok()
+}
+
+/// A token for a socket held open for a whole run: valid a day, so that
+/// no socket sees it expire however long the run.
+pub fn holding_token(
+    minter: &TokenMinter,
+    user_id: String,
+    role: Role,
+    pools: Vec<String>,
+) -> anyhow::Result<String> {
+    let identity = Identity {
+        name: user_id.clone(),
+        user_id,
+        role,
+        pools,
+    };
+    minter.mint(&identity, 24 * 3600).context("minting a token")
 }
 
 #[cfg(test)]

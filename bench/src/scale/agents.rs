@@ -8,8 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::Context;
-use chat_shared::auth::{Identity, TokenMinter};
+use chat_shared::auth::TokenMinter;
 use chat_shared::protocol::Role;
 use futures_util::StreamExt;
 use serde::de::IgnoredAny;
@@ -20,6 +19,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::client::{self, ClientError, SharedSink, WsStream};
+use crate::idle::holding_token;
 use crate::scale::args::ScaleArgs;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -67,15 +67,7 @@ impl Agents {
         for agent in 0..args.agents {
             let index = offset + agent;
             let user_id = format!("scale-{run}-a{agent}");
-            let identity = Identity {
-                name: user_id.clone(),
-                user_id,
-                role: Role::Agent,
-                pools: vec![args.pool.clone()],
-            };
-            let token = minter
-                .mint(&identity, 24 * 3600)
-                .context("minting a token")?;
+            let token = holding_token(&minter, user_id, Role::Agent, vec![args.pool.clone()])?;
             let endpoint = args.endpoints[index % args.endpoints.len()].clone();
             let source = args.sources[index % args.sources.len()];
             let permits = permits.clone();

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use chat_shared::auth::{Identity, TokenMinter};
+use chat_shared::auth::TokenMinter;
 use chat_shared::protocol::Role;
 use tokio::io::AsyncReadExt;
 use tokio::sync::Semaphore;
@@ -19,6 +19,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
 use crate::client::{self, SharedSink};
+use crate::idle::holding_token;
 use crate::scale::args::HoldArgs;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -73,15 +74,7 @@ async fn open_all(args: &HoldArgs) -> anyhow::Result<(Vec<Open>, BTreeMap<String
     let mut tasks = JoinSet::new();
     for index in args.offset..args.offset + args.connections {
         let user_id = format!("scale-{}-c{index}", args.run);
-        let identity = Identity {
-            name: user_id.clone(),
-            user_id,
-            role: Role::Customer,
-            pools: Vec::new(),
-        };
-        let token = minter
-            .mint(&identity, 24 * 3600)
-            .context("minting a token")?;
+        let token = holding_token(&minter, user_id, Role::Customer, Vec::new())?;
         let endpoint = args.endpoints[index % args.endpoints.len()].clone();
         let source = args.sources[index % args.sources.len()];
         let permits = permits.clone();
