@@ -10,9 +10,10 @@ use std::sync::Arc;
 use axum::extract::{Query, State};
 use axum::Json;
 use chat_shared::auth::Identity;
+use chat_shared::directory;
 use chat_shared::ids::PoolName;
 use chat_shared::protocol::{AgentEntry, AgentList, Role};
-use chat_shared::store::AgentRecord;
+use chat_shared::store::RoutedAgent;
 use chat_shared::ChatError;
 
 use crate::http_caller::Caller;
@@ -79,12 +80,14 @@ async fn entries(
     pool: Option<&str>,
     visible: Option<&HashSet<String>>,
 ) -> Result<Vec<AgentEntry>, DirectoryError> {
-    let agents: Vec<AgentRecord> = state
+    let agents: Vec<RoutedAgent> = state
         .store
-        .list_agents(pool)
+        .routed_agents(pool)
         .await?
         .into_iter()
-        .filter(|agent| visible.is_none_or(|pools| agent.pools.iter().any(|p| pools.contains(p))))
+        .filter(|routed| {
+            visible.is_none_or(|pools| routed.agent.pools.iter().any(|p| pools.contains(p)))
+        })
         .collect();
     // Presence is kept per pool: one read per pool that matters, whatever
     // the number of agents. An agent counts as online through any pool.
@@ -92,7 +95,7 @@ async fn entries(
         Some(pool) => BTreeSet::from([pool]),
         None => agents
             .iter()
-            .flat_map(|agent| agent.pools.iter().map(String::as_str))
+            .flat_map(|routed| routed.agent.pools.iter().map(String::as_str))
             .collect(),
     };
     let mut online = HashSet::new();
@@ -101,12 +104,9 @@ async fn entries(
     }
     Ok(agents
         .into_iter()
-        .map(|agent| AgentEntry {
-            online: online.contains(&agent.id),
-            id: agent.id,
-            name: agent.name,
-            pools: agent.pools,
-            last_seen_at: agent.last_seen_at,
+        .map(|routed| {
+            let present = online.contains(&routed.agent.id);
+            directory::entry(routed, present, &state.config.routing, pool)
         })
         .collect())
 }

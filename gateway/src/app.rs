@@ -134,6 +134,8 @@ impl Gateway {
             store.clone(),
             requests.clone(),
             metrics.clone(),
+            names.clone(),
+            config.routing.clone(),
         ));
         let (hub, events) = Hub::connect(
             &*backplane,

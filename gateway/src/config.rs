@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use chat_shared::auth::JwtSettings;
 use chat_shared::config::{jwt_from_env, ConfigError, Env};
+use chat_shared::routing::RoutingConfig;
 
 /// The largest Engine.IO frame accepted; a bigger one closes that
 /// connection (REST bodies over it get 413).
@@ -77,6 +78,10 @@ pub struct GatewayConfig {
     pub presence_ttl: Duration,
     /// How the gateway drains on SIGTERM; see [`DrainConfig`].
     pub drain: DrainConfig,
+    /// Assignment modes and capacities (`ASSIGNMENT`, `POOL_CAPACITY`,
+    /// `REASSIGN_AFTER_SECS`), as the workers read them: the directory
+    /// shows capacities, and agents coming online offer the queue.
+    pub routing: RoutingConfig,
 }
 
 /// The timing of a drain (on SIGTERM): unready at once, keep serving for
@@ -239,6 +244,7 @@ impl GatewayConfig {
             pools: allowed_pools(env)?,
             presence_ttl: Duration::from_secs(30),
             drain: DrainConfig::from_env(env, standalone)?,
+            routing: RoutingConfig::from_env(env)?,
         };
         Ok(config)
     }

@@ -22,6 +22,7 @@ pub mod presence;
 pub mod rate_limit;
 pub mod requests;
 pub mod rest;
+pub mod routing;
 pub mod sio;
 pub mod socket;
 pub mod state;

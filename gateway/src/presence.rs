@@ -12,7 +12,9 @@ use std::time::Duration;
 use chat_shared::auth::Identity;
 use chat_shared::backplane::Backplane;
 use chat_shared::envelope::Command;
+use chat_shared::names::Names;
 use chat_shared::protocol::Role;
+use chat_shared::routing::RoutingConfig;
 use chat_shared::store::{AgentRecord, Store};
 use chat_shared::Timestamp;
 use tokio_util::sync::CancellationToken;
@@ -28,6 +30,8 @@ pub struct Presence {
     store: Arc<dyn Store>,
     requests: Arc<Requests>,
     metrics: Arc<Metrics>,
+    names: Names,
+    routing: RoutingConfig,
     /// Local sockets per (pool, agent).
     sockets: Mutex<HashMap<(String, String), usize>>,
 }
@@ -40,6 +44,8 @@ impl Presence {
         store: Arc<dyn Store>,
         requests: Arc<Requests>,
         metrics: Arc<Metrics>,
+        names: Names,
+        routing: RoutingConfig,
     ) -> Self {
         Presence {
             gateway_id,
@@ -48,6 +54,8 @@ impl Presence {
             store,
             requests,
             metrics,
+            names,
+            routing,
             sockets: Mutex::new(HashMap::new()),
         }
     }
@@ -64,11 +72,33 @@ impl Presence {
         // can count on being in the directory (a transfer to them is
         // accepted).
         self.remember(identity).await;
+        let mut arrived = false;
         for pool in &identity.pools {
             if self.count_socket(pool, &identity.user_id, 1) {
                 self.heartbeat(pool, &identity.user_id).await;
                 self.refresh_stats(identity, pool).await;
+                self.request(identity, Command::Dispatch { pool: pool.clone() })
+                    .await;
+                arrived = true;
             }
+        }
+        if arrived {
+            self.announce(&identity.user_id).await;
+        }
+    }
+
+    /// Tells the agent's pools how they now stand (`agent-updated`).
+    pub async fn announce(&self, agent_id: &str) {
+        let published = chat_shared::directory::publish_agent_updated(
+            &*self.store,
+            &*self.backplane,
+            &self.names,
+            &self.routing,
+            agent_id,
+        )
+        .await;
+        if let Err(error) = published {
+            tracing::warn!(%error, "agent update not published");
         }
     }
 
@@ -78,6 +108,7 @@ impl Presence {
         }
         // Last seen: now, as they leave.
         self.remember(identity).await;
+        let mut left = false;
         for pool in &identity.pools {
             if self.count_socket(pool, &identity.user_id, -1) {
                 let removed = self
@@ -89,7 +120,11 @@ impl Presence {
                     tracing::warn!(%error, "presence not removed");
                 }
                 self.refresh_stats(identity, pool).await;
+                left = true;
             }
+        }
+        if left {
+            self.announce(&identity.user_id).await;
         }
     }
 
@@ -140,8 +175,15 @@ impl Presence {
         let command = Command::RefreshStats {
             pool: pool.to_owned(),
         };
+        self.request(identity, command).await;
+    }
+
+    /// Appends a command nobody waits for; a failure is logged, the
+    /// worker's sweep makes up for a lost one.
+    pub async fn request(&self, identity: &Identity, command: Command) {
+        let kind = command.kind();
         if let Err(error) = self.requests.submit_detached(identity, command).await {
-            tracing::warn!(%error, "stats refresh not requested");
+            tracing::warn!(%error, kind, "command not appended");
         }
     }
 

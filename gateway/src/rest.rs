@@ -46,6 +46,7 @@ pub fn routes() -> Router<Arc<GatewayState>> {
         .route("/sessions/{id}/close", post(close))
         .route("/stats", get(stats))
         .route("/agents", get(crate::agents::list))
+        .route("/agents/{id}/capacity", post(crate::routing::set_capacity))
 }
 
 fn store_error(error: StoreError) -> ApiError {

@@ -85,6 +85,25 @@ pub enum Command {
     RefreshStats {
         pool: String,
     },
+    /// A pool of automatic assignment may have room for waiting sessions
+    /// (an agent came online or freed room): the worker offers the head
+    /// of its queue, one `AutoAssign` per session, each to the session's
+    /// own partition. Issued by gateways and workers, never by a client.
+    Dispatch {
+        pool: String,
+    },
+    /// Give this waiting session to the pool's best agent, if it is still
+    /// waiting and the pool has room for it and those ahead of it.
+    AutoAssign {
+        session_id: String,
+        pool: String,
+    },
+    /// `agent_id` has been gone too long: back to the queue, if the
+    /// session is still theirs.
+    ReturnToQueue {
+        session_id: String,
+        agent_id: String,
+    },
 }
 
 impl Command {
@@ -97,9 +116,21 @@ impl Command {
             | Command::Assign { session_id, .. }
             | Command::Transfer { session_id, .. }
             | Command::Close { session_id, .. }
-            | Command::MarkRead { session_id, .. } => session_id,
-            Command::RefreshStats { pool } => pool,
+            | Command::MarkRead { session_id, .. }
+            | Command::AutoAssign { session_id, .. }
+            | Command::ReturnToQueue { session_id, .. } => session_id,
+            Command::RefreshStats { pool } | Command::Dispatch { pool } => pool,
         }
+    }
+
+    /// Whether the command comes from the system itself (routing), not
+    /// from a user: its actor is `Identity::system()`, and is neither
+    /// remembered nor checked.
+    pub fn is_internal(&self) -> bool {
+        matches!(
+            self,
+            Command::Dispatch { .. } | Command::AutoAssign { .. } | Command::ReturnToQueue { .. }
+        )
     }
 
     pub fn kind(&self) -> &'static str {
@@ -111,6 +142,9 @@ impl Command {
             Command::Close { .. } => "close",
             Command::MarkRead { .. } => "mark_read",
             Command::RefreshStats { .. } => "refresh_stats",
+            Command::Dispatch { .. } => "dispatch",
+            Command::AutoAssign { .. } => "auto_assign",
+            Command::ReturnToQueue { .. } => "return_to_queue",
         }
     }
 }

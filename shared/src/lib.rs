@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod backplane;
 pub mod config;
+pub mod directory;
 pub mod envelope;
 pub mod error;
 pub mod ids;
@@ -14,6 +15,7 @@ pub mod metrics;
 pub mod names;
 pub mod permissions;
 pub mod protocol;
+pub mod routing;
 pub mod runtime;
 pub mod stats;
 pub mod store;

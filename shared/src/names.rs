@@ -115,6 +115,12 @@ impl Names {
         format!("{}:throttle:stats:{{pool:{pool}}}", self.prefix)
     }
 
+    /// `chat:throttle:routing-sweep`: one routing sweep per period,
+    /// cluster-wide.
+    pub fn routing_sweep_throttle(&self) -> String {
+        format!("{}:throttle:routing-sweep", self.prefix)
+    }
+
     /// The counter of one user's REST writes in the current window.
     pub fn rest_write_window(&self, user_id: &str) -> String {
         format!("{}:rate:rest:{user_id}", self.prefix)

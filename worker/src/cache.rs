@@ -73,7 +73,9 @@ impl Written {
                 Mutation::RememberUser { user_id, name } => {
                     written.user_names.push((user_id.clone(), name.clone()))
                 }
-                Mutation::InsertMessage(_) | Mutation::SetReadPosition { .. } => {}
+                Mutation::InsertMessage(_)
+                | Mutation::SetReadPosition { .. }
+                | Mutation::AdjustAgentLoad { .. } => {}
             }
         }
         written

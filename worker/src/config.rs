@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use chat_shared::config::{ConfigError, Env};
+use chat_shared::routing::RoutingConfig;
 
 /// How the worker reads, leases and retries. Defaults suit both a single
 /// standalone process and a cluster.
@@ -24,6 +25,9 @@ pub struct WorkerConfig {
     pub max_deliveries: u32,
     /// How long an unacknowledged command waits before it is retried.
     pub retry_idle: Duration,
+    /// Assignment modes, capacities and reassignment (`ASSIGNMENT`,
+    /// `POOL_CAPACITY`, `REASSIGN_AFTER_SECS`).
+    pub routing: RoutingConfig,
 }
 
 impl Default for WorkerConfig {
@@ -36,6 +40,7 @@ impl Default for WorkerConfig {
             read_block: Duration::from_millis(500),
             max_deliveries: 5,
             retry_idle: Duration::from_secs(15),
+            routing: RoutingConfig::default(),
         }
     }
 }
@@ -53,6 +58,7 @@ impl WorkerConfig {
             read_block: defaults.read_block,
             max_deliveries: env.parse("MAX_DELIVERIES", defaults.max_deliveries)?,
             retry_idle: env.millis("RETRY_IDLE_MS", defaults.retry_idle)?,
+            routing: RoutingConfig::from_env(env)?,
         };
         if config.partitions == 0 || config.partitions > 1024 {
             return Err(ConfigError("PARTITIONS must be between 1 and 1024".into()));

@@ -10,6 +10,7 @@ pub mod lanes;
 pub mod metrics;
 pub mod ops;
 pub mod processor;
+pub mod router;
 pub mod runner;
 pub mod stats;
 

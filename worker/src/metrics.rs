@@ -38,11 +38,14 @@ pub enum CommandKind {
     Close,
     MarkRead,
     RefreshStats,
+    Dispatch,
+    AutoAssign,
+    ReturnToQueue,
     Unknown,
 }
 
 impl CommandKind {
-    const ALL: [CommandKind; 8] = [
+    const ALL: [CommandKind; 11] = [
         CommandKind::CreateSession,
         CommandKind::SendMessage,
         CommandKind::Assign,
@@ -50,6 +53,9 @@ impl CommandKind {
         CommandKind::Close,
         CommandKind::MarkRead,
         CommandKind::RefreshStats,
+        CommandKind::Dispatch,
+        CommandKind::AutoAssign,
+        CommandKind::ReturnToQueue,
         CommandKind::Unknown,
     ];
 
@@ -62,6 +68,9 @@ impl CommandKind {
             Command::Close { .. } => CommandKind::Close,
             Command::MarkRead { .. } => CommandKind::MarkRead,
             Command::RefreshStats { .. } => CommandKind::RefreshStats,
+            Command::Dispatch { .. } => CommandKind::Dispatch,
+            Command::AutoAssign { .. } => CommandKind::AutoAssign,
+            Command::ReturnToQueue { .. } => CommandKind::ReturnToQueue,
         }
     }
 
@@ -80,6 +89,9 @@ impl CommandKind {
             CommandKind::Close => "close",
             CommandKind::MarkRead => "mark_read",
             CommandKind::RefreshStats => "refresh_stats",
+            CommandKind::Dispatch => "dispatch",
+            CommandKind::AutoAssign => "auto_assign",
+            CommandKind::ReturnToQueue => "return_to_queue",
         }
     }
 }

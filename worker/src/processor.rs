@@ -18,8 +18,9 @@ use chat_shared::store::{BatchKeys, BatchSnapshot, Store, StoreError};
 use chat_shared::{ChatError, Timestamp};
 
 use crate::cache::{StateCache, Written, DEFAULT_CAPACITY};
-use crate::decide::{keys_for, BatchState, Decision};
+use crate::decide::{keys_for, routing_keys_for, BatchState, Decision, RoutingView};
 use crate::metrics::{CommandKind, Outcome, WorkerMetrics};
+use crate::router::Router;
 use crate::stats::StatsTracker;
 
 /// How often a batch is decided again after losing a write race.
@@ -52,6 +53,8 @@ pub struct Processor {
     max_deliveries: u32,
     metrics: Arc<WorkerMetrics>,
     cache: Arc<StateCache>,
+    /// Routing's reads and follow-ups; without one, every pool is manual.
+    router: Option<Arc<Router>>,
 }
 
 impl Processor {
@@ -70,7 +73,15 @@ impl Processor {
             max_deliveries,
             metrics: Arc::new(WorkerMetrics::new(0)),
             cache: Arc::new(StateCache::new(DEFAULT_CAPACITY)),
+            router: None,
         }
+    }
+
+    /// Routes sessions with `router` (its pools' assignment modes, its
+    /// reads and its follow-ups after each commit).
+    pub fn with_router(mut self, router: Arc<Router>) -> Self {
+        self.router = Some(router);
+        self
     }
 
     /// What the processor remembers between batches; whoever changes the
@@ -194,6 +205,12 @@ impl Processor {
     ) -> Result<(Vec<Decision>, Timestamp), StoreError> {
         let commands: Vec<&CommandEnvelope> = batch.iter().map(|(_, c)| c).collect();
         let keys = keys_for(&commands);
+        let routing_config = self
+            .router
+            .as_ref()
+            .map(|router| router.config().clone())
+            .unwrap_or_default();
+        let routing_keys = routing_keys_for(&commands, &routing_config);
         let mut trust_cache = true;
         let mut attempt = 0;
         loop {
@@ -205,7 +222,16 @@ impl Processor {
                 self.cache.loaded(&snapshot);
                 (snapshot, false)
             };
-            let mut state = BatchState::new(snapshot, self.names.clone());
+            let view = match &self.router {
+                Some(router) if !routing_keys.is_empty() => {
+                    router.view(&routing_keys).await.map_err(|error| {
+                        StoreError::Unavailable(format!("routing view not read: {error}"))
+                    })?
+                }
+                _ => RoutingView::default(),
+            };
+            let mut state = BatchState::new(snapshot, self.names.clone())
+                .with_routing(routing_config.clone(), view);
             let now = Timestamp::now();
             let mut new_id = || uuid::Uuid::now_v7().to_string();
             let decisions: Vec<Decision> = commands
@@ -275,6 +301,8 @@ impl Processor {
         let mut acks: std::collections::BTreeMap<u32, Vec<String>> =
             std::collections::BTreeMap::new();
         let mut outgoing: Vec<(String, Bytes)> = Vec::with_capacity(batch.len() * 2);
+        let mut dispatch_pools: Vec<String> = Vec::new();
+        let mut agents_changed: Vec<String> = Vec::new();
         for ((entry, command), mut decision) in batch.iter().zip(decisions) {
             let outcome = if decision.reply.is_ok() {
                 Outcome::Ok
@@ -316,6 +344,19 @@ impl Processor {
             for pool in decision.stats_pools {
                 self.stats.mark_dirty(pool);
             }
+            for pool in decision.queue_pools {
+                self.stats.mark_queue_dirty(pool);
+            }
+            for pool in decision.dispatch_pools {
+                if !dispatch_pools.contains(&pool) {
+                    dispatch_pools.push(pool);
+                }
+            }
+            for agent in decision.agents_changed {
+                if !agents_changed.contains(&agent) {
+                    agents_changed.push(agent);
+                }
+            }
             acks.entry(entry.partition)
                 .or_default()
                 .push(entry.id.clone());
@@ -336,6 +377,9 @@ impl Processor {
         );
         let ((), acknowledged) = tokio::join!(publish, acknowledge);
         acknowledged?;
+        if let Some(router) = &self.router {
+            router.after_commit(&dispatch_pools, &agents_changed).await;
+        }
         Ok(())
     }
 

@@ -30,6 +30,7 @@ use crate::config::WorkerConfig;
 use crate::lanes::Lanes;
 use crate::metrics::WorkerMetrics;
 use crate::processor::Processor;
+use crate::router::{run_sweeps, Router};
 use crate::stats::{run_stats_loop, StatsTracker};
 
 /// Presence "pool" under which live workers announce themselves; `~` cannot
@@ -56,6 +57,7 @@ pub struct Worker {
     /// partitions given up are merely unused, and bounded).
     cache: Arc<StateCache>,
     stats: Arc<StatsTracker>,
+    router: Arc<Router>,
     leases: BTreeMap<u32, Lease>,
     /// The partitions in `leases`, published for `owned_partitions`.
     owned: watch::Sender<Vec<u32>>,
@@ -71,6 +73,13 @@ impl Worker {
     ) -> Self {
         let stats = Arc::new(StatsTracker::default());
         let metrics = Arc::new(WorkerMetrics::new(config.partitions));
+        let router = Arc::new(Router::new(
+            store.clone(),
+            backplane.clone(),
+            names.clone(),
+            config.routing.clone(),
+            config.partitions,
+        ));
         let processor = Processor::new(
             store.clone(),
             backplane.clone(),
@@ -78,7 +87,8 @@ impl Worker {
             stats.clone(),
             config.max_deliveries,
         )
-        .with_metrics(metrics.clone());
+        .with_metrics(metrics.clone())
+        .with_router(router.clone());
         // Room for a few batches per lane keeps every lane busy without
         // reading far ahead of what the store can take.
         let cache = processor.cache();
@@ -97,6 +107,7 @@ impl Worker {
             lanes,
             cache,
             stats,
+            router,
             leases: BTreeMap::new(),
             owned: watch::Sender::new(Vec::new()),
             metrics,
@@ -126,6 +137,13 @@ impl Worker {
         tasks.spawn(run_stats_loop(
             self.stats.clone(),
             self.store.clone(),
+            self.backplane.clone(),
+            self.names.clone(),
+            self.router.clone(),
+            shutdown.clone(),
+        ));
+        tasks.spawn(run_sweeps(
+            self.router.clone(),
             self.backplane.clone(),
             self.names.clone(),
             shutdown.clone(),

@@ -19,6 +19,8 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::router::Router;
+
 /// Minimum time between two pushes of one pool's stats, cluster-wide.
 pub const STATS_PERIOD: Duration = Duration::from_secs(1);
 /// How often a pool still waiting for its turn is looked at again.
@@ -27,6 +29,9 @@ const RETRY_TICK: Duration = Duration::from_millis(200);
 #[derive(Default)]
 pub struct StatsTracker {
     dirty: Mutex<BTreeSet<String>>,
+    /// Pools whose queue changed: their waiting customers hear their place
+    /// with the pool's next stats push.
+    queue_dirty: Mutex<BTreeSet<String>>,
     changed: Notify,
 }
 
@@ -37,6 +42,22 @@ impl StatsTracker {
             .unwrap_or_else(|e| e.into_inner())
             .insert(pool);
         self.changed.notify_one();
+    }
+
+    /// The queue of `pool` changed (and so did its stats).
+    pub fn mark_queue_dirty(&self, pool: String) {
+        self.queue_dirty
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(pool.clone());
+        self.mark_dirty(pool);
+    }
+
+    fn take_queue_dirty(&self, pool: &str) -> bool {
+        self.queue_dirty
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(pool)
     }
 
     fn take_dirty(&self) -> Vec<String> {
@@ -51,6 +72,7 @@ pub async fn run_stats_loop(
     store: Arc<dyn Store>,
     backplane: Arc<dyn Backplane>,
     names: Names,
+    router: Arc<Router>,
     shutdown: CancellationToken,
 ) {
     let mut waiting: BTreeSet<String> = BTreeSet::new();
@@ -79,6 +101,11 @@ pub async fn run_stats_loop(
         for pool in due {
             match push_if_due(&*store, &*backplane, &names, &pool).await {
                 Ok(true) => {
+                    if tracker.take_queue_dirty(&pool) {
+                        if let Err(error) = router.announce_queue(&pool).await {
+                            tracing::warn!(%error, %pool, "queue places not announced");
+                        }
+                    }
                     waiting.remove(&pool);
                     not_before.insert(pool, now + STATS_PERIOD);
                 }

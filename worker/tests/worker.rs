@@ -35,6 +35,7 @@ fn config(partitions: u32) -> WorkerConfig {
         read_block: Duration::from_millis(100),
         max_deliveries: 3,
         retry_idle: Duration::from_secs(5),
+        routing: Default::default(),
     }
 }
 

@@ -5,7 +5,8 @@
 use chat_shared::envelope::Command;
 use chat_shared::permissions::may_read;
 use chat_shared::protocol::{
-    frames, server_events, JoinSession, LeaveSession, MarkRead, SendMessage, Session, SessionJoined,
+    frames, server_events, AgentEnvelope, JoinSession, LeaveSession, MarkRead, SendMessage,
+    Session, SessionJoined, SetStatus,
 };
 use chat_shared::ChatError;
 use serde_json::{json, Value};
@@ -65,6 +66,16 @@ impl SocketSession {
         // this socket (those past `cursor`) must follow it, not precede it.
         self.immediate
             .push(frames::event(server_events::SESSION_JOINED, &value));
+        if self.handle.identity().user_id == joined.session.customer_id {
+            // A waiting customer learns their place at once; later moves
+            // come from the worker.
+            if let Ok(Some(place)) =
+                crate::routing::queue_position(&self.state, &joined.session).await
+            {
+                self.immediate
+                    .push(frames::event(server_events::QUEUE_POSITION, &place));
+            }
+        }
         let mut ack = value;
         if let Value::Object(fields) = &mut ack {
             fields.insert("ok".into(), Value::Bool(true));
@@ -164,6 +175,20 @@ impl SocketSession {
             .submit_receiving(&self.handle.identity(), command, waiter, events_channel)
             .await;
         Ok(None)
+    }
+
+    pub(super) async fn set_status(&mut self, payload: Value) -> EventResult {
+        let request = SetStatus::parse(payload)?;
+        let agent =
+            crate::routing::set_status(&self.state, &self.handle.identity(), request.status)
+                .await?;
+        let value = serde_json::to_value(AgentEnvelope { agent })
+            .map_err(|e| ChatError::unavailable(e.to_string()))?;
+        let mut ack = value;
+        if let Value::Object(fields) = &mut ack {
+            fields.insert("ok".into(), Value::Bool(true));
+        }
+        Ok(Some(ack))
     }
 
     pub(super) async fn mark_read(&mut self, payload: Value, ack_id: Option<u64>) -> EventResult {

@@ -112,6 +112,7 @@ impl SocketSession {
             client_events::TYPING => self.typing(payload).await,
             client_events::MARK_READ => self.mark_read(payload, ack_id).await,
             client_events::REFRESH_TOKEN => self.refresh_token(payload).await,
+            client_events::SET_STATUS => self.set_status(payload).await,
             other => {
                 let shown: String = other.chars().take(64).collect();
                 Err(ChatError::invalid(format!("unknown event {shown:?}")))

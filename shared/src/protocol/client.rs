@@ -303,3 +303,114 @@ impl RefreshToken {
         Ok(refresh)
     }
 }
+
+/// `set-status`: whether the calling agent takes chats. Only `online` and
+/// `away` may be said; `offline` is what the server derives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SetStatus {
+    pub status: super::AgentStatus,
+}
+
+impl SetStatus {
+    pub fn parse(value: Value) -> Result<Self, ChatError> {
+        #[derive(Deserialize)]
+        struct Raw {
+            status: String,
+        }
+        let raw: Raw = from_json(value)?;
+        match super::AgentStatus::parse(&raw.status) {
+            Some(status @ (super::AgentStatus::Online | super::AgentStatus::Away)) => {
+                Ok(SetStatus { status })
+            }
+            _ => Err(ChatError::invalid("status must be \"online\" or \"away\"")),
+        }
+    }
+}
+
+/// The most sessions an agent's capacity may name.
+pub const MAX_AGENT_CAPACITY: i64 = 1000;
+
+/// `POST /agents/{id}/capacity` body: a capacity, or `null` for the pool's
+/// default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CapacityBody {
+    pub capacity: Option<i64>,
+}
+
+impl CapacityBody {
+    pub fn parse(value: Value) -> Result<Self, ChatError> {
+        #[derive(Deserialize)]
+        struct Raw {
+            // Required, but `null` is a value: absent and null differ.
+            capacity: Option<serde_json::Number>,
+        }
+        let Some(object) = value.as_object() else {
+            return Err(ChatError::invalid("the payload must be a JSON object"));
+        };
+        if !object.contains_key("capacity") {
+            return Err(ChatError::invalid("missing field `capacity`"));
+        }
+        let raw: Raw = from_json(value)?;
+        let capacity = match raw.capacity {
+            None => None,
+            Some(number) => match number.as_i64() {
+                Some(n) if (0..=MAX_AGENT_CAPACITY).contains(&n) => Some(n),
+                _ => {
+                    return Err(ChatError::invalid(format!(
+                        "capacity must be an integer from 0 to {MAX_AGENT_CAPACITY}, or null"
+                    )))
+                }
+            },
+        };
+        Ok(CapacityBody { capacity })
+    }
+}
+
+#[cfg(test)]
+mod routing_payload_tests {
+    use super::*;
+    use crate::protocol::AgentStatus;
+    use serde_json::json;
+
+    #[test]
+    fn set_status_takes_online_or_away_only() {
+        assert_eq!(
+            SetStatus::parse(json!({"status": "away"})).unwrap().status,
+            AgentStatus::Away
+        );
+        for bad in [
+            json!({"status": "offline"}),
+            json!({"status": "busy"}),
+            json!({"status": 1}),
+            json!({}),
+            json!("online"),
+        ] {
+            assert!(SetStatus::parse(bad.clone()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_capacity_is_a_bounded_integer_or_null() {
+        assert_eq!(
+            CapacityBody::parse(json!({"capacity": 3}))
+                .unwrap()
+                .capacity,
+            Some(3)
+        );
+        assert_eq!(
+            CapacityBody::parse(json!({"capacity": null}))
+                .unwrap()
+                .capacity,
+            None
+        );
+        for bad in [
+            json!({}),
+            json!({"capacity": -1}),
+            json!({"capacity": 1001}),
+            json!({"capacity": 2.5}),
+            json!({"capacity": "3"}),
+        ] {
+            assert!(CapacityBody::parse(bad.clone()).is_err(), "{bad}");
+        }
+    }
+}

@@ -24,6 +24,7 @@ pub mod client_events {
     pub const TYPING: &str = "typing";
     pub const MARK_READ: &str = "mark-read";
     pub const REFRESH_TOKEN: &str = "refresh-token";
+    pub const SET_STATUS: &str = "set-status";
 }
 
 /// Event names, server to client.
@@ -39,4 +40,6 @@ pub mod server_events {
     pub const STATS_UPDATE: &str = "stats-update";
     pub const ERROR: &str = "error";
     pub const TOKEN_EXPIRING: &str = "token-expiring";
+    pub const AGENT_UPDATED: &str = "agent-updated";
+    pub const QUEUE_POSITION: &str = "queue-position";
 }

@@ -220,6 +220,43 @@ pub struct AgentEntry {
     pub pools: Vec<String>,
     pub online: bool,
     pub last_seen_at: Timestamp,
+    /// What the agent last said (`online`, `away`), or `offline` when no
+    /// socket of theirs is connected.
+    pub status: AgentStatus,
+    /// Sessions active with the agent now, in any pool.
+    pub open_chats: i64,
+    /// How many the agent may hold when sessions are given out
+    /// automatically: their own, else the listed pool's default.
+    pub capacity: i64,
+}
+
+/// Whether an agent takes chats. Agents set `online` or `away`; `offline`
+/// is only ever derived (no socket connected), never stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentStatus {
+    Online,
+    Away,
+    Offline,
+}
+
+impl AgentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentStatus::Online => "online",
+            AgentStatus::Away => "away",
+            AgentStatus::Offline => "offline",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<AgentStatus> {
+        match text {
+            "online" => Some(AgentStatus::Online),
+            "away" => Some(AgentStatus::Away),
+            "offline" => Some(AgentStatus::Offline),
+            _ => None,
+        }
+    }
 }
 
 /// `GET /agents`: the directory, sorted by name.

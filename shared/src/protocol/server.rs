@@ -67,6 +67,23 @@ pub struct SessionClosed {
     pub closed_at: Timestamp,
 }
 
+/// `{ agent }`: the payload of `agent-updated` and the ack of `set-status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentEnvelope {
+    pub agent: super::AgentEntry,
+}
+
+/// `queue-position`: where a waiting session stands in its pool's queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueuePosition {
+    pub session_id: String,
+    /// 1 for the next session to be given out.
+    pub position: i64,
+    /// `None` when there is no basis for a figure.
+    pub estimated_wait_seconds: Option<i64>,
+}
+
 /// `{ items, nextCursor }` of `GET /sessions`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -136,6 +153,19 @@ mod tests {
             serde_json::to_value(read).unwrap(),
             json!({"sessionId": "s", "userId": "u", "role": "agent", "upToSeq": 2,
                    "readAt": "1970-01-01T00:00:00.000Z"})
+        );
+    }
+
+    #[test]
+    fn queue_position_payload_matches_protocol() {
+        let position = QueuePosition {
+            session_id: "s".into(),
+            position: 3,
+            estimated_wait_seconds: None,
+        };
+        assert_eq!(
+            serde_json::to_value(position).unwrap(),
+            json!({"sessionId": "s", "position": 3, "estimatedWaitSeconds": null})
         );
     }
 

@@ -56,6 +56,7 @@ pub(crate) const SQLITE: &[Migration] = embedded!("sqlite":
     1 => "0001_initial.sql",
     2 => "0002_agents.sql",
     3 => "0003_pool_message_counts.sql",
+    4 => "0004_routing.sql",
 );
 
 /// The cluster's schema: the tables of SQLite's, identifiers in the "C"
@@ -74,6 +75,10 @@ pub(crate) const SQLITE: &[Migration] = embedded!("sqlite":
 /// 3: the agent directory, pools as an array with a GIN index for a
 /// pool's list.
 ///
+/// 4 (both dialects): routing, i.e. agents' status, capacity and open
+/// chats, and the partial indexes of the queue and of agents' active
+/// chats.
+///
 /// Every step runs inside one transaction, so none may use
 /// `CREATE INDEX CONCURRENTLY`.
 #[cfg(feature = "postgres")]
@@ -81,6 +86,7 @@ pub(crate) const POSTGRES: &[Migration] = embedded!("postgres":
     1 => "0001_initial.sql",
     2 => "0002_commit_batch.sql",
     3 => "0003_agents.sql",
+    4 => "0004_routing.sql",
 );
 
 /// A database's record of applied migrations, and how it applies one.
@@ -165,15 +171,15 @@ mod tests {
     fn only_missing_migrations_are_applied_in_order() {
         let mut ledger = Recorded::default();
         run(&mut ledger).expect("fresh");
-        assert_eq!(ledger.applied_now, [1, 2, 3]);
+        assert_eq!(ledger.applied_now, [1, 2, 3, 4]);
         let mut ledger = Recorded {
             versions: vec![1],
             ..Recorded::default()
         };
         run(&mut ledger).expect("behind");
-        assert_eq!(ledger.applied_now, [2, 3]);
+        assert_eq!(ledger.applied_now, [2, 3, 4]);
         run(&mut ledger).expect("up to date");
-        assert_eq!(ledger.applied_now, [2, 3], "nothing applied twice");
+        assert_eq!(ledger.applied_now, [2, 3, 4], "nothing applied twice");
     }
 
     #[test]

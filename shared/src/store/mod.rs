@@ -23,6 +23,7 @@ use crate::protocol::{Message, MessagePage, ReadPosition, Session, SessionStatus
 use crate::Timestamp;
 
 mod migrations;
+mod routing_sql;
 mod rows;
 mod sql;
 pub mod sqlite;
@@ -151,6 +152,54 @@ impl AgentRecord {
     }
 }
 
+/// A directory entry with what routing keeps of the agent: the status
+/// they last set, their own capacity, and their load, which every commit
+/// that gives them a session or takes one away keeps current.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutedAgent {
+    pub agent: AgentRecord,
+    /// `Online` or `Away`, never `Offline` (presence says that).
+    pub status: crate::protocol::AgentStatus,
+    /// Set by an admin; `None` falls back to the pool's default.
+    pub capacity: Option<i64>,
+    /// Sessions active with the agent now.
+    pub open_chats: i64,
+    /// When a session was last given to them (ties go to the longest idle).
+    pub last_assigned_at: Option<Timestamp>,
+}
+
+/// A change an agent or an admin makes to an agent's routing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoutingChange {
+    Status(crate::protocol::AgentStatus),
+    Capacity(Option<i64>),
+}
+
+/// A session waiting in its pool's queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedSession {
+    pub session_id: String,
+    pub customer_id: String,
+    pub created_at: Timestamp,
+}
+
+/// The head of a pool's queue and what the wait estimate needs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueView {
+    /// The first sessions of the queue, in queue order (creation, then id).
+    pub waiting: Vec<QueuedSession>,
+    /// Sessions first assigned since the time asked for.
+    pub assigned_since: i64,
+}
+
+/// An active session held by an agent, for giving it back to the queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldChat {
+    pub session_id: String,
+    pub agent_id: String,
+    pub pool: String,
+}
+
 /// One change of a batch, applied in order within one transaction.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mutation {
@@ -173,6 +222,18 @@ pub enum Mutation {
     RememberUser {
         user_id: String,
         name: String,
+    },
+    /// Moves an agent's open chats by `delta` (applied after every session
+    /// write of the batch; nothing happens to an agent outside the
+    /// directory). With `at_most`, the batch fails with `Conflict` when the
+    /// count would then exceed it: an automatic assignment that another
+    /// writer's commit has made one too many. `assigned_at` sets when the
+    /// agent was last given a session.
+    AdjustAgentLoad {
+        agent_id: String,
+        delta: i64,
+        at_most: Option<i64>,
+        assigned_at: Option<Timestamp>,
     },
 }
 
@@ -290,6 +351,45 @@ pub trait Store: Send + Sync + 'static {
     /// The directory: every agent, or those serving `pool`, sorted by name
     /// then id.
     async fn list_agents(&self, pool: Option<&str>) -> Result<Vec<AgentRecord>, StoreError>;
+
+    /// The directory with each agent's routing, in `list_agents`' order.
+    async fn routed_agents(&self, pool: Option<&str>) -> Result<Vec<RoutedAgent>, StoreError>;
+
+    /// One agent of the directory with their routing.
+    async fn routed_agent(&self, agent_id: &str) -> Result<Option<RoutedAgent>, StoreError>;
+
+    /// Applies `change` to an agent of the directory and returns the
+    /// entry as it now is; `None` when the agent is not in the directory.
+    /// Like `remember_agent`, outside any batch: no session changes.
+    async fn change_routing(
+        &self,
+        agent_id: &str,
+        change: RoutingChange,
+    ) -> Result<Option<RoutedAgent>, StoreError>;
+
+    /// The first `limit` sessions waiting in `pool`, and how many of the
+    /// pool's sessions were first assigned since `assigned_since`.
+    async fn queue(
+        &self,
+        pool: &str,
+        limit: usize,
+        assigned_since: Timestamp,
+    ) -> Result<QueueView, StoreError>;
+
+    /// How many sessions of `pool` wait ahead of `session_id` (all that
+    /// wait, when it is not in the store yet).
+    async fn waiting_ahead(&self, pool: &str, session_id: &str) -> Result<i64, StoreError>;
+
+    /// The pools that have sessions waiting now.
+    async fn waiting_pools(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Up to `limit` active sessions whose agent was last seen (connecting
+    /// or disconnecting) before `seen_before`.
+    async fn chats_of_agents_seen_before(
+        &self,
+        seen_before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<HeldChat>, StoreError>;
 
     /// Cheap liveness probe for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -242,6 +242,12 @@ pub(crate) fn upsert_user(dialect: Dialect) -> String {
 /// it is not NULL, by name then id. Names compare bytewise, as in Rust
 /// (SQLite's default, the "C" collation in PostgreSQL).
 pub(crate) fn list_agents(dialect: Dialect) -> String {
+    agents_serving(dialect, &AGENT_COLUMNS.to_string())
+}
+
+/// `columns` of the directory's agents, filtered and ordered as
+/// `list_agents`.
+pub(crate) fn agents_serving(dialect: Dialect, columns: &str) -> String {
     let (pool, serves) = match dialect {
         Dialect::Sqlite => (
             "?1",
@@ -252,7 +258,7 @@ pub(crate) fn list_agents(dialect: Dialect) -> String {
         Dialect::Postgres => ("$1::text", "pools @> ARRAY[$1::text]"),
     };
     format!(
-        "SELECT {AGENT_COLUMNS} FROM agents WHERE {pool} IS NULL OR {serves} \
+        "SELECT {columns} FROM agents WHERE {pool} IS NULL OR {serves} \
          ORDER BY name, agent_id"
     )
 }

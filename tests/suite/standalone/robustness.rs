@@ -363,10 +363,13 @@ async fn a_barrage_of_bad_frames_leaves_the_connection_usable() {
     let mut other = server.connect(&bystander).await;
     other.join_session(&other_id, None).await;
     other.next_event("session-joined", |_| true, WAIT).await;
+    // Both sessions wait: each customer hears their place on joining.
+    other.next_event("queue-position", |_| true, WAIT).await;
 
     let mut client = server.connect(&customer).await;
     client.join_session(&session_id, None).await;
     client.next_event("session-joined", |_| true, WAIT).await;
+    client.next_event("queue-position", |_| true, WAIT).await;
 
     let cases = barrage(&session_id, &customer);
     assert!(

@@ -59,11 +59,20 @@ impl BatchState {
             self.messages.push(message);
         }
         let session = record.session.clone();
-        self.store_session(record);
+        self.store_session(record.clone());
+        let announcement = self.pending_announcement(&session);
+        if let Some(mut assigned) = self.try_auto_assign(&record, now) {
+            // The pool still hears of it first, as of any new session,
+            // then of its assignment; the customer's answer is the
+            // session as it now is.
+            assigned.deliveries.insert(0, announcement);
+            return assigned;
+        }
+        if self.routing.is_auto(pool) {
+            self.count_left_waiting(pool);
+        }
         let mut decision = Decision::reply(ReplyBody::Session(session.clone()));
-        decision
-            .deliveries
-            .push(self.pending_announcement(&session));
+        decision.deliveries.push(announcement);
         decision.stats_pools.push(pool.to_owned());
         decision
     }

@@ -11,11 +11,13 @@
 //! that assigning and transferring share live in `reassignment`.
 
 mod assign;
+mod auto_assign;
 mod close;
 mod create_session;
 mod mark_read;
 mod reassignment;
 mod refresh_stats;
+mod routing;
 mod send_message;
 mod transfer;
 
@@ -28,8 +30,11 @@ use chat_shared::permissions::may_write;
 use chat_shared::protocol::{
     frames, server_events, Message, ReadPosition, Session, SessionEnvelope,
 };
+use chat_shared::routing::RoutingConfig;
 use chat_shared::store::{BatchKeys, BatchSnapshot, Mutation, SessionRecord};
 use chat_shared::{ChatError, Timestamp};
+
+pub use routing::{routing_keys_for, RoutingKeys, RoutingView};
 
 /// The pool every session lands in when the customer names none. Re-exported
 /// so that the worker and the gateway can never disagree on it.
@@ -42,6 +47,14 @@ pub struct Decision {
     pub deliveries: Vec<Delivery>,
     /// Pools whose stats this command changed.
     pub stats_pools: Vec<String>,
+    /// Pools of automatic assignment whose queue may now move: room
+    /// opened, or a session came back to it.
+    pub dispatch_pools: Vec<String>,
+    /// Agents whose open chats this command changed.
+    pub agents_changed: Vec<String>,
+    /// Pools whose queue this command changed (a session joined or left
+    /// it): their waiting customers hear their new place.
+    pub queue_pools: Vec<String>,
 }
 
 impl Decision {
@@ -50,6 +63,9 @@ impl Decision {
             reply: Err(error),
             deliveries: Vec::new(),
             stats_pools: Vec::new(),
+            dispatch_pools: Vec::new(),
+            agents_changed: Vec::new(),
+            queue_pools: Vec::new(),
         }
     }
 
@@ -58,6 +74,9 @@ impl Decision {
             reply: Ok(body),
             deliveries: Vec::new(),
             stats_pools: Vec::new(),
+            dispatch_pools: Vec::new(),
+            agents_changed: Vec::new(),
+            queue_pools: Vec::new(),
         }
     }
 }
@@ -73,7 +92,10 @@ pub fn keys_for(commands: &[&CommandEnvelope]) -> BatchKeys {
         let actor = &envelope.actor;
         users.insert(actor.user_id.clone());
         match &envelope.command {
-            Command::CreateSession { session_id, .. } | Command::Close { session_id, .. } => {
+            Command::CreateSession { session_id, .. }
+            | Command::Close { session_id, .. }
+            | Command::AutoAssign { session_id, .. }
+            | Command::ReturnToQueue { session_id, .. } => {
                 sessions.insert(session_id.clone());
             }
             Command::SendMessage {
@@ -105,7 +127,7 @@ pub fn keys_for(commands: &[&CommandEnvelope]) -> BatchKeys {
                 sessions.insert(session_id.clone());
                 read_positions.insert((session_id.clone(), actor.user_id.clone()));
             }
-            Command::RefreshStats { .. } => {}
+            Command::RefreshStats { .. } | Command::Dispatch { .. } => {}
         }
     }
     BatchKeys {
@@ -130,6 +152,18 @@ pub struct BatchState {
     messages: Vec<Message>,
     read_positions: Vec<(String, ReadPosition, Timestamp)>,
     users: Vec<(String, String)>,
+    routing: RoutingConfig,
+    routing_view: RoutingView,
+    /// Agents' load changes, written after the sessions.
+    load_changes: Vec<Mutation>,
+    /// Per pool, sessions this batch leaves waiting (later ones of the
+    /// batch must not pass them).
+    left_waiting: HashMap<String, i64>,
+    /// The current command's pools to dispatch and agents changed, moved
+    /// into its decision once it is decided.
+    dispatch_pools: Vec<String>,
+    agents_changed: Vec<String>,
+    queue_pools: Vec<String>,
 }
 
 impl BatchState {
@@ -142,7 +176,22 @@ impl BatchState {
             messages: Vec::new(),
             read_positions: Vec::new(),
             users: Vec::new(),
+            routing: RoutingConfig::default(),
+            routing_view: RoutingView::default(),
+            load_changes: Vec::new(),
+            left_waiting: HashMap::new(),
+            dispatch_pools: Vec::new(),
+            agents_changed: Vec::new(),
+            queue_pools: Vec::new(),
         }
+    }
+
+    /// Decides under `config`, with `view` as what the batch's automatic
+    /// pools look like now.
+    pub fn with_routing(mut self, config: RoutingConfig, view: RoutingView) -> Self {
+        self.routing = config;
+        self.routing_view = view;
+        self
     }
 
     /// The writes that make the store match this state, in one batch.
@@ -173,6 +222,7 @@ impl BatchState {
                 read_at,
             });
         }
+        mutations.extend(self.load_changes);
         mutations
     }
 
@@ -184,7 +234,23 @@ impl BatchState {
         new_id: &mut dyn FnMut() -> String,
     ) -> Decision {
         let actor = &envelope.actor;
-        self.remember(actor);
+        if !envelope.command.is_internal() {
+            self.remember(actor);
+        }
+        let mut decision = self.decide(envelope, now, new_id);
+        decision.dispatch_pools = std::mem::take(&mut self.dispatch_pools);
+        decision.agents_changed = std::mem::take(&mut self.agents_changed);
+        decision.queue_pools = std::mem::take(&mut self.queue_pools);
+        decision
+    }
+
+    fn decide(
+        &mut self,
+        envelope: &CommandEnvelope,
+        now: Timestamp,
+        new_id: &mut dyn FnMut() -> String,
+    ) -> Decision {
+        let actor = &envelope.actor;
         match &envelope.command {
             Command::CreateSession {
                 session_id,
@@ -219,6 +285,15 @@ impl BatchState {
                 up_to_seq,
             } => self.mark_read(actor, session_id, *up_to_seq, now),
             Command::RefreshStats { pool } => refresh_stats::refresh_stats(pool),
+            Command::Dispatch { pool } => {
+                self.dispatch_if_auto(pool.clone());
+                Decision::reply(ReplyBody::Done)
+            }
+            Command::AutoAssign { session_id, pool } => self.auto_assign(session_id, pool, now),
+            Command::ReturnToQueue {
+                session_id,
+                agent_id,
+            } => self.return_to_queue(session_id, agent_id),
         }
     }
 
@@ -258,6 +333,9 @@ impl BatchState {
     /// once per batch, however many commands touch it).
     fn store_session(&mut self, mut record: SessionRecord) {
         let id = record.session.id.clone();
+        let before = self.snapshot.sessions.get(&id).cloned();
+        self.track_load(before.as_ref(), &record);
+        self.track_queue(before.as_ref(), &record);
         if !self.loaded_versions.contains_key(&id) {
             let loaded = self.snapshot.sessions.get(&id).map(|r| r.version);
             self.loaded_versions.insert(id.clone(), loaded);

@@ -52,6 +52,7 @@ impl BatchState {
             decision
                 .deliveries
                 .push(self.pending_announcement(&session));
+            self.dispatch_if_auto(session.pool.clone());
         }
         decision.stats_pools.push(old_pool.to_owned());
         if session.pool != old_pool {

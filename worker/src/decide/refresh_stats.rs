@@ -7,9 +7,7 @@ use chat_shared::envelope::ReplyBody;
 use super::Decision;
 
 pub(super) fn refresh_stats(pool: &str) -> Decision {
-    Decision {
-        reply: Ok(ReplyBody::Done),
-        deliveries: Vec::new(),
-        stats_pools: vec![pool.to_owned()],
-    }
+    let mut decision = Decision::reply(ReplyBody::Done);
+    decision.stats_pools.push(pool.to_owned());
+    decision
 }

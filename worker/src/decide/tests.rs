@@ -777,7 +777,16 @@ fn an_agent_of_the_pool_takes_a_pending_session() {
         assert_eq!(expected_version, LOADED_VERSION);
         assert_eq!(written.session, session);
         assert_eq!(written.first_assigned_at, Some(NOW));
-        assert_eq!(mutations.len(), 1);
+        assert_eq!(
+            mutations[1..],
+            [Mutation::AdjustAgentLoad {
+                agent_id: "a1".to_owned(),
+                delta: 1,
+                at_most: None,
+                assigned_at: Some(NOW),
+            }],
+            "the agent holds one chat more, unbounded: a manual take"
+        );
     }
 }
 
@@ -1161,10 +1170,18 @@ fn a_participant_closes_and_everyone_concerned_hears_who_and_why() {
     expected.version = LOADED_VERSION + 1;
     assert_eq!(
         batch.mutations(),
-        vec![Mutation::UpdateSession {
-            record: expected,
-            expected_version: LOADED_VERSION
-        }]
+        vec![
+            Mutation::UpdateSession {
+                record: expected,
+                expected_version: LOADED_VERSION
+            },
+            Mutation::AdjustAgentLoad {
+                agent_id: "a1".to_owned(),
+                delta: -1,
+                at_most: None,
+                assigned_at: None,
+            }
+        ]
     );
 }
 
@@ -1463,10 +1480,14 @@ fn mutations_come_in_a_deterministic_order() {
             Mutation::UpdateSession { record, .. } => format!("update {}", record.session.id),
             Mutation::InsertMessage(m) => format!("message {} {}", m.session_id, m.seq),
             Mutation::SetReadPosition { session_id, .. } => format!("read {session_id}"),
+            Mutation::AdjustAgentLoad {
+                agent_id, delta, ..
+            } => format!("load {agent_id} {delta:+}"),
         })
         .collect();
     // Users first, then sessions in the order the batch first touched
-    // them, then messages in the order sent, then read positions.
+    // them, then messages in the order sent, then read positions, then
+    // agents' loads.
     assert_eq!(
         kinds,
         [
@@ -1483,6 +1504,7 @@ fn mutations_come_in_a_deterministic_order() {
             "message s5 4",
             "message s9 1",
             "read s3",
+            "load a1 -1",
         ]
     );
 }

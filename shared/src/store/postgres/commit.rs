@@ -52,7 +52,17 @@ pub(super) async fn commit(client: &mut Object, mutations: &[Mutation]) -> Resul
     let plan = Plan::new(mutations)?;
     let statement = client.prepare_cached(COMMIT_BATCH).await?;
     let columns = Columns::of(&plan);
-    client.execute(&statement, &columns.params()).await?;
+    if !plan.moves_agent_load {
+        client.execute(&statement, &columns.params()).await?;
+        return Ok(());
+    }
+    // A batch that gives or takes away sessions moves agents' loads too:
+    // the same transaction, one round trip per agent after the batch's
+    // statement, only for the batches that need it.
+    let tx = client.transaction().await?;
+    tx.execute(&statement, &columns.params()).await?;
+    super::routing::adjust_loads(&tx, mutations).await?;
+    tx.commit().await?;
     Ok(())
 }
 
@@ -66,6 +76,8 @@ struct Plan<'a> {
     messages: Vec<&'a Message>,
     read_positions: LastWins<(&'a str, &'a str), (&'a ReadPosition, Timestamp)>,
     users: LastWins<&'a str, &'a str>,
+    /// Whether any agent's load moves (`Mutation::AdjustAgentLoad`).
+    moves_agent_load: bool,
 }
 
 /// The net effect of a batch on one session row.
@@ -99,6 +111,7 @@ impl<'a> Plan<'a> {
                 Mutation::RememberUser { user_id, name } => {
                     plan.users.set(user_id.as_str(), name.as_str())
                 }
+                Mutation::AdjustAgentLoad { .. } => plan.moves_agent_load = true,
             }
         }
         Ok(plan)

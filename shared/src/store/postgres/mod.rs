@@ -53,8 +53,8 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use crate::config::TrustedRoots;
 
 use super::{
-    AgentRecord, BatchKeys, BatchSnapshot, MessageRange, Mutation, PoolFigures, SessionQuery,
-    Store, StoreError,
+    AgentRecord, BatchKeys, BatchSnapshot, HeldChat, MessageRange, Mutation, PoolFigures,
+    QueueView, RoutedAgent, RoutingChange, SessionQuery, Store, StoreError,
 };
 use crate::protocol::{MessagePage, ReadPosition, Session};
 use crate::Timestamp;
@@ -62,6 +62,7 @@ use crate::Timestamp;
 mod commit;
 mod queries;
 mod replica;
+mod routing;
 mod schema;
 
 pub use replica::ReplicaReads;
@@ -366,6 +367,47 @@ impl Store for PostgresStore {
 
     /// The primary only: readiness follows what writes and fences need; a
     /// replica that is down only sends reads to the primary.
+    async fn routed_agents(&self, pool: Option<&str>) -> Result<Vec<RoutedAgent>, StoreError> {
+        routing::routed_agents(&self.client().await?, pool).await
+    }
+
+    async fn routed_agent(&self, agent_id: &str) -> Result<Option<RoutedAgent>, StoreError> {
+        routing::routed_agent(&self.client().await?, agent_id).await
+    }
+
+    async fn change_routing(
+        &self,
+        agent_id: &str,
+        change: RoutingChange,
+    ) -> Result<Option<RoutedAgent>, StoreError> {
+        routing::change_routing(&self.client().await?, agent_id, change).await
+    }
+
+    async fn queue(
+        &self,
+        pool: &str,
+        limit: usize,
+        assigned_since: Timestamp,
+    ) -> Result<QueueView, StoreError> {
+        routing::queue(&self.client().await?, pool, limit, assigned_since).await
+    }
+
+    async fn waiting_ahead(&self, pool: &str, session_id: &str) -> Result<i64, StoreError> {
+        routing::waiting_ahead(&self.client().await?, pool, session_id).await
+    }
+
+    async fn waiting_pools(&self) -> Result<Vec<String>, StoreError> {
+        routing::waiting_pools(&self.client().await?).await
+    }
+
+    async fn chats_of_agents_seen_before(
+        &self,
+        seen_before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<HeldChat>, StoreError> {
+        routing::chats_of_agents_seen_before(&self.client().await?, seen_before, limit).await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         let client = self.client().await?;
         // The simple protocol: one round trip, nothing to prepare.

@@ -43,6 +43,7 @@ pub(super) fn commit(conn: &mut Connection, mutations: &[Mutation]) -> Result<()
         apply(&tx, mutation)?;
     }
     count_messages(&tx, mutations)?;
+    super::routing::adjust_loads(&tx, mutations)?;
     tx.commit()?;
     Ok(())
 }
@@ -61,6 +62,8 @@ fn apply(tx: &Transaction<'_>, mutation: &Mutation) -> Result<(), StoreError> {
             read_at,
         } => set_read_position(tx, session_id, position, *read_at),
         Mutation::RememberUser { user_id, name } => remember_user(tx, user_id, name),
+        // Summed per agent and applied after every session write.
+        Mutation::AdjustAgentLoad { .. } => Ok(()),
     }
 }
 

@@ -26,8 +26,8 @@ use async_trait::async_trait;
 use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 
 use super::{
-    AgentRecord, BatchKeys, BatchSnapshot, MessageRange, Mutation, PoolFigures, SessionQuery,
-    Store, StoreError,
+    AgentRecord, BatchKeys, BatchSnapshot, HeldChat, MessageRange, Mutation, PoolFigures,
+    QueueView, RoutedAgent, RoutingChange, SessionQuery, Store, StoreError,
 };
 use crate::protocol::{MessagePage, ReadPosition, Session};
 use crate::Timestamp;
@@ -35,6 +35,7 @@ use crate::Timestamp;
 mod checkpoint;
 mod commit;
 mod queries;
+mod routing;
 mod schema;
 
 #[cfg(test)]
@@ -177,6 +178,63 @@ impl Store for SqliteStore {
     async fn list_agents(&self, pool: Option<&str>) -> Result<Vec<AgentRecord>, StoreError> {
         let pool = pool.map(str::to_owned);
         self.read(move |conn| queries::list_agents(conn, pool.as_deref()))
+            .await
+    }
+
+    async fn routed_agents(&self, pool: Option<&str>) -> Result<Vec<RoutedAgent>, StoreError> {
+        let pool = pool.map(str::to_owned);
+        self.read(move |conn| routing::routed_agents(conn, pool.as_deref()))
+            .await
+    }
+
+    async fn routed_agent(&self, agent_id: &str) -> Result<Option<RoutedAgent>, StoreError> {
+        let agent_id = agent_id.to_owned();
+        self.read(move |conn| routing::routed_agent(conn, &agent_id))
+            .await
+    }
+
+    async fn change_routing(
+        &self,
+        agent_id: &str,
+        change: RoutingChange,
+    ) -> Result<Option<RoutedAgent>, StoreError> {
+        let agent_id = agent_id.to_owned();
+        self.write(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let changed = routing::change_routing(&tx, &agent_id, change)?;
+            tx.commit()?;
+            Ok(changed)
+        })
+        .await
+    }
+
+    async fn queue(
+        &self,
+        pool: &str,
+        limit: usize,
+        assigned_since: Timestamp,
+    ) -> Result<QueueView, StoreError> {
+        let pool = pool.to_owned();
+        self.read(move |conn| routing::queue(conn, &pool, limit, assigned_since))
+            .await
+    }
+
+    async fn waiting_ahead(&self, pool: &str, session_id: &str) -> Result<i64, StoreError> {
+        let (pool, session_id) = (pool.to_owned(), session_id.to_owned());
+        self.read(move |conn| routing::waiting_ahead(conn, &pool, &session_id))
+            .await
+    }
+
+    async fn waiting_pools(&self) -> Result<Vec<String>, StoreError> {
+        self.read(routing::waiting_pools).await
+    }
+
+    async fn chats_of_agents_seen_before(
+        &self,
+        seen_before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<HeldChat>, StoreError> {
+        self.read(move |conn| routing::chats_of_agents_seen_before(conn, seen_before, limit))
             .await
     }
 
