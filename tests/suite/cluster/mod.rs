@@ -2,6 +2,7 @@
 //! unsafe settings, rights and budgets across pods, and the delivery
 //! guarantees through crashes of a gateway, a worker, Redis and PostgreSQL.
 
+mod auto_assignment;
 mod config;
 mod gateway_crash;
 mod postgres_restart;
