@@ -19,6 +19,7 @@ mod rate_limit;
 mod reconnect;
 mod rights;
 mod robustness;
+mod routing;
 mod shutdown;
 mod slow_consumer;
 mod stats;
