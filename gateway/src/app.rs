@@ -129,13 +129,11 @@ impl Gateway {
         ));
         let presence = Arc::new(Presence::new(
             gateway_id.clone(),
-            config.presence_ttl,
+            &config,
             backplane.clone(),
             store.clone(),
             requests.clone(),
             metrics.clone(),
-            names.clone(),
-            config.routing.clone(),
         ));
         let (hub, events) = Hub::connect(
             &*backplane,

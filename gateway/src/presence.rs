@@ -19,6 +19,7 @@ use chat_shared::store::{AgentRecord, Store};
 use chat_shared::Timestamp;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::GatewayConfig;
 use crate::metrics::{BackplaneOp, Metrics};
 use crate::requests::Requests;
 
@@ -37,25 +38,25 @@ pub struct Presence {
 }
 
 impl Presence {
+    /// Presence for gateway `gateway_id`, with the entry lifetime, key
+    /// names and routing of `config`.
     pub fn new(
         gateway_id: String,
-        ttl: Duration,
+        config: &GatewayConfig,
         backplane: Arc<dyn Backplane>,
         store: Arc<dyn Store>,
         requests: Arc<Requests>,
         metrics: Arc<Metrics>,
-        names: Names,
-        routing: RoutingConfig,
     ) -> Self {
         Presence {
             gateway_id,
-            ttl,
+            ttl: config.presence_ttl,
+            names: Names::new(config.key_prefix.clone()),
+            routing: config.routing.clone(),
             backplane,
             store,
             requests,
             metrics,
-            names,
-            routing,
             sockets: Mutex::new(HashMap::new()),
         }
     }
@@ -77,8 +78,10 @@ impl Presence {
             if self.count_socket(pool, &identity.user_id, 1) {
                 self.heartbeat(pool, &identity.user_id).await;
                 self.refresh_stats(identity, pool).await;
-                self.request(identity, Command::Dispatch { pool: pool.clone() })
-                    .await;
+                if self.routing.is_auto(pool) {
+                    self.request(identity, Command::Dispatch { pool: pool.clone() })
+                        .await;
+                }
                 arrived = true;
             }
         }

@@ -50,7 +50,12 @@ async fn change(
         RoutingChange::Capacity(_) => true,
     };
     if opens_room {
-        for pool in &changed.agent.pools {
+        let auto = changed
+            .agent
+            .pools
+            .iter()
+            .filter(|pool| state.config.routing.is_auto(pool));
+        for pool in auto {
             state
                 .presence
                 .request(actor, Command::Dispatch { pool: pool.clone() })
