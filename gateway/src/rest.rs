@@ -17,7 +17,7 @@ use chat_shared::envelope::{Command, ReplyBody};
 use chat_shared::ids::{PoolName, SessionId};
 use chat_shared::protocol::{
     AssignBody, CloseBody, CreateSessionBody, MessagePage, PostMessageBody, Role, Session,
-    SessionPage, SessionStatus, TransferBody,
+    SessionEventList, SessionPage, SessionStatus, TransferBody,
 };
 use chat_shared::store::{MessageRange, SessionCursor, SessionQuery, SessionScope, StoreError};
 use chat_shared::{ChatError, Timestamp};
@@ -41,6 +41,7 @@ pub fn routes() -> Router<Arc<GatewayState>> {
             "/sessions/{id}/messages",
             get(list_messages).post(post_message),
         )
+        .route("/sessions/{id}/events", get(list_events))
         .route("/sessions/{id}/assign", post(assign))
         .route("/sessions/{id}/transfer", post(transfer))
         .route("/sessions/{id}/close", post(close))
@@ -285,6 +286,24 @@ async fn transfer(
         })
     })
     .await
+}
+
+/// Most timeline entries one `GET /sessions/{id}/events` returns.
+const MAX_EVENTS: usize = 500;
+
+async fn list_events(
+    State(state): AppState,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<SessionEventList>> {
+    let id = SessionId::parse(id)?;
+    readable_session(&state, &caller, &id).await?;
+    let items = state
+        .store
+        .session_events(&id, MAX_EVENTS)
+        .await
+        .map_err(store_error)?;
+    Ok(Json(SessionEventList { items }))
 }
 
 async fn close(

@@ -75,7 +75,8 @@ impl Written {
                 }
                 Mutation::InsertMessage(_)
                 | Mutation::SetReadPosition { .. }
-                | Mutation::AdjustAgentLoad { .. } => {}
+                | Mutation::AdjustAgentLoad { .. }
+                | Mutation::RecordSessionEvent(_) => {}
             }
         }
         written

@@ -17,6 +17,10 @@ use super::session::{store_unavailable, EventResult, JoinedSession, SocketSessio
 use crate::history;
 use crate::requests::{AckKind, Waiter};
 
+/// Timeline entries a join reply carries, the latest; older ones are
+/// read over REST.
+const JOIN_EVENTS: usize = 50;
+
 impl SocketSession {
     pub(super) async fn join(&mut self, payload: Value) -> EventResult {
         let request = JoinSession::parse(payload)?;
@@ -98,6 +102,10 @@ impl SocketSession {
             .read_positions(session_id)
             .await
             .map_err(store_unavailable)?;
+        let events = store
+            .session_events(session_id, JOIN_EVENTS)
+            .await
+            .map_err(store_unavailable)?;
         // Read after the messages so that its lastSeq covers them.
         let session = self.load_session(session_id).await?;
         Ok(SessionJoined {
@@ -105,6 +113,7 @@ impl SocketSession {
             messages: page.items,
             has_more: page.has_more,
             read_positions,
+            events,
         })
     }
 

@@ -42,4 +42,5 @@ pub mod server_events {
     pub const TOKEN_EXPIRING: &str = "token-expiring";
     pub const AGENT_UPDATED: &str = "agent-updated";
     pub const QUEUE_POSITION: &str = "queue-position";
+    pub const SESSION_EVENT: &str = "session-event";
 }

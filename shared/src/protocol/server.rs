@@ -23,6 +23,69 @@ pub struct SessionJoined {
     pub messages: Vec<Message>,
     pub has_more: bool,
     pub read_positions: Vec<ReadPosition>,
+    /// The session's latest timeline entries, oldest first.
+    pub events: Vec<SessionEvent>,
+}
+
+/// What happened to a session's hands, in its timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionEventKind {
+    /// A waiting session was given to an agent (taken, given by an admin,
+    /// or given out automatically).
+    Assigned,
+    /// An active session moved to another agent or pool.
+    Transferred,
+    /// An active session went back to the queue.
+    Returned,
+    Closed,
+}
+
+impl SessionEventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionEventKind::Assigned => "assigned",
+            SessionEventKind::Transferred => "transferred",
+            SessionEventKind::Returned => "returned",
+            SessionEventKind::Closed => "closed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "assigned" => Some(SessionEventKind::Assigned),
+            "transferred" => Some(SessionEventKind::Transferred),
+            "returned" => Some(SessionEventKind::Returned),
+            "closed" => Some(SessionEventKind::Closed),
+            _ => None,
+        }
+    }
+}
+
+/// `session-event` and the entries of `GET /sessions/{id}/events`: a
+/// system entry of the timeline. It takes no `seq`; `afterSeq` places it
+/// among the messages (it happened after message `afterSeq`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionEvent {
+    pub session_id: String,
+    pub kind: SessionEventKind,
+    pub at: Timestamp,
+    /// Who did it; `None` when the system did (automatic assignment, a
+    /// return after the agent was gone too long).
+    pub by: Option<ClosedBy>,
+    /// The agent holding the session afterwards (for a close, the one who
+    /// held it).
+    pub agent_id: Option<String>,
+    pub agent_name: Option<String>,
+    pub pool: String,
+    pub after_seq: i64,
+}
+
+/// `{ items }` of `GET /sessions/{id}/events`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionEventList {
+    pub items: Vec<SessionEvent>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

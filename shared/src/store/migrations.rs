@@ -57,6 +57,7 @@ pub(crate) const SQLITE: &[Migration] = embedded!("sqlite":
     2 => "0002_agents.sql",
     3 => "0003_pool_message_counts.sql",
     4 => "0004_routing.sql",
+    5 => "0005_session_events.sql",
 );
 
 /// The cluster's schema: the tables of SQLite's, identifiers in the "C"
@@ -77,7 +78,8 @@ pub(crate) const SQLITE: &[Migration] = embedded!("sqlite":
 ///
 /// 4 (both dialects): routing, i.e. agents' status, capacity and open
 /// chats, and the partial indexes of the queue and of agents' active
-/// chats.
+/// chats. 5 (both): the timeline's system entries (`session_events`);
+/// PostgreSQL leaves out the foreign key, as for messages.
 ///
 /// Every step runs inside one transaction, so none may use
 /// `CREATE INDEX CONCURRENTLY`.
@@ -87,6 +89,7 @@ pub(crate) const POSTGRES: &[Migration] = embedded!("postgres":
     2 => "0002_commit_batch.sql",
     3 => "0003_agents.sql",
     4 => "0004_routing.sql",
+    5 => "0005_session_events.sql",
 );
 
 /// A database's record of applied migrations, and how it applies one.
@@ -171,15 +174,15 @@ mod tests {
     fn only_missing_migrations_are_applied_in_order() {
         let mut ledger = Recorded::default();
         run(&mut ledger).expect("fresh");
-        assert_eq!(ledger.applied_now, [1, 2, 3, 4]);
+        assert_eq!(ledger.applied_now, [1, 2, 3, 4, 5]);
         let mut ledger = Recorded {
             versions: vec![1],
             ..Recorded::default()
         };
         run(&mut ledger).expect("behind");
-        assert_eq!(ledger.applied_now, [2, 3, 4]);
+        assert_eq!(ledger.applied_now, [2, 3, 4, 5]);
         run(&mut ledger).expect("up to date");
-        assert_eq!(ledger.applied_now, [2, 3, 4], "nothing applied twice");
+        assert_eq!(ledger.applied_now, [2, 3, 4, 5], "nothing applied twice");
     }
 
     #[test]

@@ -26,6 +26,7 @@ mod migrations;
 mod routing_sql;
 mod rows;
 mod sql;
+mod timeline_sql;
 pub mod sqlite;
 
 #[cfg(feature = "postgres")]
@@ -235,6 +236,8 @@ pub enum Mutation {
         at_most: Option<i64>,
         assigned_at: Option<Timestamp>,
     },
+    /// Adds a system entry to a session's timeline.
+    RecordSessionEvent(crate::protocol::SessionEvent),
 }
 
 /// Which sessions a `list_sessions` caller may see.
@@ -351,6 +354,13 @@ pub trait Store: Send + Sync + 'static {
     /// The directory: every agent, or those serving `pool`, sorted by name
     /// then id.
     async fn list_agents(&self, pool: Option<&str>) -> Result<Vec<AgentRecord>, StoreError>;
+
+    /// The latest `limit` timeline entries of a session, oldest first.
+    async fn session_events(
+        &self,
+        session_id: &str,
+        limit: usize,
+    ) -> Result<Vec<crate::protocol::SessionEvent>, StoreError>;
 
     /// The directory with each agent's routing, in `list_agents`' order.
     async fn routed_agents(&self, pool: Option<&str>) -> Result<Vec<RoutedAgent>, StoreError>;

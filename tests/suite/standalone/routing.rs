@@ -253,3 +253,62 @@ async fn an_agent_gone_too_long_has_their_chats_returned_to_the_queue() {
     assert_eq!(still["status"], "active");
     assert_eq!(still["agentId"], "gone-bea");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_timeline_tells_who_took_returned_and_closed_a_chat() {
+    let server = TestServer::start(&[]).await;
+    let ann = token("tl-ann", "agent", &["default"]);
+    let customer = token("tl-carla", "customer", &[]);
+    let _ann_socket = server.connect(&ann).await;
+    let session = server
+        .create_session(&customer, json!({ "message": "hello" }))
+        .await;
+    let id = session["id"].as_str().expect("id").to_owned();
+    let mut customer_socket = server.connect(&customer).await;
+    customer_socket.join_session(&id, None).await;
+
+    server.assign(&ann, &id).await;
+    let live = customer_socket
+        .next_event("session-event", |p| p["sessionId"] == id.as_str(), WAIT)
+        .await;
+    assert_eq!(live["kind"], "assigned", "{live}");
+    assert_eq!(live["by"], json!({ "userId": "tl-ann", "role": "agent" }));
+    assert_eq!(live["agentId"], "tl-ann");
+    assert_eq!(live["afterSeq"], json!(1), "after the first message");
+
+    let path = format!("/api/chat/sessions/{id}/transfer");
+    let (status, body) = server
+        .rest("POST", &path, Some(&ann), Some(json!({})))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let path = format!("/api/chat/sessions/{id}/close");
+    let (status, body) = server
+        .rest("POST", &path, Some(&customer), Some(json!({})))
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    let path = format!("/api/chat/sessions/{id}/events");
+    let (status, events) = server.rest("GET", &path, Some(&customer), None).await;
+    assert_eq!(status, 200, "{events}");
+    let kinds: Vec<&str> = events["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|e| e["kind"].as_str().expect("kind"))
+        .collect();
+    assert_eq!(kinds, ["assigned", "returned", "closed"]);
+    assert_eq!(events["items"][2]["by"]["role"], "customer");
+
+    // A join reply carries them too; messages keep their numbers.
+    let mut again = server.connect(&customer).await;
+    let joined = again.join_session(&id, None).await;
+    assert_eq!(
+        joined["events"].as_array().map(Vec::len),
+        Some(3),
+        "{joined}"
+    );
+    assert_eq!(joined["session"]["lastSeq"], json!(1));
+    let stranger = token("tl-stranger", "customer", &[]);
+    let (status, _) = server.rest("GET", &path, Some(&stranger), None).await;
+    assert_eq!(status, 403);
+}

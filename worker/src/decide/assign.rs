@@ -54,6 +54,6 @@ impl BatchState {
         updated.session.status = SessionStatus::Active;
         updated.session.assigned_at = Some(now);
         updated.first_assigned_at.get_or_insert(now);
-        self.finish_reassignment(updated, None, &old_pool)
+        self.finish_reassignment(updated, None, &old_pool, Some(actor))
     }
 }

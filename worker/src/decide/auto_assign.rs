@@ -44,6 +44,6 @@ impl BatchState {
         updated.session.agent_name = None;
         updated.session.status = SessionStatus::Pending;
         updated.session.assigned_at = None;
-        self.finish_reassignment(updated, Some(agent_id.to_owned()), &pool)
+        self.finish_reassignment(updated, Some(agent_id.to_owned()), &pool, None)
     }
 }

@@ -3,7 +3,9 @@
 
 use chat_shared::auth::Identity;
 use chat_shared::envelope::ReplyBody;
-use chat_shared::protocol::{server_events, ClosedBy, SessionClosed, SessionStatus};
+use chat_shared::protocol::{
+    server_events, ClosedBy, SessionClosed, SessionEventKind, SessionStatus,
+};
 use chat_shared::{ChatError, Timestamp};
 
 use super::{BatchState, Decision};
@@ -32,6 +34,7 @@ impl BatchState {
         updated.session.closed_at = Some(now);
         let session = updated.session.clone();
         self.store_session(updated);
+        let timeline = self.timeline_entry(&session, SessionEventKind::Closed, Some(actor));
         let payload = SessionClosed {
             session_id: session.id.clone(),
             closed_by: ClosedBy {
@@ -58,6 +61,7 @@ impl BatchState {
             Some(&session.id),
             None,
         ));
+        decision.deliveries.push(timeline);
         decision.stats_pools.push(session.pool);
         decision
     }

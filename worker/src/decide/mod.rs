@@ -156,6 +156,10 @@ pub struct BatchState {
     routing_view: RoutingView,
     /// Agents' load changes, written after the sessions.
     load_changes: Vec<Mutation>,
+    /// Timeline entries, written after the messages.
+    timeline: Vec<Mutation>,
+    /// When the command being decided is applied.
+    now: Option<Timestamp>,
     /// Per pool, sessions this batch leaves waiting (later ones of the
     /// batch must not pass them).
     left_waiting: HashMap<String, i64>,
@@ -179,6 +183,8 @@ impl BatchState {
             routing: RoutingConfig::default(),
             routing_view: RoutingView::default(),
             load_changes: Vec::new(),
+            timeline: Vec::new(),
+            now: None,
             left_waiting: HashMap::new(),
             dispatch_pools: Vec::new(),
             agents_changed: Vec::new(),
@@ -222,6 +228,7 @@ impl BatchState {
                 read_at,
             });
         }
+        mutations.extend(self.timeline);
         mutations.extend(self.load_changes);
         mutations
     }
@@ -234,6 +241,7 @@ impl BatchState {
         new_id: &mut dyn FnMut() -> String,
     ) -> Decision {
         let actor = &envelope.actor;
+        self.now = Some(now);
         if !envelope.command.is_internal() {
             self.remember(actor);
         }

@@ -4,8 +4,12 @@
 
 use chat_shared::auth::Identity;
 use chat_shared::envelope::ReplyBody;
-use chat_shared::protocol::{server_events, SessionEnvelope, SessionStatus};
-use chat_shared::store::SessionRecord;
+use chat_shared::envelope::Delivery;
+use chat_shared::protocol::{
+    server_events, ClosedBy, Session, SessionEnvelope, SessionEvent, SessionEventKind,
+    SessionStatus,
+};
+use chat_shared::store::{Mutation, SessionRecord};
 use chat_shared::ChatError;
 
 use super::{BatchState, Decision};
@@ -19,9 +23,21 @@ impl BatchState {
         record: SessionRecord,
         previous_agent: Option<String>,
         old_pool: &str,
+        by: Option<&Identity>,
     ) -> Decision {
         let session = record.session.clone();
+        let was_active = self
+            .snapshot
+            .sessions
+            .get(&session.id)
+            .is_some_and(|before| before.session.status == SessionStatus::Active);
         self.store_session(record);
+        let kind = match (was_active, session.status) {
+            (_, SessionStatus::Pending) => SessionEventKind::Returned,
+            (true, _) => SessionEventKind::Transferred,
+            (false, _) => SessionEventKind::Assigned,
+        };
+        let timeline = self.timeline_entry(&session, kind, by);
         let mut audience = vec![
             self.names.session_channel(&session.id),
             self.names.pool_channel(old_pool),
@@ -54,11 +70,45 @@ impl BatchState {
                 .push(self.pending_announcement(&session));
             self.dispatch_if_auto(session.pool.clone());
         }
+        // Last: clients that know the entry learn of it after the change.
+        decision.deliveries.push(timeline);
         decision.stats_pools.push(old_pool.to_owned());
         if session.pool != old_pool {
             decision.stats_pools.push(session.pool.clone());
         }
         decision
+    }
+
+    /// Records a system entry of `session`'s timeline as it now is and
+    /// returns its live `session-event` for the session's sockets.
+    pub(super) fn timeline_entry(
+        &mut self,
+        session: &Session,
+        kind: SessionEventKind,
+        by: Option<&Identity>,
+    ) -> Delivery {
+        let event = SessionEvent {
+            session_id: session.id.clone(),
+            kind,
+            at: self.now.unwrap_or(session.created_at),
+            by: by.map(|actor| ClosedBy {
+                user_id: actor.user_id.clone(),
+                role: actor.role,
+            }),
+            agent_id: session.agent_id.clone(),
+            agent_name: session.agent_name.clone(),
+            pool: session.pool.clone(),
+            after_seq: session.last_seq,
+        };
+        let delivery = self.delivery(
+            server_events::SESSION_EVENT,
+            &event,
+            vec![self.names.session_channel(&session.id)],
+            Some(&session.id),
+            None,
+        );
+        self.timeline.push(Mutation::RecordSessionEvent(event));
+        delivery
     }
 
     /// Whether `target` may be given a session of `pool`: an agent of the

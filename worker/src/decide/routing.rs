@@ -168,7 +168,7 @@ impl BatchState {
         updated.session.status = SessionStatus::Active;
         updated.session.assigned_at = Some(now);
         updated.first_assigned_at.get_or_insert(now);
-        let decision = self.finish_reassignment(updated, None, &pool);
+        let decision = self.finish_reassignment(updated, None, &pool, None);
         // The bound this assignment was decided on, checked on commit.
         self.load_changes.push(Mutation::AdjustAgentLoad {
             agent_id,

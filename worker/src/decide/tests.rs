@@ -8,7 +8,10 @@ use std::collections::HashSet;
 use chat_shared::auth::Identity;
 use chat_shared::envelope::{Command, CommandEnvelope, Delivery, ReplyBody};
 use chat_shared::names::Names;
-use chat_shared::protocol::{server_events, Message, ReadPosition, Role, Session, SessionStatus};
+use chat_shared::protocol::{
+    server_events, ClosedBy, Message, ReadPosition, Role, Session, SessionEvent, SessionEventKind,
+    SessionStatus,
+};
 use chat_shared::store::{AgentRecord, BatchSnapshot, Mutation, SessionRecord};
 use chat_shared::{ErrorCode, Timestamp};
 use serde_json::{json, Value};
@@ -126,6 +129,17 @@ fn in_directory(snapshot: &mut BatchSnapshot, id: &str, name: &str, pools: &[Str
             last_seen_at: CREATED,
         },
     );
+}
+
+/// The decision's last delivery is the session's timeline entry of
+/// `kind`, to the session's sockets.
+fn assert_timeline(decision: &Decision, kind: &str) {
+    let entry = decision.deliveries.last().expect("a timeline entry");
+    let session_id = entry.session_id.as_deref().expect("about a session");
+    assert_eq!(entry.audience, [names().session_channel(session_id)]);
+    let payload = payload(entry, server_events::SESSION_EVENT);
+    assert_eq!(payload["kind"], kind, "{payload}");
+    assert_eq!(payload["sessionId"], session_id);
 }
 
 /// One batch being decided, with message ids `m-1`, `m-2`, …
@@ -754,7 +768,8 @@ fn an_agent_of_the_pool_takes_a_pending_session() {
         assert_eq!(session.assigned_at, Some(NOW));
         assert_eq!(decision.stats_pools, vec!["billing".to_owned()]);
 
-        assert_eq!(decision.deliveries.len(), 1);
+        assert_eq!(decision.deliveries.len(), 2);
+        assert_timeline(&decision, "assigned");
         let delivery = &decision.deliveries[0];
         assert_eq!(
             delivery.audience,
@@ -779,13 +794,29 @@ fn an_agent_of_the_pool_takes_a_pending_session() {
         assert_eq!(written.first_assigned_at, Some(NOW));
         assert_eq!(
             mutations[1..],
-            [Mutation::AdjustAgentLoad {
-                agent_id: "a1".to_owned(),
-                delta: 1,
-                at_most: None,
-                assigned_at: Some(NOW),
-            }],
-            "the agent holds one chat more, unbounded: a manual take"
+            [
+                Mutation::RecordSessionEvent(SessionEvent {
+                    session_id: "s1".to_owned(),
+                    kind: SessionEventKind::Assigned,
+                    at: NOW,
+                    by: Some(ClosedBy {
+                        user_id: "a1".to_owned(),
+                        role: Role::Agent,
+                    }),
+                    agent_id: Some("a1".to_owned()),
+                    agent_name: Some("Name of a1".to_owned()),
+                    pool: "billing".to_owned(),
+                    after_seq: 2,
+                }),
+                Mutation::AdjustAgentLoad {
+                    agent_id: "a1".to_owned(),
+                    delta: 1,
+                    at_most: None,
+                    assigned_at: Some(NOW),
+                },
+            ],
+            "the timeline says who took it; the agent holds one chat more, \
+             unbounded: a manual take"
         );
     }
 }
@@ -895,7 +926,8 @@ fn an_empty_transfer_returns_the_session_to_its_pool_queue() {
     assert_eq!(session.assigned_at, None);
     assert_eq!(decision.stats_pools, vec!["billing".to_owned()]);
 
-    assert_eq!(decision.deliveries.len(), 2);
+    assert_eq!(decision.deliveries.len(), 3);
+    assert_timeline(&decision, "returned");
     let updated = &decision.deliveries[0];
     assert_eq!(
         updated.audience,
@@ -962,7 +994,8 @@ fn a_transfer_to_an_agent_keeps_the_session_active_and_restarts_assignment() {
     assert_eq!(session.pool, "billing");
 
     // session-updated only: nothing is pending.
-    assert_eq!(decision.deliveries.len(), 1);
+    assert_eq!(decision.deliveries.len(), 2);
+    assert_timeline(&decision, "transferred");
     let delivery = &decision.deliveries[0];
     let audience = &delivery.audience;
     assert_no_duplicates(audience);
@@ -1063,7 +1096,8 @@ fn a_transfer_to_another_pool_queues_it_there_and_tells_both_pools() {
         vec!["billing".to_owned(), "sales".to_owned()]
     );
 
-    assert_eq!(decision.deliveries.len(), 2);
+    assert_eq!(decision.deliveries.len(), 3);
+    assert_timeline(&decision, "returned");
     let updated = &decision.deliveries[0];
     assert_eq!(
         updated.audience,
@@ -1099,7 +1133,8 @@ fn a_transfer_to_an_agent_of_another_pool_moves_it_active() {
     assert_eq!(session.status, SessionStatus::Active);
     assert_eq!(session.pool, "sales");
     assert_eq!(session.agent_id.as_deref(), Some("a5"));
-    assert_eq!(decision.deliveries.len(), 1);
+    assert_eq!(decision.deliveries.len(), 2);
+    assert_timeline(&decision, "transferred");
     let audience = &decision.deliveries[0].audience;
     assert_no_duplicates(audience);
     for channel in [
@@ -1142,7 +1177,8 @@ fn a_participant_closes_and_everyone_concerned_hears_who_and_why() {
     assert_eq!(session.closed_at, Some(NOW));
     assert_eq!(decision.stats_pools, vec!["billing".to_owned()]);
 
-    assert_eq!(decision.deliveries.len(), 1);
+    assert_eq!(decision.deliveries.len(), 2);
+    assert_timeline(&decision, "closed");
     let delivery = &decision.deliveries[0];
     assert_eq!(
         delivery.audience,
@@ -1175,6 +1211,19 @@ fn a_participant_closes_and_everyone_concerned_hears_who_and_why() {
                 record: expected,
                 expected_version: LOADED_VERSION
             },
+            Mutation::RecordSessionEvent(SessionEvent {
+                session_id: "s1".to_owned(),
+                kind: SessionEventKind::Closed,
+                at: NOW,
+                by: Some(ClosedBy {
+                    user_id: "c1".to_owned(),
+                    role: Role::Customer,
+                }),
+                agent_id: Some("a1".to_owned()),
+                agent_name: Some("Name of a1".to_owned()),
+                pool: "billing".to_owned(),
+                after_seq: 3,
+            }),
             Mutation::AdjustAgentLoad {
                 agent_id: "a1".to_owned(),
                 delta: -1,
@@ -1483,11 +1532,14 @@ fn mutations_come_in_a_deterministic_order() {
             Mutation::AdjustAgentLoad {
                 agent_id, delta, ..
             } => format!("load {agent_id} {delta:+}"),
+            Mutation::RecordSessionEvent(event) => {
+                format!("event {} {}", event.session_id, event.kind.as_str())
+            }
         })
         .collect();
     // Users first, then sessions in the order the batch first touched
     // them, then messages in the order sent, then read positions, then
-    // agents' loads.
+    // timeline entries, then agents' loads.
     assert_eq!(
         kinds,
         [
@@ -1504,6 +1556,7 @@ fn mutations_come_in_a_deterministic_order() {
             "message s5 4",
             "message s9 1",
             "read s3",
+            "event s7 closed",
             "load a1 -1",
         ]
     );

@@ -57,6 +57,6 @@ impl BatchState {
                 updated.session.assigned_at = None;
             }
         }
-        self.finish_reassignment(updated, previous_agent, &old_pool)
+        self.finish_reassignment(updated, previous_agent, &old_pool, Some(actor))
     }
 }

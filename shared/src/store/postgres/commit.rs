@@ -52,15 +52,17 @@ pub(super) async fn commit(client: &mut Object, mutations: &[Mutation]) -> Resul
     let plan = Plan::new(mutations)?;
     let statement = client.prepare_cached(COMMIT_BATCH).await?;
     let columns = Columns::of(&plan);
-    if !plan.moves_agent_load {
+    if !plan.needs_transaction {
         client.execute(&statement, &columns.params()).await?;
         return Ok(());
     }
-    // A batch that gives or takes away sessions moves agents' loads too:
-    // the same transaction, one round trip per agent after the batch's
-    // statement, only for the batches that need it.
+    // A batch that gives or takes away sessions moves agents' loads and
+    // writes timeline entries too: the same transaction, one round trip
+    // per agent and entry after the batch's statement, only for the
+    // batches that need it (assignments are rare next to messages).
     let tx = client.transaction().await?;
     tx.execute(&statement, &columns.params()).await?;
+    super::routing::record_events(&tx, mutations).await?;
     super::routing::adjust_loads(&tx, mutations).await?;
     tx.commit().await?;
     Ok(())
@@ -76,8 +78,9 @@ struct Plan<'a> {
     messages: Vec<&'a Message>,
     read_positions: LastWins<(&'a str, &'a str), (&'a ReadPosition, Timestamp)>,
     users: LastWins<&'a str, &'a str>,
-    /// Whether any agent's load moves (`Mutation::AdjustAgentLoad`).
-    moves_agent_load: bool,
+    /// Whether the batch also moves agents' loads or records timeline
+    /// entries, which run as statements of their own after the batch's.
+    needs_transaction: bool,
 }
 
 /// The net effect of a batch on one session row.
@@ -111,7 +114,9 @@ impl<'a> Plan<'a> {
                 Mutation::RememberUser { user_id, name } => {
                     plan.users.set(user_id.as_str(), name.as_str())
                 }
-                Mutation::AdjustAgentLoad { .. } => plan.moves_agent_load = true,
+                Mutation::AdjustAgentLoad { .. } | Mutation::RecordSessionEvent(_) => {
+                    plan.needs_transaction = true
+                }
             }
         }
         Ok(plan)

@@ -367,6 +367,14 @@ impl Store for PostgresStore {
 
     /// The primary only: readiness follows what writes and fences need; a
     /// replica that is down only sends reads to the primary.
+    async fn session_events(
+        &self,
+        session_id: &str,
+        limit: usize,
+    ) -> Result<Vec<crate::protocol::SessionEvent>, StoreError> {
+        routing::session_events(&self.client().await?, session_id, limit).await
+    }
+
     async fn routed_agents(&self, pool: Option<&str>) -> Result<Vec<RoutedAgent>, StoreError> {
         routing::routed_agents(&self.client().await?, pool).await
     }

@@ -5,7 +5,9 @@
 use deadpool_postgres::Object;
 use tokio_postgres::types::ToSql;
 
+use crate::protocol::SessionEvent;
 use crate::store::routing_sql::{self, ChangeValue};
+use crate::store::timeline_sql::{self, EventRow};
 use crate::store::sql::Dialect;
 use crate::store::{
     rows::Columns, HeldChat, Mutation, QueueView, RoutedAgent, RoutingChange, StoreError,
@@ -148,4 +150,49 @@ pub(super) async fn chats_of_agents_seen_before(
         .iter()
         .map(routing_sql::held_row)
         .collect()
+}
+
+/// Adds the batch's timeline entries inside its transaction `tx`.
+pub(super) async fn record_events(
+    tx: &tokio_postgres::Transaction<'_>,
+    mutations: &[Mutation],
+) -> Result<(), StoreError> {
+    let sql = timeline_sql::insert_event(POSTGRES);
+    for mutation in mutations {
+        let Mutation::RecordSessionEvent(event) = mutation else {
+            continue;
+        };
+        let row = EventRow::of(event);
+        let params: [&(dyn ToSql + Sync); 9] = [
+            &row.session_id,
+            &row.at,
+            &row.kind,
+            &row.by_id,
+            &row.by_role,
+            &row.agent_id,
+            &row.agent_name,
+            &row.pool,
+            &row.after_seq,
+        ];
+        tx.execute(&sql, &params).await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn session_events(
+    client: &Object,
+    session_id: &str,
+    max: usize,
+) -> Result<Vec<SessionEvent>, StoreError> {
+    let statement = client
+        .prepare_cached(&timeline_sql::latest_events(POSTGRES))
+        .await?;
+    let mut events = client
+        .query(&statement, &[&session_id, &limit(max)])
+        .await?
+        .iter()
+        .map(timeline_sql::event_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    events.reverse();
+    Ok(events)
 }

@@ -207,6 +207,7 @@ async fn tables_live_in_the_configured_schema() {
             "pool_message_counts",
             "read_positions",
             "schema_migrations",
+            "session_events",
             "sessions",
             "users"
         ]

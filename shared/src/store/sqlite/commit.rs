@@ -64,6 +64,7 @@ fn apply(tx: &Transaction<'_>, mutation: &Mutation) -> Result<(), StoreError> {
         Mutation::RememberUser { user_id, name } => remember_user(tx, user_id, name),
         // Summed per agent and applied after every session write.
         Mutation::AdjustAgentLoad { .. } => Ok(()),
+        Mutation::RecordSessionEvent(event) => super::routing::record_event(tx, event),
     }
 }
 

@@ -181,6 +181,16 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn session_events(
+        &self,
+        session_id: &str,
+        limit: usize,
+    ) -> Result<Vec<crate::protocol::SessionEvent>, StoreError> {
+        let session_id = session_id.to_owned();
+        self.read(move |conn| routing::session_events(conn, &session_id, limit))
+            .await
+    }
+
     async fn routed_agents(&self, pool: Option<&str>) -> Result<Vec<RoutedAgent>, StoreError> {
         let pool = pool.map(str::to_owned);
         self.read(move |conn| routing::routed_agents(conn, pool.as_deref()))

@@ -5,7 +5,9 @@
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
+use crate::protocol::SessionEvent;
 use crate::store::routing_sql::{self, ChangeValue};
+use crate::store::timeline_sql::{self, EventRow};
 use crate::store::sql::Dialect;
 use crate::store::{HeldChat, Mutation, QueueView, RoutedAgent, RoutingChange, StoreError};
 use crate::Timestamp;
@@ -129,4 +131,37 @@ pub(super) fn chats_of_agents_seen_before(
         })?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(chats)
+}
+
+/// Adds a timeline entry, inside the batch's transaction.
+pub(super) fn record_event(tx: &Transaction<'_>, event: &SessionEvent) -> Result<(), StoreError> {
+    let row = EventRow::of(event);
+    tx.prepare_cached(&timeline_sql::insert_event(SQLITE))?
+        .execute(params![
+            row.session_id,
+            row.at,
+            row.kind,
+            row.by_id,
+            row.by_role,
+            row.agent_id,
+            row.agent_name,
+            row.pool,
+            row.after_seq
+        ])?;
+    Ok(())
+}
+
+pub(super) fn session_events(
+    conn: &Connection,
+    session_id: &str,
+    max: usize,
+) -> Result<Vec<SessionEvent>, StoreError> {
+    let mut statement = conn.prepare_cached(&timeline_sql::latest_events(SQLITE))?;
+    let mut events = statement
+        .query_map(params![session_id, limit(max)], |row| {
+            timeline_sql::event_row(row)
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    events.reverse();
+    Ok(events)
 }
