@@ -22,7 +22,7 @@ use crate::state::GatewayState;
 
 /// Why a directory read failed, as the protocol code the caller gets.
 #[derive(Debug, thiserror::Error)]
-enum DirectoryError {
+pub(crate) enum DirectoryError {
     #[error("store: {0}")]
     Store(#[from] chat_shared::store::StoreError),
     #[error("backplane: {0}")]
@@ -75,7 +75,7 @@ fn visible_pools(
     }
 }
 
-async fn entries(
+pub(crate) async fn entries(
     state: &GatewayState,
     pool: Option<&str>,
     visible: Option<&HashSet<String>>,

@@ -26,6 +26,7 @@ pub mod routing;
 pub mod sio;
 pub mod socket;
 pub mod state;
+pub mod supervisor;
 pub mod token_lifetime;
 pub mod user_sockets;
 pub mod web;

@@ -48,6 +48,7 @@ pub fn routes() -> Router<Arc<GatewayState>> {
         .route("/stats", get(stats))
         .route("/agents", get(crate::agents::list))
         .route("/agents/{id}/capacity", post(crate::routing::set_capacity))
+        .route("/supervisor", get(crate::supervisor::view))
 }
 
 fn store_error(error: StoreError) -> ApiError {

@@ -82,6 +82,37 @@ pub struct SessionEvent {
     pub after_seq: i64,
 }
 
+/// `GET /supervisor`: the open chats and the agents, for the live view.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SupervisorView {
+    pub chats: Vec<SupervisedChatEntry>,
+    pub agents: Vec<SupervisedAgent>,
+    pub updated_at: Timestamp,
+}
+
+/// An open chat of the supervisor's view.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SupervisedChatEntry {
+    pub session: Session,
+    /// When it last entered the queue (creation, or its latest return).
+    pub queued_at: Timestamp,
+    /// Messages its agent has not read; `None` while it waits.
+    pub unread_by_agent: Option<i64>,
+}
+
+/// An agent of the supervisor's view: the directory entry and the day.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SupervisedAgent {
+    #[serde(flatten)]
+    pub agent: super::AgentEntry,
+    /// Sessions they first answered today (UTC).
+    pub answered_today: i64,
+    pub avg_first_response_seconds: Option<f64>,
+}
+
 /// `{ items }` of `GET /sessions/{id}/events`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionEventList {

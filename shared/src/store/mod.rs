@@ -26,6 +26,7 @@ mod migrations;
 mod routing_sql;
 mod rows;
 mod sql;
+mod supervisor_sql;
 mod timeline_sql;
 pub mod sqlite;
 
@@ -201,6 +202,24 @@ pub struct HeldChat {
     pub pool: String,
 }
 
+/// An open chat as the supervisor's view shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SupervisedChat {
+    pub session: Session,
+    /// When it last entered the queue: its creation, or its latest return.
+    pub queued_at: Timestamp,
+    /// Messages past its agent's read position; `None` without an agent.
+    pub unread_by_agent: Option<i64>,
+}
+
+/// An agent's first responses since the start of the day.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentDay {
+    pub agent_id: String,
+    pub answered: i64,
+    pub avg_first_response_seconds: Option<f64>,
+}
+
 /// One change of a batch, applied in order within one transaction.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mutation {
@@ -361,6 +380,17 @@ pub trait Store: Send + Sync + 'static {
         session_id: &str,
         limit: usize,
     ) -> Result<Vec<crate::protocol::SessionEvent>, StoreError>;
+
+    /// Up to `limit` open chats (waiting and active) of `pool`, or of all
+    /// pools, oldest first.
+    async fn open_chats(
+        &self,
+        pool: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<SupervisedChat>, StoreError>;
+
+    /// Every agent's first responses since `day_start`.
+    async fn agent_days(&self, day_start: Timestamp) -> Result<Vec<AgentDay>, StoreError>;
 
     /// The directory with each agent's routing, in `list_agents`' order.
     async fn routed_agents(&self, pool: Option<&str>) -> Result<Vec<RoutedAgent>, StoreError>;

@@ -55,7 +55,7 @@ impl Dialect {
 
     /// The mean of an integer expression as a float: PostgreSQL's AVG of a
     /// BIGINT is NUMERIC, which the client does not read as `f64`.
-    fn float_avg(self, expr: &str) -> String {
+    pub(crate) fn float_avg(self, expr: &str) -> String {
         match self {
             Dialect::Sqlite => format!("AVG({expr})"),
             Dialect::Postgres => format!("AVG(({expr})::float8)"),

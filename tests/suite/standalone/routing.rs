@@ -312,3 +312,76 @@ async fn the_timeline_tells_who_took_returned_and_closed_a_chat() {
     let (status, _) = server.rest("GET", &path, Some(&stranger), None).await;
     assert_eq!(status, 403);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_supervisor_sees_open_chats_and_agents_in_one_answer() {
+    let server = TestServer::start(&[]).await;
+    let ann = token("sv-ann", "agent", &["default"]);
+    let admin = token("sv-root", "admin", &[]);
+    let customer = token("sv-carla", "customer", &[]);
+    let _ann_socket = server.connect(&ann).await;
+    let waiting = server.create_session(&customer, json!({})).await;
+    let taken = server
+        .create_session(&customer, json!({ "message": "one" }))
+        .await;
+    let returned = server.create_session(&customer, json!({})).await;
+    let taken_id = taken["id"].as_str().expect("id").to_owned();
+    let returned_id = returned["id"].as_str().expect("id").to_owned();
+    server.assign(&ann, &taken_id).await;
+    server
+        .post_messages(&customer, &taken_id, 2, |n| format!("more {n}"))
+        .await;
+    server.assign(&ann, &returned_id).await;
+    let path = format!("/api/chat/sessions/{returned_id}/transfer");
+    let (status, _) = server
+        .rest("POST", &path, Some(&ann), Some(json!({})))
+        .await;
+    assert_eq!(status, 200);
+    let closed = server.create_session(&customer, json!({})).await;
+    let path = format!(
+        "/api/chat/sessions/{}/close",
+        closed["id"].as_str().expect("id")
+    );
+    let (status, _) = server
+        .rest("POST", &path, Some(&customer), Some(json!({})))
+        .await;
+    assert_eq!(status, 200);
+
+    let (status, view) = server
+        .rest("GET", "/api/chat/supervisor", Some(&admin), None)
+        .await;
+    assert_eq!(status, 200, "{view}");
+    let chats = view["chats"].as_array().expect("chats");
+    let ids: Vec<&str> = chats
+        .iter()
+        .map(|c| c["session"]["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            waiting["id"].as_str().expect("id"),
+            taken_id.as_str(),
+            returned_id.as_str()
+        ],
+        "open chats only, oldest first"
+    );
+    assert_eq!(chats[1]["unreadByAgent"], json!(3), "{}", chats[1]);
+    assert_eq!(chats[0]["unreadByAgent"], Value::Null);
+    assert_eq!(chats[0]["queuedAt"], chats[0]["session"]["createdAt"]);
+    assert!(
+        chats[2]["queuedAt"].as_str() > chats[2]["session"]["createdAt"].as_str(),
+        "a returned chat waits from its return: {}",
+        chats[2]
+    );
+    let agents = view["agents"].as_array().expect("agents");
+    assert_eq!(agents.len(), 1, "{view}");
+    assert_eq!(agents[0]["id"], "sv-ann");
+    assert_eq!(agents[0]["openChats"], json!(1));
+    assert_eq!(agents[0]["status"], "online");
+    assert_eq!(agents[0]["answeredToday"], json!(0));
+
+    let (status, _) = server
+        .rest("GET", "/api/chat/supervisor", Some(&ann), None)
+        .await;
+    assert_eq!(status, 403);
+}

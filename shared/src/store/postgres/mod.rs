@@ -375,6 +375,20 @@ impl Store for PostgresStore {
         routing::session_events(&self.client().await?, session_id, limit).await
     }
 
+    async fn open_chats(
+        &self,
+        pool: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<super::SupervisedChat>, StoreError> {
+        self.read(|client| async move { routing::open_chats(&client, pool, limit).await })
+            .await
+    }
+
+    async fn agent_days(&self, day_start: Timestamp) -> Result<Vec<super::AgentDay>, StoreError> {
+        self.read(|client| async move { routing::agent_days(&client, day_start).await })
+            .await
+    }
+
     async fn routed_agents(&self, pool: Option<&str>) -> Result<Vec<RoutedAgent>, StoreError> {
         routing::routed_agents(&self.client().await?, pool).await
     }

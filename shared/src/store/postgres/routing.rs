@@ -8,6 +8,7 @@ use tokio_postgres::types::ToSql;
 use crate::protocol::SessionEvent;
 use crate::store::routing_sql::{self, ChangeValue};
 use crate::store::timeline_sql::{self, EventRow};
+use crate::store::{supervisor_sql, AgentDay, SupervisedChat};
 use crate::store::sql::Dialect;
 use crate::store::{
     rows::Columns, HeldChat, Mutation, QueueView, RoutedAgent, RoutingChange, StoreError,
@@ -195,4 +196,35 @@ pub(super) async fn session_events(
         .collect::<Result<Vec<_>, _>>()?;
     events.reverse();
     Ok(events)
+}
+
+pub(super) async fn open_chats(
+    client: &Object,
+    pool: Option<&str>,
+    max: usize,
+) -> Result<Vec<SupervisedChat>, StoreError> {
+    let statement = client
+        .prepare_cached(&supervisor_sql::open_chats(POSTGRES))
+        .await?;
+    client
+        .query(&statement, &[&pool, &limit(max)])
+        .await?
+        .iter()
+        .map(supervisor_sql::open_chat_row)
+        .collect()
+}
+
+pub(super) async fn agent_days(
+    client: &Object,
+    day_start: Timestamp,
+) -> Result<Vec<AgentDay>, StoreError> {
+    let statement = client
+        .prepare_cached(&supervisor_sql::agent_days(POSTGRES))
+        .await?;
+    client
+        .query(&statement, &[&day_start.0])
+        .await?
+        .iter()
+        .map(supervisor_sql::agent_day_row)
+        .collect()
 }

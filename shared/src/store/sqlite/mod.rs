@@ -191,6 +191,21 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn open_chats(
+        &self,
+        pool: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<super::SupervisedChat>, StoreError> {
+        let pool = pool.map(str::to_owned);
+        self.read(move |conn| routing::open_chats(conn, pool.as_deref(), limit))
+            .await
+    }
+
+    async fn agent_days(&self, day_start: Timestamp) -> Result<Vec<super::AgentDay>, StoreError> {
+        self.read(move |conn| routing::agent_days(conn, day_start))
+            .await
+    }
+
     async fn routed_agents(&self, pool: Option<&str>) -> Result<Vec<RoutedAgent>, StoreError> {
         let pool = pool.map(str::to_owned);
         self.read(move |conn| routing::routed_agents(conn, pool.as_deref()))

@@ -8,6 +8,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use crate::protocol::SessionEvent;
 use crate::store::routing_sql::{self, ChangeValue};
 use crate::store::timeline_sql::{self, EventRow};
+use crate::store::{supervisor_sql, AgentDay, SupervisedChat};
 use crate::store::sql::Dialect;
 use crate::store::{HeldChat, Mutation, QueueView, RoutedAgent, RoutingChange, StoreError};
 use crate::Timestamp;
@@ -164,4 +165,26 @@ pub(super) fn session_events(
         .collect::<Result<Vec<_>, _>>()?;
     events.reverse();
     Ok(events)
+}
+
+pub(super) fn open_chats(
+    conn: &Connection,
+    pool: Option<&str>,
+    max: usize,
+) -> Result<Vec<SupervisedChat>, StoreError> {
+    let mut statement = conn.prepare_cached(&supervisor_sql::open_chats(SQLITE))?;
+    let chats = statement
+        .query_map(params![pool, limit(max)], |row| {
+            supervisor_sql::open_chat_row(row)
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(chats)
+}
+
+pub(super) fn agent_days(conn: &Connection, day_start: Timestamp) -> Result<Vec<AgentDay>, StoreError> {
+    let mut statement = conn.prepare_cached(&supervisor_sql::agent_days(SQLITE))?;
+    let days = statement
+        .query_map(params![day_start.0], |row| supervisor_sql::agent_day_row(row))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(days)
 }
