@@ -26,9 +26,9 @@ mod migrations;
 mod routing_sql;
 mod rows;
 mod sql;
+pub mod sqlite;
 mod supervisor_sql;
 mod timeline_sql;
-pub mod sqlite;
 
 #[cfg(feature = "postgres")]
 pub mod postgres;
