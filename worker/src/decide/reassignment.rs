@@ -3,8 +3,8 @@
 //! commands so that the two can never disagree on either rule.
 
 use chat_shared::auth::Identity;
-use chat_shared::envelope::ReplyBody;
 use chat_shared::envelope::Delivery;
+use chat_shared::envelope::ReplyBody;
 use chat_shared::protocol::{
     server_events, ClosedBy, Session, SessionEnvelope, SessionEvent, SessionEventKind,
     SessionStatus,

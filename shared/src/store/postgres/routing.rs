@@ -7,12 +7,12 @@ use tokio_postgres::types::ToSql;
 
 use crate::protocol::SessionEvent;
 use crate::store::routing_sql::{self, ChangeValue};
-use crate::store::timeline_sql::{self, EventRow};
-use crate::store::{supervisor_sql, AgentDay, SupervisedChat};
 use crate::store::sql::Dialect;
+use crate::store::timeline_sql::{self, EventRow};
 use crate::store::{
     rows::Columns, HeldChat, Mutation, QueueView, RoutedAgent, RoutingChange, StoreError,
 };
+use crate::store::{supervisor_sql, AgentDay, SupervisedChat};
 use crate::Timestamp;
 
 const POSTGRES: Dialect = Dialect::Postgres;

@@ -7,9 +7,9 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use crate::protocol::SessionEvent;
 use crate::store::routing_sql::{self, ChangeValue};
+use crate::store::sql::Dialect;
 use crate::store::timeline_sql::{self, EventRow};
 use crate::store::{supervisor_sql, AgentDay, SupervisedChat};
-use crate::store::sql::Dialect;
 use crate::store::{HeldChat, Mutation, QueueView, RoutedAgent, RoutingChange, StoreError};
 use crate::Timestamp;
 
@@ -181,10 +181,15 @@ pub(super) fn open_chats(
     Ok(chats)
 }
 
-pub(super) fn agent_days(conn: &Connection, day_start: Timestamp) -> Result<Vec<AgentDay>, StoreError> {
+pub(super) fn agent_days(
+    conn: &Connection,
+    day_start: Timestamp,
+) -> Result<Vec<AgentDay>, StoreError> {
     let mut statement = conn.prepare_cached(&supervisor_sql::agent_days(SQLITE))?;
     let days = statement
-        .query_map(params![day_start.0], |row| supervisor_sql::agent_day_row(row))?
+        .query_map(params![day_start.0], |row| {
+            supervisor_sql::agent_day_row(row)
+        })?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(days)
 }
