@@ -14,10 +14,11 @@ use std::collections::HashMap;
 
 use uuid::Uuid;
 
-use crate::protocol::{Message, ReadPosition, Role, Session, SessionStatus};
+use crate::protocol::{AgentStatus, Message, ReadPosition, Role, Session, SessionStatus};
 use crate::store::{
-    AgentRecord, BatchKeys, BatchSnapshot, MessageRange, Mutation, SessionCursor, SessionQuery,
-    SessionRecord, SessionScope, Store, StoreError,
+    AgentRecord, BatchKeys, BatchSnapshot, HeldChat, MessageRange, Mutation, QueuedSession,
+    RoutedAgent, RoutingChange, SessionCursor, SessionQuery, SessionRecord, SessionScope, Store,
+    StoreError,
 };
 use crate::Timestamp;
 
@@ -43,6 +44,13 @@ pub async fn run_all(store: &dyn Store) {
     read_positions_set_and_update(store).await;
     pool_figures_counts(store).await;
     pool_figures_of_an_empty_pool(store).await;
+    routed_agents_mirror_the_directory(store).await;
+    change_routing_stores_status_and_capacity(store).await;
+    commits_adjust_agent_load(store).await;
+    load_bound_fails_the_whole_batch(store).await;
+    racing_load_adjustments_respect_the_bound(store).await;
+    queue_orders_waiting_sessions(store).await;
+    chats_of_agents_seen_before_a_cutoff(store).await;
 }
 
 /// Declares, in the calling module, one test per check, each on a fresh
@@ -77,6 +85,13 @@ macro_rules! tests_per_check {
             read_positions_set_and_update,
             pool_figures_counts,
             pool_figures_of_an_empty_pool,
+            routed_agents_mirror_the_directory,
+            change_routing_stores_status_and_capacity,
+            commits_adjust_agent_load,
+            load_bound_fails_the_whole_batch,
+            racing_load_adjustments_respect_the_bound,
+            queue_orders_waiting_sessions,
+            chats_of_agents_seen_before_a_cutoff,
         );
     };
     ($open:path; $($check:ident),* $(,)?) => {
@@ -1095,6 +1110,622 @@ pub async fn pool_figures_of_an_empty_pool(store: &dyn Store) {
     assert_eq!(figures.messages_today, 0);
 }
 
+/// A remembered agent starts online, without a capacity of their own, with
+/// no chats and never assigned, and is listed as `list_agents` lists them.
+pub async fn routed_agents_mirror_the_directory(store: &dyn Store) {
+    let (p1, p2) = (unique("pool"), unique("pool"));
+    let (bea, ann, cy) = (unique("agent"), unique("agent"), unique("agent"));
+    let records = [
+        directory_entry(&bea, "Bea", &[&p1, &p2], 1_000),
+        directory_entry(&ann, "Ann", &[&p1], 2_000),
+        directory_entry(&cy, "Cy", &[&p2], 3_000),
+    ];
+    for record in &records {
+        ok(store.remember_agent(record).await, "remember_agent");
+    }
+    for record in &records {
+        let routed = ok(store.routed_agent(&record.id).await, "routed_agent");
+        assert_eq!(
+            routed,
+            Some(fresh_routing(record)),
+            "routed_agent({}) of a newly remembered agent",
+            record.id
+        );
+    }
+    for pool in [&p1, &p2] {
+        let listed = ok(store.list_agents(Some(pool)).await, "list_agents");
+        let routed = ok(store.routed_agents(Some(pool)).await, "routed_agents");
+        assert_eq!(
+            routed,
+            listed.iter().map(fresh_routing).collect::<Vec<_>>(),
+            "routed_agents({pool}) lists list_agents' agents in its order"
+        );
+        assert_eq!(routed.len(), 2, "two agents serve {pool}");
+    }
+    let mine = |ids: Vec<String>| -> Vec<String> {
+        ids.into_iter()
+            .filter(|id| [&bea, &ann, &cy].contains(&id))
+            .collect()
+    };
+    let listed = ok(store.list_agents(None).await, "list_agents");
+    let routed = ok(store.routed_agents(None).await, "routed_agents");
+    let routed_ids = mine(routed.iter().map(|r| r.agent.id.clone()).collect());
+    assert_eq!(
+        routed_ids,
+        vec![ann.clone(), bea.clone(), cy.clone()],
+        "routed_agents(None) holds every agent, by name"
+    );
+    assert_eq!(
+        routed_ids,
+        mine(listed.iter().map(|a| a.id.clone()).collect()),
+        "routed_agents(None) in list_agents' order"
+    );
+    assert!(
+        routed
+            .windows(2)
+            .all(|w| (&w[0].agent.name, &w[0].agent.id) <= (&w[1].agent.name, &w[1].agent.id)),
+        "routed_agents(None) sorted by name then id"
+    );
+    assert_eq!(
+        ok(store.routed_agent(&unique("agent")).await, "routed_agent"),
+        None,
+        "an unknown agent has no routing"
+    );
+    assert!(
+        ok(
+            store.routed_agents(Some(&unique("pool"))).await,
+            "routed_agents"
+        )
+        .is_empty(),
+        "a pool nobody serves has no agents"
+    );
+}
+
+/// Status and capacity changes are stored and returned, touch only their
+/// agent, create nothing for an unknown one, and survive a reconnect.
+pub async fn change_routing_stores_status_and_capacity(store: &dyn Store) {
+    let pool = unique("pool");
+    let (id, other) = (unique("agent"), unique("agent"));
+    let record = directory_entry(&id, "Dee", &[&pool], 1_000);
+    let neighbour = directory_entry(&other, "Eve", &[&pool], 1_000);
+    ok(store.remember_agent(&record).await, "remember_agent");
+    ok(store.remember_agent(&neighbour).await, "remember_agent");
+
+    let mut expected = fresh_routing(&record);
+    expected.status = AgentStatus::Away;
+    let changed = ok(
+        store
+            .change_routing(&id, RoutingChange::Status(AgentStatus::Away))
+            .await,
+        "change_routing",
+    );
+    assert_eq!(changed.as_ref(), Some(&expected), "away is returned");
+    assert_eq!(
+        ok(store.routed_agent(&id).await, "routed_agent").as_ref(),
+        Some(&expected),
+        "away is stored"
+    );
+
+    expected.capacity = Some(3);
+    let changed = ok(
+        store
+            .change_routing(&id, RoutingChange::Capacity(Some(3)))
+            .await,
+        "change_routing",
+    );
+    assert_eq!(changed.as_ref(), Some(&expected), "capacity 3 is returned");
+    assert_eq!(
+        ok(store.routed_agent(&id).await, "routed_agent").as_ref(),
+        Some(&expected),
+        "capacity 3 is stored, status kept"
+    );
+    assert_eq!(
+        ok(store.routed_agent(&other).await, "routed_agent"),
+        Some(fresh_routing(&neighbour)),
+        "another agent's routing is untouched"
+    );
+
+    // A reconnect: new name, later time; routing is the agent's, not the
+    // token's, so it stays.
+    let again = directory_entry(&id, "Dee Dunn", &[&pool], 5_000);
+    ok(store.remember_agent(&again).await, "remember_agent again");
+    expected.agent = again.clone();
+    assert_eq!(
+        ok(store.routed_agent(&id).await, "routed_agent").as_ref(),
+        Some(&expected),
+        "a reconnect keeps status and capacity"
+    );
+
+    expected.capacity = None;
+    let changed = ok(
+        store
+            .change_routing(&id, RoutingChange::Capacity(None))
+            .await,
+        "change_routing",
+    );
+    assert_eq!(changed.as_ref(), Some(&expected), "no capacity is returned");
+    expected.status = AgentStatus::Online;
+    let changed = ok(
+        store
+            .change_routing(&id, RoutingChange::Status(AgentStatus::Online))
+            .await,
+        "change_routing",
+    );
+    assert_eq!(changed.as_ref(), Some(&expected), "online again");
+    assert_eq!(
+        ok(store.routed_agent(&id).await, "routed_agent"),
+        Some(expected),
+        "online without a capacity is stored"
+    );
+
+    let unknown = unique("agent");
+    for change in [
+        RoutingChange::Status(AgentStatus::Away),
+        RoutingChange::Capacity(Some(3)),
+        RoutingChange::Capacity(None),
+    ] {
+        assert_eq!(
+            ok(
+                store.change_routing(&unknown, change).await,
+                "change_routing"
+            ),
+            None,
+            "{change:?} of an unknown agent"
+        );
+    }
+    assert_eq!(
+        ok(store.routed_agent(&unknown).await, "routed_agent"),
+        None,
+        "a change of an unknown agent creates nothing"
+    );
+    assert!(
+        !ok(store.list_agents(None).await, "list_agents")
+            .iter()
+            .any(|a| a.id == unknown),
+        "nor a directory entry"
+    );
+}
+
+/// Commits move an agent's load: adjustments of one batch add up, an
+/// assignment time is kept, a bound that holds lets the batch through, and
+/// an agent outside the directory is skipped without failing the batch.
+pub async fn commits_adjust_agent_load(store: &dyn Store) {
+    let pool = unique("pool");
+    let (id, other) = (unique("agent"), unique("agent"));
+    let record = directory_entry(&id, "Fay", &[&pool], 1_000);
+    let neighbour = directory_entry(&other, "Gil", &[&pool], 1_000);
+    ok(store.remember_agent(&record).await, "remember_agent");
+    ok(store.remember_agent(&neighbour).await, "remember_agent");
+
+    commit_ok(
+        store,
+        vec![
+            adjust_load(&id, 1, None, Some(at(7_000))),
+            adjust_load(&id, 1, None, None),
+            adjust_load(&id, 1, Some(5), None),
+        ],
+        "three adjustments of one agent",
+    )
+    .await;
+    let routed = routing_of(store, &id).await;
+    assert_eq!(routed.open_chats, 3, "adjustments of a batch are summed");
+    assert_eq!(
+        routed.last_assigned_at,
+        Some(at(7_000)),
+        "assigned_at sets last_assigned_at"
+    );
+    assert_eq!(
+        routing_of(store, &other).await,
+        fresh_routing(&neighbour),
+        "another agent's load is untouched"
+    );
+
+    commit_ok(
+        store,
+        vec![adjust_load(&id, -1, None, None)],
+        "a session taken away",
+    )
+    .await;
+    let routed = routing_of(store, &id).await;
+    assert_eq!(routed.open_chats, 2, "a negative delta lowers the load");
+    assert_eq!(
+        routed.last_assigned_at,
+        Some(at(7_000)),
+        "no assigned_at keeps last_assigned_at"
+    );
+
+    commit_ok(
+        store,
+        vec![adjust_load(&id, 1, Some(3), Some(at(9_000)))],
+        "an assignment up to the bound exactly",
+    )
+    .await;
+    let routed = routing_of(store, &id).await;
+    assert_eq!(routed.open_chats, 3, "a load at the bound is allowed");
+    assert_eq!(routed.last_assigned_at, Some(at(9_000)));
+
+    let unknown = unique("agent");
+    let session = pending_session(&pool, at(1_000));
+    commit_ok(
+        store,
+        vec![
+            Mutation::InsertSession(session.clone()),
+            adjust_load(&unknown, 1, Some(0), Some(at(9_000))),
+        ],
+        "an adjustment of an agent outside the directory",
+    )
+    .await;
+    assert_eq!(
+        stored_record(store, &session.session.id).await,
+        Some(session),
+        "the batch with an unknown agent's adjustment still commits"
+    );
+    assert_eq!(
+        ok(store.routed_agent(&unknown).await, "routed_agent"),
+        None,
+        "the unknown agent is not created"
+    );
+}
+
+/// A batch that would leave an agent above its bound fails with
+/// `Conflict` and writes nothing: neither the load nor its sessions and
+/// messages.
+pub async fn load_bound_fails_the_whole_batch(store: &dyn Store) {
+    let pool = unique("pool");
+    let id = unique("agent");
+    let record = directory_entry(&id, "Hal", &[&pool], 1_000);
+    ok(store.remember_agent(&record).await, "remember_agent");
+
+    let mut session = assigned_to(&pending_session(&pool, at(1_000)), &id);
+    session.version = 1;
+    let sid = session.session.id.clone();
+    let customer = session.session.customer_id.clone();
+    commit_conflicts(
+        store,
+        vec![
+            Mutation::InsertSession(session.clone()),
+            Mutation::InsertMessage(message(&sid, 1, &customer, Some("c-1"))),
+            adjust_load(&id, 2, Some(1), Some(at(2_000))),
+        ],
+        "a batch leaving the agent above the bound",
+    )
+    .await;
+    assert_eq!(
+        routing_of(store, &id).await,
+        fresh_routing(&record),
+        "the load and last assignment are unchanged"
+    );
+    assert_eq!(
+        ok(store.get_session(&sid).await, "get_session"),
+        None,
+        "the session inserted in the failed batch is absent"
+    );
+    assert_eq!(
+        seqs(store, &sid, MessageRange::Latest, 10).await,
+        (vec![], false),
+        "its message is absent"
+    );
+
+    commit_ok(
+        store,
+        vec![adjust_load(&id, 1, None, None)],
+        "one chat without a bound",
+    )
+    .await;
+    // Two adjustments that each fit, but not together.
+    commit_conflicts(
+        store,
+        vec![
+            Mutation::InsertSession(session.clone()),
+            adjust_load(&id, 1, Some(2), Some(at(3_000))),
+            adjust_load(&id, 1, Some(2), None),
+        ],
+        "two assignments of one batch that together pass the bound",
+    )
+    .await;
+    let routed = routing_of(store, &id).await;
+    assert_eq!(routed.open_chats, 1, "the failed batch moved no load");
+    assert_eq!(routed.last_assigned_at, None);
+    assert_eq!(ok(store.get_session(&sid).await, "get_session"), None);
+
+    commit_ok(
+        store,
+        vec![
+            Mutation::InsertSession(session.clone()),
+            adjust_load(&id, 1, Some(2), Some(at(3_000))),
+        ],
+        "the same session within the bound",
+    )
+    .await;
+    assert_eq!(routing_of(store, &id).await.open_chats, 2);
+    assert_eq!(stored_record(store, &sid).await, Some(session));
+}
+
+/// Two commits at once, each giving the same agent their last free chat:
+/// exactly one wins, and the agent never holds more than the bound.
+pub async fn racing_load_adjustments_respect_the_bound(store: &dyn Store) {
+    let pool = unique("pool");
+    let id = unique("agent");
+    ok(
+        store
+            .remember_agent(&directory_entry(&id, "Ida", &[&pool], 1_000))
+            .await,
+        "remember_agent",
+    );
+    for round in 0..20 {
+        let take = |n: i64| {
+            let session = pending_session(&pool, at(1_000 + round));
+            let sid = session.session.id.clone();
+            let batch = vec![
+                Mutation::InsertSession(session),
+                adjust_load(&id, 1, Some(1), Some(at(round * 10 + n))),
+            ];
+            (sid, batch)
+        };
+        let ((sid_a, a), (sid_b, b)) = (take(1), take(2));
+        let (a, b) = tokio::join!(store.commit(a), store.commit(b));
+        let (winner, loser) = match (&a, &b) {
+            (Ok(()), Err(StoreError::Conflict(_))) => (&sid_a, &sid_b),
+            (Err(StoreError::Conflict(_)), Ok(())) => (&sid_b, &sid_a),
+            _ => panic!(
+                "round {round}: expected exactly one success and one Conflict, got {a:?} and {b:?}"
+            ),
+        };
+        assert_eq!(
+            routing_of(store, &id).await.open_chats,
+            1,
+            "round {round}: the agent holds exactly the bound"
+        );
+        assert!(
+            ok(store.get_session(winner).await, "get_session").is_some(),
+            "round {round}: the winner's session is stored"
+        );
+        assert_eq!(
+            ok(store.get_session(loser).await, "get_session"),
+            None,
+            "round {round}: the loser's session is not"
+        );
+        commit_ok(
+            store,
+            vec![adjust_load(&id, -1, None, None)],
+            "reset the load",
+        )
+        .await;
+        assert_eq!(routing_of(store, &id).await.open_chats, 0);
+    }
+}
+
+/// A pool's queue: its pending sessions only, oldest first (ties by id),
+/// at most the limit; what was assigned since a time; how many wait ahead
+/// of a session; and which pools have a queue.
+pub async fn queue_orders_waiting_sessions(store: &dyn Store) {
+    let (pool, neighbour, idle) = (unique("pool"), unique("pool"), unique("pool"));
+    let first = in_pool(&pool, SessionStatus::Pending, at(1_000));
+    let mut tied = [
+        in_pool(&pool, SessionStatus::Pending, at(2_000)),
+        in_pool(&pool, SessionStatus::Pending, at(2_000)),
+    ];
+    tied.sort_by(|x, y| x.session.id.cmp(&y.session.id));
+    let last = in_pool(&pool, SessionStatus::Pending, at(3_000));
+    let since = at(3_000);
+    let mut assigned_after = in_pool(&pool, SessionStatus::Active, at(500));
+    assigned_after.first_assigned_at = Some(at(6_000));
+    let mut assigned_at_since = in_pool(&pool, SessionStatus::Closed, at(600));
+    assigned_at_since.first_assigned_at = Some(since);
+    assigned_at_since.session.closed_at = Some(at(8_000));
+    let mut assigned_before = in_pool(&pool, SessionStatus::Active, at(700));
+    assigned_before.first_assigned_at = Some(at(2_999));
+    // Back in the queue after an assignment since: waits and counts.
+    let mut requeued = in_pool(&pool, SessionStatus::Pending, at(4_000));
+    requeued.first_assigned_at = Some(at(4_500));
+    let mut other_pool = in_pool(&neighbour, SessionStatus::Pending, at(100));
+    other_pool.first_assigned_at = Some(at(5_000));
+    let neighbour_tail = in_pool(&neighbour, SessionStatus::Pending, at(200));
+    let mut idle_active = in_pool(&idle, SessionStatus::Active, at(100));
+    idle_active.first_assigned_at = Some(at(5_000));
+    let idle_closed = in_pool(&idle, SessionStatus::Closed, at(100));
+    let all = [
+        &last,
+        &tied[1],
+        &first,
+        &tied[0],
+        &assigned_after,
+        &assigned_at_since,
+        &assigned_before,
+        &requeued,
+        &other_pool,
+        &neighbour_tail,
+        &idle_active,
+        &idle_closed,
+    ];
+    commit_ok(
+        store,
+        all.iter()
+            .map(|r| Mutation::InsertSession((*r).clone()))
+            .collect(),
+        "a pool's sessions",
+    )
+    .await;
+    let queued = |records: &[&SessionRecord]| -> Vec<QueuedSession> {
+        records
+            .iter()
+            .map(|r| QueuedSession {
+                session_id: r.session.id.clone(),
+                customer_id: r.session.customer_id.clone(),
+                created_at: r.session.created_at,
+            })
+            .collect()
+    };
+    let order = [&first, &tied[0], &tied[1], &last, &requeued];
+
+    let view = ok(store.queue(&pool, 10, since).await, "queue");
+    assert_eq!(
+        view.waiting,
+        queued(&order),
+        "the pool's pending sessions, oldest first, ties by id"
+    );
+    assert_eq!(
+        view.assigned_since, 3,
+        "first assigned at or after the time, whatever the status now"
+    );
+    let view = ok(store.queue(&pool, 2, since).await, "queue");
+    assert_eq!(view.waiting, queued(&order[..2]), "at most the limit");
+    assert_eq!(view.assigned_since, 3, "the limit does not cut the count");
+    let view = ok(store.queue(&pool, 10, at(6_001)).await, "queue");
+    assert_eq!(view.assigned_since, 0, "nothing assigned after 6.001 s");
+    let view = ok(store.queue(&idle, 10, at(0)).await, "queue");
+    assert_eq!(view.waiting, vec![], "a pool without pending sessions");
+    assert_eq!(view.assigned_since, 1);
+    let view = ok(store.queue(&unique("pool"), 10, at(0)).await, "queue");
+    assert_eq!(view, crate::store::QueueView::default(), "an unknown pool");
+
+    for (ahead, record) in order.iter().enumerate() {
+        assert_eq!(
+            ok(
+                store.waiting_ahead(&pool, &record.session.id).await,
+                "waiting_ahead"
+            ),
+            ahead as i64,
+            "sessions ahead of the one created at {:?}",
+            record.session.created_at
+        );
+    }
+    assert_eq!(
+        ok(
+            store.waiting_ahead(&pool, &unique("session")).await,
+            "waiting_ahead"
+        ),
+        order.len() as i64,
+        "a session not stored yet waits behind every waiting one"
+    );
+    assert_eq!(
+        ok(
+            store
+                .waiting_ahead(&neighbour, &neighbour_tail.session.id)
+                .await,
+            "waiting_ahead"
+        ),
+        1,
+        "only the pool's own sessions count"
+    );
+    assert_eq!(
+        ok(
+            store.waiting_ahead(&idle, &unique("session")).await,
+            "waiting_ahead"
+        ),
+        0,
+        "nobody waits in a pool without pending sessions"
+    );
+
+    let pools = ok(store.waiting_pools().await, "waiting_pools");
+    assert!(
+        pools.windows(2).all(|w| w[0] < w[1]),
+        "waiting pools sorted without duplicates: {pools:?}"
+    );
+    assert!(pools.contains(&pool), "the pool with a queue is listed");
+    assert!(pools.contains(&neighbour), "the neighbour is listed");
+    assert!(
+        !pools.contains(&idle),
+        "a pool with only active and closed sessions is not listed"
+    );
+}
+
+/// The active chats of agents gone since before a time, for returning them
+/// to the queue; not waiting or closed ones, not those of agents seen
+/// since.
+pub async fn chats_of_agents_seen_before_a_cutoff(store: &dyn Store) {
+    let pool = unique("pool");
+    let (gone, here, unknown) = (unique("agent"), unique("agent"), unique("agent"));
+    let cutoff = at(5_000);
+    ok(
+        store
+            .remember_agent(&directory_entry(&gone, "Jo", &[&pool], 4_999))
+            .await,
+        "remember_agent",
+    );
+    ok(
+        store
+            .remember_agent(&directory_entry(&here, "Kim", &[&pool], 5_000))
+            .await,
+        "remember_agent",
+    );
+    let held = |agent: &str, status: SessionStatus| {
+        let mut record = assigned_to(&in_pool(&pool, SessionStatus::Pending, at(1_000)), agent);
+        record.version = 1;
+        record.session.status = status;
+        if status == SessionStatus::Closed {
+            record.session.closed_at = Some(at(3_000));
+        }
+        record
+    };
+    let gone_a = held(&gone, SessionStatus::Active);
+    let gone_b = held(&gone, SessionStatus::Active);
+    let gone_pending = held(&gone, SessionStatus::Pending);
+    let gone_closed = held(&gone, SessionStatus::Closed);
+    let here_active = held(&here, SessionStatus::Active);
+    let unknown_active = held(&unknown, SessionStatus::Active);
+    let records = [
+        &gone_a,
+        &gone_b,
+        &gone_pending,
+        &gone_closed,
+        &here_active,
+        &unknown_active,
+    ];
+    commit_ok(
+        store,
+        records
+            .iter()
+            .map(|r| Mutation::InsertSession((*r).clone()))
+            .collect(),
+        "held chats",
+    )
+    .await;
+    let mine = |chats: Vec<HeldChat>| -> Vec<HeldChat> {
+        chats
+            .into_iter()
+            .filter(|c| records.iter().any(|r| r.session.id == c.session_id))
+            .collect()
+    };
+    let mut expected: Vec<HeldChat> = [&gone_a, &gone_b]
+        .iter()
+        .map(|r| HeldChat {
+            session_id: r.session.id.clone(),
+            agent_id: gone.clone(),
+            pool: pool.clone(),
+        })
+        .collect();
+    expected.sort_by(|x, y| x.session_id.cmp(&y.session_id));
+    let found = ok(
+        store.chats_of_agents_seen_before(cutoff, 100_000).await,
+        "chats_of_agents_seen_before",
+    );
+    let mut found = mine(found);
+    found.sort_by(|x, y| x.session_id.cmp(&y.session_id));
+    assert_eq!(
+        found, expected,
+        "only the active chats of the agent seen before the cutoff"
+    );
+    let limited = ok(
+        store.chats_of_agents_seen_before(cutoff, 1).await,
+        "chats_of_agents_seen_before",
+    );
+    assert_eq!(limited.len(), 1, "at most the limit");
+
+    // The agent reconnects: their chats are theirs again.
+    ok(
+        store
+            .remember_agent(&directory_entry(&gone, "Jo", &[&pool], 6_000))
+            .await,
+        "remember_agent",
+    );
+    let found = ok(
+        store.chats_of_agents_seen_before(cutoff, 100_000).await,
+        "chats_of_agents_seen_before",
+    );
+    assert_eq!(mine(found), vec![], "an agent seen again keeps their chats");
+}
+
 // ---------------------------------------------------------------------------
 // Helpers
 
@@ -1124,6 +1755,48 @@ async fn commit_conflicts(store: &dyn Store, mutations: Vec<Mutation>, what: &st
     match store.commit(mutations).await {
         Err(StoreError::Conflict(_)) => {}
         other => panic!("{what}: expected Conflict, got {other:?}"),
+    }
+}
+
+fn directory_entry(id: &str, name: &str, pools: &[&String], seen: i64) -> AgentRecord {
+    let mut pools: Vec<String> = pools.iter().map(|p| (*p).clone()).collect();
+    pools.sort();
+    pools.dedup();
+    AgentRecord {
+        id: id.to_owned(),
+        name: name.to_owned(),
+        pools,
+        last_seen_at: at(seen),
+    }
+}
+
+/// An agent's routing as it is right after they first connect.
+fn fresh_routing(agent: &AgentRecord) -> RoutedAgent {
+    RoutedAgent {
+        agent: agent.clone(),
+        status: AgentStatus::Online,
+        capacity: None,
+        open_chats: 0,
+        last_assigned_at: None,
+    }
+}
+
+async fn routing_of(store: &dyn Store, agent_id: &str) -> RoutedAgent {
+    ok(store.routed_agent(agent_id).await, "routed_agent")
+        .unwrap_or_else(|| panic!("agent {agent_id} is in the directory"))
+}
+
+fn adjust_load(
+    agent_id: &str,
+    delta: i64,
+    at_most: Option<i64>,
+    assigned_at: Option<Timestamp>,
+) -> Mutation {
+    Mutation::AdjustAgentLoad {
+        agent_id: agent_id.to_owned(),
+        delta,
+        at_most,
+        assigned_at,
     }
 }
 
