@@ -1,6 +1,7 @@
 // The supervisor dashboard: the pool's Stats (docs/protocol.md) as live
 // cards, refreshed by `stats-update`, and charts of the queue length and the
-// message rate over the last minutes.
+// message rate over the last minutes; for admins, the supervisor's tables
+// of open chats and agents below them.
 
 import { useEffect, useMemo, useState } from 'react';
 import { toErrorBody } from '../chat/ChatClient';
@@ -10,6 +11,7 @@ import { useNow } from '../lib/hooks';
 import { addSample, buildSeries, sampleOf, type StatsSample } from '../lib/statsSeries';
 import type { Stats } from '../lib/types';
 import { LineChart } from './LineChart';
+import { SupervisorView } from './SupervisorView';
 
 /** The charts cover what was observed, from one minute up to the last ten. */
 const WINDOW_MS = 10 * 60_000;
@@ -144,6 +146,7 @@ export function SupportDashboard() {
           </div>
         </>
       )}
+      {client.user.role === 'admin' && <SupervisorView />}
     </div>
   );
 }
