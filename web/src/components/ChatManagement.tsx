@@ -3,17 +3,18 @@
 // transfer to an agent or back to a queue, close with a reason). On narrow
 // screens the lists and the conversation take turns.
 
-import { useEffect, useState, type FormEvent, type ReactNode } from 'react';
+import { useEffect, useState } from 'react';
 import type { ActionResult } from '../chat/AgentDesk';
 import { useAgentDesk, useChatClient, useDeskState } from '../chat/ChatContext';
 import { useChatSocket, useSessionSummary } from '../chat/useChatSocket';
 import { ago } from '../lib/format';
 import { useNow } from '../lib/hooks';
 import { navigate, useLocation } from '../lib/router';
-import type { AgentEntry, Session } from '../lib/types';
+import type { Session } from '../lib/types';
 import { MAX_REASON_CHARS } from '../lib/types';
 import { Conversation } from './Conversation';
-import { Modal } from './Modal';
+import { FormDialog } from './FormDialog';
+import { TransferDialog } from './TransferDialog';
 
 export function ChatManagement() {
   const desk = useAgentDesk();
@@ -247,96 +248,9 @@ function AgentConversation({ sessionId, listed, onBack, onTake, onDone }: AgentC
         )}
       </header>
       <Conversation sessionId={sessionId} chat={chat} canWrite={mine} footer={footer} markRead={mine} />
-      {dialog === 'transfer' && session && (
-        <TransferDialog session={session} onCancel={() => setDialog(null)} onTransfer={(target) => finish(desk.transfer(sessionId, target))} />
-      )}
+      {dialog === 'transfer' && session && <TransferDialog session={session} onClose={() => setDialog(null)} onTransferred={onDone} />}
       {dialog === 'close' && <CloseDialog onCancel={() => setDialog(null)} onClose={(reason) => finish(desk.close(sessionId, reason))} />}
     </section>
-  );
-}
-
-function TransferDialog({
-  session,
-  onCancel,
-  onTransfer,
-}: {
-  session: Session;
-  onCancel: () => void;
-  onTransfer: (target: { agentId?: string; pool?: string }) => Promise<string | null>;
-}) {
-  const client = useChatClient();
-  const me = client.user.userId;
-  const [mode, setMode] = useState<'agent' | 'queue'>('agent');
-  const [agentId, setAgentId] = useState('');
-  // The agents of the chat's pool, from the directory: only they can take it.
-  const [agents, setAgents] = useState<AgentEntry[] | null>(null);
-  const [loadError, setLoadError] = useState<string | null>(null);
-  const [pool, setPool] = useState(session.pool);
-
-  useEffect(() => {
-    let live = true;
-    client.api
-      .agents(session.pool)
-      .then(({ items }) => {
-        if (!live) return;
-        const others = items.filter((a) => a.id !== me);
-        setAgents(others);
-        // Someone online first, as the likeliest pick.
-        setAgentId((current) => current || (others.find((a) => a.online) ?? others[0])?.id || '');
-      })
-      .catch(() => {
-        if (live) setLoadError('The list of agents could not be loaded.');
-      });
-    return () => {
-      live = false;
-    };
-  }, [client, session.pool, me]);
-
-  return (
-    <FormDialog
-      title="Transfer chat"
-      submitLabel="Transfer"
-      tone="primary"
-      onCancel={onCancel}
-      validate={() => (mode === 'agent' && !agentId ? 'Pick the agent to hand this chat to.' : null)}
-      onSubmit={() => onTransfer(mode === 'agent' ? { agentId } : { pool: pool.trim() || session.pool })}
-    >
-      <fieldset className="choice">
-        <legend>Hand this chat to</legend>
-        <label className="radio">
-          <input type="radio" name="mode" checked={mode === 'agent'} onChange={() => setMode('agent')} />
-          Another agent
-        </label>
-        <label className="radio">
-          <input type="radio" name="mode" checked={mode === 'queue'} onChange={() => setMode('queue')} />
-          Back to a queue
-        </label>
-      </fieldset>
-      {mode === 'agent' ? (
-        <label className="field">
-          <span className="field-label">Agent</span>
-          <select
-            value={agentId}
-            onChange={(e) => setAgentId(e.target.value)}
-            disabled={!agents || agents.length === 0}
-            data-testid="agent-picker"
-          >
-            {agents === null && <option value="">{loadError ?? 'Loading agents…'}</option>}
-            {agents?.length === 0 && <option value="">No other agent serves {session.pool}</option>}
-            {agents?.map((a) => (
-              <option key={a.id} value={a.id}>
-                {a.name} — {a.online ? 'online' : 'offline'}
-              </option>
-            ))}
-          </select>
-        </label>
-      ) : (
-        <label className="field">
-          <span className="field-label">Queue (pool)</span>
-          <input value={pool} onChange={(e) => setPool(e.target.value)} autoComplete="off" />
-        </label>
-      )}
-    </FormDialog>
   );
 }
 
@@ -349,59 +263,5 @@ function CloseDialog({ onCancel, onClose }: { onCancel: () => void; onClose: (re
         <textarea rows={3} value={reason} maxLength={MAX_REASON_CHARS} onChange={(e) => setReason(e.target.value)} placeholder="For example: question answered" />
       </label>
     </FormDialog>
-  );
-}
-
-interface FormDialogProps {
-  title: string;
-  submitLabel: string;
-  tone: 'primary' | 'danger';
-  onCancel: () => void;
-  /** Why the form cannot be sent as it stands, or null; checked before anything is sent. */
-  validate?: () => string | null;
-  /** Resolves to the message to show, or null once done (the caller then closes the dialog). */
-  onSubmit: () => Promise<string | null>;
-  children: ReactNode;
-}
-
-/**
- * A dialog around one form that acts on the server. The submit button stays
- * disabled while the action is under way, so a second click cannot send it twice.
- */
-function FormDialog({ title, submitLabel, tone, onCancel, validate, onSubmit, children }: FormDialogProps) {
-  const [error, setError] = useState<string | null>(null);
-  const [busy, setBusy] = useState(false);
-  const submit = async (event: FormEvent) => {
-    event.preventDefault();
-    const invalid = validate?.() ?? null;
-    if (invalid) {
-      setError(invalid);
-      return;
-    }
-    setBusy(true);
-    setError(null);
-    const message = await onSubmit();
-    setBusy(false);
-    if (message) setError(message);
-  };
-  return (
-    <Modal title={title} onClose={onCancel}>
-      <form onSubmit={(e) => void submit(e)} className="stack">
-        {children}
-        {error && (
-          <p className="inline-error" role="alert">
-            {error}
-          </p>
-        )}
-        <div className="modal-actions">
-          <button type="button" className="btn" onClick={onCancel}>
-            Cancel
-          </button>
-          <button type="submit" className={`btn btn-${tone}`} disabled={busy}>
-            {submitLabel}
-          </button>
-        </div>
-      </form>
-    </Modal>
   );
 }

@@ -150,9 +150,9 @@ export class ChatApi {
     return this.call(`/sessions/${encodeURIComponent(id)}/close`, 'POST', reason ? { reason } : {});
   }
 
-  /** The agents who serve `pool` (those who have connected), sorted by name. */
-  agents(pool: string): Promise<{ items: AgentEntry[] }> {
-    return this.call(`/agents?pool=${encodeURIComponent(pool)}`);
+  /** The agents who serve `pool` (those who have connected), sorted by name; without a pool, those of the caller's pools (admins: everyone). */
+  agents(pool?: string): Promise<{ items: AgentEntry[] }> {
+    return this.call(`/agents${pool ? `?pool=${encodeURIComponent(pool)}` : ''}`);
   }
 
   stats(pool?: string): Promise<Stats> {

@@ -32,13 +32,19 @@ export interface Message {
   createdAt: string;
 }
 
-/** An agent of the directory (`GET /agents`): online now, or last seen then. */
+/** What an agent says about taking chats; `offline` when no socket of theirs is connected. */
+export type AgentStatus = 'online' | 'away' | 'offline';
+
+/** An agent of the directory (`GET /agents`): online now, or last seen then, with its routing load. */
 export interface AgentEntry {
   id: string;
   name: string;
   pools: string[];
   online: boolean;
   lastSeenAt: string;
+  status: AgentStatus;
+  openChats: number;
+  capacity: number;
 }
 
 export interface Stats {
