@@ -30,13 +30,17 @@ import {
 } from '../lib/sessionState';
 import type {
   Ack,
+  AgentEntry,
+  AgentStatus,
   ChatErrorBody,
   ChatUser,
   ConnectedPayload,
   Message,
   MessagesReadPayload,
+  QueuePosition,
   SessionClosedPayload,
   SessionEnvelope,
+  SessionEvent,
   SessionJoinedPayload,
   Stats,
   UserTypingPayload,
@@ -78,6 +82,10 @@ export interface ClientEvents {
   'session-closed': SessionClosedPayload;
   'messages-read': MessagesReadPayload;
   'stats-update': Stats;
+  /** An agent's directory entry changed (status, open chats, capacity, presence). */
+  'agent-updated': { agent: AgentEntry };
+  'queue-position': QueuePosition;
+  'session-event': SessionEvent;
   'server-error': ChatErrorBody;
   /** A `refresh-token` was acknowledged: the connection goes on with a new token. */
   'token-refreshed': { expiresAt: string | number | null };
@@ -93,6 +101,8 @@ interface SessionRecord {
   /** Whether the last join asked for what followed a `lastSeq`: only then does `hasMore` mean newer messages to page. */
   catchingUp: boolean;
   filling: boolean;
+  /** The REST timeline (up to 500 entries, more than a join carries) was asked for once. */
+  eventsRequested: boolean;
   readInFlight: number;
   flushTimer: ReturnType<typeof setTimeout> | null;
   typingTimer: ReturnType<typeof setTimeout> | null;
@@ -135,6 +145,8 @@ export class ChatClient {
   private readonly anyListeners = new Set<() => void>();
   private anyVersion = 0;
   private visibleSession: string | null = null;
+  /** Server clock minus this browser's, from the last `connected` greeting. */
+  private serverOffsetMs = 0;
   private storedOutbox: OutboxEntry[];
   private readonly onOnline = () => this.networkChanged(true);
   private readonly onOffline = () => this.networkChanged(false);
@@ -322,6 +334,8 @@ export class ChatClient {
       if (reason !== 'io client disconnect') this.reconnector.lost();
     });
     socket.on('connected', (payload: ConnectedPayload) => {
+      const serverNow = Date.parse(payload.serverTime);
+      if (!Number.isNaN(serverNow)) this.serverOffsetMs = serverNow - Date.now();
       this.setConnection({ server: payload });
       this.emit('connected', payload);
     });
@@ -343,6 +357,19 @@ export class ChatClient {
     });
     socket.on('new-pending-session', (payload: SessionEnvelope) => this.emit('new-pending-session', payload));
     socket.on('stats-update', (payload: Stats) => this.emit('stats-update', payload));
+    socket.on('agent-updated', (payload: { agent: AgentEntry }) => {
+      if (payload?.agent) this.emit('agent-updated', payload);
+    });
+    socket.on('queue-position', (payload: QueuePosition) => {
+      if (!payload?.sessionId) return;
+      this.dispatch(payload.sessionId, { type: 'queue-position', payload });
+      this.emit('queue-position', payload);
+    });
+    socket.on('session-event', (event: SessionEvent) => {
+      if (!event?.sessionId) return;
+      this.dispatch(event.sessionId, { type: 'events', events: [event] });
+      this.emit('session-event', event);
+    });
     socket.on('token-expiring', (payload: { expiresAt?: string | number }) => void this.refreshToken(socket, payload?.expiresAt));
     socket.on('error', (payload: ChatErrorBody) => {
       if (payload?.code === 'token_expired') {
@@ -424,6 +451,7 @@ export class ChatClient {
         joining: false,
         catchingUp: false,
         filling: false,
+        eventsRequested: false,
         readInFlight: 0,
         flushTimer: null,
         typingTimer: null,
@@ -529,10 +557,47 @@ export class ChatClient {
     // those are for scrolling back, not a gap to fill forward.
     const joined = record.catchingUp ? payload : { ...payload, hasMore: false };
     this.dispatch(sessionId, { type: 'joined', payload: joined });
+    if (!record.eventsRequested) {
+      // A join carries the latest 50 entries; the first view of a session asks for the longer list.
+      record.eventsRequested = true;
+      void this.loadEvents(sessionId);
+    }
     if (payload.session.status === 'closed') {
       this.failOutbox(sessionId, { code: 'session_closed', message: 'The chat is closed.' });
     }
     void this.fill(sessionId);
+  }
+
+  private async loadEvents(sessionId: string): Promise<void> {
+    try {
+      const { items } = await this.api.events(sessionId);
+      if (Array.isArray(items)) this.dispatch(sessionId, { type: 'events', events: items });
+    } catch {
+      // The join's own entries stay; the next first view asks again.
+      const record = this.sessions.get(sessionId);
+      if (record) record.eventsRequested = false;
+    }
+  }
+
+  /** The server's clock now (ms since epoch), as far as the last greeting tells. */
+  serverNow(): number {
+    return Date.now() + this.serverOffsetMs;
+  }
+
+  /** An agent says whether they take chats; resolves to the directory entry the server now holds. */
+  setStatus(status: Exclude<AgentStatus, 'offline'>): Promise<AgentEntry> {
+    const socket = this.socket;
+    if (!socket?.connected) return Promise.reject(new Error('Not connected.'));
+    return new Promise((resolve, reject) => {
+      socket.timeout(this.config.timeouts.connection).emit('set-status', { status }, (err: Error | null, ack?: Ack<{ agent: AgentEntry }>) => {
+        if (err || !ack) reject(new Error('No answer from the server.'));
+        else if (!ack.ok) reject(new ApiError(ack.error.code, ack.error.message, 0));
+        else {
+          this.emit('agent-updated', { agent: ack.agent });
+          resolve(ack.agent);
+        }
+      });
+    });
   }
 
   /** Pages over REST whatever the join or a gap left out, until the history is contiguous. */

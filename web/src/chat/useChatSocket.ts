@@ -8,7 +8,7 @@
 import { useCallback, useEffect, useMemo, useRef, useSyncExternalStore } from 'react';
 import { initialSessionState, myReadSeq, peerReadSeq, timeline, unreadCount, type ChatItem, type SessionState, type TypingUser } from '../lib/sessionState';
 import type { OutboxEntry } from '../lib/outbox';
-import type { ChatErrorBody, Message, ReadPosition, Session, SessionClosedPayload } from '../lib/types';
+import type { ChatErrorBody, Message, QueuePosition, ReadPosition, Session, SessionClosedPayload, SessionEvent } from '../lib/types';
 import type { ConnectionInfo, ConnectionStatus } from './ChatClient';
 import { useChatClient, useConnection } from './ChatContext';
 
@@ -46,6 +46,10 @@ export interface UseChatSocketResult {
   myReadSeq: number;
   peerReadSeq: number;
   unreadCount: number;
+  /** The timeline's system entries (assigned, transferred, returned, closed). */
+  events: SessionEvent[];
+  /** The latest queue position while the session waits (customers). */
+  queuePosition: QueuePosition | null;
   error: ChatErrorBody | null;
 }
 
@@ -128,6 +132,8 @@ export function useChatSocket({ sessionId, onNewMessage }: UseChatSocketOptions)
     myReadSeq: myReadSeq(state),
     peerReadSeq: peerReadSeq(state),
     unreadCount: unreadCount(state),
+    events: state.events,
+    queuePosition: state.queuePosition,
     error: state.error,
   };
 }

@@ -7,7 +7,7 @@
 import { useCallback, useEffect, useState, type FormEvent } from 'react';
 import { toErrorBody } from '../chat/ChatClient';
 import { useChatClient } from '../chat/ChatContext';
-import { useChatSocket } from '../chat/useChatSocket';
+import { useChatSocket, useSessionSummary } from '../chat/useChatSocket';
 import type { Session } from '../lib/types';
 import { MAX_CONTENT_CHARS, MAX_SUBJECT_CHARS } from '../lib/types';
 import { ConnectionPill } from './ConnectionStatus';
@@ -31,6 +31,35 @@ function rememberedSession(userId: string): string | null {
   } catch {
     return null;
   }
+}
+
+const DEFAULT_SUBTITLE = 'We usually answer within a few minutes.';
+
+/** "about 2 minutes", "less than a minute". */
+export function waitEstimate(seconds: number): string {
+  if (seconds < 60) return 'less than a minute';
+  const minutes = Math.round(seconds / 60);
+  return `about ${minutes} ${minutes === 1 ? 'minute' : 'minutes'}`;
+}
+
+/** The queue position line: "You are number 3 in the queue — about 2 minutes". */
+export function queueLine(position: number, estimatedWaitSeconds: number | null): string {
+  const base = `You are number ${position} in the queue`;
+  return estimatedWaitSeconds === null ? base : `${base} — ${waitEstimate(estimatedWaitSeconds)}`;
+}
+
+/** While the chat waits, the latest queue position replaces the usual promise. */
+function WaitSubtitle({ sessionId }: { sessionId: string }) {
+  const { state } = useSessionSummary(sessionId);
+  const position = state.queuePosition;
+  if (state.session?.status === 'pending' && state.closed === null && position) {
+    return (
+      <p className="widget-subtitle" data-testid="queue-position" role="status">
+        {queueLine(position.position, position.estimatedWaitSeconds)}
+      </p>
+    );
+  }
+  return <p className="widget-subtitle">{DEFAULT_SUBTITLE}</p>;
 }
 
 export function ChatSupport() {
@@ -74,7 +103,7 @@ export function ChatSupport() {
             <h1 id="widget-title" className="widget-title">
               Chat with support
             </h1>
-            <p className="widget-subtitle">We usually answer within a few minutes.</p>
+            {sessionId ? <WaitSubtitle sessionId={sessionId} /> : <p className="widget-subtitle">{DEFAULT_SUBTITLE}</p>}
           </div>
           <ConnectionPill />
         </header>

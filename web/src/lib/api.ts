@@ -2,7 +2,7 @@
 // endpoint, with errors turned into `ApiError` carrying the protocol's code.
 
 import { decodeClaims, type TokenSource } from './tokenSource';
-import type { AgentEntry, ChatErrorBody, ChatUser, Message, MessagePage, Session, SessionPage, SessionStatus, Stats } from './types';
+import type { AgentEntry, ChatErrorBody, ChatUser, Message, MessagePage, QueueEntry, Session, SessionEvent, SessionPage, SessionStatus, Stats } from './types';
 
 export class ApiError extends Error {
   constructor(
@@ -153,6 +153,16 @@ export class ChatApi {
   /** The agents who serve `pool` (those who have connected), sorted by name; without a pool, those of the caller's pools (admins: everyone). */
   agents(pool?: string): Promise<{ items: AgentEntry[] }> {
     return this.call(`/agents${pool ? `?pool=${encodeURIComponent(pool)}` : ''}`);
+  }
+
+  /** The session's latest timeline entries (SessionEvent), oldest first. */
+  events(id: string): Promise<{ items: SessionEvent[] }> {
+    return this.call(`/sessions/${encodeURIComponent(id)}/events`);
+  }
+
+  /** The waiting sessions in queue order, each with when it entered the queue. */
+  queue(pool?: string): Promise<{ items: QueueEntry[] }> {
+    return this.call(`/queue${pool ? `?pool=${encodeURIComponent(pool)}` : ''}`);
   }
 
   stats(pool?: string): Promise<Stats> {

@@ -4,15 +4,18 @@
 // who is typing, how far the other side has read.
 
 import { contiguousSeq, hasGap, mergeMessages } from './merge';
+import { mergeEvents } from './timeline';
 import * as outbox from './outbox';
 import type { OutboxEntry } from './outbox';
 import type {
   ChatErrorBody,
   Message,
+  QueuePosition,
   ReadPosition,
   Role,
   Session,
   SessionClosedPayload,
+  SessionEvent,
   SessionJoinedPayload,
   UserTypingPayload,
 } from './types';
@@ -46,6 +49,10 @@ export interface SessionState {
   /** The join left newer history to page over REST. */
   hasMoreAfter: boolean;
   closed: SessionClosedPayload | null;
+  /** The timeline's system entries, by afterSeq then time. */
+  events: SessionEvent[];
+  /** The latest queue position while the session waits (customers only); null once it is taken. */
+  queuePosition: QueuePosition | null;
   /** The last join or paging error. */
   error: ChatErrorBody | null;
 }
@@ -59,6 +66,8 @@ export type SessionAction =
   | { type: 'expire-typing'; now: number }
   | { type: 'session'; session: Session }
   | { type: 'closed'; payload: SessionClosedPayload }
+  | { type: 'events'; events: SessionEvent[] }
+  | { type: 'queue-position'; payload: QueuePosition }
   | { type: 'disconnected' }
   | { type: 'left' }
   | { type: 'error'; error: ChatErrorBody | null }
@@ -82,6 +91,8 @@ export function initialSessionState(sessionId: string, me: string, pending: Outb
     everJoined: false,
     hasMoreAfter: false,
     closed: null,
+    events: [],
+    queuePosition: null,
     error: null,
   };
 }
@@ -129,6 +140,8 @@ export function sessionReducer(state: SessionState, action: SessionAction): Sess
         everJoined: true,
         hasMoreAfter: payload.hasMore,
         closed: payload.session.status === 'closed' ? state.closed : null,
+        events: mergeEvents(state.events, payload.events ?? []),
+        queuePosition: payload.session.status === 'pending' ? state.queuePosition : null,
         error: null,
       };
     }
@@ -160,12 +173,22 @@ export function sessionReducer(state: SessionState, action: SessionAction): Sess
         current && current.lastSeq > action.session.lastSeq
           ? { ...action.session, lastSeq: current.lastSeq, lastMessageAt: current.lastMessageAt }
           : action.session;
-      return { ...state, session };
+      return { ...state, session, queuePosition: session.status === 'pending' ? state.queuePosition : null };
     }
     case 'closed': {
       const { payload } = action;
       const session = state.session ? { ...state.session, status: 'closed' as const, closedAt: payload.closedAt } : null;
-      return { ...state, session, closed: payload, typing: [] };
+      return { ...state, session, closed: payload, typing: [], queuePosition: null };
+    }
+    case 'events': {
+      const events = mergeEvents(state.events, action.events);
+      return events === state.events ? state : { ...state, events };
+    }
+    case 'queue-position': {
+      const current = state.queuePosition;
+      const next = action.payload;
+      if (current && current.position === next.position && current.estimatedWaitSeconds === next.estimatedWaitSeconds) return state;
+      return { ...state, queuePosition: { sessionId: next.sessionId, position: next.position, estimatedWaitSeconds: next.estimatedWaitSeconds ?? null } };
     }
     case 'disconnected':
       return { ...state, joined: false, typing: [], outbox: outbox.requeueInFlight(state.outbox) };

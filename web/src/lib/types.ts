@@ -91,11 +91,43 @@ export interface ConnectedPayload {
   serverTime: string;
 }
 
+export type SessionEventKind = 'assigned' | 'transferred' | 'returned' | 'closed';
+
+/** A system entry of the timeline: placed after message `afterSeq`, it takes no seq of its own. */
+export interface SessionEvent {
+  sessionId: string;
+  kind: SessionEventKind;
+  at: string;
+  /** Who did it; null when the system did (automatic assignment, a return of a gone agent's chat). */
+  by: { userId: string; role: Role } | null;
+  /** The agent holding the session afterwards (for `closed`, the one who held it). */
+  agentId: string | null;
+  agentName: string | null;
+  pool: string;
+  afterSeq: number;
+}
+
 export interface SessionJoinedPayload {
   session: Session;
   messages: Message[];
   hasMore: boolean;
   readPositions: ReadPosition[];
+  /** The latest timeline entries, oldest first (absent from older servers). */
+  events?: SessionEvent[];
+}
+
+/** Where a waiting session stands in its pool's queue (sent to its customer). */
+export interface QueuePosition {
+  sessionId: string;
+  position: number;
+  estimatedWaitSeconds: number | null;
+}
+
+/** `GET /queue`: a waiting session with when it entered the queue. */
+export interface QueueEntry {
+  session: Session;
+  queuedAt: string;
+  position: number;
 }
 
 export interface UserTypingPayload {
