@@ -1,7 +1,8 @@
 // The agent console: the live queue of pending chats, the agent's own chats
-// with unread counts, and the selected conversation with its actions (take,
-// transfer to an agent or back to a queue, close with a reason). On narrow
-// screens the lists and the conversation take turns.
+// with unread counts, the agent's status and the directory of agents, and
+// the selected conversation with its actions (take, transfer to an agent or
+// back to a queue, close with a reason). On narrow screens the lists and the
+// conversation take turns.
 
 import { useEffect, useState } from 'react';
 import type { ActionResult } from '../chat/AgentDesk';
@@ -13,6 +14,7 @@ import { navigate, useLocation } from '../lib/router';
 import type { Session } from '../lib/types';
 import { MAX_REASON_CHARS } from '../lib/types';
 import { Conversation } from './Conversation';
+import { AgentPresence } from './AgentPresence';
 import { FormDialog } from './FormDialog';
 import { TransferDialog } from './TransferDialog';
 
@@ -101,6 +103,7 @@ export function ChatManagement() {
             </ul>
           )}
         </section>
+        <AgentPresence />
         {state.error && (
           <p className="inline-error" role="alert">
             Chats could not be loaded: {state.error}
