@@ -3,10 +3,11 @@
 // it is on screen and the page is visible it marks incoming messages read
 // and tells the notifications not to announce them.
 
-import { useEffect, type ReactNode } from 'react';
+import { useEffect, useMemo, type ReactNode } from 'react';
 import { useChatClient } from '../chat/ChatContext';
 import type { UseChatSocketResult } from '../chat/useChatSocket';
 import { usePageVisible } from '../lib/hooks';
+import { namesFrom, type EventNames } from '../lib/timeline';
 import type { Role } from '../lib/types';
 import { Composer } from './Composer';
 import { MessageList } from './MessageList';
@@ -52,6 +53,12 @@ export function Conversation({ sessionId, chat, canWrite, footer, empty, markRea
     if (markRead && visible && joined && isConnected && lastIncoming > myReadSeq) mark(lastIncoming);
   }, [markRead, visible, joined, isConnected, lastIncoming, myReadSeq, mark]);
 
+  const session = chat.session;
+  const names = useMemo<EventNames>(() => {
+    const known = namesFrom(chat.messages, chat.events, session ? { [session.customerId]: session.customerName, ...(session.agentId ? { [session.agentId]: session.agentName } : {}) } : {});
+    return { me: client.user.userId, nameOf: (id) => known.get(id) ?? null };
+  }, [chat.messages, chat.events, session, client]);
+
   const waitingHint =
     chat.connectionStatus === 'connected'
       ? null
@@ -67,6 +74,9 @@ export function Conversation({ sessionId, chat, canWrite, footer, empty, markRea
         onLoadEarlier={chat.loadEarlier}
         empty={empty ?? 'No messages yet.'}
         roleLabel={roleLabel}
+        events={chat.events}
+        names={names}
+        staffView={client.user.role !== 'customer'}
       />
       <TypingIndicator users={chat.typingUsers} />
       {chat.error && chat.error.code !== 'timeout' && (

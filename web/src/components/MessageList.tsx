@@ -1,10 +1,15 @@
 // The conversation's messages: bubbles grouped by sender, each of mine with
-// its state (waiting, sending, sent, read, not sent), auto-scrolling to the
-// newest message unless the reader has scrolled up to read older ones.
+// its state (waiting, sending, sent, read, not sent), the session's system
+// entries between them (assigned, transferred, returned, closed), links in
+// message text made clickable, auto-scrolling to the newest message unless
+// the reader has scrolled up to read older ones.
 
-import { useEffect, useLayoutEffect, useRef, useState } from 'react';
+import { useEffect, useLayoutEffect, useMemo, useRef, useState } from 'react';
 import type { ChatItem, ItemState } from '../lib/sessionState';
 import { timeOfDay } from '../lib/format';
+import { splitLinks } from '../lib/links';
+import { describeEvent, mergeTimeline, type EventNames } from '../lib/timeline';
+import type { SessionEvent } from '../lib/types';
 
 const STATE_TEXT: Record<ItemState, string> = {
   queued: 'Waiting for connection',
@@ -27,6 +32,24 @@ function StateMark({ state }: { state: ItemState }) {
   );
 }
 
+/** Message text as React text nodes, with http(s) addresses as links opening elsewhere. */
+export function MessageText({ text }: { text: string }) {
+  const parts = useMemo(() => splitLinks(text), [text]);
+  return (
+    <>
+      {parts.map((part, i) =>
+        part.type === 'link' ? (
+          <a key={i} href={part.href} target="_blank" rel="noopener noreferrer nofollow">
+            {part.text}
+          </a>
+        ) : (
+          part.text
+        ),
+      )}
+    </>
+  );
+}
+
 export interface MessageListProps {
   items: ChatItem[];
   onRetry: (clientMsgId: string) => void;
@@ -36,9 +59,19 @@ export interface MessageListProps {
   empty?: string;
   /** Label of the other side's role for screen readers ("Agent", "Customer"). */
   roleLabel: (role: ChatItem['senderRole']) => string;
+  /** The session's system entries, placed by their afterSeq. */
+  events?: SessionEvent[];
+  /** Names for the entries' "by" (who did it). */
+  names?: EventNames;
+  /** The viewer is an agent or admin: other agents' messages are marked as such. */
+  staffView?: boolean;
 }
 
-export function MessageList({ items, onRetry, onDiscard, hasEarlier, onLoadEarlier, empty, roleLabel }: MessageListProps) {
+const NO_EVENTS: SessionEvent[] = [];
+const NO_NAMES: EventNames = { me: '', nameOf: () => null };
+
+export function MessageList({ items, onRetry, onDiscard, hasEarlier, onLoadEarlier, empty, roleLabel, events = NO_EVENTS, names = NO_NAMES, staffView = false }: MessageListProps) {
+  const rows = useMemo(() => mergeTimeline(items, events), [items, events]);
   const scroller = useRef<HTMLDivElement>(null);
   const nearBottom = useRef(true);
   const lastKey = useRef<string | null>(null);
@@ -55,19 +88,19 @@ export function MessageList({ items, onRetry, onDiscard, hasEarlier, onLoadEarli
   useLayoutEffect(() => {
     const el = scroller.current;
     if (!el) return;
-    const last = items[items.length - 1];
+    const last = rows[rows.length - 1];
     const newLast = last && last.key !== lastKey.current;
     const firstRender = lastKey.current === null;
     lastKey.current = last?.key ?? null;
     if (!newLast) return;
-    if (firstRender || nearBottom.current || last.mine) {
+    if (firstRender || nearBottom.current || (last.type === 'message' && last.item.mine)) {
       el.scrollTop = el.scrollHeight;
       nearBottom.current = true;
       setUnseenBelow(false);
     } else {
       setUnseenBelow(true);
     }
-  }, [items]);
+  }, [rows]);
 
   // Keep the newest message in view when the area is resized (keyboard on phones, window size).
   useEffect(() => {
@@ -106,13 +139,26 @@ export function MessageList({ items, onRetry, onDiscard, hasEarlier, onLoadEarli
         )}
         {items.length === 0 && empty && <p className="messages-empty">{empty}</p>}
         <ol className="message-items">
-          {items.map((item, index) => {
-            const previous = items[index - 1];
+          {rows.map((row, index) => {
+            if (row.type === 'event') {
+              return (
+                <li key={row.key} className="timeline-event" data-testid="session-event" data-kind={row.event.kind} data-after-seq={row.event.afterSeq}>
+                  <span>
+                    {describeEvent(row.event, names)} · <time dateTime={row.event.at}>{timeOfDay(row.event.at)}</time>
+                  </span>
+                </li>
+              );
+            }
+            const item = row.item;
+            const previousRow = rows[index - 1];
+            const previous = previousRow?.type === 'message' ? previousRow.item : undefined;
             const firstOfRun = !previous || previous.senderId !== item.senderId;
+            const otherAgent = staffView && !item.mine && (item.senderRole === 'agent' || item.senderRole === 'admin');
             return (
               <li
                 key={item.key}
-                className={`msg ${item.mine ? 'msg-mine' : 'msg-theirs'} ${firstOfRun ? 'msg-first' : ''}`}
+                className={`msg ${item.mine ? 'msg-mine' : 'msg-theirs'} ${otherAgent ? 'msg-other-agent' : ''} ${firstOfRun ? 'msg-first' : ''}`}
+                data-sender={item.mine ? 'me' : otherAgent ? 'other-agent' : item.senderRole ?? ''}
                 data-testid="message"
                 data-state={item.state}
                 data-seq={item.seq ?? ''}
@@ -125,7 +171,9 @@ export function MessageList({ items, onRetry, onDiscard, hasEarlier, onLoadEarli
                   </span>
                 )}
                 {item.mine && <span className="visually-hidden">You: </span>}
-                <div className="bubble">{item.content}</div>
+                <div className="bubble">
+                  <MessageText text={item.content} />
+                </div>
                 <div className="msg-meta">
                   <time dateTime={item.createdAt}>{timeOfDay(item.createdAt)}</time>
                   {item.mine && <StateMark state={item.state} />}
