@@ -15,6 +15,8 @@ export interface DeskState {
   mine: Session[];
   /** How each of my closed chats ended. */
   closedInfo: Record<string, SessionClosedPayload>;
+  /** When each queued chat entered the queue (server clock, RFC 3339): its creation or its latest return. */
+  queuedAt: Record<string, string>;
   loaded: boolean;
   error: string | null;
 }
@@ -36,7 +38,9 @@ function upsert(list: Session[], session: Session): Session[] {
 }
 
 export class AgentDesk {
-  private state: DeskState = { queue: [], mine: [], closedInfo: {}, loaded: false, error: null };
+  private state: DeskState = { queue: [], mine: [], closedInfo: {}, queuedAt: {}, loaded: false, error: null };
+  /** Whether GET /queue is served (a server without it answers 404: the queue is then the pending sessions). */
+  private queueRoute = true;
   private readonly listeners = new Set<() => void>();
   private readonly eventListeners = new Set<(event: DeskEvent) => void>();
   private readonly watching = new Map<string, () => void>();
@@ -100,33 +104,64 @@ export class AgentDesk {
     for (const id of wanted) if (!this.watching.has(id)) this.watching.set(id, this.client.watch(id));
   }
 
+  /** The waiting sessions with when each entered the queue, in queue order. */
+  private async loadQueue(): Promise<{ queue: Session[]; queuedAt: Record<string, string> }> {
+    if (this.queueRoute) {
+      try {
+        const { items } = await this.client.api.queue();
+        const queuedAt: Record<string, string> = {};
+        for (const item of items) queuedAt[item.session.id] = item.queuedAt;
+        return { queue: items.slice().sort((a, b) => a.position - b.position).map((item) => item.session), queuedAt };
+      } catch (error) {
+        if (!(error instanceof ApiError && error.status === 404)) throw error;
+        this.queueRoute = false;
+      }
+    }
+    const pending = await this.client.api.allSessions('pending');
+    const queuedAt: Record<string, string> = {};
+    for (const session of pending) queuedAt[session.id] = this.state.queuedAt[session.id] ?? session.createdAt;
+    return { queue: pending.sort(byCreated), queuedAt };
+  }
+
   /** Reloads the queue and my chats (after every connection: events may have been missed). */
   async refresh(): Promise<void> {
     const ticket = ++this.refreshing;
     try {
-      const [pending, active] = await Promise.all([this.client.api.allSessions('pending'), this.client.api.allSessions('active')]);
+      const [{ queue, queuedAt }, active] = await Promise.all([this.loadQueue(), this.client.api.allSessions('active')]);
       if (ticket !== this.refreshing) return;
       const mineActive = active.filter((s) => s.agentId === this.me);
       const closedKept = this.state.mine.filter((s) => s.status === 'closed');
       const mine = [...mineActive, ...closedKept.filter((c) => !mineActive.some((a) => a.id === c.id))];
-      this.set({ queue: pending.sort(byCreated), mine, loaded: true, error: null });
+      this.set({ queue, queuedAt, mine, loaded: true, error: null });
     } catch (error) {
       if (ticket !== this.refreshing) return;
       this.set({ loaded: true, error: error instanceof Error ? error.message : String(error) });
     }
   }
 
+  /**
+   * A chat seen entering the queue live entered it now, on the server's clock
+   * (a return keeps its place in the queue but its wait starts again); one
+   * already queued keeps its time.
+   */
+  private enteredQueue(session: Session): Record<string, string> {
+    if (this.state.queue.some((s) => s.id === session.id) && this.state.queuedAt[session.id]) return this.state.queuedAt;
+    return { ...this.state.queuedAt, [session.id]: new Date(this.client.serverNow()).toISOString() };
+  }
+
   private pending(session: Session): void {
     if (session.status !== 'pending') return;
     const mine = this.state.mine.filter((s) => s.id !== session.id);
-    this.set({ queue: upsert(this.state.queue, session).sort(byCreated), mine });
+    this.set({ queue: upsert(this.state.queue, session).sort(byCreated), queuedAt: this.enteredQueue(session), mine });
   }
 
   private updated(session: Session): void {
     const wasMine = this.state.mine.some((s) => s.id === session.id && s.status === 'active');
     let queue = this.state.queue;
     let mine = this.state.mine;
+    let queuedAt = this.state.queuedAt;
     if (session.status === 'pending') {
+      queuedAt = this.enteredQueue(session);
       queue = upsert(queue, session).sort(byCreated);
       mine = mine.filter((s) => s.id !== session.id);
     } else {
@@ -136,7 +171,7 @@ export class AgentDesk {
       if (session.agentId === this.me) mine = upsert(mine, session);
       else mine = mine.filter((s) => s.id !== session.id);
     }
-    this.set({ queue, mine });
+    this.set({ queue, mine, queuedAt });
     const isMine = session.status === 'active' && session.agentId === this.me;
     if (!wasMine && isMine && !this.taking.has(session.id)) this.fire({ type: 'transferred-in', session });
     if (wasMine && !isMine) {

@@ -69,7 +69,7 @@ export function useAgentDesk(): AgentDesk | null {
   return useContext(ChatContext)?.desk ?? null;
 }
 
-const EMPTY_DESK: DeskState = { queue: [], mine: [], closedInfo: {}, loaded: false, error: null };
+const EMPTY_DESK: DeskState = { queue: [], mine: [], closedInfo: {}, queuedAt: {}, loaded: false, error: null };
 
 export function useDeskState(): DeskState {
   const desk = useAgentDesk();

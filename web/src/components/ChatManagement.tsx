@@ -8,7 +8,7 @@ import { useEffect, useState } from 'react';
 import type { ActionResult } from '../chat/AgentDesk';
 import { useAgentDesk, useChatClient, useDeskState } from '../chat/ChatContext';
 import { useChatSocket, useSessionSummary } from '../chat/useChatSocket';
-import { ago } from '../lib/format';
+import { duration, timeOfDay } from '../lib/format';
 import { useNow } from '../lib/hooks';
 import { navigate, useLocation } from '../lib/router';
 import type { Session } from '../lib/types';
@@ -18,14 +18,27 @@ import { AgentPresence } from './AgentPresence';
 import { FormDialog } from './FormDialog';
 import { TransferDialog } from './TransferDialog';
 
+/** A notice about one chat as it stood then; it goes when the chat changes hands again. */
+interface Notice {
+  tone: 'bad' | 'ok';
+  text: string;
+  about?: { sessionId: string; status: Session['status']; agentId?: string | null };
+}
+
 export function ChatManagement() {
   const desk = useAgentDesk();
   const state = useDeskState();
   const client = useChatClient();
   const { query } = useLocation();
   const selected = query.get('chat');
-  const [notice, setNotice] = useState<{ tone: 'bad' | 'ok'; text: string } | null>(null);
-  const now = useNow(15000);
+  const [notice, setNotice] = useState<Notice | null>(null);
+  // The chat just taken: its message box gets the focus once it shows.
+  const [focusFor, setFocusFor] = useState<string | null>(null);
+  // A chat opened by id that is neither queued nor mine (admins: any chat).
+  const [fetched, setFetched] = useState<Session | null>(null);
+  const [fetchError, setFetchError] = useState<string | null>(null);
+  const now = useNow(5000);
+  const offset = client.serverNow() - Date.now();
 
   const select = (id: string | null) => navigate(id ? `/console?chat=${encodeURIComponent(id)}` : '/console');
 
@@ -34,21 +47,66 @@ export function ChatManagement() {
     if (!desk) return undefined;
     return desk.onEvent((event) => {
       if (event.type === 'lost' && event.session.id === selected) {
-        setNotice({ tone: 'ok', text: `This chat is ${event.reason}.` });
+        setNotice({ tone: 'ok', text: `This chat is ${event.reason}.`, about: { sessionId: event.session.id, status: event.session.status, agentId: event.session.agentId } });
       }
     });
   }, [desk, selected]);
+
+  // A notice about a chat that has since changed hands again is out of date.
+  const about = notice?.about;
+  useEffect(() => {
+    if (!about) return undefined;
+    const offs = [
+      client.on('session-updated', ({ session }) => {
+        if (session.id !== about.sessionId) return;
+        if (session.status !== about.status || (about.agentId !== undefined && session.agentId !== about.agentId)) setNotice(null);
+      }),
+      client.on('session-closed', ({ sessionId }) => {
+        if (sessionId === about.sessionId) setNotice(null);
+      }),
+    ];
+    return () => {
+      for (const off of offs) off();
+    };
+  }, [client, about]);
+
+  const listedSession = state.queue.find((s) => s.id === selected) ?? state.mine.find((s) => s.id === selected) ?? null;
+  const needsFetch = selected !== null && state.loaded && listedSession === null;
+  useEffect(() => {
+    setFetchError(null);
+    if (!needsFetch || !selected) {
+      setFetched(null);
+      return undefined;
+    }
+    let live = true;
+    client.api.getSession(selected).then(
+      (session) => {
+        if (live) setFetched(session);
+      },
+      (error: unknown) => {
+        if (live) setFetchError(error instanceof Error ? error.message : String(error));
+      },
+    );
+    return () => {
+      live = false;
+    };
+  }, [client, selected, needsFetch]);
 
   if (!desk) return null;
 
   const take = async (id: string) => {
     setNotice(null);
     const result = await desk.take(id);
-    if (result.ok) select(id);
-    else setNotice({ tone: 'bad', text: result.message });
+    if (result.ok) {
+      setFocusFor(id);
+      select(id);
+    } else {
+      setNotice({ tone: 'bad', text: result.message, about: { sessionId: id, status: 'active' } });
+    }
   };
 
-  const selectedSession = state.queue.find((s) => s.id === selected) ?? state.mine.find((s) => s.id === selected) ?? null;
+  const selectedSession = listedSession ?? (fetched?.id === selected ? fetched : null);
+  const waitedSeconds = (s: Session) => Math.max(0, (now + offset - Date.parse(state.queuedAt[s.id] ?? s.createdAt)) / 1000);
 
   return (
     <div className={`console ${selected ? 'console-has-selection' : ''}`}>
@@ -76,8 +134,8 @@ export function ChatManagement() {
                   <button type="button" className="session-open" onClick={() => select(s.id)} aria-current={s.id === selected ? 'true' : undefined}>
                     <span className="session-name">{s.customerName}</span>
                     <span className="session-sub">{s.subject ?? 'No subject'}</span>
-                    <span className="session-meta">
-                      Waiting since {ago(s.createdAt, now)}
+                    <span className="session-meta" data-testid="waiting-since" data-queued-at={state.queuedAt[s.id] ?? s.createdAt}>
+                      Waiting since {timeOfDay(Date.parse(state.queuedAt[s.id] ?? s.createdAt) - offset)} · {duration(waitedSeconds(s))}
                       {s.pool !== 'default' ? ` · ${s.pool}` : ''}
                     </span>
                   </button>
@@ -103,6 +161,7 @@ export function ChatManagement() {
             </ul>
           )}
         </section>
+        {client.user.role === 'admin' && <OpenById onOpen={(id) => select(id)} />}
         <AgentPresence />
         {state.error && (
           <p className="inline-error" role="alert">
@@ -119,6 +178,8 @@ export function ChatManagement() {
             onBack={() => select(null)}
             onTake={() => void take(selected)}
             onDone={() => select(null)}
+            focusComposer={focusFor === selected}
+            fetchError={fetchError}
           />
         ) : (
           <div className="empty-state">
@@ -158,15 +219,41 @@ function MyChatItem({ session, selected, onSelect }: { session: Session; selecte
   );
 }
 
+/** Admins: open any chat by its id (also reachable as /console?chat=ID). */
+function OpenById({ onOpen }: { onOpen: (id: string) => void }) {
+  const [id, setId] = useState('');
+  return (
+    <form
+      className="open-by-id"
+      onSubmit={(e) => {
+        e.preventDefault();
+        if (id.trim()) onOpen(id.trim());
+      }}
+    >
+      <label className="visually-hidden" htmlFor="open-chat-id">
+        Chat id
+      </label>
+      <input id="open-chat-id" value={id} onChange={(e) => setId(e.target.value)} placeholder="Open a chat by id" autoComplete="off" />
+      <button type="submit" className="btn btn-small" disabled={!id.trim()}>
+        Open
+      </button>
+    </form>
+  );
+}
+
 interface AgentConversationProps {
   sessionId: string;
   listed: Session | null;
   onBack: () => void;
   onTake: () => void;
   onDone: () => void;
+  /** Put the focus in the message box once it shows (after taking the chat). */
+  focusComposer?: boolean;
+  /** Why the chat could not be fetched, when it was opened by id. */
+  fetchError?: string | null;
 }
 
-function AgentConversation({ sessionId, listed, onBack, onTake, onDone }: AgentConversationProps) {
+function AgentConversation({ sessionId, listed, onBack, onTake, onDone, focusComposer = false, fetchError = null }: AgentConversationProps) {
   const client = useChatClient();
   const desk = useAgentDesk()!;
   const desks = useDeskState();
@@ -177,6 +264,10 @@ function AgentConversation({ sessionId, listed, onBack, onTake, onDone }: AgentC
   const closed = session?.status === 'closed' || chat.closed !== null;
   const mine = !closed && session?.status === 'active' && session.agentId === me;
   const pending = !closed && session?.status === 'pending';
+  // Admins may transfer and close any chat they open, not only their own.
+  const admin = client.user.role === 'admin';
+  const canTransfer = mine || (admin && !closed && session?.status === 'active');
+  const canClose = mine || (admin && !closed && (session?.status === 'active' || session?.status === 'pending'));
   const closedInfo = chat.closed ?? desks.closedInfo[sessionId] ?? null;
 
   // Transferred or closed, the chat is no longer this agent's: the dialog goes and so does the selection.
@@ -239,18 +330,27 @@ function AgentConversation({ sessionId, listed, onBack, onTake, onDone }: AgentC
           </h2>
           <p className="chat-sub">{session?.subject ?? 'No subject'}</p>
         </div>
-        {mine && (
+        {(canTransfer || canClose) && (
           <div className="chat-actions">
-            <button type="button" className="btn btn-small" onClick={() => setDialog('transfer')}>
-              Transfer
-            </button>
-            <button type="button" className="btn btn-small btn-danger" onClick={() => setDialog('close')}>
-              Close
-            </button>
+            {canTransfer && (
+              <button type="button" className="btn btn-small" onClick={() => setDialog('transfer')}>
+                Transfer
+              </button>
+            )}
+            {canClose && (
+              <button type="button" className="btn btn-small btn-danger" onClick={() => setDialog('close')}>
+                Close
+              </button>
+            )}
           </div>
         )}
       </header>
-      <Conversation sessionId={sessionId} chat={chat} canWrite={mine} footer={footer} markRead={mine} />
+      {!session && fetchError && !chat.joined && (
+        <p className="inline-error" role="alert">
+          This chat could not be opened: {fetchError}
+        </p>
+      )}
+      <Conversation sessionId={sessionId} chat={chat} canWrite={mine} footer={footer} markRead={mine} focusComposer={focusComposer} />
       {dialog === 'transfer' && session && <TransferDialog session={session} onClose={() => setDialog(null)} onTransferred={onDone} />}
       {dialog === 'close' && <CloseDialog onCancel={() => setDialog(null)} onClose={(reason) => finish(desk.close(sessionId, reason))} />}
     </section>

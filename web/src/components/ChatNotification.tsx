@@ -5,6 +5,7 @@
 import { useCallback, useEffect, useRef, useState } from 'react';
 import { useAgentDesk, useChatClient, useTotalUnread } from '../chat/ChatContext';
 import { playChime } from '../lib/sound';
+import type { Session } from '../lib/types';
 
 export interface Toast {
   id: number;
@@ -12,6 +13,8 @@ export interface Toast {
   body: string;
   tone: 'info' | 'new' | 'warn';
   action?: { label: string; run: () => void };
+  /** The chat it is about and what it said of it: it goes once the chat is no longer so. */
+  about?: { sessionId: string; still: (session: Session) => boolean };
 }
 
 const TOAST_MS = 8000;
@@ -85,6 +88,7 @@ export function ChatNotification({ onOpenSession, onOpenQueue, baseTitle = 'Supp
             body: `${session.customerName}${session.subject ? `: ${session.subject}` : ''}`,
             tone: 'new',
             action: { label: 'View queue', run: () => onOpenQueue() },
+            about: { sessionId: session.id, still: (s) => s.status === 'pending' },
           });
         }),
       );
@@ -98,11 +102,23 @@ export function ChatNotification({ onOpenSession, onOpenQueue, baseTitle = 'Supp
               body: `${event.session.customerName}${event.session.subject ? `: ${event.session.subject}` : ''}`,
               tone: 'new',
               action: { label: 'Open', run: () => onOpenSession(event.session.id) },
+              about: { sessionId: event.session.id, still: (s) => s.status === 'active' && s.agentId === me },
             });
           }
         }),
       );
     }
+    // A toast about a chat that has since changed hands (taken, transferred, closed) is out of date.
+    const dropStale = (sessionId: string, session: Session | null) => {
+      setToasts((list) => {
+        const kept = list.filter((t) => !t.about || t.about.sessionId !== sessionId || (session !== null && t.about.still(session)));
+        return kept.length === list.length ? list : kept;
+      });
+    };
+    offs.push(
+      client.on('session-updated', ({ session }) => dropStale(session.id, session)),
+      client.on('session-closed', ({ sessionId }) => dropStale(sessionId, null)),
+    );
     return () => {
       for (const off of offs) off();
     };

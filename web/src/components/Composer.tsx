@@ -16,9 +16,11 @@ export interface ComposerProps {
   placeholder?: string;
   /** A note under the box (for example that messages wait for the connection). */
   hint?: string | null;
+  /** Take the focus when shown (after taking a chat). */
+  autoFocus?: boolean;
 }
 
-export function Composer({ onSend, onTyping, disabled, placeholder = 'Write a message…', hint }: ComposerProps) {
+export function Composer({ onSend, onTyping, disabled, placeholder = 'Write a message…', hint, autoFocus = false }: ComposerProps) {
   const [text, setText] = useState('');
   const box = useRef<HTMLTextAreaElement>(null);
   const typing = useRef(false);
@@ -36,6 +38,10 @@ export function Composer({ onSend, onTyping, disabled, placeholder = 'Write a me
   };
 
   useEffect(() => () => stopTyping(true), []); // eslint-disable-line react-hooks/exhaustive-deps
+
+  useEffect(() => {
+    if (autoFocus) box.current?.focus();
+  }, [autoFocus]);
 
   useEffect(() => {
     const el = box.current;

@@ -23,13 +23,15 @@ export interface ConversationProps {
   empty?: string;
   /** Mark incoming messages read while shown (not for a preview of someone else's chat). */
   markRead?: boolean;
+  /** Focus the message box when it appears. */
+  focusComposer?: boolean;
 }
 
 export function roleLabel(role: Role | null): string {
   return role === 'customer' ? 'Customer' : role === 'agent' ? 'Agent' : role === 'admin' ? 'Supervisor' : '';
 }
 
-export function Conversation({ sessionId, chat, canWrite, footer, empty, markRead = true }: ConversationProps) {
+export function Conversation({ sessionId, chat, canWrite, footer, empty, markRead = true, focusComposer = false }: ConversationProps) {
   const client = useChatClient();
   const visible = usePageVisible();
 
@@ -84,7 +86,7 @@ export function Conversation({ sessionId, chat, canWrite, footer, empty, markRea
           {chat.error.message}
         </p>
       )}
-      {canWrite ? <Composer onSend={(c) => chat.sendMessage(c)} onTyping={chat.sendTyping} hint={waitingHint} /> : footer}
+      {canWrite ? <Composer onSend={(c) => chat.sendMessage(c)} onTyping={chat.sendTyping} hint={waitingHint} autoFocus={focusComposer} /> : footer}
     </div>
   );
 }
