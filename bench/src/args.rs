@@ -1,5 +1,5 @@
 //! Command-line parsing by hand: a subcommand (`load`, `sweep`, `idle`,
-//! `hostile`, or `scale` and its helper `hold`, whose flags live in
+//! `hostile`, `assign`, or `scale` and its helper `hold`, whose flags live in
 //! [`crate::scale::args`]) followed by
 //! `--flag value` (or `--flag=value`) pairs, and `--help` anywhere. Every
 //! flag has a default except the gateway URLs; the JWT secret falls back to
@@ -21,6 +21,7 @@ pub enum Command {
     Sweep(SweepArgs),
     Idle(IdleArgs),
     Hostile(HostileArgs),
+    Assign(AssignArgs),
     Scale(ScaleArgs),
     Hold(HoldArgs),
 }
@@ -130,13 +131,45 @@ pub struct HostileArgs {
     pub pool: String,
 }
 
+#[derive(Debug, Clone)]
+pub struct AssignArgs {
+    pub endpoints: Vec<Endpoint>,
+    pub jwt_secret: String,
+    pub agents: usize,
+    /// Sessions created, one customer each.
+    pub sessions: usize,
+    /// Sessions created per second.
+    pub rate: f64,
+    /// Open chats no agent may exceed (the server's `POOL_CAPACITY`); the
+    /// directory's own figure for an agent wins where it is read.
+    pub capacity: i64,
+    /// How long after the last due creation a session may take to be
+    /// assigned.
+    pub timeout: Duration,
+    pub pool: String,
+    /// Sockets being opened at once.
+    pub concurrency: usize,
+    /// Processes whose CPU over the run is reported.
+    pub procs: Vec<ProcGroup>,
+}
+
+/// Processes of one kind: each pid, and whether its children (at each
+/// reading) count with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcGroup {
+    pub kind: String,
+    pub pids: Vec<(u32, bool)>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ArgsError {
     #[error(
-        "missing subcommand: expected `load`, `sweep`, `idle`, `hostile` or `scale` (see --help)"
+        "missing subcommand: expected `load`, `sweep`, `idle`, `hostile`, `assign` or `scale` (see --help)"
     )]
     MissingCommand,
-    #[error("unknown subcommand {0:?}: expected `load`, `sweep`, `idle`, `hostile` or `scale`")]
+    #[error(
+        "unknown subcommand {0:?}: expected `load`, `sweep`, `idle`, `hostile`, `assign` or `scale`"
+    )]
     UnknownCommand(String),
     #[error("unknown flag {flag} for `{command}`")]
     UnknownFlag { command: &'static str, flag: String },
@@ -189,6 +222,18 @@ const HOSTILE_FLAGS: &[&str] = &[
     "sessions",
     "messages",
     "pool",
+];
+const ASSIGN_FLAGS: &[&str] = &[
+    "url",
+    "jwt-secret",
+    "agents",
+    "sessions",
+    "rate",
+    "capacity",
+    "timeout",
+    "pool",
+    "concurrency",
+    "procs",
 ];
 const IDLE_FLAGS: &[&str] = &[
     "url",
@@ -276,6 +321,22 @@ pub fn parse(args: &[String], env_secret: Option<String>) -> Result<Command, Arg
                 sessions: flags.number("sessions", 4, 1..=100)?,
                 messages: flags.number("messages", 200, 1..=10_000)?,
                 pool: flags.text("pool", "hostile"),
+            }))
+        }
+        "assign" => {
+            let flags = Flags::parse("assign", ASSIGN_FLAGS, rest, env_secret)?;
+            let capacity = flags.number("capacity", 10, 1..=1_000)?;
+            Ok(Command::Assign(AssignArgs {
+                endpoints: flags.endpoints()?,
+                jwt_secret: flags.secret()?,
+                agents: flags.number("agents", 100, 1..=10_000)?,
+                sessions: flags.number("sessions", 1_000, 1..=100_000)?,
+                rate: flags.rate_or("rate", 100.0)?,
+                capacity: i64::try_from(capacity).unwrap_or(i64::MAX),
+                timeout: flags.seconds("timeout", 30.0)?,
+                pool: flags.text("pool", "assign"),
+                concurrency: flags.number("concurrency", 50, 1..=10_000)?,
+                procs: proc_groups(flags.values.get("procs").map_or("", String::as_str))?,
             }))
         }
         "scale" => {
@@ -472,6 +533,39 @@ impl Flags {
     }
 }
 
+/// `--procs 'KIND=PID,PID;KIND=PID+'`: a `+` after a pid counts its
+/// children too (a PostgreSQL server's backends, which come and go).
+fn proc_groups(raw: &str) -> Result<Vec<ProcGroup>, ArgsError> {
+    raw.split(';')
+        .filter(|group| !group.trim().is_empty())
+        .map(|group| {
+            let (kind, list) = group
+                .split_once('=')
+                .filter(|(kind, _)| !kind.trim().is_empty())
+                .ok_or_else(|| invalid("procs", format!("{group:?} is not KIND=PID,PID")))?;
+            let pids = list
+                .split(',')
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| {
+                    let s = s.trim();
+                    let (digits, tree) = match s.strip_suffix('+') {
+                        Some(digits) => (digits, true),
+                        None => (s, false),
+                    };
+                    digits
+                        .parse::<u32>()
+                        .map(|pid| (pid, tree))
+                        .map_err(|_| invalid("procs", format!("{s:?} is not a process id")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(ProcGroup {
+                kind: kind.trim().to_owned(),
+                pids,
+            })
+        })
+        .collect()
+}
+
 fn parse_rate(flag: &'static str, raw: &str) -> Result<f64, ArgsError> {
     let value: f64 = raw
         .replace('_', "")
@@ -498,6 +592,7 @@ USAGE:
     chat-bench sweep --url URL[,URL...] --jwt-secret SECRET [options]
     chat-bench idle --url URL[,URL...] --jwt-secret SECRET [--pid PID[,PID...]] [options]
     chat-bench hostile --url URL --jwt-secret SECRET --pid PID [options]
+    chat-bench assign --url URL[,URL...] --jwt-secret SECRET [options]
     chat-bench scale --url URL[,URL...] --jwt-secret SECRET [--pid PID[,PID...]] [options]
     chat-bench --help
 
@@ -614,6 +709,39 @@ HOSTILE: what flooding and non-reading clients cost everyone else.
     --sessions N         sessions the crowd joins (4)
     --messages M         messages of 4000 U+0001 in each of them (200)
     --pool NAME          agent pool of the sessions (hostile)
+
+ASSIGN: automatic assignment of a burst of new sessions.
+    Start the servers with ASSIGNMENT=auto and POOL_CAPACITY equal to
+    --capacity. Connects --agents agents of --pool round-robin over the
+    gateways, each saying `set-status online`, and one customer socket per
+    session, likewise spread. Then each customer opens its session (REST
+    POST /sessions, to its socket's gateway) when it is due on a fixed
+    open-loop schedule, --rate per second. Each session is timed from its
+    due time to the `session-updated` on its customer's socket showing it
+    active with an agent (the event the protocol sends the customer on
+    every assignment); beside it, the same event on the assigned agent's
+    own socket, the creation's reply, and the session's own createdAt ->
+    assignedAt. Waits until every session is assigned, or --timeout after
+    the last due time. Then reads the agent directory as an admin (GET
+    /agents?pool=) for each agent's open chats: min, max and spread.
+    Prints the CPU of each --procs kind and of the bench over the run.
+    Exit status 1 when a session was not created or never assigned, an
+    agent holds more than its capacity (by the directory, by what the
+    customers were told, or by any agent-updated), an assignment was told
+    twice or not to its agent, a socket closed, or the generator's lag
+    (start of a creation minus its due time) has a p99 over 50 ms.
+
+    --url URL[,URL...]   gateway base URLs
+    --jwt-secret SECRET  HS256 secret of the server
+    --agents N           agents of the pool (100)
+    --sessions N         sessions created, one customer each (1000)
+    --rate R             sessions created per second (100)
+    --capacity N         open chats no agent may exceed (10)
+    --timeout S          wait after the last due creation (30)
+    --pool NAME          the agents' pool (assign)
+    --concurrency N      sockets being opened at once (50)
+    --procs 'KIND=PID,PID;KIND=PID+'  processes whose CPU is reported; a
+                         `+` counts the process's children too
 
 SCALE: many idle sockets with pool broadcasts and a live chat through them.
     Opens --connections authenticated sockets (--agents of them agents of
@@ -758,6 +886,55 @@ mod tests {
         assert_eq!(idle.role, Role::Agent);
         assert_eq!(idle.connections, 10_000);
         assert_eq!(idle.concurrency, 200);
+    }
+
+    #[test]
+    fn assign_defaults_and_process_groups() {
+        let base = [
+            "assign",
+            "--url",
+            "http://a:1,http://b:2",
+            "--jwt-secret",
+            "s",
+        ];
+        let assign = |extra: &[&str]| {
+            let mut args = strings(&base);
+            args.extend(strings(extra));
+            parse(&args, None).map(|command| match command {
+                Command::Assign(assign) => assign,
+                other => panic!("expected assign, got {other:?}"),
+            })
+        };
+        let defaults = assign(&[]).unwrap();
+        assert_eq!(
+            (defaults.agents, defaults.sessions, defaults.capacity),
+            (100, 1000, 10)
+        );
+        assert!((defaults.rate - 100.0).abs() < f64::EPSILON);
+        assert_eq!(defaults.timeout, Duration::from_secs(30));
+        assert!(defaults.procs.is_empty());
+        let watched = assign(&["--procs", "gateway=1,2;postgres=9+;"]).unwrap();
+        assert_eq!(
+            watched.procs,
+            vec![
+                ProcGroup {
+                    kind: "gateway".into(),
+                    pids: vec![(1, false), (2, false)]
+                },
+                ProcGroup {
+                    kind: "postgres".into(),
+                    pids: vec![(9, true)]
+                },
+            ]
+        );
+        assert!(assign(&["--procs", "gateway"]).is_err());
+        assert!(assign(&["--procs", "=1"]).is_err());
+        assert!(assign(&["--procs", "worker=x+"]).is_err());
+        assert!(assign(&["--capacity", "0"]).is_err());
+        assert!(matches!(
+            assign(&["--pairs", "3"]),
+            Err(ArgsError::UnknownFlag { .. })
+        ));
     }
 
     #[test]

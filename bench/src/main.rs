@@ -12,6 +12,8 @@
 //!     [--role customer] [--concurrency 200] [--hold 5]
 //! chat-bench hostile --url http://127.0.0.1:3001 --jwt-secret S --pid PID \
 //!     [--phase 5] [--crowd 50] [--joins 20] [--sessions 4] [--messages 200]
+//! chat-bench assign --url http://127.0.0.1:3001[,…] --jwt-secret S \
+//!     [--agents 100] [--sessions 1000] [--rate 100] [--capacity 10] [--procs 'KIND=PID,…']
 //! chat-bench scale --url http://127.0.0.1:3001[,…] --jwt-secret S --pid PID[,…] \
 //!     [--connections 100000] [--agents 1000] [--per-process 15000] [--sources 8]
 //! chat-bench --help
@@ -33,10 +35,14 @@
 //! that never read, and reports what that costs a control chat and the
 //! server's memory (`scripts/bench-hostile.sh`). `scale` holds many idle sockets
 //! over several gateways and helper processes (`hold`) while pool
-//! broadcasts and a chat run through them (`scripts/bench-scale.sh`). Exit status 2 means bad arguments or a setup failure.
+//! broadcasts and a chat run through them (`scripts/bench-scale.sh`). `assign`
+//! opens a burst of sessions in an automatic pool on an open-loop schedule
+//! and reports how long each took to reach an agent, and how the load
+//! spread (`scripts/bench-assign.sh`). Exit status 2 means bad arguments or a setup failure.
 #![forbid(unsafe_code)]
 
 mod args;
+mod assign;
 mod client;
 mod control;
 mod hostile;
@@ -73,6 +79,7 @@ fn main() -> ExitCode {
         Command::Sweep(sweep) => run(sweep::run(sweep)),
         Command::Idle(idle) => run(idle::run(idle)),
         Command::Hostile(hostile) => run(hostile::run(hostile)),
+        Command::Assign(assign) => run(assign::run(assign)),
         Command::Scale(scale) => run(scale::run(scale)),
         Command::Hold(hold) => run(scale::hold::run(hold)),
     }
