@@ -402,4 +402,6 @@ impl BatchState {
 }
 
 #[cfg(test)]
+mod routing_tests;
+#[cfg(test)]
 mod tests;
