@@ -258,7 +258,12 @@ describe('ChatClient', () => {
 
   it('fills a gap in live messages over REST', async () => {
     vi.useRealTimers();
-    const fetchMock = vi.fn(async () => new Response(JSON.stringify({ items: [message(2), message(3)], hasMore: false }), { status: 200 }));
+    // The first join also asks for the session's timeline entries (GET …/events).
+    const fetchMock = vi.fn(async (url: string) =>
+      String(url).includes('/events')
+        ? new Response(JSON.stringify({ items: [] }), { status: 200 })
+        : new Response(JSON.stringify({ items: [message(2), message(3)], hasMore: false }), { status: 200 }),
+    );
     vi.stubGlobal('fetch', fetchMock);
     const { client } = makeClient();
     socket.accept();
@@ -266,7 +271,9 @@ describe('ChatClient', () => {
     answerJoin([message(1)]);
     socket.fire('new-message', message(4));
     await vi.waitFor(() => expect(client.getSessionState('s1').messages.map((m) => m.seq)).toEqual([1, 2, 3, 4]));
-    expect(String((fetchMock.mock.calls[0] as unknown as [string])[0])).toContain('/api/chat/sessions/s1/messages?afterSeq=1&limit=200');
+    const urls = fetchMock.mock.calls.map((call) => String((call as unknown as [string])[0]));
+    expect(urls.filter((u) => u.includes('/messages'))).toEqual([expect.stringContaining('/api/chat/sessions/s1/messages?afterSeq=1&limit=200')]);
+    expect(urls.filter((u) => u.includes('/events'))).toEqual([expect.stringContaining('/api/chat/sessions/s1/events')]);
     vi.unstubAllGlobals();
     client.stop();
   });
