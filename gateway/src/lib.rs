@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod ops;
 pub mod outbound;
 pub mod presence;
+pub mod queue_view;
 pub mod rate_limit;
 pub mod requests;
 pub mod rest;

@@ -49,6 +49,7 @@ pub fn routes() -> Router<Arc<GatewayState>> {
         .route("/agents", get(crate::agents::list))
         .route("/agents/{id}/capacity", post(crate::routing::set_capacity))
         .route("/supervisor", get(crate::supervisor::view))
+        .route("/queue", get(crate::queue_view::list))
 }
 
 fn store_error(error: StoreError) -> ApiError {

@@ -12,6 +12,7 @@ use axum::extract::{Query, State};
 use axum::Json;
 use chat_shared::ids::PoolName;
 use chat_shared::protocol::{SupervisedAgent, SupervisedChatEntry, SupervisorView};
+use chat_shared::store::OpenChats;
 use chat_shared::{ChatError, Timestamp};
 
 use crate::http_caller::Caller;
@@ -42,7 +43,7 @@ pub async fn view(
     let now = Timestamp::now();
     let chats = state
         .store
-        .open_chats(pool, MAX_OPEN_CHATS)
+        .open_chats(pool, OpenChats::All, MAX_OPEN_CHATS)
         .await
         .map_err(unavailable)?
         .into_iter()

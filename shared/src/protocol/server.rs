@@ -102,6 +102,23 @@ pub struct SupervisedChatEntry {
     pub unread_by_agent: Option<i64>,
 }
 
+/// `{ items }` of `GET /queue`: the waiting chats in queue order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueList {
+    pub items: Vec<QueueEntry>,
+}
+
+/// A waiting chat of `GET /queue`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueEntry {
+    pub session: Session,
+    /// When it last entered the queue (creation, or its latest return).
+    pub queued_at: Timestamp,
+    /// Its place among its pool's waiting chats, from 1.
+    pub position: i64,
+}
+
 /// An agent of the supervisor's view: the directory entry and the day.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

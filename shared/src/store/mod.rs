@@ -202,6 +202,15 @@ pub struct HeldChat {
     pub pool: String,
 }
 
+/// Which open chats a read wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenChats {
+    /// Waiting and active.
+    All,
+    /// Waiting only: the queue.
+    Waiting,
+}
+
 /// An open chat as the supervisor's view shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SupervisedChat {
@@ -381,11 +390,12 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<crate::protocol::SessionEvent>, StoreError>;
 
-    /// Up to `limit` open chats (waiting and active) of `pool`, or of all
-    /// pools, oldest first.
+    /// Up to `limit` open chats (waiting and active, or only waiting) of
+    /// `pool`, or of all pools, oldest first.
     async fn open_chats(
         &self,
         pool: Option<&str>,
+        which: OpenChats,
         limit: usize,
     ) -> Result<Vec<SupervisedChat>, StoreError>;
 

@@ -5,15 +5,20 @@
 
 use crate::store::rows::{self, Columns};
 use crate::store::sql::{Dialect, SESSION_COLUMNS};
-use crate::store::{AgentDay, SupervisedChat};
+use crate::store::{AgentDay, OpenChats, SupervisedChat};
 use crate::Timestamp;
 
-/// Open chats of a pool, or of all pools when the parameter is NULL
-/// (parameters: the pool, the limit), oldest first.
-pub(crate) fn open_chats(dialect: Dialect) -> String {
+/// Open chats (all, or only the waiting ones) of a pool, or of all pools
+/// when the parameter is NULL (parameters: the pool, the limit), oldest
+/// first.
+pub(crate) fn open_chats(dialect: Dialect, which: OpenChats) -> String {
     let pool = match dialect {
         Dialect::Sqlite => "?1".to_owned(),
         Dialect::Postgres => "$1::text".to_owned(),
+    };
+    let statuses = match which {
+        OpenChats::All => "'pending', 'active'",
+        OpenChats::Waiting => "'pending'",
     };
     format!(
         "SELECT {}, \
@@ -25,7 +30,7 @@ pub(crate) fn open_chats(dialect: Dialect) -> String {
               WHERE r.session_id = s.id AND r.user_id = s.agent_id), 0) END \
              AS unread_by_agent \
          FROM sessions s \
-         WHERE s.status IN ('pending', 'active') AND ({pool} IS NULL OR s.pool = {pool}) \
+         WHERE s.status IN ({statuses}) AND ({pool} IS NULL OR s.pool = {pool}) \
          ORDER BY s.created_at, s.id LIMIT {}",
         SESSION_COLUMNS.of("s"),
         dialect.param(2)

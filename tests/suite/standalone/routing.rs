@@ -385,3 +385,83 @@ async fn the_supervisor_sees_open_chats_and_agents_in_one_answer() {
         .await;
     assert_eq!(status, 403);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_lists_waiting_chats_in_order_with_their_place_and_entry_time() {
+    let server = TestServer::start(&[]).await;
+    let ann = token("q-ann", "agent", &["default"]);
+    let admin = token("q-root", "admin", &[]);
+    let customer = token("q-carla", "customer", &[]);
+    let bill = token("q-bill", "agent", &["billing"]);
+    let _ann_socket = server.connect(&ann).await;
+    let _bill_socket = server.connect(&bill).await;
+    let first = server.create_session(&customer, json!({})).await;
+    let returned = server.create_session(&customer, json!({})).await;
+    let taken = server.create_session(&customer, json!({})).await;
+    let elsewhere = server
+        .create_session(&customer, json!({ "pool": "billing" }))
+        .await;
+    let returned_id = returned["id"].as_str().expect("id").to_owned();
+    server.assign(&ann, &returned_id).await;
+    let path = format!("/api/chat/sessions/{returned_id}/transfer");
+    let (status, _) = server
+        .rest("POST", &path, Some(&ann), Some(json!({})))
+        .await;
+    assert_eq!(status, 200);
+    server.assign(&ann, taken["id"].as_str().expect("id")).await;
+
+    let (status, queue) = server
+        .rest("GET", "/api/chat/queue", Some(&ann), None)
+        .await;
+    assert_eq!(status, 200, "{queue}");
+    let items = queue["items"].as_array().expect("items");
+    let ids: Vec<&str> = items
+        .iter()
+        .map(|item| item["session"]["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(
+        ids,
+        [first["id"].as_str().expect("id"), returned_id.as_str()],
+        "the agent's pool only, waiting only, a returned chat keeps its place"
+    );
+    assert_eq!(items[0]["position"], json!(1));
+    assert_eq!(items[1]["position"], json!(2));
+    assert_eq!(items[0]["queuedAt"], items[0]["session"]["createdAt"]);
+    assert!(
+        items[1]["queuedAt"].as_str() > items[1]["session"]["createdAt"].as_str(),
+        "a returned chat waits from its return: {}",
+        items[1]
+    );
+
+    let (status, all) = server
+        .rest("GET", "/api/chat/queue", Some(&admin), None)
+        .await;
+    assert_eq!(status, 200, "{all}");
+    let billing: Vec<&Value> = all["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|item| item["session"]["pool"] == "billing")
+        .collect();
+    assert_eq!(billing.len(), 1, "{all}");
+    assert_eq!(billing[0]["session"]["id"], elsewhere["id"]);
+    assert_eq!(billing[0]["position"], json!(1), "places count per pool");
+
+    let (status, _) = server
+        .rest("GET", "/api/chat/queue?pool=billing", Some(&ann), None)
+        .await;
+    assert_eq!(status, 403);
+    let (status, _) = server
+        .rest("GET", "/api/chat/queue", Some(&customer), None)
+        .await;
+    assert_eq!(status, 403);
+    let (status, _) = server
+        .rest(
+            "GET",
+            "/api/chat/queue?pool=not%20a%20pool",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 400);
+}

@@ -378,9 +378,10 @@ impl Store for PostgresStore {
     async fn open_chats(
         &self,
         pool: Option<&str>,
+        which: super::OpenChats,
         limit: usize,
     ) -> Result<Vec<super::SupervisedChat>, StoreError> {
-        self.read(|client| async move { routing::open_chats(&client, pool, limit).await })
+        self.read(|client| async move { routing::open_chats(&client, pool, which, limit).await })
             .await
     }
 

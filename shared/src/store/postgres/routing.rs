@@ -12,7 +12,7 @@ use crate::store::timeline_sql::{self, EventRow};
 use crate::store::{
     rows::Columns, HeldChat, Mutation, QueueView, RoutedAgent, RoutingChange, StoreError,
 };
-use crate::store::{supervisor_sql, AgentDay, SupervisedChat};
+use crate::store::{supervisor_sql, AgentDay, OpenChats, SupervisedChat};
 use crate::Timestamp;
 
 const POSTGRES: Dialect = Dialect::Postgres;
@@ -201,10 +201,11 @@ pub(super) async fn session_events(
 pub(super) async fn open_chats(
     client: &Object,
     pool: Option<&str>,
+    which: OpenChats,
     max: usize,
 ) -> Result<Vec<SupervisedChat>, StoreError> {
     let statement = client
-        .prepare_cached(&supervisor_sql::open_chats(POSTGRES))
+        .prepare_cached(&supervisor_sql::open_chats(POSTGRES, which))
         .await?;
     client
         .query(&statement, &[&pool, &limit(max)])

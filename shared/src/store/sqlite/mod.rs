@@ -194,10 +194,11 @@ impl Store for SqliteStore {
     async fn open_chats(
         &self,
         pool: Option<&str>,
+        which: super::OpenChats,
         limit: usize,
     ) -> Result<Vec<super::SupervisedChat>, StoreError> {
         let pool = pool.map(str::to_owned);
-        self.read(move |conn| routing::open_chats(conn, pool.as_deref(), limit))
+        self.read(move |conn| routing::open_chats(conn, pool.as_deref(), which, limit))
             .await
     }
 

@@ -9,7 +9,7 @@ use crate::protocol::SessionEvent;
 use crate::store::routing_sql::{self, ChangeValue};
 use crate::store::sql::Dialect;
 use crate::store::timeline_sql::{self, EventRow};
-use crate::store::{supervisor_sql, AgentDay, SupervisedChat};
+use crate::store::{supervisor_sql, AgentDay, OpenChats, SupervisedChat};
 use crate::store::{HeldChat, Mutation, QueueView, RoutedAgent, RoutingChange, StoreError};
 use crate::Timestamp;
 
@@ -170,9 +170,10 @@ pub(super) fn session_events(
 pub(super) fn open_chats(
     conn: &Connection,
     pool: Option<&str>,
+    which: OpenChats,
     max: usize,
 ) -> Result<Vec<SupervisedChat>, StoreError> {
-    let mut statement = conn.prepare_cached(&supervisor_sql::open_chats(SQLITE))?;
+    let mut statement = conn.prepare_cached(&supervisor_sql::open_chats(SQLITE, which))?;
     let chats = statement
         .query_map(params![pool, limit(max)], |row| {
             supervisor_sql::open_chat_row(row)
