@@ -1009,9 +1009,9 @@ fn print_report(
         println!("  failed {count}: {error}");
     }
     println!(
-        "assigned   {} seen by the customer; never assigned {never_assigned} (waited up to {:.1} s after the last due time, limit {:.0} s)",
+        "assigned   {} seen by the customer; never assigned {never_assigned} (done {:.1} ms after the last due time, limit {:.0} s)",
         assigned_us.len(),
-        usage.waited.as_secs_f64(),
+        usage.waited.as_secs_f64() * 1000.0,
         args.timeout.as_secs_f64()
     );
     println!(
