@@ -1,6 +1,7 @@
 // The supervisor's part of the dashboard, for admins: a live table of the
-// open chats (waiting and active) with Open, Transfer and Close, and a table
-// of the agents with their status, load and first responses of the day.
+// open chats (waiting and active) with Open, Transfer (active ones) and
+// Close with a reason, and a table of the agents with their status, load
+// and first responses of the day.
 // Both are drawn from `GET /api/chat/supervisor`, polled (lib/supervisor);
 // durations tick every second on the server's clock.
 
@@ -24,8 +25,9 @@ import {
   type SupervisedAgentStatus,
   type SupervisorSnapshot,
 } from '../lib/supervisor';
-import { MAX_REASON_CHARS } from '../lib/types';
+import { MAX_REASON_CHARS, type Session } from '../lib/types';
 import { Modal } from './Modal';
+import { TransferDialog } from './TransferDialog';
 
 const STATUS_LABEL: Record<SupervisedAgentStatus, string> = { online: 'Online', away: 'Away', offline: 'Offline' };
 const STATUS_TONE: Record<SupervisedAgentStatus, string> = { online: 'pill-ok', away: 'pill-warn', offline: 'pill-muted' };
@@ -40,6 +42,7 @@ export function SupervisorView() {
   const [pools, setPools] = useState<string[]>(() => [...client.user.pools].sort());
   const [hidden, setHidden] = useState<ReadonlySet<string>>(() => new Set());
   const [closing, setClosing] = useState<ChatRow | null>(null);
+  const [transferring, setTransferring] = useState<Session | null>(null);
   const [notice, setNotice] = useState<string | null>(null);
   const visible = usePageVisible();
   const localNow = useNow(1000, visible);
@@ -87,6 +90,13 @@ export function SupervisorView() {
     setNotice(`The chat with ${row.customer} is closed.`);
     return null;
   };
+
+  const transferred = (session: Session) =>
+    setNotice(
+      session.status === 'pending'
+        ? `The chat with ${session.customerName} is back in the ${session.pool} queue.`
+        : `The chat with ${session.customerName} is now with ${session.agentName ?? session.agentId}.`,
+    );
 
   return (
     <section className="supervisor" aria-labelledby="supervisor-title">
@@ -177,7 +187,7 @@ export function SupervisorView() {
                 </td>
                 <td className="supervisor-actions">
                   <a
-                    className="btn btn-small btn-ghost"
+                    className="btn btn-small"
                     href={`/console?chat=${encodeURIComponent(row.id)}`}
                     aria-label={`Open the chat with ${row.customer}`}
                     onClick={(e) => {
@@ -187,7 +197,12 @@ export function SupervisorView() {
                   >
                     Open
                   </a>
-                  <button type="button" className="btn btn-small btn-ghost" aria-label={`Close the chat with ${row.customer}`} onClick={() => setClosing(row)}>
+                  {row.state === 'active' && (
+                    <button type="button" className="btn btn-small" aria-label={`Transfer the chat with ${row.customer}`} onClick={() => setTransferring(row.session)}>
+                      Transfer
+                    </button>
+                  )}
+                  <button type="button" className="btn btn-small btn-danger" aria-label={`Close the chat with ${row.customer}`} onClick={() => setClosing(row)}>
                     Close
                   </button>
                 </td>
@@ -247,6 +262,7 @@ export function SupervisorView() {
         </table>
       </div>
 
+      {transferring && <TransferDialog session={transferring} onClose={() => setTransferring(null)} onTransferred={transferred} />}
       {closing && <CloseChatDialog row={closing} onCancel={() => setClosing(null)} onClose={(reason) => close(closing, reason)} />}
     </section>
   );

@@ -1,7 +1,7 @@
 // The supervisor dashboard: the pool's Stats (docs/protocol.md) as live
 // cards, refreshed by `stats-update`, and charts of the queue length and the
 // message rate over the last minutes; for admins, the supervisor's tables
-// of open chats and agents below them.
+// of open chats and agents between the cards and the charts.
 
 import { useEffect, useMemo, useState } from 'react';
 import { toErrorBody } from '../chat/ChatClient';
@@ -121,32 +121,32 @@ export function SupportDashboard() {
         </p>
       )}
       {stats && (
-        <>
-          <ul className="cards" aria-label={`Stats of the ${pool} pool`} data-testid="stats-cards">
-            {cards.map((card) => (
-              <li key={card.label} className={`card ${card.tone ? `card-${card.tone}` : ''}`}>
-                <span className="card-label">{card.label}</span>
-                <span className="card-value" data-testid={`stat-${card.label.toLowerCase().replace(/\s+/g, '-')}`}>
-                  {card.value}
-                </span>
-                {card.hint && <span className="card-hint">{card.hint}</span>}
-              </li>
-            ))}
-          </ul>
-          <div className="charts">
-            <LineChart title="Queue length" points={series.queue} from={now - span} to={now} color="#d97706" step />
-            <LineChart
-              title="Messages per minute"
-              points={series.rate}
-              from={now - span}
-              to={now}
-              color="#2563eb"
-              format={(v) => (v >= 10 ? String(Math.round(v)) : String(Math.round(v * 10) / 10))}
-            />
-          </div>
-        </>
+        <ul className="cards" aria-label={`Stats of the ${pool} pool`} data-testid="stats-cards">
+          {cards.map((card) => (
+            <li key={card.label} className={`card ${card.tone ? `card-${card.tone}` : ''}`}>
+              <span className="card-label">{card.label}</span>
+              <span className="card-value" data-testid={`stat-${card.label.toLowerCase().replace(/\s+/g, '-')}`}>
+                {card.value}
+              </span>
+              {card.hint && <span className="card-hint">{card.hint}</span>}
+            </li>
+          ))}
+        </ul>
       )}
       {client.user.role === 'admin' && <SupervisorView />}
+      {stats && (
+        <div className="charts">
+          <LineChart title="Queue length" points={series.queue} from={now - span} to={now} color="#d97706" step />
+          <LineChart
+            title="Messages per minute"
+            points={series.rate}
+            from={now - span}
+            to={now}
+            color="#2563eb"
+            format={(v) => (v >= 10 ? String(Math.round(v)) : String(Math.round(v * 10) / 10))}
+          />
+        </div>
+      )}
     </div>
   );
 }
