@@ -97,6 +97,10 @@ test('supervisor: a chat waits, is taken, opened, transferred and closed from th
   await eventually(async () => Number(await text(row.getByTestId('supervisor-chat-unread'))) >= 1, { timeout: UPDATE_TIMEOUT, message: 'unread by agent counted' });
   await chats.scrollIntoViewIfNeeded();
   await screenshot(s, 'supervisor');
+  await s.setViewportSize({ width: 360, height: 780 });
+  await chats.scrollIntoViewIfNeeded();
+  await screenshot(s, 'supervisor-360');
+  await s.setViewportSize({ width: 1280, height: 800 });
 
   // 3. Open leads to the chat in the console (the dashboard's polling ends there; a new one starts on coming back).
   measuring = false;
