@@ -3,7 +3,8 @@
 // agent takes it → the row shows the agent and the agent's load is 1 → Open
 // leads to the console → the admin transfers it to another agent, then
 // closes it from the table → the row goes.
-// Then the stale marker when answers stop coming, and the polling's pace.
+// Then the pool filter, the stale marker when answers stop coming, and the
+// polling's pace.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -29,6 +30,19 @@ function chatRow(page, sessionId) {
 
 function agentRow(page, agentId) {
   return page.locator(`[data-testid="supervisor-agent-row"][data-agent-id="${agentId}"]`);
+}
+
+/** An agent of the given pools, through the sign-in page's extra options (the harness signs agents into `default`). */
+async function signInAgentOfPools(page, baseUrl, { name, userId, pools }) {
+  await page.goto(`${baseUrl}/`);
+  await page.getByRole('radio', { name: /^Agent/ }).check();
+  await page.getByLabel('Your name').fill(name);
+  await page.getByText('More options').click();
+  await page.getByLabel('User id').fill(userId);
+  await page.getByLabel('Pools (comma separated)').fill(pools.join(', '));
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.waitForURL('**/console');
+  await waitConnected(page);
 }
 
 async function text(locator) {
@@ -142,6 +156,39 @@ test('supervisor: a chat waits, is taken, opened, transferred and closed from th
   // The server's next answers agree: no row comes back, and the agent's load is 0 again.
   await eventually(async () => /^0 \/ \d+$/.test(await text(ben.getByTestId('supervisor-agent-load'))), { timeout: UPDATE_TIMEOUT, message: 'agent load back to 0' });
   assert.equal(await row.count(), 0);
+  noErrors();
+});
+
+test('supervisor: the pool filter shows one pool\'s chats and agents', { timeout: 120_000 }, async () => {
+  const s = admin.page;
+  const billingAgent = await openPage(stack.browser, { name: 'billing agent' });
+  pages.push(billingAgent);
+  await signInAgentOfPools(billingAgent.page, stack.url, { name: 'Cleo Billing', userId: 'cleo', pools: ['billing'] });
+  const eve = await devToken(stack.url, { userId: 'eve', name: 'Eve Customer', role: 'customer' });
+  const inBilling = await api(stack.url, eve, 'POST', '/sessions', { subject: 'Refund', pool: 'billing', message: 'Refund please' });
+  assert.equal(inBilling.status, 201);
+  const inDefault = await api(stack.url, eve, 'POST', '/sessions', { subject: 'Hello', message: 'Hi there' });
+  assert.equal(inDefault.status, 201);
+
+  const billingRow = chatRow(s, inBilling.body.id);
+  const defaultRow = chatRow(s, inDefault.body.id);
+  await billingRow.waitFor({ timeout: UPDATE_TIMEOUT });
+  await defaultRow.waitFor({ timeout: UPDATE_TIMEOUT });
+  await agentRow(s, 'cleo').waitFor({ timeout: UPDATE_TIMEOUT });
+
+  const filter = s.getByTestId('supervisor-pool');
+  await filter.locator('option[value="billing"]').waitFor({ state: 'attached', timeout: UPDATE_TIMEOUT });
+  await filter.selectOption('billing');
+  await defaultRow.waitFor({ state: 'detached', timeout: UPDATE_TIMEOUT });
+  await billingRow.waitFor({ timeout: UPDATE_TIMEOUT });
+  assert.equal(await text(billingRow.locator('td').nth(1)), 'billing');
+  assert.deepEqual(await s.getByTestId('supervisor-agent-row').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-agent-id'))), ['cleo']);
+  assert.match(await text(s.getByTestId('supervisor-chats').locator('caption')), /in billing$/);
+
+  await filter.selectOption('');
+  await defaultRow.waitFor({ timeout: UPDATE_TIMEOUT });
+  assert.equal(await billingRow.count(), 1);
+  await agentRow(s, 'ada').waitFor({ timeout: UPDATE_TIMEOUT });
   noErrors();
 });
 
