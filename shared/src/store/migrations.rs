@@ -58,6 +58,7 @@ pub(crate) const SQLITE: &[Migration] = embedded!("sqlite":
     3 => "0003_pool_message_counts.sql",
     4 => "0004_routing.sql",
     5 => "0005_session_events.sql",
+    6 => "0006_attachments.sql",
 );
 
 /// The cluster's schema: the tables of SQLite's, identifiers in the "C"
@@ -80,6 +81,8 @@ pub(crate) const SQLITE: &[Migration] = embedded!("sqlite":
 /// chats, and the partial indexes of the queue and of agents' active
 /// chats. 5 (both): the timeline's system entries (`session_events`);
 /// PostgreSQL leaves out the foreign key, as for messages.
+/// 6 (both): attachments' metadata; PostgreSQL also keeps the blob
+/// store's chunks (`blob::postgres`), standalone keeps files on disk.
 ///
 /// Every step runs inside one transaction, so none may use
 /// `CREATE INDEX CONCURRENTLY`.
@@ -90,6 +93,7 @@ pub(crate) const POSTGRES: &[Migration] = embedded!("postgres":
     3 => "0003_agents.sql",
     4 => "0004_routing.sql",
     5 => "0005_session_events.sql",
+    6 => "0006_attachments.sql",
 );
 
 /// A database's record of applied migrations, and how it applies one.
@@ -174,15 +178,15 @@ mod tests {
     fn only_missing_migrations_are_applied_in_order() {
         let mut ledger = Recorded::default();
         run(&mut ledger).expect("fresh");
-        assert_eq!(ledger.applied_now, [1, 2, 3, 4, 5]);
+        assert_eq!(ledger.applied_now, [1, 2, 3, 4, 5, 6]);
         let mut ledger = Recorded {
             versions: vec![1],
             ..Recorded::default()
         };
         run(&mut ledger).expect("behind");
-        assert_eq!(ledger.applied_now, [2, 3, 4, 5]);
+        assert_eq!(ledger.applied_now, [2, 3, 4, 5, 6]);
         run(&mut ledger).expect("up to date");
-        assert_eq!(ledger.applied_now, [2, 3, 4, 5], "nothing applied twice");
+        assert_eq!(ledger.applied_now, [2, 3, 4, 5, 6], "nothing applied twice");
     }
 
     #[test]

@@ -203,6 +203,9 @@ async fn tables_live_in_the_configured_schema() {
         tables,
         [
             "agents",
+            "attachments",
+            "blob_chunks",
+            "blobs",
             "messages",
             "pool_message_counts",
             "read_positions",
