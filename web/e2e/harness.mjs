@@ -56,11 +56,21 @@ export function tempDataDir() {
 
 /**
  * Starts the standalone server; resolves once it prints its address.
- * `port` 0 picks a free one. Returns { url, port, stop() }.
+ * `port` 0 picks a free one; `env` adds settings (say `{ ASSIGNMENT: 'auto' }`).
+ * Returns { url, port, stop() }.
  */
-export async function startServer({ port = 0, dataDir } = {}) {
+export async function startServer({ port = 0, dataDir, env: extraEnv = {} } = {}) {
   const bin = serverBinary();
-  const env = { ...process.env, PORT: String(port), HOST: '127.0.0.1', CHAT_DATA_DIR: dataDir, WEB_DIR: path.join(webDir, 'dist'), RATE_LIMIT_PER_SEC: '0', RUST_LOG: process.env.RUST_LOG || 'warn' };
+  const env = {
+    ...process.env,
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    CHAT_DATA_DIR: dataDir,
+    WEB_DIR: path.join(webDir, 'dist'),
+    RATE_LIMIT_PER_SEC: '0',
+    RUST_LOG: process.env.RUST_LOG || 'warn',
+    ...extraEnv,
+  };
   delete env.JWT_SECRET;
   delete env.REDIS_URL;
   delete env.DATABASE_URL;
@@ -118,8 +128,9 @@ export async function launchBrowser() {
  * The server (on a data directory of its own) and the browser that the tests
  * of one file share: started before the first test, stopped after the last.
  * Its fields are set once `before` has run, so read them inside the tests.
+ * `env` adds server settings for the whole file (kept on a restart).
  */
-export function serverAndBrowser() {
+export function serverAndBrowser({ env = {} } = {}) {
   const shared = {
     server: null,
     browser: null,
@@ -129,14 +140,14 @@ export function serverAndBrowser() {
     },
     /** After `server.stop()`: the same port and data, so pages come back to the address they know. */
     async startServerAgain() {
-      shared.server = await startServer({ port: shared.server.port, dataDir: shared.dataDir });
+      shared.server = await startServer({ port: shared.server.port, dataDir: shared.dataDir, env });
       return shared.server;
     },
   };
   before(async () => {
     assertWebBuilt();
     shared.dataDir = tempDataDir();
-    shared.server = await startServer({ dataDir: shared.dataDir });
+    shared.server = await startServer({ dataDir: shared.dataDir, env });
     shared.browser = await launchBrowser();
   });
   after(async () => {

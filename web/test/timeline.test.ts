@@ -72,12 +72,16 @@ describe('describeEvent', () => {
   it('says who holds the chat and who moved it', () => {
     expect(describeEvent(event('assigned', 0), names)).toBe('Assigned to Ana');
     expect(describeEvent(event('assigned', 0, { by: null }), names)).toBe('Assigned to Ana');
+    expect(describeEvent(event('assigned', 0, { by: null, agentId: 'bo', agentName: null }), names)).toBe('Assigned to Bo');
+    expect(describeEvent(event('assigned', 0, { by: null, agentId: 'nobody', agentName: null }), names)).toBe('Assigned to nobody');
+    expect(describeEvent(event('assigned', 0, { by: null, agentId: 'bo', agentName: 'bo' }), names)).toBe('Assigned to Bo');
     expect(describeEvent(event('assigned', 0, { by: { userId: 'sam', role: 'admin' } }), names)).toBe('Assigned to Ana by Sam');
     expect(describeEvent(event('transferred', 2, { agentId: 'bo', agentName: 'Bo' }), names)).toBe('Transferred to Bo by Ana');
     expect(describeEvent(event('returned', 2, { agentId: null, agentName: null }), names)).toBe('Returned to the queue by Ana');
     expect(describeEvent(event('returned', 2, { by: null, agentId: null, agentName: null }), names)).toBe('Returned to the queue');
     expect(describeEvent(event('closed', 4, { by: { userId: 'cust', role: 'customer' } }), names)).toBe('Closed by you');
     expect(describeEvent(event('closed', 4, { by: { userId: 'other', role: 'customer' } }), names)).toBe('Closed by the customer');
-    expect(describeEvent(event('closed', 4, { by: { userId: 'zed', role: 'agent' } }), names)).toBe('Closed by zed');
+    expect(describeEvent(event('closed', 4, { by: { userId: 'zed', role: 'agent' } }), names)).toBe('Closed by an agent');
+    expect(describeEvent(event('closed', 4, { by: { userId: 'zed', role: 'admin' } }), names)).toBe('Closed by a supervisor');
   });
 });

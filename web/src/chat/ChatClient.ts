@@ -145,6 +145,8 @@ export class ChatClient {
   private readonly anyListeners = new Set<() => void>();
   private anyVersion = 0;
   private visibleSession: string | null = null;
+  /** Display names of agents seen in the directory or its updates, for lines that carry only an id. */
+  private readonly agentNames = new Map<string, string>();
   /** Server clock minus this browser's, from the last `connected` greeting. */
   private serverOffsetMs = 0;
   private storedOutbox: OutboxEntry[];
@@ -358,7 +360,9 @@ export class ChatClient {
     socket.on('new-pending-session', (payload: SessionEnvelope) => this.emit('new-pending-session', payload));
     socket.on('stats-update', (payload: Stats) => this.emit('stats-update', payload));
     socket.on('agent-updated', (payload: { agent: AgentEntry }) => {
-      if (payload?.agent) this.emit('agent-updated', payload);
+      if (!payload?.agent) return;
+      this.learnAgents([payload.agent]);
+      this.emit('agent-updated', payload);
     });
     socket.on('queue-position', (payload: QueuePosition) => {
       if (!payload?.sessionId) return;
@@ -577,6 +581,16 @@ export class ChatClient {
       const record = this.sessions.get(sessionId);
       if (record) record.eventsRequested = false;
     }
+  }
+
+  /** Remembers the names of directory entries. */
+  learnAgents(agents: AgentEntry[]): void {
+    for (const agent of agents) if (agent.name && agent.name !== agent.id) this.agentNames.set(agent.id, agent.name);
+  }
+
+  /** An agent's display name, when the directory has shown it here. */
+  agentName(id: string): string | null {
+    return this.agentNames.get(id) ?? null;
   }
 
   /** The server's clock now (ms since epoch), as far as the last greeting tells. */

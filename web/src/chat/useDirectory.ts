@@ -37,6 +37,7 @@ export function useDirectory(pool?: string): DirectoryState {
       const mine = ++ticket;
       client.api.agents(pool).then(
         ({ items }) => {
+          client.learnAgents(items);
           if (live && mine === ticket) setState({ agents: items.slice().sort(byName), loaded: true, error: null });
         },
         (error: unknown) => {

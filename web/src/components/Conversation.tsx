@@ -57,8 +57,11 @@ export function Conversation({ sessionId, chat, canWrite, footer, empty, markRea
 
   const session = chat.session;
   const names = useMemo<EventNames>(() => {
-    const known = namesFrom(chat.messages, chat.events, session ? { [session.customerId]: session.customerName, ...(session.agentId ? { [session.agentId]: session.agentName } : {}) } : {});
-    return { me: client.user.userId, nameOf: (id) => known.get(id) ?? null };
+    const known = namesFrom(chat.messages, chat.events, {
+      [client.user.userId]: client.user.name,
+      ...(session ? { [session.customerId]: session.customerName, ...(session.agentId ? { [session.agentId]: session.agentName } : {}) } : {}),
+    });
+    return { me: client.user.userId, nameOf: (id) => known.get(id) ?? client.agentName(id) };
   }, [chat.messages, chat.events, session, client]);
 
   const waitingHint =

@@ -46,6 +46,7 @@ export function TransferDialog({ session, onClose, onTransferred }: TransferDial
     client.api
       .agents(session.pool)
       .then(({ items }) => {
+        client.learnAgents(items);
         if (!live) return;
         const others = items.filter((a) => a.id !== me && a.id !== session.agentId).sort(pickOrder);
         setAgents(others);

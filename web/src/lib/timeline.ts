@@ -64,13 +64,16 @@ function actor(event: SessionEvent, names: EventNames): string | null {
   if (!by) return null;
   if (by.userId === names.me) return 'you';
   if (by.role === 'customer') return 'the customer';
-  return names.nameOf(by.userId) ?? by.userId;
+  // The customer's side knows no directory: someone who never wrote is named by role.
+  return names.nameOf(by.userId) ?? (by.role === 'admin' ? 'a supervisor' : 'an agent');
 }
 
 /** The entry's line, without its time: "Assigned to Ana", "Transferred to Bo by Ana", "Returned to the queue", "Closed by the customer". */
 export function describeEvent(event: SessionEvent, names: EventNames): string {
   const who = actor(event, names);
-  const agent = event.agentName ?? event.agentId ?? 'an agent';
+  // An entry written by the system may carry only the agent's id (as its name, too): the session or its messages know the name.
+  const bare = !event.agentName || event.agentName === event.agentId;
+  const agent = (bare && event.agentId ? names.nameOf(event.agentId) : null) ?? event.agentName ?? event.agentId ?? 'an agent';
   const byWho = who ? ` by ${who}` : '';
   switch (event.kind) {
     case 'assigned':
@@ -88,8 +91,8 @@ export function describeEvent(event: SessionEvent, names: EventNames): string {
 /** Names of the people of a session, learnt from its messages and its entries. */
 export function namesFrom(messages: { senderId: string; senderName: string }[], events: SessionEvent[], extra: Record<string, string | null | undefined> = {}): Map<string, string> {
   const names = new Map<string, string>();
-  for (const [id, name] of Object.entries(extra)) if (name) names.set(id, name);
-  for (const e of events) if (e.agentId && e.agentName) names.set(e.agentId, e.agentName);
+  for (const [id, name] of Object.entries(extra)) if (name && name !== id) names.set(id, name);
+  for (const e of events) if (e.agentId && e.agentName && e.agentName !== e.agentId) names.set(e.agentId, e.agentName);
   for (const m of messages) names.set(m.senderId, m.senderName);
   return names;
 }
