@@ -17,15 +17,8 @@ impl BatchState {
             Ok(_) => return Decision::reply(ReplyBody::Done),
             Err(e) => return Decision::fail(e),
         };
-        match self.try_auto_assign(&record, now) {
-            Some(decision) => decision,
-            None => {
-                if record.session.status == SessionStatus::Pending {
-                    self.count_left_waiting(pool);
-                }
-                Decision::reply(ReplyBody::Done)
-            }
-        }
+        self.try_auto_assign(&record, now)
+            .unwrap_or_else(|| Decision::reply(ReplyBody::Done))
     }
 
     pub(super) fn return_to_queue(&mut self, session_id: &str, agent_id: &str) -> Decision {

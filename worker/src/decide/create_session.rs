@@ -68,9 +68,6 @@ impl BatchState {
             assigned.deliveries.insert(0, announcement);
             return assigned;
         }
-        if self.routing.is_auto(pool) {
-            self.count_left_waiting(pool);
-        }
         let mut decision = Decision::reply(ReplyBody::Session(session.clone()));
         decision.deliveries.push(announcement);
         decision.stats_pools.push(pool.to_owned());

@@ -160,9 +160,10 @@ pub struct BatchState {
     timeline: Vec<Mutation>,
     /// When the command being decided is applied.
     now: Option<Timestamp>,
-    /// Per pool, sessions this batch leaves waiting (later ones of the
-    /// batch must not pass them).
-    left_waiting: HashMap<String, i64>,
+    /// Per pool, the queue places this batch has moved so far (a session
+    /// by its place, -1 given out, +1 created or sent back), correcting
+    /// the places read before the batch.
+    queue_moves: HashMap<String, Vec<((Timestamp, String), i64)>>,
     /// The current command's pools to dispatch and agents changed, moved
     /// into its decision once it is decided.
     dispatch_pools: Vec<String>,
@@ -185,7 +186,7 @@ impl BatchState {
             load_changes: Vec::new(),
             timeline: Vec::new(),
             now: None,
-            left_waiting: HashMap::new(),
+            queue_moves: HashMap::new(),
             dispatch_pools: Vec::new(),
             agents_changed: Vec::new(),
             queue_pools: Vec::new(),

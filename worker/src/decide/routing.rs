@@ -121,6 +121,21 @@ impl BatchState {
         if old == new {
             return;
         }
+        // The places counted before the batch are corrected by what the
+        // batch itself moves: a session given out no longer waits ahead,
+        // one created or sent back waits ahead of every later one.
+        if let (Some(pool), Some(before)) = (&old, before) {
+            self.queue_moves
+                .entry(pool.clone())
+                .or_default()
+                .push((queue_key(before), -1));
+        }
+        if let Some(pool) = &new {
+            self.queue_moves
+                .entry(pool.clone())
+                .or_default()
+                .push((queue_key(after), 1));
+        }
         for pool in old.into_iter().chain(new) {
             if !self.queue_pools.contains(&pool) {
                 self.queue_pools.push(pool);
@@ -156,7 +171,7 @@ impl BatchState {
             .get(&record.session.id)
             .copied()
             .unwrap_or(0)
-            + self.left_waiting.get(&pool).copied().unwrap_or(0);
+            + self.moved_ahead_of(record);
         if agents.room(&self.routing, &pool) <= ahead {
             return None;
         }
@@ -179,9 +194,25 @@ impl BatchState {
         Some(decision)
     }
 
-    /// Counts a session of `pool` that this batch leaves waiting, so that
-    /// later sessions of the batch do not pass it.
-    pub(super) fn count_left_waiting(&mut self, pool: &str) {
-        *self.left_waiting.entry(pool.to_owned()).or_default() += 1;
+    /// How many more (or fewer) sessions wait ahead of `record` than were
+    /// counted before the batch, by what the batch has moved so far.
+    fn moved_ahead_of(&self, record: &SessionRecord) -> i64 {
+        let key = queue_key(record);
+        self.queue_moves
+            .get(&record.session.pool)
+            .map(|moves| {
+                moves
+                    .iter()
+                    .filter(|(other, _)| *other < key)
+                    .map(|(_, delta)| delta)
+                    .sum()
+            })
+            .unwrap_or(0)
     }
+}
+
+/// A session's place in its pool's queue: creation, then id, as the store
+/// orders it (a session sent back keeps its place).
+fn queue_key(record: &SessionRecord) -> (Timestamp, String) {
+    (record.session.created_at, record.session.id.clone())
 }

@@ -750,6 +750,49 @@ fn routing_a_session_left_waiting_earlier_in_the_batch_is_not_passed() {
     assert_eq!(records["s2"].session.status, SessionStatus::Pending);
 }
 
+#[test]
+fn routing_offers_decided_in_one_batch_fill_every_free_place() {
+    // Two free places, s1 and s2 waiting (s1 first), both offered in one
+    // batch: s1 no longer waits ahead of s2 once it is given.
+    let view = View::default()
+        .pool("default", vec![online("a", 0), online("b", 0)], &["a", "b"])
+        .ahead("s1", 0)
+        .ahead("s2", 1);
+    let records = [
+        pending("s1", "default", 0, 0),
+        pending("s2", "default", 1, 0),
+    ];
+    let mut batch = Batch::new(records, config("auto", "1"), view);
+    let first = given_to(&batch.system(auto_assign("s1", "default")));
+    let second = given_to(&batch.system(auto_assign("s2", "default")));
+    assert!(first.is_some() && second.is_some(), "{first:?} {second:?}");
+    assert_ne!(first, second, "one session per free place");
+}
+
+#[test]
+fn routing_a_session_sent_back_in_the_batch_is_not_passed_by_a_newer_one() {
+    // s1 (older) is the chat of an absent agent and goes back to the
+    // queue; s2 (newer) was alone in the queue when the batch was read.
+    // One place is free: it is s1's turn, not s2's.
+    let view = View::default()
+        .pool("default", vec![online("a", 0), online("g", 1)], &["a"])
+        .ahead("s2", 0);
+    let mut gone = active("s1", "default", 0, "g");
+    gone.session.created_at = CREATED;
+    let records = [gone, pending("s2", "default", 1, 0)];
+    let mut batch = Batch::new(records, config("auto", "1"), view);
+    let returned = batch.system(return_to_queue("s1", "g"));
+    assert_eq!(returned.dispatch_pools, ["default"]);
+    assert_eq!(
+        given_to(&batch.system(auto_assign("s2", "default"))),
+        None,
+        "s2 waits behind s1"
+    );
+    let records = written(&batch.mutations());
+    assert_eq!(records["s1"].session.status, SessionStatus::Pending);
+    assert!(!records.contains_key("s2"), "s2 is left as it was");
+}
+
 // ---------------------------------------------------------------------------
 // 6. The load an assignment carries
 
