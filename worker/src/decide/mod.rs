@@ -163,7 +163,7 @@ pub struct BatchState {
     /// Per pool, the queue places this batch has moved so far (a session
     /// by its place, -1 given out, +1 created or sent back), correcting
     /// the places read before the batch.
-    queue_moves: HashMap<String, Vec<((Timestamp, String), i64)>>,
+    queue_moves: HashMap<String, Vec<routing::QueueMove>>,
     /// The current command's pools to dispatch and agents changed, moved
     /// into its decision once it is decided.
     dispatch_pools: Vec<String>,

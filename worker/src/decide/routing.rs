@@ -211,6 +211,10 @@ impl BatchState {
     }
 }
 
+/// A change the batch made to a pool's queue: the session's place and
+/// whether it joined (+1) or left (-1) the queue.
+pub(super) type QueueMove = ((Timestamp, String), i64);
+
 /// A session's place in its pool's queue: creation, then id, as the store
 /// orders it (a session sent back keeps its place).
 fn queue_key(record: &SessionRecord) -> (Timestamp, String) {
