@@ -46,7 +46,11 @@ pub async fn list(
         None | Some("") => None,
         Some(pool) => Some(PoolName::parse(pool)?),
     };
-    let visible = visible_pools(&caller, pool.as_deref())?;
+    let visible = visible_pools(
+        &caller,
+        pool.as_deref(),
+        "the agent directory is for agents and admins",
+    )?;
     let items = entries(&state, pool.as_deref(), visible.as_ref())
         .await
         .map_err(ChatError::from)?;
@@ -54,15 +58,15 @@ pub async fn list(
 }
 
 /// The pools the caller may list: `None` for every pool (an admin asking
-/// for all), else a set; asking for a pool one does not serve is refused.
-fn visible_pools(
+/// for all), else a set; asking for a pool one does not serve is refused,
+/// and customers are refused with `refusal_to_customers`.
+pub(crate) fn visible_pools(
     caller: &Identity,
     pool: Option<&str>,
+    refusal_to_customers: &'static str,
 ) -> Result<Option<HashSet<String>>, ChatError> {
     match (caller.role, pool) {
-        (Role::Customer, _) => Err(ChatError::forbidden(
-            "the agent directory is for agents and admins",
-        )),
+        (Role::Customer, _) => Err(ChatError::forbidden(refusal_to_customers)),
         (Role::Admin, None) => Ok(None),
         (Role::Admin, Some(pool)) => Ok(Some(HashSet::from([pool.to_owned()]))),
         (Role::Agent, Some(pool)) if caller.pools.iter().any(|p| p == pool) => {

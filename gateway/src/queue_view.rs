@@ -9,10 +9,11 @@ use std::sync::Arc;
 use axum::extract::{Query, State};
 use axum::Json;
 use chat_shared::ids::PoolName;
-use chat_shared::protocol::{QueueEntry, QueueList, Role};
+use chat_shared::protocol::{QueueEntry, QueueList};
 use chat_shared::store::OpenChats;
 use chat_shared::ChatError;
 
+use crate::agents::visible_pools;
 use crate::http_caller::Caller;
 use crate::http_error::ApiResult;
 use crate::state::GatewayState;
@@ -27,25 +28,19 @@ pub async fn list(
 ) -> ApiResult<Json<QueueList>> {
     let pool = match query.get("pool").map(String::as_str) {
         None | Some("") => None,
-        Some(pool) => Some(PoolName::parse(pool)?.to_string()),
+        Some(pool) => Some(PoolName::parse(pool)?),
     };
-    // `None` stands for every pool, which only an admin may read at once.
-    let pools: Option<Vec<String>> = match (caller.role, pool) {
-        (Role::Customer, _) => {
-            return Err(ChatError::forbidden("the queue is for agents and admins").into())
-        }
-        (Role::Admin, pool) => pool.map(|pool| vec![pool]),
-        (Role::Agent, Some(pool)) if caller.pools.contains(&pool) => Some(vec![pool]),
-        (Role::Agent, Some(_)) => {
-            return Err(ChatError::forbidden("agents may read only the pools they serve").into())
-        }
-        (Role::Agent, None) => Some(caller.pools.clone()),
-    };
+    let visible = visible_pools(
+        &caller,
+        pool.as_deref(),
+        "the queue is for agents and admins",
+    )?;
     let mut waiting = Vec::new();
-    match pools {
+    match visible {
         None => waiting.extend(read(&state, None).await?),
+        // One read per pool, in name order so that the answer is stable.
         Some(pools) => {
-            for pool in pools {
+            for pool in pools.into_iter().collect::<std::collections::BTreeSet<_>>() {
                 waiting.extend(read(&state, Some(&pool)).await?);
             }
         }
