@@ -220,6 +220,7 @@ mod tests {
                 closed_at: None,
                 last_seq: 0,
                 last_message_at: None,
+                participants: Vec::new(),
             },
             version,
             first_assigned_at: None,

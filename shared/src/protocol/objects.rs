@@ -75,6 +75,20 @@ pub struct Session {
     pub closed_at: Option<Timestamp>,
     pub last_seq: i64,
     pub last_message_at: Option<Timestamp>,
+    /// Colleagues the assigned agent invited in, in the order they joined.
+    #[serde(default)]
+    pub participants: Vec<Participant>,
+}
+
+/// An agent invited into a session: they may write to it until they leave
+/// or it closes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Participant {
+    pub user_id: String,
+    pub name: String,
+    pub role: Role,
+    pub joined_at: Timestamp,
 }
 
 /// One stored chat message; `seq` orders a session's messages 1, 2, 3, …
@@ -90,6 +104,43 @@ pub struct Message {
     pub content: String,
     pub client_msg_id: Option<String>,
     pub created_at: Timestamp,
+    /// Files the message carries.
+    #[serde(default)]
+    pub attachments: Vec<Attachment>,
+    /// One entry per emoji, in the order each was first used.
+    #[serde(default)]
+    pub reactions: Vec<Reaction>,
+    /// An internal note: numbered in the notes' own sequence, for staff only.
+    #[serde(default)]
+    pub internal: bool,
+    /// For a note, the message it follows; never set on a message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_seq: Option<i64>,
+}
+
+/// A file uploaded into a session (docs/protocol.md, Attachment).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attachment {
+    pub id: String,
+    pub session_id: String,
+    pub name: String,
+    pub size: i64,
+    pub content_type: String,
+    /// Pixel size of an image whose header could be read.
+    pub width: Option<i64>,
+    pub height: Option<i64>,
+    pub created_at: Timestamp,
+}
+
+/// The reactions of one emoji on a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Reaction {
+    pub emoji: String,
+    pub count: i64,
+    /// In the order they reacted.
+    pub user_ids: Vec<String>,
 }
 
 /// How far one participant has read a session.
@@ -138,6 +189,7 @@ mod tests {
             closed_at: None,
             last_seq: 0,
             last_message_at: None,
+            participants: Vec::new(),
         };
         assert_eq!(
             serde_json::to_value(&session).unwrap(),
@@ -146,7 +198,8 @@ mod tests {
                 "agentId": null, "agentName": null, "pool": "default",
                 "status": "pending", "subject": "Billing",
                 "createdAt": "2023-11-14T22:13:20.000Z", "assignedAt": null,
-                "closedAt": null, "lastSeq": 0, "lastMessageAt": null
+                "closedAt": null, "lastSeq": 0, "lastMessageAt": null,
+                "participants": []
             })
         );
     }
@@ -163,6 +216,10 @@ mod tests {
             content: "Hello".into(),
             client_msg_id: Some("c-1".into()),
             created_at: Timestamp(1_700_000_000_001),
+            attachments: Vec::new(),
+            reactions: Vec::new(),
+            internal: false,
+            after_seq: None,
         };
         let value = serde_json::to_value(&message).unwrap();
         assert_eq!(
@@ -170,7 +227,8 @@ mod tests {
             json!({
                 "id": "m1", "sessionId": "s1", "seq": 3, "senderId": "a1",
                 "senderName": "Ann", "senderRole": "agent", "content": "Hello",
-                "clientMsgId": "c-1", "createdAt": "2023-11-14T22:13:20.001Z"
+                "clientMsgId": "c-1", "createdAt": "2023-11-14T22:13:20.001Z",
+                "attachments": [], "reactions": [], "internal": false
             })
         );
         assert_eq!(serde_json::from_value::<Message>(value).unwrap(), message);

@@ -150,6 +150,7 @@ pub async fn session_round_trip(store: &dyn Store) {
             closed_at: Some(at(9_000)),
             last_seq: 7,
             last_message_at: Some(at(8_000)),
+            participants: Vec::new(),
         },
         version: 5,
         first_assigned_at: Some(at(1_500)),
@@ -1865,6 +1866,10 @@ fn message(session_id: &str, seq: i64, sender_id: &str, client_msg_id: Option<&s
         content: format!("message {seq}"),
         client_msg_id: client_msg_id.map(Into::into),
         created_at: at(seq * 1_000),
+        attachments: Vec::new(),
+        reactions: Vec::new(),
+        internal: false,
+        after_seq: None,
     }
 }
 

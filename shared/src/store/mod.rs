@@ -90,6 +90,7 @@ impl SessionRecord {
                 closed_at: None,
                 last_seq: 0,
                 last_message_at: None,
+                participants: Vec::new(),
             },
             version: 1,
             first_assigned_at: None,

@@ -39,6 +39,7 @@ pub(crate) fn session_record<R: Columns>(row: &R) -> Result<SessionRecord, R::Er
             closed_at: optional_timestamp(row, "closed_at")?,
             last_seq: row.int("last_seq")?,
             last_message_at: optional_timestamp(row, "last_message_at")?,
+            participants: Vec::new(),
         },
         version: row.int("version")?,
         first_assigned_at: optional_timestamp(row, "first_assigned_at")?,
@@ -59,6 +60,10 @@ pub(crate) fn message<R: Columns>(row: &R) -> Result<Message, R::Error> {
         content: row.text("content")?,
         client_msg_id: row.optional_text("client_msg_id")?,
         created_at: Timestamp(row.int("created_at")?),
+        attachments: Vec::new(),
+        reactions: Vec::new(),
+        internal: false,
+        after_seq: None,
     })
 }
 

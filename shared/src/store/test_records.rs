@@ -32,5 +32,9 @@ pub(crate) fn message(session_id: &str, seq: i64, client_msg_id: Option<&str>) -
         content: format!("message {seq}"),
         client_msg_id: client_msg_id.map(Into::into),
         created_at: Timestamp(1_700_000_000_000 + seq),
+        attachments: Vec::new(),
+        reactions: Vec::new(),
+        internal: false,
+        after_seq: None,
     }
 }

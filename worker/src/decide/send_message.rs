@@ -127,5 +127,9 @@ pub(super) fn new_message(
         content: content.to_owned(),
         client_msg_id: client_msg_id.map(str::to_owned),
         created_at: now,
+        attachments: Vec::new(),
+        reactions: Vec::new(),
+        internal: false,
+        after_seq: None,
     }
 }

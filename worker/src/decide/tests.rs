@@ -69,6 +69,7 @@ fn pending(id: &str, pool: &str, last_seq: i64) -> SessionRecord {
             closed_at: None,
             last_seq,
             last_message_at: (last_seq > 0).then_some(CREATED),
+            participants: Vec::new(),
         },
         version: LOADED_VERSION,
         first_assigned_at: None,
@@ -340,6 +341,7 @@ fn a_customer_opens_a_pending_session_with_default_fields() {
             closed_at: None,
             last_seq: 0,
             last_message_at: None,
+            participants: Vec::new(),
         }
     );
     assert_eq!(decision.stats_pools, vec!["billing".to_owned()]);
@@ -361,7 +363,7 @@ fn a_customer_opens_a_pending_session_with_default_fields() {
             "agentId": null, "agentName": null, "pool": "billing",
             "status": "pending", "subject": "Invoice",
             "createdAt": NOW.to_rfc3339(), "assignedAt": null, "closedAt": null,
-            "lastSeq": 0, "lastMessageAt": null
+            "lastSeq": 0, "lastMessageAt": null, "participants": []
         }})
     );
 
@@ -410,6 +412,10 @@ fn the_first_message_of_a_new_session_gets_seq_one() {
             content: "My invoice is wrong".into(),
             client_msg_id: None,
             created_at: NOW,
+            attachments: Vec::new(),
+            reactions: Vec::new(),
+            internal: false,
+            after_seq: None,
         })
     );
     assert_eq!(mutations.len(), 2);
@@ -493,6 +499,10 @@ fn a_message_gets_the_next_seq_and_goes_to_the_session_channel() {
         content: "Any news?".into(),
         client_msg_id: Some("k-1".into()),
         created_at: NOW,
+        attachments: Vec::new(),
+        reactions: Vec::new(),
+        internal: false,
+        after_seq: None,
     };
     assert_eq!(message, expected);
     assert_eq!(decision.stats_pools, vec!["default".to_owned()]);
@@ -508,7 +518,8 @@ fn a_message_gets_the_next_seq_and_goes_to_the_session_channel() {
             "id": "m-1", "sessionId": "s1", "seq": 5, "senderId": "c1",
             "senderName": "Name of c1", "senderRole": "customer",
             "content": "Any news?", "clientMsgId": "k-1",
-            "createdAt": NOW.to_rfc3339()
+            "createdAt": NOW.to_rfc3339(), "attachments": [], "reactions": [],
+            "internal": false
         })
     );
 
@@ -664,6 +675,10 @@ fn a_stored_client_msg_id_answers_with_the_original_even_after_close() {
         content: "first try".into(),
         client_msg_id: Some("k-1".into()),
         created_at: CREATED,
+        attachments: Vec::new(),
+        reactions: Vec::new(),
+        internal: false,
+        after_seq: None,
     };
     let mut snap = snapshot([closed("s1", "default", 3, "a1")], &[&carla]);
     snap.messages_by_client_id
