@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod backplane;
+pub mod blob;
 pub mod config;
 pub mod directory;
 pub mod envelope;

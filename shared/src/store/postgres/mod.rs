@@ -166,6 +166,12 @@ impl PostgresStore {
         Ok(self)
     }
 
+    /// A blob store on this store's pool and database (the `blobs` and
+    /// `blob_chunks` tables of migration 6).
+    pub fn blobs(&self) -> crate::blob::postgres::PostgresBlobStore {
+        crate::blob::postgres::PostgresBlobStore::new(self.pool.clone())
+    }
+
     /// How the reads of a store with a replica were served so far; `None`
     /// without one.
     pub fn replica_reads(&self) -> Option<ReplicaReads> {

@@ -803,3 +803,53 @@ async fn sslmode_require_verifies_the_server_against_the_trusted_authority() {
         "this server takes TCP clients over TLS only"
     );
 }
+
+// ---------------------------------------------------------------------------
+// The blob store on the same pool, a schema per check
+
+mod blobs {
+    use super::*;
+    use crate::blob::postgres::PostgresBlobStore;
+
+    async fn open_blobs_for_check() -> (TestSchema, PostgresBlobStore) {
+        let schema = TestSchema::new();
+        let store = schema.store().await;
+        (schema, store.blobs())
+    }
+
+    crate::blob::conformance::blob_tests_per_check!(open_blobs_for_check);
+}
+
+/// A put dropped half way (its uploader gone) rolls back, and the pool's
+/// connection it held serves the next put.
+#[tokio::test]
+async fn a_dropped_blob_put_leaves_nothing() {
+    use crate::blob::{BlobError, BlobStore, ByteStream};
+    let (_schema, store) = open_for_check().await;
+    let blobs = store.blobs();
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, BlobError>>(1);
+    let body: ByteStream = Box::pin(futures_util::stream::unfold(receiver, |mut rx| async {
+        rx.recv().await.map(|item| (item, rx))
+    }));
+    let put = {
+        let blobs = blobs.clone();
+        tokio::spawn(async move { blobs.put(body, 1 << 20).await })
+    };
+    for piece in [vec![1u8; 300 * 1024], vec![2u8; 10]] {
+        // The second send returns once the put has taken the first, so its
+        // transaction is open by then.
+        sender.send(Ok(piece.into())).await.expect("the put reads");
+    }
+    put.abort();
+    assert!(put.await.expect_err("aborted").is_cancelled());
+    let left = blobs
+        .created_before(Timestamp(i64::MAX), None, 10)
+        .await
+        .expect("list");
+    assert!(left.is_empty(), "{left:?}");
+    let next = blobs
+        .put(crate::blob::conformance::chunks_of(b"after", 2), 100)
+        .await
+        .expect("the next put");
+    assert_eq!(next.size, 5);
+}
