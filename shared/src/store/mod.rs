@@ -22,6 +22,7 @@ use async_trait::async_trait;
 use crate::protocol::{Message, MessagePage, ReadPosition, Session, SessionStatus};
 use crate::Timestamp;
 
+mod attachments_sql;
 mod migrations;
 mod routing_sql;
 mod rows;
@@ -33,8 +34,12 @@ mod timeline_sql;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 
+pub use attachments_sql::AttachmentRecord;
+
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+#[cfg(any(test, feature = "conformance"))]
+pub mod attachment_conformance;
 
 #[cfg(test)]
 mod test_records;
@@ -448,4 +453,24 @@ pub trait Store: Send + Sync + 'static {
     /// Appends the store's own Prometheus families, if it keeps any (the
     /// PostgreSQL store's replica reads); most stores keep none.
     fn render_metrics(&self, _out: &mut String) {}
+
+    // Attachments: the metadata of uploaded files (their bytes are in the
+    // blob store under the same id). Written and removed outside any
+    // batch, like the directory: an upload changes no session.
+
+    /// Records an uploaded file.
+    async fn insert_attachment(&self, attachment: &AttachmentRecord) -> Result<(), StoreError>;
+
+    async fn attachment(&self, id: &str) -> Result<Option<AttachmentRecord>, StoreError>;
+
+    /// Up to `limit` files no message refers to, uploaded before `before`,
+    /// oldest first.
+    async fn unreferenced_attachments_before(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<AttachmentRecord>, StoreError>;
+
+    /// Removes a file's row while no message refers to it; whether it did.
+    async fn delete_attachment(&self, id: &str) -> Result<bool, StoreError>;
 }

@@ -59,6 +59,7 @@ use super::{
 use crate::protocol::{MessagePage, ReadPosition, Session};
 use crate::Timestamp;
 
+mod attachments;
 mod commit;
 mod queries;
 mod replica;
@@ -448,6 +449,30 @@ impl Store for PostgresStore {
         if let Some(replica) = &self.replica {
             replica.render(out);
         }
+    }
+
+    async fn insert_attachment(
+        &self,
+        attachment: &super::AttachmentRecord,
+    ) -> Result<(), StoreError> {
+        attachments::insert(&self.client().await?, attachment).await
+    }
+
+    /// The primary only: a download follows its upload at once.
+    async fn attachment(&self, id: &str) -> Result<Option<super::AttachmentRecord>, StoreError> {
+        attachments::by_id(&self.client().await?, id).await
+    }
+
+    async fn unreferenced_attachments_before(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<super::AttachmentRecord>, StoreError> {
+        attachments::unreferenced_before(&self.client().await?, before, limit).await
+    }
+
+    async fn delete_attachment(&self, id: &str) -> Result<bool, StoreError> {
+        attachments::delete_unreferenced(&self.client().await?, id).await
     }
 }
 

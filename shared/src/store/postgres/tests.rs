@@ -853,3 +853,5 @@ async fn a_dropped_blob_put_leaves_nothing() {
         .expect("the next put");
     assert_eq!(next.size, 5);
 }
+
+crate::store::attachment_conformance::attachment_tests_per_check!(open_for_check);

@@ -32,6 +32,7 @@ use super::{
 use crate::protocol::{MessagePage, ReadPosition, Session};
 use crate::Timestamp;
 
+mod attachments;
 mod checkpoint;
 mod commit;
 mod queries;
@@ -270,6 +271,35 @@ impl Store for SqliteStore {
             Ok(())
         })
         .await
+    }
+
+    async fn insert_attachment(
+        &self,
+        attachment: &super::AttachmentRecord,
+    ) -> Result<(), StoreError> {
+        let attachment = attachment.clone();
+        self.write(move |conn| attachments::insert(conn, &attachment))
+            .await
+    }
+
+    async fn attachment(&self, id: &str) -> Result<Option<super::AttachmentRecord>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |conn| attachments::by_id(conn, &id)).await
+    }
+
+    async fn unreferenced_attachments_before(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<super::AttachmentRecord>, StoreError> {
+        self.read(move |conn| attachments::unreferenced_before(conn, before, limit))
+            .await
+    }
+
+    async fn delete_attachment(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.write(move |conn| attachments::delete_unreferenced(conn, &id))
+            .await
     }
 }
 

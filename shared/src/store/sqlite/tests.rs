@@ -245,3 +245,5 @@ async fn the_daily_counts_start_from_the_stored_messages() {
         .expect("figures");
     assert_eq!(figures.messages_today, 3);
 }
+
+crate::store::attachment_conformance::attachment_tests_per_check!(open_for_check);
