@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::response::Response;
 use axum::routing::{any, get, post};
@@ -20,6 +19,7 @@ use chat_shared::store::Store;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -30,6 +30,8 @@ use crate::outbound::SocketHandle;
 use crate::presence::Presence;
 use crate::requests::{RequestRoute, Requests};
 use crate::sio::connection::Transport;
+use crate::sio::deflate::Deflate;
+use crate::sio::deflate_upgrade::{NotAnUpgrade, SocketUpgrade};
 use crate::sio::queue::QueueLimits;
 use crate::socket::connection::ChatSockets;
 use crate::state::GatewayState;
@@ -174,6 +176,10 @@ impl Gateway {
             ping_timeout: state.config.ping_timeout,
             write_timeout: state.config.write_timeout,
             max_payload: MAX_PAYLOAD_BYTES,
+            compression_min_bytes: state
+                .config
+                .ws_compression
+                .then_some(state.config.ws_compression_min_bytes),
             metrics: state.metrics.clone(),
             close_connections: state.close_connections.clone(),
         });
@@ -395,7 +401,7 @@ async fn socket_io(
     axum::Extension(connections): axum::Extension<TaskTracker>,
     axum::Extension(sockets): axum::Extension<Arc<ChatSockets>>,
     axum::Extension(transport): axum::Extension<Arc<Transport>>,
-    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    upgrade: Result<SocketUpgrade, NotAnUpgrade>,
     query: axum::extract::Query<std::collections::HashMap<String, String>>,
 ) -> Response {
     let websocket = query.get("transport").map(String::as_str) == Some("websocket");
@@ -411,15 +417,19 @@ async fn socket_io(
         ));
     }
     let token = connections.token();
-    upgrade
+    let config = WebSocketConfig::default()
         .read_buffer_size(WS_READ_BUFFER)
         .write_buffer_size(WS_WRITE_BUFFER)
-        .max_message_size(MAX_PAYLOAD_BYTES)
-        .max_frame_size(MAX_PAYLOAD_BYTES)
-        .on_upgrade(move |socket| async move {
-            sio::connection::serve(socket, sockets, transport).await;
-            drop(token);
-        })
+        .max_message_size(Some(MAX_PAYLOAD_BYTES))
+        .max_frame_size(Some(MAX_PAYLOAD_BYTES));
+    let deflate = transport.compression_min_bytes.map(|min_bytes| Deflate {
+        min_bytes,
+        max_payload: transport.max_payload,
+    });
+    upgrade.on_upgrade(deflate, config, move |socket| async move {
+        sio::connection::serve(socket, sockets, transport).await;
+        drop(token);
+    })
 }
 
 /// Answers requests the worker did not answer in time.

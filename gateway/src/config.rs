@@ -59,6 +59,13 @@ pub struct GatewayConfig {
     /// How long one write to a socket may take before the socket counts as
     /// not reading and is closed (`WRITE_TIMEOUT_MS`, default 10 s).
     pub write_timeout: Duration,
+    /// Whether the Socket.IO WebSocket negotiates permessage-deflate with
+    /// clients that offer it (`WS_COMPRESSION`, `on` or `off`, default on).
+    pub ws_compression: bool,
+    /// Outgoing frames with a payload smaller than this go uncompressed
+    /// (`WS_COMPRESSION_MIN_BYTES`, 1 to 65536, default 1024): deflating a
+    /// small frame costs more CPU than the bytes it saves are worth.
+    pub ws_compression_min_bytes: usize,
     /// Built web UI to serve at `/` (`WEB_DIR`), if it exists.
     pub web_dir: PathBuf,
     /// Sockets one user may have open on this gateway
@@ -168,6 +175,18 @@ fn bounded(
     }
 }
 
+/// `WS_COMPRESSION`: `on` or `off`.
+fn ws_compression(env: &Env) -> Result<bool, ConfigError> {
+    match env.get("WS_COMPRESSION").map(str::trim) {
+        None => Ok(true),
+        Some(value) if value.eq_ignore_ascii_case("on") => Ok(true),
+        Some(value) if value.eq_ignore_ascii_case("off") => Ok(false),
+        Some(value) => Err(ConfigError(format!(
+            "WS_COMPRESSION={value:?} must be on or off"
+        ))),
+    }
+}
+
 /// `POOLS`: pool names separated by commas, each a valid pool name.
 fn allowed_pools(env: &Env) -> Result<Option<Vec<String>>, ConfigError> {
     let Some(text) = env.get("POOLS") else {
@@ -237,6 +256,8 @@ impl GatewayConfig {
             outbound_queue_bytes,
             write_timeout: env.millis("WRITE_TIMEOUT_MS", Duration::from_secs(10))?,
             head_timeout: env.millis("REQUEST_HEAD_TIMEOUT_MS", Duration::from_secs(10))?,
+            ws_compression: ws_compression(env)?,
+            ws_compression_min_bytes: bounded(env, "WS_COMPRESSION_MIN_BYTES", 1024, 1..=65_536)?,
             web_dir: PathBuf::from(env.string("WEB_DIR", "web/dist")),
             frame_ancestors: frame_ancestors(env)?,
             max_sockets_per_user: bounded(env, "MAX_SOCKETS_PER_USER", 20, 1..=10_000)?,
@@ -263,6 +284,32 @@ mod tests {
         assert_eq!(config.rate_limit_per_sec, 20);
         assert_eq!(config.rate_limit_burst, 40);
         assert_eq!(config.admin_port, None);
+    }
+
+    #[test]
+    fn compression_is_on_by_default_and_can_be_turned_off() {
+        let config = GatewayConfig::from_env(&Env::default(), true).unwrap();
+        assert!(config.ws_compression);
+        assert_eq!(config.ws_compression_min_bytes, 1024);
+        let env = Env::from_pairs([
+            ("WS_COMPRESSION", "off"),
+            ("WS_COMPRESSION_MIN_BYTES", "65536"),
+        ]);
+        let config = GatewayConfig::from_env(&env, true).unwrap();
+        assert!(!config.ws_compression);
+        assert_eq!(config.ws_compression_min_bytes, 65_536);
+        let on = Env::from_pairs([("WS_COMPRESSION", "ON")]);
+        assert!(GatewayConfig::from_env(&on, true).unwrap().ws_compression);
+        for (name, value) in [
+            ("WS_COMPRESSION", "yes"),
+            ("WS_COMPRESSION_MIN_BYTES", "0"),
+            ("WS_COMPRESSION_MIN_BYTES", "65537"),
+            ("WS_COMPRESSION_MIN_BYTES", "1k"),
+        ] {
+            let env = Env::from_pairs([(name, value)]);
+            let err = GatewayConfig::from_env(&env, true).unwrap_err();
+            assert!(err.0.contains(name), "{err}");
+        }
     }
 
     #[test]

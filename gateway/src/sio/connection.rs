@@ -7,16 +7,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use chat_shared::protocol::{frames, NAMESPACE};
 use chat_shared::ChatError;
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 
 use super::application::{Application, Auth, Connection, Ending, Refusal};
+use super::deflate_upgrade::WebSocket;
 use super::packet::{self, EnginePacket, SocketPacket};
 use super::queue::{OutboundQueue, QueueItem};
 use crate::metrics::{Metrics, Rejection};
@@ -39,6 +42,9 @@ pub struct Transport {
     pub write_timeout: Duration,
     /// The largest frame a client may send (announced in the handshake).
     pub max_payload: usize,
+    /// permessage-deflate, when on: outgoing payloads of at least this
+    /// many bytes are compressed for clients that negotiated it.
+    pub compression_min_bytes: Option<usize>,
     pub metrics: Arc<Metrics>,
     /// Cancelled to close every connection.
     pub close_connections: CancellationToken,
@@ -97,7 +103,7 @@ pub async fn serve<A: Application>(mut socket: WebSocket, app: Arc<A>, transport
     let Some((mut connection, outbound, socket_id)) =
         Box::pin(handshake(&mut socket, &*app, &transport)).await
     else {
-        let _ = tokio::time::timeout(CLOSE_GRACE, socket.close()).await;
+        let _ = tokio::time::timeout(CLOSE_GRACE, socket.close(None)).await;
         return;
     };
     drop(app);
@@ -130,12 +136,12 @@ pub async fn serve<A: Application>(mut socket: WebSocket, app: Arc<A>, transport
         if let Some(reason) = reason {
             let _ = socket
                 .send(Message::Close(Some(CloseFrame {
-                    code: 1001,
+                    code: CloseCode::Away,
                     reason: Utf8Bytes::from_static(reason),
                 })))
                 .await;
         }
-        let _ = socket.close().await;
+        let _ = socket.close(None).await;
     };
     let _ = tokio::time::timeout(CLOSE_GRACE, goodbye).await;
 }
@@ -184,7 +190,7 @@ async fn await_namespace_connect<A: Application>(
         let received = tokio::select! {
             _ = sleep_until(deadline) => return None,
             _ = transport.close_connections.cancelled() => return None,
-            received = socket.recv() => received,
+            received = socket.next() => received,
         };
         let text = match received {
             Some(Ok(Message::Text(text))) => text,
@@ -286,7 +292,7 @@ async fn run_connected<C: Connection>(
             _ = sleep_until(read_resumes_at), if paused => {
                 paused = false;
             }
-            received = socket.recv(), if !paused => {
+            received = socket.next(), if !paused => {
                 let text = match received {
                     Some(Ok(Message::Text(text))) => text,
                     Some(Ok(Message::Binary(_))) => {
@@ -440,6 +446,10 @@ async fn write_queued<C: Connection>(
         // is being written is bounded by the write deadline instead.
         connection.queue().release(item.bytes());
         for frame in connection.render(item).await {
+            // The application's frames are axum's text type; the same
+            // bytes, checked once more as UTF-8, become tungstenite's.
+            let frame =
+                Utf8Bytes::try_from(bytes::Bytes::from(frame)).map_err(|e| e.to_string())?;
             socket
                 .feed(Message::Text(frame))
                 .await

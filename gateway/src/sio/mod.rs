@@ -6,6 +6,10 @@
 
 pub mod application;
 pub mod connection;
+pub mod deflate;
+pub mod deflate_codec;
+pub mod deflate_offer;
+pub mod deflate_upgrade;
 pub mod packet;
 pub mod queue;
 
@@ -20,6 +24,10 @@ mod tests {
         let sources = [
             ("application.rs", include_str!("application.rs")),
             ("connection.rs", include_str!("connection.rs")),
+            ("deflate.rs", include_str!("deflate.rs")),
+            ("deflate_codec.rs", include_str!("deflate_codec.rs")),
+            ("deflate_offer.rs", include_str!("deflate_offer.rs")),
+            ("deflate_upgrade.rs", include_str!("deflate_upgrade.rs")),
             ("packet.rs", include_str!("packet.rs")),
             ("queue.rs", include_str!("queue.rs")),
         ];

@@ -7,6 +7,7 @@ mod admission;
 mod agents;
 mod assign;
 mod auth;
+mod compression;
 mod contract;
 mod engine;
 mod event_budgets;
