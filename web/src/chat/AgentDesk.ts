@@ -21,9 +21,18 @@ export interface DeskState {
   error: string | null;
 }
 
-export type DeskEvent = { type: 'transferred-in'; session: Session } | { type: 'lost'; session: Session; reason: string };
+export type DeskEvent =
+  | { type: 'transferred-in'; session: Session }
+  /** The agent of a chat invited me into it as a colleague. */
+  | { type: 'invited'; session: Session }
+  | { type: 'lost'; session: Session; reason: string };
 
 export type ActionResult = { ok: true; session: Session } | { ok: false; message: string };
+
+/** Whether `userId` has the chat: its assigned agent, or a colleague invited into it. */
+export function isMyChat(session: Session, userId: string): boolean {
+  return session.agentId === userId || (session.participants ?? []).some((p) => p.userId === userId);
+}
 
 function byCreated(a: Session, b: Session): number {
   return a.createdAt.localeCompare(b.createdAt);
@@ -129,7 +138,7 @@ export class AgentDesk {
     try {
       const [{ queue, queuedAt }, active] = await Promise.all([this.loadQueue(), this.client.api.allSessions('active')]);
       if (ticket !== this.refreshing) return;
-      const mineActive = active.filter((s) => s.agentId === this.me);
+      const mineActive = active.filter((s) => isMyChat(s, this.me));
       const closedKept = this.state.mine.filter((s) => s.status === 'closed');
       const mine = [...mineActive, ...closedKept.filter((c) => !mineActive.some((a) => a.id === c.id))];
       this.set({ queue, queuedAt, mine, loaded: true, error: null });
@@ -156,7 +165,8 @@ export class AgentDesk {
   }
 
   private updated(session: Session): void {
-    const wasMine = this.state.mine.some((s) => s.id === session.id && s.status === 'active');
+    const before = this.state.mine.find((s) => s.id === session.id && s.status === 'active');
+    const wasMine = before !== undefined;
     let queue = this.state.queue;
     let mine = this.state.mine;
     let queuedAt = this.state.queuedAt;
@@ -168,14 +178,20 @@ export class AgentDesk {
       queue = queue.filter((s) => s.id !== session.id);
     }
     if (session.status === 'active') {
-      if (session.agentId === this.me) mine = upsert(mine, session);
+      if (isMyChat(session, this.me)) mine = upsert(mine, session);
       else mine = mine.filter((s) => s.id !== session.id);
     }
     this.set({ queue, mine, queuedAt });
-    const isMine = session.status === 'active' && session.agentId === this.me;
-    if (!wasMine && isMine && !this.taking.has(session.id)) this.fire({ type: 'transferred-in', session });
+    const isMine = session.status === 'active' && isMyChat(session, this.me);
+    if (!wasMine && isMine && !this.taking.has(session.id)) this.fire({ type: session.agentId === this.me ? 'transferred-in' : 'invited', session });
     if (wasMine && !isMine) {
-      const reason = session.status === 'pending' ? `returned to the ${session.pool} queue` : `now with ${session.agentName ?? session.agentId ?? 'another agent'}`;
+      const colleague = before.agentId !== this.me;
+      const reason =
+        session.status === 'pending'
+          ? `returned to the ${session.pool} queue`
+          : colleague && session.agentId === before.agentId
+            ? 'no longer shared with you'
+            : `now with ${session.agentName ?? session.agentId ?? 'another agent'}`;
       this.fire({ type: 'lost', session, reason });
     }
   }

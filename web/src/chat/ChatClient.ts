@@ -13,7 +13,9 @@ import { io, type Socket } from 'socket.io-client';
 import websocketConfig, { type WebSocketConfig } from '../config/websocket.config';
 import { ApiError, ChatApi } from '../lib/api';
 import { newClientMsgId } from '../lib/ids';
+import { DeliveryBatcher } from '../lib/deliveryBatch';
 import { contiguousSeq, hasGap } from '../lib/merge';
+import { applyReaction } from '../lib/reactions';
 import { isRetryable, newEntry, nextToSend, type OutboxEntry } from '../lib/outbox';
 import { Reconnector, type ReconnectState } from '../lib/reconnect';
 import { TokenSource } from '../lib/tokenSource';
@@ -31,13 +33,18 @@ import {
 import type {
   Ack,
   AgentEntry,
+  Attachment,
   AgentStatus,
   ChatErrorBody,
   ChatUser,
   ConnectedPayload,
   Message,
+  MessageReactionsPayload,
+  MessagesDeliveredPayload,
   MessagesReadPayload,
   QueuePosition,
+  Reaction,
+  Session,
   SessionClosedPayload,
   SessionEnvelope,
   SessionEvent,
@@ -81,6 +88,10 @@ export interface ClientEvents {
   'session-updated': SessionEnvelope;
   'session-closed': SessionClosedPayload;
   'messages-read': MessagesReadPayload;
+  'messages-delivered': MessagesDeliveredPayload;
+  'message-reactions': MessageReactionsPayload;
+  /** An internal note that arrived live (staff only). */
+  'new-note': Message;
   'stats-update': Stats;
   /** An agent's directory entry changed (status, open chats, capacity, presence). */
   'agent-updated': { agent: AgentEntry };
@@ -152,6 +163,13 @@ export class ChatClient {
   private storedOutbox: OutboxEntry[];
   private readonly onOnline = () => this.networkChanged(true);
   private readonly onOffline = () => this.networkChanged(false);
+  /** `mark-delivered`, sent by itself as others' messages arrive, batched per session. */
+  private readonly delivery = new DeliveryBatcher({
+    send: (sessionId, upToSeq) => this.sendDelivered(sessionId, upToSeq),
+    now: () => Date.now(),
+    setTimer: (fn, ms) => setTimeout(fn, ms),
+    clearTimer: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
+  });
 
   constructor(options: ChatClientOptions) {
     this.user = options.user;
@@ -326,6 +344,7 @@ export class ChatClient {
     });
     socket.on('disconnect', (reason: string) => {
       this.generation++;
+      this.delivery.reset();
       for (const [id] of this.sessions) this.dispatch(id, { type: 'disconnected' });
       this.persistOutbox();
       if (this.unauthorized) {
@@ -347,6 +366,21 @@ export class ChatClient {
     socket.on('messages-read', (payload: MessagesReadPayload) => {
       this.dispatch(payload.sessionId, { type: 'read', userId: payload.userId, role: payload.role, upToSeq: payload.upToSeq });
       this.emit('messages-read', payload);
+    });
+    socket.on('messages-delivered', (payload: MessagesDeliveredPayload) => {
+      this.dispatch(payload.sessionId, { type: 'delivered', userId: payload.userId, role: payload.role, upToSeq: payload.upToSeq });
+      this.emit('messages-delivered', payload);
+    });
+    socket.on('message-reactions', (payload: MessageReactionsPayload) => {
+      if (!payload || !Array.isArray(payload.reactions)) return;
+      this.dispatch(payload.sessionId, { type: 'reactions', seq: payload.seq, reactions: payload.reactions });
+      this.emit('message-reactions', payload);
+    });
+    socket.on('new-note', (note: Message) => {
+      // Notes are for staff; a customer's screen never holds one, whatever arrives.
+      if (this.user.role === 'customer' || !note || note.internal !== true) return;
+      this.dispatch(note.sessionId, { type: 'notes', notes: [note] });
+      this.emit('new-note', note);
     });
     socket.on('session-updated', (payload: SessionEnvelope) => {
       this.dispatch(payload.session.id, { type: 'session', session: payload.session });
@@ -561,6 +595,7 @@ export class ChatClient {
     // those are for scrolling back, not a gap to fill forward.
     const joined = record.catchingUp ? payload : { ...payload, hasMore: false };
     this.dispatch(sessionId, { type: 'joined', payload: joined });
+    this.deliveredOnJoin(sessionId, payload);
     if (!record.eventsRequested) {
       // A join carries the latest 50 entries; the first view of a session asks for the longer list.
       record.eventsRequested = true;
@@ -570,6 +605,30 @@ export class ChatClient {
       this.failOutbox(sessionId, { code: 'session_closed', message: 'The chat is closed.' });
     }
     void this.fill(sessionId);
+  }
+
+  /** What the server holds of my delivery position, and a confirmation of what arrived since. */
+  private deliveredOnJoin(sessionId: string, payload: SessionJoinedPayload): void {
+    const mine = (payload.deliveryPositions ?? []).find((p) => p.userId === this.user.userId)?.upToSeq ?? 0;
+    const read = (payload.readPositions ?? []).find((p) => p.userId === this.user.userId)?.upToSeq ?? 0;
+    this.delivery.known(sessionId, Math.max(mine, read));
+    const record = this.sessions.get(sessionId);
+    if (!record) return;
+    const last = lastFromOthers(record.state.messages, this.user.userId);
+    if (last > 0) this.delivery.arrived(sessionId, last);
+  }
+
+  private sendDelivered(sessionId: string, upToSeq: number): void {
+    const record = this.sessions.get(sessionId);
+    const socket = this.socket;
+    if (!record?.state.joined || !socket?.connected) {
+      // Not joined now: the next join confirms it instead.
+      this.delivery.reset(sessionId);
+      return;
+    }
+    socket.timeout(this.config.timeouts.connection).emit('mark-delivered', { sessionId, upToSeq }, (err: Error | null, ack?: Ack<{ upToSeq: number }>) => {
+      if (!err && ack?.ok) this.dispatch(sessionId, { type: 'delivered', userId: this.user.userId, role: this.user.role, upToSeq: ack.upToSeq ?? upToSeq });
+    });
   }
 
   private async loadEvents(sessionId: string): Promise<void> {
@@ -634,6 +693,8 @@ export class ChatClient {
     } finally {
       record.filling = false;
     }
+    const last = lastFromOthers(record.state.messages, this.user.userId);
+    if (last > 0 && record.state.joined) this.delivery.arrived(sessionId, last);
     this.flush(sessionId);
   }
 
@@ -654,8 +715,10 @@ export class ChatClient {
     const record = this.sessions.get(message.sessionId);
     if (!record) return;
     const known = record.state.messages.some((m) => m.seq === message.seq);
+    if (message.internal === true) return; // a note never joins the messages (new-note carries them)
     this.dispatch(message.sessionId, { type: 'messages', messages: [message] });
     if (hasGap(record.state.messages)) void this.fill(message.sessionId);
+    if (message.senderId !== this.user.userId && record.state.joined) this.delivery.arrived(message.sessionId, message.seq);
     if (!known) this.emit('new-message', message);
   }
 
@@ -679,13 +742,15 @@ export class ChatClient {
    * joined on a live connection. Returns its clientMsgId, or null for an
    * empty message.
    */
-  sendMessage(sessionId: string, content: string): string | null {
+  sendMessage(sessionId: string, content: string, options: { attachments?: Attachment[]; internal?: boolean } = {}): string | null {
     const text = content.trim();
-    if (!text) return null;
+    const attachments = options.attachments ?? [];
+    if (!text && attachments.length === 0) return null;
     if ([...text].length > MAX_CONTENT_CHARS) throw new Error(`A message holds at most ${MAX_CONTENT_CHARS} characters.`);
+    if (options.internal && this.user.role === 'customer') throw new Error('Only staff write internal notes.');
     const clientMsgId = newClientMsgId();
     this.record(sessionId);
-    this.dispatch(sessionId, { type: 'enqueue', entry: newEntry(sessionId, text, clientMsgId, Date.now()) });
+    this.dispatch(sessionId, { type: 'enqueue', entry: newEntry(sessionId, text, clientMsgId, Date.now(), { attachments, internal: options.internal === true }) });
     this.persistOutbox();
     this.flush(sessionId);
     return clientMsgId;
@@ -733,11 +798,12 @@ export class ChatClient {
       .timeout(this.config.timeouts.connection)
       .emit(
         'send-message',
-        { sessionId, content: entry.content, clientMsgId: entry.clientMsgId },
+        sendPayload(sessionId, entry),
         (err: Error | null, ack?: Ack<{ message: Message }>) => {
           if (ack?.ok) {
-            // Stored: good news whichever connection it came on.
-            this.dispatch(sessionId, { type: 'messages', messages: [ack.message] });
+            // Stored: good news whichever connection it came on. A note goes with the notes.
+            if (ack.message.internal === true || entry.internal) this.dispatch(sessionId, { type: 'notes', notes: [{ ...ack.message, internal: true }] });
+            else this.dispatch(sessionId, { type: 'messages', messages: [ack.message] });
             this.persistOutbox();
             this.flush(sessionId);
             return;
@@ -758,6 +824,41 @@ export class ChatClient {
           }
         },
       );
+  }
+
+  /** Adds (`on`) or takes back my reaction to message `seq`; resolves to the message's reactions as stored. */
+  react(sessionId: string, seq: number, emoji: string, on: boolean): Promise<Reaction[]> {
+    const record = this.sessions.get(sessionId);
+    const socket = this.socket;
+    if (!record?.state.joined || !socket?.connected) return Promise.reject(new Error('Not connected.'));
+    const before = record.state.messages.find((m) => m.seq === seq)?.reactions ?? [];
+    // Shown at once; the ack (or message-reactions) then says what the server holds.
+    this.dispatch(sessionId, { type: 'reactions', seq, reactions: applyReaction(before, emoji, this.user.userId, on) });
+    return new Promise((resolve, reject) => {
+      socket.timeout(this.config.timeouts.connection).emit('react', { sessionId, seq, emoji, on }, (err: Error | null, ack?: Ack<{ seq: number; reactions: Reaction[] }>) => {
+        if (!err && ack?.ok && Array.isArray(ack.reactions)) {
+          this.dispatch(sessionId, { type: 'reactions', seq, reactions: ack.reactions });
+          resolve(ack.reactions);
+          return;
+        }
+        this.dispatch(sessionId, { type: 'reactions', seq, reactions: before });
+        reject(err || !ack ? new Error('No answer from the server.') : ack.ok ? new Error('Unexpected answer.') : new ApiError(ack.error.code, ack.error.message, 0));
+      });
+    });
+  }
+
+  /** Invites a colleague into a session; the session as the server left it is applied at once. */
+  async invite(sessionId: string, agentId: string): Promise<Session> {
+    const session = await this.api.invite(sessionId, agentId);
+    this.dispatch(sessionId, { type: 'session', session });
+    return session;
+  }
+
+  /** A colleague leaves a session (or is let go by its agent). */
+  async removeParticipant(sessionId: string, agentId: string): Promise<Session> {
+    const session = await this.api.removeParticipant(sessionId, agentId);
+    this.dispatch(sessionId, { type: 'session', session });
+    return session;
   }
 
   sendTyping(sessionId: string, isTyping: boolean): void {
@@ -809,6 +910,19 @@ export class ChatClient {
       // Storage full or unavailable: the outbox still lives in memory.
     }
   }
+}
+
+/** What `send-message` carries for an outbox entry. */
+export function sendPayload(sessionId: string, entry: OutboxEntry): Record<string, unknown> {
+  const payload: Record<string, unknown> = { sessionId, content: entry.content, clientMsgId: entry.clientMsgId };
+  if (entry.attachments?.length) payload.attachmentIds = entry.attachments.map((a) => a.id);
+  if (entry.internal) payload.internal = true;
+  return payload;
+}
+
+function lastFromOthers(messages: readonly Message[], me: string): number {
+  for (let i = messages.length - 1; i >= 0; i--) if (messages[i]!.senderId !== me) return messages[i]!.seq;
+  return 0;
 }
 
 function safeLocalStorage(): Storage | null {

@@ -6,9 +6,9 @@
 // shared ChatClient; this hook only subscribes to it.
 
 import { useCallback, useEffect, useMemo, useRef, useSyncExternalStore } from 'react';
-import { initialSessionState, myReadSeq, peerReadSeq, timeline, unreadCount, type ChatItem, type SessionState, type TypingUser } from '../lib/sessionState';
+import { initialSessionState, myReadSeq, noteItems, peerReadSeq, timeline, unreadCount, type ChatItem, type SessionState, type TypingUser } from '../lib/sessionState';
 import type { OutboxEntry } from '../lib/outbox';
-import type { ChatErrorBody, Message, QueuePosition, ReadPosition, Session, SessionClosedPayload, SessionEvent } from '../lib/types';
+import type { Attachment, ChatErrorBody, Message, QueuePosition, ReadPosition, Reaction, Session, SessionClosedPayload, SessionEvent } from '../lib/types';
 import type { ConnectionInfo, ConnectionStatus } from './ChatClient';
 import { useChatClient, useConnection } from './ChatContext';
 
@@ -29,7 +29,12 @@ export interface UseChatSocketResult {
   items: ChatItem[];
   outbox: OutboxEntry[];
   /** Queues a message (sent at once when connected); returns its clientMsgId. */
-  sendMessage: (content: string) => string | null;
+  sendMessage: (content: string, options?: { attachments?: Attachment[]; internal?: boolean }) => string | null;
+  /** Adds (`on`) or takes back my reaction to message `seq`. */
+  react: (seq: number, emoji: string, on: boolean) => Promise<Reaction[]>;
+  /** Internal notes as items, placed by afterSeq (staff only; always empty for customers). */
+  notes: ChatItem[];
+  deliveryPositions: ReadPosition[];
   sendTyping: (isTyping: boolean) => void;
   markRead: (upToSeq: number) => void;
   retryMessage: (clientMsgId: string) => void;
@@ -54,6 +59,7 @@ export interface UseChatSocketResult {
 }
 
 const EMPTY: SessionState = initialSessionState('', '');
+const NO_ITEMS: ChatItem[] = [];
 
 export function useChatSocket({ sessionId, onNewMessage }: UseChatSocketOptions): UseChatSocketResult {
   const client = useChatClient();
@@ -77,7 +83,14 @@ export function useChatSocket({ sessionId, onNewMessage }: UseChatSocketOptions)
     });
   }, [client, sessionId]);
 
-  const sendMessage = useCallback((content: string) => (sessionId ? client.sendMessage(sessionId, content) : null), [client, sessionId]);
+  const sendMessage = useCallback(
+    (content: string, options?: { attachments?: Attachment[]; internal?: boolean }) => (sessionId ? client.sendMessage(sessionId, content, options) : null),
+    [client, sessionId],
+  );
+  const react = useCallback(
+    (seq: number, emoji: string, on: boolean) => (sessionId ? client.react(sessionId, seq, emoji, on) : Promise.reject(new Error('No chat.'))),
+    [client, sessionId],
+  );
   const sendTyping = useCallback(
     (isTyping: boolean) => {
       if (sessionId) client.sendTyping(sessionId, isTyping);
@@ -108,6 +121,8 @@ export function useChatSocket({ sessionId, onNewMessage }: UseChatSocketOptions)
   const retryConnection = useCallback(() => client.retryConnection(), [client]);
 
   const items = useMemo(() => timeline(state, client.user.name, client.user.role), [state, client]);
+  const staff = client.user.role !== 'customer';
+  const notes = useMemo(() => (staff ? noteItems(state) : NO_ITEMS), [state, staff]);
 
   return {
     isConnected: connection.status === 'connected',
@@ -117,6 +132,9 @@ export function useChatSocket({ sessionId, onNewMessage }: UseChatSocketOptions)
     items,
     outbox: state.outbox,
     sendMessage,
+    react,
+    notes,
+    deliveryPositions: state.deliveryPositions,
     sendTyping,
     markRead,
     retryMessage,

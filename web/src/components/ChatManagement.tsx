@@ -16,6 +16,7 @@ import { MAX_REASON_CHARS } from '../lib/types';
 import { Conversation } from './Conversation';
 import { AgentPresence } from './AgentPresence';
 import { FormDialog } from './FormDialog';
+import { InviteDialog } from './InviteDialog';
 import { TransferDialog } from './TransferDialog';
 
 /** A notice about one chat as it stood then; it goes when the chat changes hands again. */
@@ -258,16 +259,40 @@ function AgentConversation({ sessionId, listed, onBack, onTake, onDone, focusCom
   const desk = useAgentDesk()!;
   const desks = useDeskState();
   const chat = useChatSocket({ sessionId });
-  const [dialog, setDialog] = useState<'transfer' | 'close' | null>(null);
+  const [dialog, setDialog] = useState<'transfer' | 'close' | 'invite' | null>(null);
+  const [leaveError, setLeaveError] = useState<string | null>(null);
   const session = chat.session ?? listed;
   const me = client.user.userId;
   const closed = session?.status === 'closed' || chat.closed !== null;
   const mine = !closed && session?.status === 'active' && session.agentId === me;
+  // A colleague invited into the chat writes in it too, and may leave it.
+  const participants = session?.participants ?? [];
+  const colleague = !closed && !mine && participants.some((p) => p.userId === me);
+  const canWrite = mine || colleague;
   const pending = !closed && session?.status === 'pending';
   // Admins may transfer and close any chat they open, not only their own.
   const admin = client.user.role === 'admin';
   const canTransfer = mine || (admin && !closed && session?.status === 'active');
   const canClose = mine || (admin && !closed && (session?.status === 'active' || session?.status === 'pending'));
+  const canInvite = mine || (admin && !closed && session?.status === 'active');
+
+  const leave = async () => {
+    setLeaveError(null);
+    try {
+      await client.removeParticipant(sessionId, me);
+      onDone();
+    } catch (error) {
+      setLeaveError(`You could not leave the chat: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  };
+  const letGo = async (userId: string) => {
+    setLeaveError(null);
+    try {
+      await client.removeParticipant(sessionId, userId);
+    } catch (error) {
+      setLeaveError(`The colleague could not be removed: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  };
   const closedInfo = chat.closed ?? desks.closedInfo[sessionId] ?? null;
 
   // Transferred or closed, the chat is no longer this agent's: the dialog goes and so does the selection.
@@ -329,9 +354,34 @@ function AgentConversation({ sessionId, listed, onBack, onTake, onDone, focusCom
             {session && <span className={`tag tag-${closed ? 'closed' : session.status}`}>{closed ? 'closed' : session.status}</span>}
           </h2>
           <p className="chat-sub">{session?.subject ?? 'No subject'}</p>
+          {session && (participants.length > 0 || colleague) && (
+            <ul className="participants" aria-label="In this chat" data-testid="participants">
+              {session.agentName && <li className="participant participant-agent">{session.agentId === me ? 'You' : session.agentName} (agent)</li>}
+              {participants.map((p) => (
+                <li key={p.userId} className="participant" data-testid="participant" data-user-id={p.userId}>
+                  {p.userId === me ? 'You' : p.name}
+                  {canInvite && p.userId !== me && (
+                    <button type="button" className="icon-btn participant-remove" aria-label={`Remove ${p.name} from the chat`} onClick={() => void letGo(p.userId)}>
+                      ×
+                    </button>
+                  )}
+                </li>
+              ))}
+            </ul>
+          )}
         </div>
-        {(canTransfer || canClose) && (
+        {(canTransfer || canClose || canInvite || colleague) && (
           <div className="chat-actions">
+            {canInvite && (
+              <button type="button" className="btn btn-small" onClick={() => setDialog('invite')}>
+                Invite colleague
+              </button>
+            )}
+            {colleague && (
+              <button type="button" className="btn btn-small" onClick={() => void leave()}>
+                Leave chat
+              </button>
+            )}
             {canTransfer && (
               <button type="button" className="btn btn-small" onClick={() => setDialog('transfer')}>
                 Transfer
@@ -345,13 +395,19 @@ function AgentConversation({ sessionId, listed, onBack, onTake, onDone, focusCom
           </div>
         )}
       </header>
+      {leaveError && (
+        <p className="inline-error" role="alert">
+          {leaveError}
+        </p>
+      )}
       {!session && fetchError && !chat.joined && (
         <p className="inline-error" role="alert">
           This chat could not be opened: {fetchError}
         </p>
       )}
-      <Conversation sessionId={sessionId} chat={chat} canWrite={mine} footer={footer} markRead={mine} focusComposer={focusComposer} />
+      <Conversation sessionId={sessionId} chat={chat} canWrite={canWrite} footer={footer} markRead={canWrite} focusComposer={focusComposer} allowNotes={canWrite} />
       {dialog === 'transfer' && session && <TransferDialog session={session} onClose={() => setDialog(null)} onTransferred={onDone} />}
+      {dialog === 'invite' && session && <InviteDialog session={session} onClose={() => setDialog(null)} />}
       {dialog === 'close' && <CloseDialog onCancel={() => setDialog(null)} onClose={(reason) => finish(desk.close(sessionId, reason))} />}
     </section>
   );

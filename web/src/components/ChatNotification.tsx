@@ -105,6 +105,15 @@ export function ChatNotification({ onOpenSession, onOpenQueue, baseTitle = 'Supp
               about: { sessionId: event.session.id, still: (s) => s.status === 'active' && s.agentId === me },
             });
           }
+          if (event.type === 'invited') {
+            push({
+              title: 'You were invited to a chat',
+              body: `${event.session.agentName ?? 'An agent'} with ${event.session.customerName}${event.session.subject ? `: ${event.session.subject}` : ''}`,
+              tone: 'new',
+              action: { label: 'Open', run: () => onOpenSession(event.session.id) },
+              about: { sessionId: event.session.id, still: (s) => s.status === 'active' && (s.participants ?? []).some((p) => p.userId === me) },
+            });
+          }
         }),
       );
     }

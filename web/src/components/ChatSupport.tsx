@@ -33,6 +33,13 @@ function rememberedSession(userId: string): string | null {
   }
 }
 
+/** "Ana", "Ana and Ben", "Ana, Ben and Cleo". */
+export function withWhom(agent: string, colleagues: string[]): string {
+  const all = [agent, ...colleagues.filter((c) => c && c !== agent)];
+  if (all.length === 1) return all[0]!;
+  return `${all.slice(0, -1).join(', ')} and ${all[all.length - 1]}`;
+}
+
 const DEFAULT_SUBTITLE = 'We usually answer within a few minutes.';
 
 /** "about 2 minutes", "less than a minute". */
@@ -224,7 +231,7 @@ function CustomerConversation({ sessionId, onStartOver }: { sessionId: string; o
   if (!session) status = { tone: 'muted', text: 'Loading your chat…' };
   else if (closed) status = { tone: 'muted', text: 'This chat has ended.' };
   else if (session.status === 'pending') status = { tone: 'warn', text: 'Waiting for an agent… You are in the queue.' };
-  else status = { tone: 'ok', text: `You are chatting with ${session.agentName ?? session.agentId ?? 'an agent'}.` };
+  else status = { tone: 'ok', text: `You are chatting with ${withWhom(session.agentName ?? session.agentId ?? 'an agent', (session.participants ?? []).map((p) => p.name))}.` };
 
   const closedBy = chat.closed
     ? chat.closed.closedBy.role === 'customer'

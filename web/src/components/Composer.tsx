@@ -1,16 +1,26 @@
 // The message box: Enter sends, Shift+Enter starts a new line; typing is
 // signalled while the user writes (refreshed every couple of seconds, ended
-// after the configured silence, on send and on leaving the box).
+// after the configured silence, on send and on leaving the box). Files
+// picked with the attach button (or dropped on the conversation) upload at
+// once with a progress bar and go with the message; staff may switch the box
+// to an internal note.
 
 import { useEffect, useId, useRef, useState, type FormEvent, type KeyboardEvent } from 'react';
 import websocketConfig from '../config/websocket.config';
+import type { UseUploadsResult } from '../chat/useUploads';
+import { fileSize, percent } from '../lib/upload';
 import { MAX_CONTENT_CHARS } from '../lib/types';
 
 /** How often a continuing typist re-announces itself (the server forgets after 5 s). */
 const TYPING_REFRESH_MS = 2500;
 
 export interface ComposerProps {
-  onSend: (content: string) => void;
+  /** `internal`: the box was switched to an internal note. */
+  onSend: (content: string, internal: boolean) => void;
+  /** The files for the next message; no attach button without it. */
+  uploads?: UseUploadsResult;
+  /** Offer the "Internal note" switch (staff). */
+  allowNotes?: boolean;
   onTyping: (isTyping: boolean) => void;
   disabled?: boolean;
   placeholder?: string;
@@ -20,8 +30,13 @@ export interface ComposerProps {
   autoFocus?: boolean;
 }
 
-export function Composer({ onSend, onTyping, disabled, placeholder = 'Write a message…', hint, autoFocus = false }: ComposerProps) {
+export function Composer({ onSend, onTyping, uploads, allowNotes = false, disabled, placeholder = 'Write a message…', hint, autoFocus = false }: ComposerProps) {
   const [text, setText] = useState('');
+  const [internal, setInternal] = useState(false);
+  const picker = useRef<HTMLInputElement>(null);
+  const files = uploads?.items ?? [];
+  const readyCount = files.filter((f) => f.phase === 'done').length;
+  const uploading = uploads?.busy ?? false;
   const box = useRef<HTMLTextAreaElement>(null);
   const typing = useRef(false);
   const lastSignal = useRef(0);
@@ -69,8 +84,8 @@ export function Composer({ onSend, onTyping, disabled, placeholder = 'Write a me
   const send = (event?: FormEvent) => {
     event?.preventDefault();
     const content = text.trim();
-    if (!content || tooLong || disabled) return;
-    onSend(content);
+    if ((!content && readyCount === 0) || tooLong || disabled || uploading) return;
+    onSend(content, internal);
     // The server ends the typing signal itself when a message is sent.
     stopTyping(false);
     setText('');
@@ -84,8 +99,64 @@ export function Composer({ onSend, onTyping, disabled, placeholder = 'Write a me
     }
   };
 
+  const canSend = !disabled && !tooLong && !uploading && (text.trim().length > 0 || readyCount > 0);
+  const notePlaceholder = 'Write an internal note (only staff see it)…';
+
   return (
-    <form className="composer" onSubmit={send}>
+    <form className={`composer ${uploads ? 'composer-with-files' : ''} ${internal ? 'composer-note' : ''}`} onSubmit={send} data-testid="composer">
+      {(allowNotes || files.length > 0) && (
+        <div className="composer-extras">
+          {allowNotes && (
+            <label className="note-toggle">
+              <input type="checkbox" checked={internal} onChange={(e) => setInternal(e.target.checked)} data-testid="note-toggle" />
+              Internal note
+            </label>
+          )}
+          {files.length > 0 && (
+            <ul className="uploads" aria-label="Files to send" data-testid="uploads">
+              {files.map((f) => (
+                <li key={f.key} className={`upload upload-${f.phase}`} data-testid="upload" data-phase={f.phase} data-progress={percent(f)}>
+                  <span className="upload-name">
+                    {f.name} <span className="muted small">({fileSize(f.size)})</span>
+                  </span>
+                  {f.phase === 'uploading' && (
+                    <progress max={100} value={percent(f)} aria-label={`Uploading ${f.name}`} data-testid="upload-progress">
+                      {percent(f)}%
+                    </progress>
+                  )}
+                  {f.phase === 'done' && <span className="upload-ok">Ready</span>}
+                  {f.phase === 'failed' && (
+                    <span className="upload-error" role="alert" data-testid="upload-error">
+                      {f.error}
+                    </span>
+                  )}
+                  <button type="button" className="link" onClick={() => uploads?.remove(f.key)} aria-label={`${f.phase === 'uploading' ? 'Cancel' : 'Remove'} ${f.name}`}>
+                    {f.phase === 'uploading' ? 'Cancel' : 'Remove'}
+                  </button>
+                </li>
+              ))}
+            </ul>
+          )}
+        </div>
+      )}
+      {uploads && (
+        <>
+          <input
+            ref={picker}
+            type="file"
+            multiple
+            hidden
+            data-testid="file-input"
+            onChange={(e) => {
+              if (e.target.files?.length) uploads.add(e.target.files);
+              e.target.value = '';
+            }}
+          />
+          <button type="button" className="btn attach-btn" aria-label="Attach files" title="Attach files" disabled={disabled} onClick={() => picker.current?.click()}>
+            <span aria-hidden="true">📎</span>
+          </button>
+        </>
+      )}
       <label className="visually-hidden" htmlFor={`${hintId}-box`}>
         Message
       </label>
@@ -94,7 +165,7 @@ export function Composer({ onSend, onTyping, disabled, placeholder = 'Write a me
         ref={box}
         rows={1}
         value={text}
-        placeholder={placeholder}
+        placeholder={internal ? notePlaceholder : placeholder}
         disabled={disabled}
         aria-describedby={hintId}
         aria-invalid={tooLong || undefined}
@@ -102,13 +173,15 @@ export function Composer({ onSend, onTyping, disabled, placeholder = 'Write a me
         onKeyDown={onKeyDown}
         onBlur={() => stopTyping(true)}
       />
-      <button type="submit" className="btn btn-primary" disabled={disabled || !text.trim() || tooLong}>
-        Send
+      <button type="submit" className={`btn ${internal ? 'btn-note' : 'btn-primary'}`} disabled={!canSend}>
+        {internal ? 'Add note' : 'Send'}
       </button>
       <p id={hintId} className={`composer-hint ${tooLong ? 'error-text' : ''}`}>
         {tooLong
           ? `Too long: ${length} of ${MAX_CONTENT_CHARS} characters.`
-          : (hint ?? 'Enter to send, Shift+Enter for a new line.')}
+          : uploading
+            ? 'Uploading… the message can be sent once the files are up.'
+            : (hint ?? 'Enter to send, Shift+Enter for a new line.')}
       </p>
     </form>
   );

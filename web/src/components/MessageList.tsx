@@ -9,7 +9,10 @@ import type { ChatItem, ItemState } from '../lib/sessionState';
 import { timeOfDay } from '../lib/format';
 import { splitLinks } from '../lib/links';
 import { describeEvent, mergeTimeline, type EventNames } from '../lib/timeline';
+import type { Tick } from '../lib/ticks';
 import type { SessionEvent } from '../lib/types';
+import { AttachmentList } from './AttachmentView';
+import { ReactionBar } from './Reactions';
 
 const STATE_TEXT: Record<ItemState, string> = {
   queued: 'Waiting for connection',
@@ -28,6 +31,17 @@ function StateMark({ state }: { state: ItemState }) {
         {icon}
       </span>{' '}
       {STATE_TEXT[state]}
+    </span>
+  );
+}
+
+const TICK_TEXT: Record<Tick, string> = { sent: 'sent', delivered: 'delivered', read: 'read' };
+
+/** ✓ stored, grey ✓✓ arrived at someone else's screen, coloured ✓✓ read by someone else. */
+function TickMark({ tick }: { tick: Tick }) {
+  return (
+    <span className={`msg-tick msg-tick-${tick}`} data-testid="message-tick" data-tick={tick} role="img" aria-label={TICK_TEXT[tick]} title={TICK_TEXT[tick]}>
+      {tick === 'sent' ? '✓' : '✓✓'}
     </span>
   );
 }
@@ -65,13 +79,38 @@ export interface MessageListProps {
   names?: EventNames;
   /** The viewer is an agent or admin: other agents' messages are marked as such. */
   staffView?: boolean;
+  /** Internal notes (staff only), placed by their afterSeq. */
+  notes?: ChatItem[];
+  /** The signed-in user (whose reactions are highlighted). */
+  me?: string;
+  /** Toggle my reaction on message `seq`; absent where the user may not react. */
+  onReact?: (seq: number, emoji: string, on: boolean) => void;
 }
+
+const NO_NOTES: ChatItem[] = [];
 
 const NO_EVENTS: SessionEvent[] = [];
 const NO_NAMES: EventNames = { me: '', nameOf: () => null };
 
-export function MessageList({ items, onRetry, onDiscard, hasEarlier, onLoadEarlier, empty, roleLabel, events = NO_EVENTS, names = NO_NAMES, staffView = false }: MessageListProps) {
-  const rows = useMemo(() => mergeTimeline(items, events), [items, events]);
+export function MessageList({
+  items,
+  onRetry,
+  onDiscard,
+  hasEarlier,
+  onLoadEarlier,
+  empty,
+  roleLabel,
+  events = NO_EVENTS,
+  names = NO_NAMES,
+  staffView = false,
+  notes = NO_NOTES,
+  me = '',
+  onReact,
+}: MessageListProps) {
+  // The widget never shows a note, whatever reached it.
+  const shownNotes = staffView ? notes : NO_NOTES;
+  const shownItems = useMemo(() => (staffView ? items : items.filter((i) => !i.internal)), [items, staffView]);
+  const rows = useMemo(() => mergeTimeline(shownItems, events, shownNotes), [shownItems, events, shownNotes]);
   const scroller = useRef<HTMLDivElement>(null);
   const nearBottom = useRef(true);
   const lastKey = useRef<string | null>(null);
@@ -137,7 +176,7 @@ export function MessageList({ items, onRetry, onDiscard, hasEarlier, onLoadEarli
             </button>
           </div>
         )}
-        {items.length === 0 && empty && <p className="messages-empty">{empty}</p>}
+        {shownItems.length === 0 && empty && <p className="messages-empty">{empty}</p>}
         <ol className="message-items">
           {rows.map((row, index) => {
             if (row.type === 'event') {
@@ -146,6 +185,42 @@ export function MessageList({ items, onRetry, onDiscard, hasEarlier, onLoadEarli
                   <span>
                     {describeEvent(row.event, names)} · <time dateTime={row.event.at}>{timeOfDay(row.event.at)}</time>
                   </span>
+                </li>
+              );
+            }
+            if (row.type === 'note') {
+              const note = row.item;
+              return (
+                <li
+                  key={row.key}
+                  className={`note ${note.seq === null ? 'note-pending' : ''}`}
+                  data-testid="note"
+                  data-after-seq={note.afterSeq ?? ''}
+                  data-state={note.state}
+                  data-mine={note.mine ? 'true' : 'false'}
+                >
+                  <p className="note-label">
+                    <span aria-hidden="true">🔒 </span>Internal note — only staff see this
+                  </p>
+                  <p className="note-meta">
+                    {note.mine ? 'You' : note.senderName} · <time dateTime={note.createdAt}>{timeOfDay(note.createdAt)}</time>
+                    {note.seq === null && note.state !== 'failed' ? ' · sending…' : ''}
+                  </p>
+                  <div className="note-body">
+                    <MessageText text={note.content} />
+                  </div>
+                  <AttachmentList attachments={note.attachments} pending={note.seq === null} />
+                  {note.state === 'failed' && note.clientMsgId && (
+                    <div className="msg-error" role="alert">
+                      <span>{note.error?.message ?? 'The note was not saved.'}</span>
+                      <button type="button" className="link" onClick={() => onRetry(note.clientMsgId!)}>
+                        Retry
+                      </button>
+                      <button type="button" className="link" onClick={() => onDiscard(note.clientMsgId!)}>
+                        Delete
+                      </button>
+                    </div>
+                  )}
                 </li>
               );
             }
@@ -171,12 +246,18 @@ export function MessageList({ items, onRetry, onDiscard, hasEarlier, onLoadEarli
                   </span>
                 )}
                 {item.mine && <span className="visually-hidden">You: </span>}
-                <div className="bubble">
-                  <MessageText text={item.content} />
-                </div>
+                {(item.content || item.attachments.length === 0) && (
+                  <div className="bubble">
+                    <MessageText text={item.content} />
+                  </div>
+                )}
+                <AttachmentList attachments={item.attachments} pending={item.seq === null} />
+                {item.seq !== null && (item.reactions.length > 0 || onReact) && (
+                  <ReactionBar reactions={item.reactions} me={me} {...(onReact ? { onReact: (emoji: string, on: boolean) => onReact(item.seq!, emoji, on) } : {})} />
+                )}
                 <div className="msg-meta">
                   <time dateTime={item.createdAt}>{timeOfDay(item.createdAt)}</time>
-                  {item.mine && <StateMark state={item.state} />}
+                  {item.mine && (item.tick ? <TickMark tick={item.tick} /> : <StateMark state={item.state} />)}
                 </div>
                 {item.state === 'failed' && item.clientMsgId && (
                   <div className="msg-error" role="alert">

@@ -2,7 +2,7 @@
 // endpoint, with errors turned into `ApiError` carrying the protocol's code.
 
 import { decodeClaims, type TokenSource } from './tokenSource';
-import type { AgentEntry, ChatErrorBody, ChatUser, Message, MessagePage, QueueEntry, Session, SessionEvent, SessionPage, SessionStatus, Stats } from './types';
+import type { AgentEntry, Attachment, ChatErrorBody, ChatUser, Message, MessagePage, QueueEntry, Session, SessionEvent, SessionPage, SessionStatus, Stats } from './types';
 
 export class ApiError extends Error {
   constructor(
@@ -153,6 +153,55 @@ export class ChatApi {
   /** The agents who serve `pool` (those who have connected), sorted by name; without a pool, those of the caller's pools (admins: everyone). */
   agents(pool?: string): Promise<{ items: AgentEntry[] }> {
     return this.call(`/agents${pool ? `?pool=${encodeURIComponent(pool)}` : ''}`);
+  }
+
+  /** Invites a colleague into the session (its assigned agent, admins). */
+  invite(id: string, agentId: string): Promise<Session> {
+    return this.call(`/sessions/${encodeURIComponent(id)}/participants`, 'POST', { agentId });
+  }
+
+  /** A colleague leaves (themself), or is let go by the assigned agent or an admin. */
+  removeParticipant(id: string, agentId: string): Promise<Session> {
+    return this.call(`/sessions/${encodeURIComponent(id)}/participants/${encodeURIComponent(agentId)}`, 'DELETE');
+  }
+
+  /** Internal notes, paged like messages by their own seq (staff only). */
+  notes(id: string, query: { afterSeq?: number; beforeSeq?: number; limit?: number } = {}): Promise<MessagePage> {
+    const params = new URLSearchParams();
+    for (const [k, v] of Object.entries(query)) if (v !== undefined) params.set(k, String(v));
+    return this.call(`/sessions/${encodeURIComponent(id)}/notes?${params.toString()}`);
+  }
+
+  /** Where a file is uploaded to (the raw body, its name in the query). */
+  uploadUrl(id: string, name: string): string {
+    return `${this.baseUrl}/api/chat/sessions/${encodeURIComponent(id)}/attachments?name=${encodeURIComponent(name)}`;
+  }
+
+  /** A token for a request made outside `call` (an upload over XMLHttpRequest). */
+  token(): Promise<string> {
+    return this.tokens.getFreshToken();
+  }
+
+  /** An attachment's bytes, fetched with the token (an <img> or a link cannot send it). */
+  async download(attachment: Pick<Attachment, 'id' | 'sessionId'>): Promise<Blob> {
+    const path = `/api/chat/sessions/${encodeURIComponent(attachment.sessionId)}/attachments/${encodeURIComponent(attachment.id)}`;
+    const token = await this.tokens.getFreshToken();
+    let response: Response;
+    try {
+      response = await fetch(`${this.baseUrl}${path}`, { headers: { Authorization: `Bearer ${token}` } });
+    } catch {
+      throw new ApiError('network', 'The chat server cannot be reached.', 0);
+    }
+    if (!response.ok) {
+      let body: { error?: ChatErrorBody } | null = null;
+      try {
+        body = (await response.json()) as { error?: ChatErrorBody };
+      } catch {
+        body = null;
+      }
+      throw new ApiError(body?.error?.code ?? `http_${response.status}`, body?.error?.message ?? response.statusText, response.status);
+    }
+    return response.blob();
   }
 
   /** The session's latest timeline entries (SessionEvent), oldest first. */

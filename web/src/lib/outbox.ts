@@ -2,7 +2,7 @@
 // Each keeps its `clientMsgId` for life, so sending it again after a lost
 // acknowledgement or a reconnect never stores it twice.
 
-import type { ChatErrorBody, Message } from './types';
+import type { Attachment, ChatErrorBody, Message } from './types';
 
 export type OutboxState =
   /** Waiting for a connection (or for its turn). */
@@ -22,10 +22,23 @@ export interface OutboxEntry {
   /** Emits so far. */
   attempts: number;
   error: ChatErrorBody | null;
+  /** Files uploaded for it, sent as `attachmentIds` (shown while it waits). */
+  attachments?: Attachment[];
+  /** An internal note for staff, sent with `internal: true`. */
+  internal?: boolean;
 }
 
-export function newEntry(sessionId: string, content: string, clientMsgId: string, now: number): OutboxEntry {
-  return { clientMsgId, sessionId, content, createdAt: now, state: 'queued', attempts: 0, error: null };
+export function newEntry(
+  sessionId: string,
+  content: string,
+  clientMsgId: string,
+  now: number,
+  extra: { attachments?: Attachment[]; internal?: boolean } = {},
+): OutboxEntry {
+  const entry: OutboxEntry = { clientMsgId, sessionId, content, createdAt: now, state: 'queued', attempts: 0, error: null };
+  if (extra.attachments && extra.attachments.length) entry.attachments = extra.attachments;
+  if (extra.internal) entry.internal = true;
+  return entry;
 }
 
 function update(outbox: readonly OutboxEntry[], clientMsgId: string, patch: (e: OutboxEntry) => OutboxEntry): OutboxEntry[] {

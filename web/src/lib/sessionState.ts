@@ -5,11 +5,16 @@
 
 import { contiguousSeq, hasGap, mergeMessages } from './merge';
 import { mergeEvents } from './timeline';
+import { mergeNotes, withoutNotes } from './notes';
+import { sameReactions } from './reactions';
+import { tickFor, tickPositions, type Tick } from './ticks';
 import * as outbox from './outbox';
 import type { OutboxEntry } from './outbox';
 import type {
+  Attachment,
   ChatErrorBody,
   Message,
+  Reaction,
   QueuePosition,
   ReadPosition,
   Role,
@@ -41,6 +46,10 @@ export interface SessionState {
   /** Messages written here and not yet stored. */
   outbox: OutboxEntry[];
   readPositions: ReadPosition[];
+  /** How far each recipient's client confirmed messages arrived. */
+  deliveryPositions: ReadPosition[];
+  /** Internal notes (staff only), by afterSeq then their own seq. */
+  notes: Message[];
   typing: TypingUser[];
   /** Joined on the current connection. */
   joined: boolean;
@@ -62,6 +71,9 @@ export type SessionAction =
   | { type: 'messages'; messages: Message[] }
   | { type: 'paged'; hasMore: boolean }
   | { type: 'read'; userId: string; role: Role; upToSeq: number }
+  | { type: 'delivered'; userId: string; role: Role; upToSeq: number }
+  | { type: 'reactions'; seq: number; reactions: Reaction[] }
+  | { type: 'notes'; notes: Message[] }
   | { type: 'typing'; payload: UserTypingPayload; now: number }
   | { type: 'expire-typing'; now: number }
   | { type: 'session'; session: Session }
@@ -86,6 +98,8 @@ export function initialSessionState(sessionId: string, me: string, pending: Outb
     messages: [],
     outbox: pending.filter((e) => e.sessionId === sessionId),
     readPositions: [],
+    deliveryPositions: [],
+    notes: [],
     typing: [],
     joined: false,
     everJoined: false,
@@ -97,8 +111,25 @@ export function initialSessionState(sessionId: string, me: string, pending: Outb
   };
 }
 
-function withMessages(state: SessionState, incoming: Message[]): SessionState {
-  const messages = mergeMessages(state.messages, incoming);
+/** Known messages with the reactions a newer copy carries (a rejoin or a page after a lost connection). */
+function refreshReactions(existing: Message[], incoming: readonly Message[]): Message[] {
+  if (existing.length === 0) return existing;
+  const bySeq = new Map<number, Message>();
+  for (const m of incoming) if (m.reactions) bySeq.set(m.seq, m);
+  if (bySeq.size === 0) return existing;
+  let changed = false;
+  const next = existing.map((m) => {
+    const fresh = bySeq.get(m.seq);
+    if (!fresh || fresh.id !== m.id || sameReactions(m.reactions, fresh.reactions)) return m;
+    changed = true;
+    return { ...m, reactions: fresh.reactions };
+  });
+  return changed ? next : existing;
+}
+
+function withMessages(state: SessionState, received: Message[]): SessionState {
+  const incoming = withoutNotes(received);
+  const messages = mergeMessages(refreshReactions(state.messages, incoming), incoming);
   if (messages === state.messages) return state;
   const senders = new Set(incoming.map((m) => m.senderId));
   const lastSeq = messages[messages.length - 1]!.seq;
@@ -136,6 +167,9 @@ export function sessionReducer(state: SessionState, action: SessionAction): Sess
         ...merged,
         session: merged.session && merged.session.lastSeq >= payload.session.lastSeq ? merged.session : payload.session,
         readPositions: mergeReadPositions(state.readPositions, payload.readPositions),
+        deliveryPositions: mergeReadPositions(state.deliveryPositions, payload.deliveryPositions ?? []),
+        notes: payload.notes ? mergeNotes(state.notes, payload.notes) : state.notes,
+        outbox: payload.notes ? outbox.reconcile(merged.outbox, payload.notes, state.me) : merged.outbox,
         joined: true,
         everJoined: true,
         hasMoreAfter: payload.hasMore,
@@ -152,6 +186,23 @@ export function sessionReducer(state: SessionState, action: SessionAction): Sess
     case 'read': {
       const readPositions = withRead(state.readPositions, action.userId, action.role, action.upToSeq);
       return readPositions === state.readPositions ? state : { ...state, readPositions };
+    }
+    case 'delivered': {
+      const deliveryPositions = withRead(state.deliveryPositions, action.userId, action.role, action.upToSeq);
+      return deliveryPositions === state.deliveryPositions ? state : { ...state, deliveryPositions };
+    }
+    case 'reactions': {
+      const index = state.messages.findIndex((m) => m.seq === action.seq);
+      if (index === -1 || sameReactions(state.messages[index]!.reactions, action.reactions)) return state;
+      const messages = state.messages.slice();
+      messages[index] = { ...messages[index]!, reactions: action.reactions };
+      return { ...state, messages };
+    }
+    case 'notes': {
+      const notes = mergeNotes(state.notes, action.notes);
+      const pending = outbox.reconcile(state.outbox, action.notes, state.me);
+      if (notes === state.notes && pending === state.outbox) return state;
+      return { ...state, notes, outbox: pending };
     }
     case 'typing': {
       const { payload, now } = action;
@@ -271,13 +322,24 @@ export interface ChatItem {
   mine: boolean;
   createdAt: string;
   state: ItemState;
+  /** Mine and stored: sent, delivered or read (null otherwise). */
+  tick: Tick | null;
   error: ChatErrorBody | null;
   clientMsgId: string | null;
+  attachments: Attachment[];
+  reactions: Reaction[];
+  /** An internal note (staff only); `seq` is then the note's own number and `afterSeq` its place. */
+  internal: boolean;
+  afterSeq: number | null;
 }
+
+const NO_ATTACHMENTS: Attachment[] = [];
+const NO_REACTIONS: Reaction[] = [];
 
 /** Stored messages followed by the outbox, each with its state. */
 export function timeline(state: SessionState, myName: string, myRole: Role): ChatItem[] {
   const peer = peerReadSeq(state);
+  const ticks = tickPositions(state.readPositions, state.deliveryPositions, state.me);
   const items: ChatItem[] = state.messages.map((m) => {
     const mine = m.senderId === state.me;
     return {
@@ -290,8 +352,13 @@ export function timeline(state: SessionState, myName: string, myRole: Role): Cha
       mine,
       createdAt: m.createdAt,
       state: mine ? (peer >= m.seq ? 'read' : 'sent') : 'received',
+      tick: mine ? tickFor(m.seq, ticks) : null,
       error: null,
       clientMsgId: m.clientMsgId,
+      attachments: m.attachments ?? NO_ATTACHMENTS,
+      reactions: m.reactions ?? NO_REACTIONS,
+      internal: false,
+      afterSeq: null,
     };
   });
   for (const e of state.outbox) {
@@ -305,9 +372,36 @@ export function timeline(state: SessionState, myName: string, myRole: Role): Cha
       mine: true,
       createdAt: new Date(e.createdAt).toISOString(),
       state: e.state,
+      tick: null,
       error: e.error,
       clientMsgId: e.clientMsgId,
+      attachments: e.attachments ?? NO_ATTACHMENTS,
+      reactions: NO_REACTIONS,
+      internal: e.internal === true,
+      afterSeq: null,
     });
   }
   return items;
+}
+
+/** The session's internal notes as items, each placed by its afterSeq. */
+export function noteItems(state: SessionState): ChatItem[] {
+  return state.notes.map((n) => ({
+    key: `n:${n.id}`,
+    seq: n.seq,
+    content: n.content,
+    senderId: n.senderId,
+    senderName: n.senderName,
+    senderRole: n.senderRole,
+    mine: n.senderId === state.me,
+    createdAt: n.createdAt,
+    state: n.senderId === state.me ? 'sent' : 'received',
+    tick: null,
+    error: null,
+    clientMsgId: n.clientMsgId,
+    attachments: n.attachments ?? NO_ATTACHMENTS,
+    reactions: NO_REACTIONS,
+    internal: true,
+    afterSeq: typeof n.afterSeq === 'number' ? n.afterSeq : 0,
+  }));
 }

@@ -1,12 +1,17 @@
 // The conversation's timeline: stored messages and unsent ones interleaved
 // with the session's system entries (assigned, transferred, returned,
-// closed), each entry placed after the message its `afterSeq` names; and how
-// an entry reads on screen.
+// closed, a colleague invited or leaving) and, for staff, internal notes,
+// each placed after the message its `afterSeq` names; and how an entry
+// reads on screen.
 
 import type { ChatItem } from './sessionState';
 import type { SessionEvent } from './types';
 
-export type TimelineRow = { type: 'message'; key: string; item: ChatItem } | { type: 'event'; key: string; event: SessionEvent };
+export type TimelineRow =
+  | { type: 'message'; key: string; item: ChatItem }
+  | { type: 'event'; key: string; event: SessionEvent }
+  /** An internal note (staff only), placed by its afterSeq like an entry. */
+  | { type: 'note'; key: string; item: ChatItem };
 
 /** Entries carry no id: one entry is one kind at one moment after one message. */
 export function eventKey(event: SessionEvent): string {
@@ -33,17 +38,25 @@ export function mergeEvents(current: SessionEvent[], incoming: SessionEvent[]): 
  * stored message come before the unsent ones, which the server has not
  * placed yet.
  */
-export function mergeTimeline(items: ChatItem[], events: SessionEvent[]): TimelineRow[] {
-  const sorted = events.slice().sort((a, b) => a.afterSeq - b.afterSeq || a.at.localeCompare(b.at));
+export function mergeTimeline(items: ChatItem[], events: SessionEvent[], notes: ChatItem[] = []): TimelineRow[] {
+  type Placed = { after: number; at: string; order: number; row: TimelineRow };
+  const placed: Placed[] = [];
+  for (const event of events) placed.push({ after: event.afterSeq, at: event.at, order: 0, row: { type: 'event', key: `e:${eventKey(event)}`, event } });
+  for (const note of notes) placed.push({ after: note.afterSeq ?? 0, at: note.createdAt, order: note.seq ?? 0, row: { type: 'note', key: note.key, item: note } });
+  // Unsent notes (no place yet) come after everything stored, like unsent messages.
+  const sorted = placed.sort((a, b) => a.after - b.after || a.at.localeCompare(b.at) || a.order - b.order);
   const rows: TimelineRow[] = [];
   let next = 0;
   const flushUpTo = (seq: number) => {
-    while (next < sorted.length && sorted[next]!.afterSeq < seq) {
-      const event = sorted[next++]!;
-      rows.push({ type: 'event', key: `e:${eventKey(event)}`, event });
-    }
+    while (next < sorted.length && sorted[next]!.after < seq) rows.push(sorted[next++]!.row);
   };
   for (const item of items) {
+    if (item.internal && item.seq === null) {
+      // A note still in the outbox: among the unsent messages, in writing order.
+      flushUpTo(Number.POSITIVE_INFINITY);
+      rows.push({ type: 'note', key: item.key, item });
+      continue;
+    }
     flushUpTo(item.seq ?? Number.POSITIVE_INFINITY);
     rows.push({ type: 'message', key: item.key, item });
   }
@@ -85,6 +98,12 @@ export function describeEvent(event: SessionEvent, names: EventNames): string {
       return `Returned to the queue${byWho}`;
     case 'closed':
       return who ? `Closed${byWho}` : 'Closed';
+    case 'invited':
+      return `${agent} joined the chat`;
+    case 'left':
+      return `${agent} left the chat`;
+    default:
+      return 'The chat changed';
   }
 }
 

@@ -18,6 +18,35 @@ export interface Session {
   closedAt: string | null;
   lastSeq: number;
   lastMessageAt: string | null;
+  /** Colleagues invited into the session by its agent (absent from older servers). */
+  participants?: Participant[];
+}
+
+/** An agent invited into a session by its assigned agent. */
+export interface Participant {
+  userId: string;
+  name: string;
+  role: Role;
+  joinedAt: string;
+}
+
+/** A file uploaded to a session; messages carry them by id. */
+export interface Attachment {
+  id: string;
+  sessionId: string;
+  name: string;
+  size: number;
+  contentType: string;
+  width: number | null;
+  height: number | null;
+  createdAt: string;
+}
+
+/** The reactions of one emoji on a message, `userIds` in the order they reacted. */
+export interface Reaction {
+  emoji: string;
+  count: number;
+  userIds: string[];
 }
 
 export interface Message {
@@ -30,6 +59,12 @@ export interface Message {
   content: string;
   clientMsgId: string | null;
   createdAt: string;
+  /** Files carried (absent from older servers). */
+  attachments?: Attachment[];
+  reactions?: Reaction[];
+  /** An internal note, for staff only: numbered in the notes' own sequence and placed by `afterSeq`. */
+  internal?: boolean;
+  afterSeq?: number | null;
 }
 
 /** What an agent says about taking chats; `offline` when no socket of theirs is connected. */
@@ -91,7 +126,7 @@ export interface ConnectedPayload {
   serverTime: string;
 }
 
-export type SessionEventKind = 'assigned' | 'transferred' | 'returned' | 'closed';
+export type SessionEventKind = 'assigned' | 'transferred' | 'returned' | 'closed' | 'invited' | 'left';
 
 /** A system entry of the timeline: placed after message `afterSeq`, it takes no seq of its own. */
 export interface SessionEvent {
@@ -112,8 +147,12 @@ export interface SessionJoinedPayload {
   messages: Message[];
   hasMore: boolean;
   readPositions: ReadPosition[];
+  /** How far each recipient's client has confirmed messages arrived (absent from older servers). */
+  deliveryPositions?: ReadPosition[];
   /** The latest timeline entries, oldest first (absent from older servers). */
   events?: SessionEvent[];
+  /** Staff only: the latest internal notes, oldest first. */
+  notes?: Message[];
 }
 
 /** Where a waiting session stands in its pool's queue (sent to its customer). */
@@ -144,6 +183,20 @@ export interface MessagesReadPayload {
   role: Role;
   upToSeq: number;
   readAt: string;
+}
+
+export interface MessagesDeliveredPayload {
+  sessionId: string;
+  userId: string;
+  role: Role;
+  upToSeq: number;
+  deliveredAt: string;
+}
+
+export interface MessageReactionsPayload {
+  sessionId: string;
+  seq: number;
+  reactions: Reaction[];
 }
 
 export interface SessionClosedPayload {
@@ -182,3 +235,5 @@ export interface ChatUser {
 export const MAX_CONTENT_CHARS = 4000;
 export const MAX_SUBJECT_CHARS = 200;
 export const MAX_REASON_CHARS = 500;
+/** Files one message may carry. */
+export const MAX_ATTACHMENTS = 10;
