@@ -1,6 +1,7 @@
 //! The gateway's own Socket.IO v5 / Engine.IO v4 server, WebSocket transport
-//! only: the packet decoder, the per-connection task and the bounded queue
-//! in front of it. It knows nothing of chat: the application it serves
+//! only: the WebSocket upgrade with permessage-deflate (`deflate*`), the
+//! packet decoder, the per-connection task and the bounded queue in front
+//! of it. It knows nothing of chat: the application it serves
 //! plugs in through `application`'s traits. The frames it writes come from
 //! `chat_shared::protocol::frames`, shared with the worker.
 
