@@ -11,6 +11,8 @@ use std::sync::Arc;
 use chat_gateway::{Gateway, GatewayConfig, GatewayError, Listeners};
 use chat_shared::backplane::memory::MemoryBackplane;
 use chat_shared::backplane::Backplane;
+use chat_shared::blob::fs::FsBlobStore;
+use chat_shared::blob::BlobStore;
 use chat_shared::config::{ConfigError, Env};
 use chat_shared::names::Names;
 use chat_shared::store::sqlite::SqliteStore;
@@ -111,6 +113,14 @@ pub async fn start_over(
             .await
             .map_err(|e| StoreError::Internal(e.to_string()))??,
     );
+    // Uploaded files: a folder beside the SQLite file.
+    let blobs_root = config.data_dir.join("attachments");
+    let blobs: Arc<dyn BlobStore> = Arc::new(
+        tokio::task::spawn_blocking(move || FsBlobStore::open(&blobs_root))
+            .await
+            .map_err(|e| StoreError::Internal(e.to_string()))?
+            .map_err(|e| StoreError::Unavailable(format!("attachments folder: {e}")))?,
+    );
     let names = Names::new(config.gateway.key_prefix.clone());
 
     let listeners = Listeners::bind(&config.gateway).await?;
@@ -122,7 +132,7 @@ pub async fn start_over(
         backplane.clone(),
         names,
     );
-    let gateway = Gateway::start(config.gateway.clone(), store, backplane).await?;
+    let gateway = Gateway::start(config.gateway.clone(), store, blobs, backplane).await?;
     // One process, one `/metrics`: the worker's series are served there too.
     gateway.add_metrics_source(worker.metrics());
 

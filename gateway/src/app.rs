@@ -13,6 +13,7 @@ use axum::routing::{any, get, post};
 use axum::Router;
 use chat_shared::auth::{JwtConfigError, JwtKeySource, TokenMinter, TokenVerifier};
 use chat_shared::backplane::{Backplane, BackplaneError};
+use chat_shared::blob::BlobStore;
 use chat_shared::metrics::MetricsSource;
 use chat_shared::names::Names;
 use chat_shared::store::Store;
@@ -110,6 +111,7 @@ impl Gateway {
     pub async fn start(
         config: GatewayConfig,
         store: Arc<dyn Store>,
+        blobs: Arc<dyn BlobStore>,
         backplane: Arc<dyn Backplane>,
     ) -> Result<Self, GatewayError> {
         let verifier = TokenVerifier::new(&config.jwt)?;
@@ -155,6 +157,7 @@ impl Gateway {
             verifier,
             minter,
             store,
+            blobs,
             backplane,
             metrics,
             presence: presence.clone(),
@@ -171,6 +174,10 @@ impl Gateway {
         tasks.spawn(hub.run_dispatcher(events, stop_tasks.clone()));
         tasks.spawn(expire_requests(state.clone(), stop_tasks.clone()));
         tasks.spawn(presence.run_heartbeat(stop_tasks.clone()));
+        tasks.spawn(crate::attachments_cleanup::run(
+            state.clone(),
+            stop_tasks.clone(),
+        ));
         let transport = Arc::new(Transport {
             ping_interval: state.config.ping_interval,
             ping_timeout: state.config.ping_timeout,
@@ -203,9 +210,13 @@ impl Gateway {
         // Handlers wait for the worker up to the request timeout; reading
         // the body gets as long again.
         let deadline = self.state.config.request_timeout * 2;
-        let api = rest::routes().layer(axum::middleware::from_fn(move |request, next| {
-            crate::http_edges::bound_request_time(deadline, request, next)
-        }));
+        let api = rest::routes()
+            .merge(crate::attachments::download_routes())
+            .layer(axum::middleware::from_fn(move |request, next| {
+                crate::http_edges::bound_request_time(deadline, request, next)
+            }))
+            // Uploads: their own bounds (`attachments`), not the deadline.
+            .merge(crate::attachments::upload_routes());
         let mut router = Router::new()
             .route("/socket.io", any(socket_io))
             .route("/socket.io/", any(socket_io))

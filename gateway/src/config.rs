@@ -89,6 +89,8 @@ pub struct GatewayConfig {
     /// `REASSIGN_AFTER_SECS`), as the workers read them: the directory
     /// shows capacities, and agents coming online offer the queue.
     pub routing: RoutingConfig,
+    /// File uploads (`ATTACHMENT_*`); see [`AttachmentConfig`].
+    pub attachments: AttachmentConfig,
 }
 
 /// The timing of a drain (on SIGTERM): unready at once, keep serving for
@@ -217,6 +219,86 @@ fn frame_ancestors(env: &Env) -> Result<String, ConfigError> {
     Ok(value)
 }
 
+/// What uploads into a session may be, and how long an unused one stays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachmentConfig {
+    /// The largest file accepted (`ATTACHMENT_MAX_BYTES`, default 10 MiB).
+    pub max_bytes: u64,
+    /// The media types accepted (`ATTACHMENT_TYPES`, comma-separated,
+    /// lower case), compared with the upload's `Content-Type` without its
+    /// parameters.
+    pub types: Vec<String>,
+    /// How long an upload no message refers to is kept
+    /// (`ATTACHMENT_UNREFERENCED_SECS`, default a day).
+    pub unreferenced_after: Duration,
+    /// How long an upload's body may pause before the upload is given up
+    /// (`ATTACHMENT_IDLE_TIMEOUT_MS`, default 30 s). An upload is not under
+    /// the whole-request deadline of other REST calls, however long it
+    /// takes while bytes keep coming.
+    pub idle_timeout: Duration,
+}
+
+/// The default of `ATTACHMENT_TYPES`.
+pub const DEFAULT_ATTACHMENT_TYPES: &str =
+    "image/png,image/jpeg,image/gif,image/webp,application/pdf,text/plain";
+
+impl AttachmentConfig {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let max_bytes: u64 = env.parse("ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024)?;
+        if !(1..=1 << 30).contains(&max_bytes) {
+            return Err(ConfigError(
+                "ATTACHMENT_MAX_BYTES must be between 1 and 1073741824".into(),
+            ));
+        }
+        let unreferenced: u64 = env.parse("ATTACHMENT_UNREFERENCED_SECS", 86_400)?;
+        if !(1..=365 * 86_400).contains(&unreferenced) {
+            return Err(ConfigError(
+                "ATTACHMENT_UNREFERENCED_SECS must be between 1 and 31536000".into(),
+            ));
+        }
+        Ok(AttachmentConfig {
+            max_bytes,
+            types: attachment_types(env)?,
+            unreferenced_after: Duration::from_secs(unreferenced),
+            idle_timeout: env.millis("ATTACHMENT_IDLE_TIMEOUT_MS", Duration::from_secs(30))?,
+        })
+    }
+
+    /// Whether a file of `media_type` (lower case, no parameters) may be
+    /// uploaded.
+    pub fn accepts(&self, media_type: &str) -> bool {
+        self.types.iter().any(|t| t == media_type)
+    }
+}
+
+/// `ATTACHMENT_TYPES`: `type/subtype` names separated by commas, each of
+/// the characters a media type token may have.
+fn attachment_types(env: &Env) -> Result<Vec<String>, ConfigError> {
+    let text = env.string("ATTACHMENT_TYPES", DEFAULT_ATTACHMENT_TYPES);
+    let token = |part: &str| {
+        !part.is_empty()
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b))
+    };
+    let mut types = Vec::new();
+    for name in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        let name = name.to_ascii_lowercase();
+        match name.split_once('/') {
+            Some((kind, sub)) if token(kind) && token(sub) => types.push(name),
+            _ => {
+                return Err(ConfigError(format!(
+                    "ATTACHMENT_TYPES: {name:?} is not a media type (type/subtype)"
+                )))
+            }
+        }
+    }
+    if types.is_empty() {
+        return Err(ConfigError("ATTACHMENT_TYPES names no media type".into()));
+    }
+    Ok(types)
+}
+
 impl GatewayConfig {
     /// Reads the configuration; `standalone` allows the development secret.
     pub fn from_env(env: &Env, standalone: bool) -> Result<Self, ConfigError> {
@@ -266,6 +348,7 @@ impl GatewayConfig {
             presence_ttl: Duration::from_secs(30),
             drain: DrainConfig::from_env(env, standalone)?,
             routing: RoutingConfig::from_env(env)?,
+            attachments: AttachmentConfig::from_env(env)?,
         };
         Ok(config)
     }
@@ -376,10 +459,30 @@ mod tests {
             ("MAX_SOCKETS_PER_USER", "0"),
             ("MAX_OPEN_SESSIONS_PER_CUSTOMER", "100000"),
             ("POOLS", "sales,bad pool"),
+            ("ATTACHMENT_MAX_BYTES", "0"),
+            ("ATTACHMENT_TYPES", "image/png,pdf"),
+            ("ATTACHMENT_TYPES", " , "),
+            ("ATTACHMENT_UNREFERENCED_SECS", "0"),
+            ("ATTACHMENT_IDLE_TIMEOUT_MS", "0"),
         ] {
             let env = Env::from_pairs([(name, value)]);
             let err = GatewayConfig::from_env(&env, true).unwrap_err();
             assert!(err.0.contains(name), "{err}");
         }
+    }
+
+    #[test]
+    fn attachment_defaults_and_types() {
+        let config = GatewayConfig::from_env(&Env::default(), true)
+            .unwrap()
+            .attachments;
+        assert_eq!(config.max_bytes, 10 * 1024 * 1024);
+        assert_eq!(config.unreferenced_after, Duration::from_secs(86_400));
+        assert_eq!(config.idle_timeout, Duration::from_secs(30));
+        assert!(config.accepts("image/webp") && config.accepts("text/plain"));
+        assert!(!config.accepts("text/html"));
+        let env = Env::from_pairs([("ATTACHMENT_TYPES", "Image/PNG, application/zip")]);
+        let config = AttachmentConfig::from_env(&env).unwrap();
+        assert_eq!(config.types, ["image/png", "application/zip"]);
     }
 }

@@ -7,6 +7,8 @@
 pub mod admission;
 pub mod agents;
 pub mod app;
+pub mod attachments;
+pub mod attachments_cleanup;
 pub mod channel_locks;
 pub mod config;
 pub mod history;

@@ -60,7 +60,9 @@ async fn main() -> anyhow::Result<()> {
 
     let listeners = Listeners::bind(&config.gateway).await?;
     let (addr, admin_addr) = listeners.addrs()?;
-    let gateway = Gateway::start(config.gateway, Arc::new(store), Arc::new(backplane))
+    // Uploaded files live in the same database (`blobs`, `blob_chunks`).
+    let blobs = Arc::new(store.blobs());
+    let gateway = Gateway::start(config.gateway, Arc::new(store), blobs, Arc::new(backplane))
         .await
         .context("starting the gateway")?;
     println!("gateway listening on http://{addr}");

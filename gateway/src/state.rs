@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use chat_shared::auth::{TokenMinter, TokenVerifier};
 use chat_shared::backplane::Backplane;
+use chat_shared::blob::BlobStore;
 use chat_shared::metrics::MetricsSource;
 use chat_shared::store::Store;
 use tokio_util::sync::CancellationToken;
@@ -23,6 +24,9 @@ pub struct GatewayState {
     /// Present only when the development token endpoint is enabled.
     pub minter: Option<TokenMinter>,
     pub store: Arc<dyn Store>,
+    /// The bytes of uploaded files (a folder standalone, PostgreSQL in a
+    /// cluster).
+    pub blobs: Arc<dyn BlobStore>,
     pub backplane: Arc<dyn Backplane>,
     pub metrics: Arc<Metrics>,
     pub presence: Arc<Presence>,

@@ -99,6 +99,12 @@ impl TestServer {
         SioClient::connect(self.addr, token).await
     }
 
+    /// The data directory (the SQLite file, uploaded files), which
+    /// outlives restarts.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
     /// A REST call on the public port; see [`rest`].
     pub async fn rest(
         &self,

@@ -6,6 +6,7 @@ mod admin;
 mod admission;
 mod agents;
 mod assign;
+mod attachments;
 mod auth;
 mod compression;
 mod contract;
