@@ -427,3 +427,99 @@ describe('ChatClient and the token lifetime', () => {
     client.stop();
   });
 });
+
+describe('ChatClient: delivery, reactions, notes and attachments', () => {
+  beforeEach(() => vi.useFakeTimers());
+  afterEach(() => vi.useRealTimers());
+
+  it('confirms arrivals with mark-delivered by itself, batched with the highest seq, never for its own messages', async () => {
+    const { client } = makeClient();
+    socket.accept();
+    client.watch('s1');
+    const joins = socket.take('join-session');
+    joins[0]!.ack!(null, {
+      ok: true,
+      session: session({ status: 'active', lastSeq: 2 }),
+      messages: [agent(1), message(2)],
+      hasMore: false,
+      readPositions: [],
+      deliveryPositions: [{ userId: 'cust', role: 'customer', upToSeq: 0 }],
+    });
+    await vi.advanceTimersByTimeAsync(0);
+    // Agent's message 1 arrived with the join: confirmed at once.
+    expect(socket.take('mark-delivered').map((s) => s.payload)).toEqual([{ sessionId: 's1', upToSeq: 1 }]);
+    socket.fire('new-message', agent(3));
+    socket.fire('new-message', agent(4));
+    socket.fire('new-message', message(5)); // mine: nothing to confirm
+    expect(socket.take('mark-delivered')).toEqual([]);
+    await vi.advanceTimersByTimeAsync(500);
+    const batch = socket.take('mark-delivered');
+    expect(batch.map((s) => s.payload)).toEqual([{ sessionId: 's1', upToSeq: 4 }]);
+    batch[0]!.ack!(null, { ok: true, sessionId: 's1', userId: 'cust', role: 'customer', upToSeq: 4 });
+    expect(client.getSessionState('s1').deliveryPositions).toEqual([{ userId: 'cust', role: 'customer', upToSeq: 4 }]);
+    // Someone else's delivery moves the ticks on my message 5.
+    socket.fire('messages-delivered', { sessionId: 's1', userId: 'alice', role: 'agent', upToSeq: 5, deliveredAt: new Date().toISOString() });
+    expect(client.getSessionState('s1').deliveryPositions.find((p) => p.userId === 'alice')?.upToSeq).toBe(5);
+    client.stop();
+  });
+
+  it('sends react with on true/false, shows it at once and keeps what the server answers; live lists replace it', async () => {
+    const { client } = makeClient();
+    socket.accept();
+    client.watch('s1');
+    answerJoin([agent(1)]);
+    const done = client.react('s1', 1, '👍', true);
+    const sent = socket.take('react');
+    expect(sent.map((s) => s.payload)).toEqual([{ sessionId: 's1', seq: 1, emoji: '👍', on: true }]);
+    expect(client.getSessionState('s1').messages[0]!.reactions).toEqual([{ emoji: '👍', count: 1, userIds: ['cust'] }]);
+    sent[0]!.ack!(null, { ok: true, sessionId: 's1', seq: 1, reactions: [{ emoji: '👍', count: 2, userIds: ['alice', 'cust'] }] });
+    await expect(done).resolves.toEqual([{ emoji: '👍', count: 2, userIds: ['alice', 'cust'] }]);
+    socket.fire('message-reactions', { sessionId: 's1', seq: 1, reactions: [] });
+    expect(client.getSessionState('s1').messages[0]!.reactions).toEqual([]);
+    // A refusal puts the list back as it was.
+    const refused = client.react('s1', 1, '🎉', true);
+    socket.take('react')[0]!.ack!(null, { ok: false, error: { code: 'conflict', message: 'too many' } });
+    await expect(refused).rejects.toThrow('too many');
+    expect(client.getSessionState('s1').messages[0]!.reactions).toEqual([]);
+    client.stop();
+  });
+
+  it('sends attachmentIds and internal, allows a message of files only, and keeps a stored note apart from the messages', () => {
+    const staff = new ChatClient({ token: 't', user: { userId: 'alice', name: 'Alice', role: 'agent', pools: ['default'] }, config, storage: null });
+    staff.start();
+    socket.accept();
+    staff.watch('s1');
+    answerJoin([message(1)]);
+    const file = { id: 'f1', sessionId: 's1', name: 'a.png', size: 3, contentType: 'image/png', width: 1, height: 1, createdAt: new Date(0).toISOString() };
+    const withFile = staff.sendMessage('s1', '  ', { attachments: [file] })!;
+    let sends = socket.take('send-message');
+    expect(sends.map((s) => s.payload)).toEqual([{ sessionId: 's1', content: '', clientMsgId: withFile, attachmentIds: ['f1'] }]);
+    sends[0]!.ack!(null, { ok: true, message: message(2, { senderId: 'alice', content: '', clientMsgId: withFile, attachments: [file] }) });
+    expect(staff.sendMessage('s1', '   ')).toBeNull();
+
+    const noteId = staff.sendMessage('s1', 'for staff', { internal: true })!;
+    sends = socket.take('send-message');
+    expect(sends[0]!.payload).toEqual({ sessionId: 's1', content: 'for staff', clientMsgId: noteId, internal: true });
+    sends[0]!.ack!(null, { ok: true, message: message(1, { id: 'n1', senderId: 'alice', content: 'for staff', clientMsgId: noteId, internal: true, afterSeq: 2 }) });
+    socket.fire('new-note', message(1, { id: 'n1', senderId: 'alice', content: 'for staff', clientMsgId: noteId, internal: true, afterSeq: 2 }));
+    const state = staff.getSessionState('s1');
+    expect(state.messages.map((m) => m.seq)).toEqual([1, 2]);
+    expect(state.notes.map((n) => [n.seq, n.afterSeq])).toEqual([[1, 2]]);
+    expect(state.outbox).toEqual([]);
+    staff.stop();
+  });
+
+  it('a customer never holds a note, whatever arrives', () => {
+    const { client } = makeClient();
+    socket.accept();
+    client.watch('s1');
+    answerJoin([agent(1)]);
+    socket.fire('new-note', message(1, { id: 'n1', internal: true, afterSeq: 1 }));
+    socket.fire('new-message', message(2, { id: 'n2', internal: true, afterSeq: 1 }));
+    const state = client.getSessionState('s1');
+    expect(state.notes).toEqual([]);
+    expect(state.messages.map((m) => m.seq)).toEqual([1]);
+    expect(() => client.sendMessage('s1', 'x', { internal: true })).toThrow();
+    client.stop();
+  });
+});

@@ -44,7 +44,7 @@ describe('uploadsReducer', () => {
 
   it('says why the server refused a file', () => {
     expect(describeUploadError({ code: 'payload_too_large', message: 'over 10 MiB' }, 413)).toMatch(/^Too large/);
-    expect(describeUploadError({ code: 'unsupported_media_type', message: '' }, 415)).toMatch(/not accepted/);
+    expect(describeUploadError({ code: 'invalid_payload', message: 'type application/zip is not accepted' }, 400)).toBe('This file is not accepted: type application/zip is not accepted');
     expect(describeUploadError({ code: 'network', message: '' }, 0)).toMatch(/cannot be reached/);
     expect(describeUploadError({ code: 'forbidden', message: 'not yours' }, 403)).toBe('The upload failed: not yours');
   });

@@ -71,7 +71,9 @@ export function roomFor(items: readonly UploadItem[]): number {
 /** What the user reads when the server refuses a file. */
 export function describeUploadError(error: ChatErrorBody, status: number): string {
   if (error.code === 'payload_too_large' || status === 413) return `Too large: ${error.message || 'the file is over the size limit.'}`;
-  if (error.code === 'unsupported_media_type' || status === 415) return `This type of file is not accepted. ${error.message}`.trim();
+  // The server refuses a type it does not take (or a bad name) as invalid_payload, with its reason.
+  if (error.code === 'invalid_payload' || error.code === 'unsupported_media_type' || status === 415) return `This file is not accepted: ${error.message || 'its type or name is refused.'}`;
+  if (error.code === 'session_closed') return 'The chat is closed: no more files can be sent.';
   if (error.code === 'network') return 'The upload failed: the server cannot be reached.';
   if (error.code === 'rate_limited') return 'Too many uploads at once: try again in a moment.';
   return `The upload failed: ${error.message || error.code}`;
