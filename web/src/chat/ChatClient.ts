@@ -114,6 +114,8 @@ interface SessionRecord {
   filling: boolean;
   /** The REST timeline (up to 500 entries, more than a join carries) was asked for once. */
   eventsRequested: boolean;
+  /** Staff: the REST notes (more than the join's 50) were asked for once. */
+  notesRequested: boolean;
   readInFlight: number;
   flushTimer: ReturnType<typeof setTimeout> | null;
   typingTimer: ReturnType<typeof setTimeout> | null;
@@ -134,6 +136,8 @@ const OUTBOX_KEY = 'supportChat.outbox.';
 const RETRY_LATER_MS = 2000;
 /** Fewest messages fetched per REST page when filling history. */
 const PAGE_LIMIT = 200;
+/** Notes a join reply carries at most. */
+const JOIN_NOTES = 50;
 
 export class ChatClient {
   readonly user: ChatUser;
@@ -490,6 +494,7 @@ export class ChatClient {
         catchingUp: false,
         filling: false,
         eventsRequested: false,
+        notesRequested: false,
         readInFlight: 0,
         flushTimer: null,
         typingTimer: null,
@@ -601,6 +606,11 @@ export class ChatClient {
       record.eventsRequested = true;
       void this.loadEvents(sessionId);
     }
+    if (this.user.role !== 'customer' && !record.notesRequested && (payload.notes?.length ?? 0) >= JOIN_NOTES) {
+      // The join carries the latest 50 notes; a longer history comes over REST once.
+      record.notesRequested = true;
+      void this.loadNotes(sessionId);
+    }
     if (payload.session.status === 'closed') {
       this.failOutbox(sessionId, { code: 'session_closed', message: 'The chat is closed.' });
     }
@@ -629,6 +639,16 @@ export class ChatClient {
     socket.timeout(this.config.timeouts.connection).emit('mark-delivered', { sessionId, upToSeq }, (err: Error | null, ack?: Ack<{ upToSeq: number }>) => {
       if (!err && ack?.ok) this.dispatch(sessionId, { type: 'delivered', userId: this.user.userId, role: this.user.role, upToSeq: ack.upToSeq ?? upToSeq });
     });
+  }
+
+  private async loadNotes(sessionId: string): Promise<void> {
+    try {
+      const { items } = await this.api.notes(sessionId, { limit: PAGE_LIMIT });
+      if (Array.isArray(items)) this.dispatch(sessionId, { type: 'notes', notes: items.map((n) => ({ ...n, internal: true })) });
+    } catch {
+      const record = this.sessions.get(sessionId);
+      if (record) record.notesRequested = false;
+    }
   }
 
   private async loadEvents(sessionId: string): Promise<void> {

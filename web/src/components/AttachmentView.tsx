@@ -9,6 +9,7 @@ import { useChatClient } from '../chat/ChatContext';
 import { toErrorBody } from '../chat/ChatClient';
 import { fileSize, isImage } from '../lib/upload';
 import type { Attachment } from '../lib/types';
+import { PaperclipIcon } from './Icons';
 import { Modal } from './Modal';
 
 /** A blob URL of the attachment's bytes while mounted (null until fetched). */
@@ -110,7 +111,7 @@ function FileAttachment({ attachment }: { attachment: Attachment }) {
   return (
     <span className="attachment attachment-file" data-testid="attachment" data-kind="file">
       <button type="button" className="link" onClick={() => void download()} disabled={busy}>
-        <span aria-hidden="true">📎 </span>
+        <PaperclipIcon size={13} />{' '}
         {attachment.name}
       </button>{' '}
       <span className="muted small">({fileSize(attachment.size)})</span>
@@ -135,7 +136,7 @@ export function AttachmentList({ attachments, pending = false }: { attachments: 
       {attachments.map((a) =>
         pending ? (
           <span key={a.id} className="attachment attachment-file">
-            <span aria-hidden="true">📎 </span>
+            <PaperclipIcon size={13} />{' '}
             {a.name} <span className="muted small">({fileSize(a.size)})</span>
           </span>
         ) : (

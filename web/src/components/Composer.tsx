@@ -9,6 +9,7 @@ import { useEffect, useId, useRef, useState, type FormEvent, type KeyboardEvent 
 import websocketConfig from '../config/websocket.config';
 import type { UseUploadsResult } from '../chat/useUploads';
 import { fileSize, percent } from '../lib/upload';
+import { PaperclipIcon } from './Icons';
 import { MAX_CONTENT_CHARS } from '../lib/types';
 
 /** How often a continuing typist re-announces itself (the server forgets after 5 s). */
@@ -153,7 +154,7 @@ export function Composer({ onSend, onTyping, uploads, allowNotes = false, disabl
             }}
           />
           <button type="button" className="btn attach-btn" aria-label="Attach files" title="Attach files" disabled={disabled} onClick={() => picker.current?.click()}>
-            <span aria-hidden="true">📎</span>
+            <PaperclipIcon size={18} />
           </button>
         </>
       )}

@@ -12,6 +12,7 @@ import { describeEvent, mergeTimeline, type EventNames } from '../lib/timeline';
 import type { Tick } from '../lib/ticks';
 import type { SessionEvent } from '../lib/types';
 import { AttachmentList } from './AttachmentView';
+import { LockIcon } from './Icons';
 import { ReactionBar } from './Reactions';
 
 const STATE_TEXT: Record<ItemState, string> = {
@@ -200,7 +201,7 @@ export function MessageList({
                   data-mine={note.mine ? 'true' : 'false'}
                 >
                   <p className="note-label">
-                    <span aria-hidden="true">🔒 </span>Internal note — only staff see this
+                    <LockIcon /> Internal note — only staff see this
                   </p>
                   <p className="note-meta">
                     {note.mine ? 'You' : note.senderName} · <time dateTime={note.createdAt}>{timeOfDay(note.createdAt)}</time>

@@ -7,6 +7,7 @@ import { useEffect, useId, useRef, useState } from 'react';
 import { REACTION_EMOJI, emojiLabel } from '../lib/emoji';
 import { reactionChips } from '../lib/reactions';
 import type { Reaction } from '../lib/types';
+import { SmileIcon } from './Icons';
 
 export interface ReactionBarProps {
   reactions: Reaction[];
@@ -67,9 +68,7 @@ export function ReactionBar({ reactions, me, onReact }: ReactionBarProps) {
             aria-controls={open ? popId : undefined}
             onClick={() => setOpen((o) => !o)}
           >
-            <span aria-hidden="true" className="emoji">
-              ☺
-            </span>
+            <SmileIcon />
             <span aria-hidden="true">+</span>
           </button>
           {open && (
