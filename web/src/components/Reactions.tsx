@@ -4,7 +4,7 @@
 // stack, so a browser with no colour emoji font still shows them.
 
 import { useEffect, useId, useRef, useState } from 'react';
-import { REACTION_EMOJI, emojiLabel } from '../lib/emoji';
+import { REACTION_EMOJI, emojiLabel, hasColourEmoji } from '../lib/emoji';
 import { reactionChips } from '../lib/reactions';
 import type { Reaction } from '../lib/types';
 import { SmileIcon } from './Icons';
@@ -19,6 +19,10 @@ export interface ReactionBarProps {
 export function ReactionBar({ reactions, me, onReact }: ReactionBarProps) {
   const chips = reactionChips(reactions, me);
   const [open, setOpen] = useState(false);
+  // Upwards unless the scrolling list has no room above the button.
+  const [below, setBelow] = useState(false);
+  // Without a colour emoji font a character may draw as a box: its words go with it.
+  const [plain] = useState(() => !hasColourEmoji());
   const popId = useId();
   const wrap = useRef<HTMLDivElement>(null);
 
@@ -55,7 +59,8 @@ export function ReactionBar({ reactions, me, onReact }: ReactionBarProps) {
           disabled={!onReact}
           onClick={() => onReact?.(chip.emoji, !chip.mine)}
         >
-          <span className="emoji">{chip.emoji}</span> <span className="reaction-count">{chip.count}</span>
+          <span className="emoji">{chip.emoji}</span>
+          {plain && <span className="emoji-words">{emojiLabel(chip.emoji)}</span>} <span className="reaction-count">{chip.count}</span>
         </button>
       ))}
       {onReact && (
@@ -66,13 +71,18 @@ export function ReactionBar({ reactions, me, onReact }: ReactionBarProps) {
             aria-label="Add reaction"
             aria-expanded={open}
             aria-controls={open ? popId : undefined}
-            onClick={() => setOpen((o) => !o)}
+            onClick={(e) => {
+              const button = e.currentTarget.getBoundingClientRect();
+              const area = e.currentTarget.closest('.messages')?.getBoundingClientRect();
+              setBelow(area ? button.top - area.top < 220 : false);
+              setOpen((o) => !o);
+            }}
           >
             <SmileIcon />
             <span aria-hidden="true">+</span>
           </button>
           {open && (
-            <div className="emoji-picker" id={popId} role="menu" aria-label="Pick a reaction" data-testid="emoji-picker">
+            <div className={`emoji-picker ${plain ? 'emoji-picker-plain' : ''} ${below ? 'emoji-picker-below' : ''}`} id={popId} role="menu" aria-label="Pick a reaction" data-testid="emoji-picker">
               {REACTION_EMOJI.map((choice) => {
                 const mine = chips.some((c) => c.emoji === choice.emoji && c.mine);
                 return (
@@ -90,6 +100,7 @@ export function ReactionBar({ reactions, me, onReact }: ReactionBarProps) {
                     }}
                   >
                     <span className="emoji">{choice.emoji}</span>
+                    {plain && <span className="emoji-words">{choice.label}</span>}
                   </button>
                 );
               })}
