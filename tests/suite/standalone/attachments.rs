@@ -489,3 +489,38 @@ async fn a_slow_upload_outlasts_the_request_deadline() {
     let text = String::from_utf8_lossy(&answer);
     assert!(text.starts_with("HTTP/1.1 201"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_no_message_takes_is_removed_with_its_bytes() {
+    let server = TestServer::start(&[("ATTACHMENT_UNREFERENCED_SECS", "1")]).await;
+    let customer = token("att-unused", "customer", &[]);
+    let session_id = customer_session(&server, &customer).await;
+    let uploaded = upload(
+        &server,
+        &customer,
+        &session_id,
+        "a.txt",
+        "text/plain",
+        b"soon gone",
+    )
+    .await;
+    assert_eq!(uploaded.status, 201, "{}", uploaded.text());
+    let id = uploaded.json()["id"].as_str().expect("id").to_owned();
+    let blob = server
+        .data_dir()
+        .join("attachments")
+        .join("blobs")
+        .join(&id);
+    assert!(blob.exists(), "stored under its id");
+    eventually(WAIT, "the unused upload swept", || async {
+        download(&server, &customer, &session_id, &id, None)
+            .await
+            .status
+            == 404
+    })
+    .await;
+    eventually(WAIT, "its bytes removed", || async {
+        kept(&server).await == (0, 0, 0)
+    })
+    .await;
+}
