@@ -524,3 +524,30 @@ async fn an_upload_no_message_takes_is_removed_with_its_bytes() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_whose_body_stops_coming_is_given_up() {
+    let server = TestServer::start(&[("ATTACHMENT_IDLE_TIMEOUT_MS", "300")]).await;
+    let customer = token("att-stalled", "customer", &[]);
+    let session_id = customer_session(&server, &customer).await;
+    let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+    let head = format!(
+        "POST {} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {customer}\r\n\
+         Content-Type: text/plain\r\nContent-Length: 100000\r\nConnection: close\r\n\r\n",
+        upload_path(&session_id, "stalled.txt"),
+        server.addr
+    );
+    stream.write_all(head.as_bytes()).await.expect("head");
+    stream
+        .write_all(&pattern(1_000))
+        .await
+        .expect("a first piece");
+    // Nothing more is sent: the server answers on its own.
+    let mut answer = Vec::new();
+    let read = timeout(WAIT, stream.read_to_end(&mut answer)).await;
+    let text = String::from_utf8_lossy(&answer);
+    assert!(matches!(read, Ok(Ok(_))), "{read:?}: {text}");
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    assert!(text.contains("invalid_payload"), "{text}");
+    assert_eq!(kept(&server).await, (0, 0, 0), "nothing kept");
+}
