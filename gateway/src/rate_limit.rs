@@ -13,6 +13,11 @@ use chat_shared::protocol::client_events;
 pub const TYPING_BUDGET: (u32, u32) = (10, 20);
 /// `mark-read` per second, and burst.
 pub const MARK_READ_BUDGET: (u32, u32) = (10, 20);
+/// `mark-delivered` per second, and burst (its own bucket: a client
+/// confirms deliveries by itself, and must not eat its reads' budget).
+pub const MARK_DELIVERED_BUDGET: (u32, u32) = (10, 20);
+/// `react` per second, and burst.
+pub const REACT_BUDGET: (u32, u32) = (10, 20);
 /// `join-session` and `leave-session` together per second, and burst.
 pub const MEMBERSHIP_BUDGET: (u32, u32) = (10, 50);
 /// `refresh-token` per second, and burst: a token lives minutes at least.
@@ -26,6 +31,8 @@ pub struct EventBudgets {
     send: TokenBucket,
     typing: TokenBucket,
     mark_read: TokenBucket,
+    mark_delivered: TokenBucket,
+    react: TokenBucket,
     membership: TokenBucket,
     refresh: TokenBucket,
     other: TokenBucket,
@@ -41,6 +48,8 @@ impl EventBudgets {
             send: TokenBucket::new(send_per_second, send_burst),
             typing: bucket(TYPING_BUDGET),
             mark_read: bucket(MARK_READ_BUDGET),
+            mark_delivered: bucket(MARK_DELIVERED_BUDGET),
+            react: bucket(REACT_BUDGET),
             membership: bucket(MEMBERSHIP_BUDGET),
             refresh: bucket(REFRESH_BUDGET),
             other: bucket(OTHER_BUDGET),
@@ -53,6 +62,8 @@ impl EventBudgets {
             client_events::SEND_MESSAGE => &mut self.send,
             client_events::TYPING => &mut self.typing,
             client_events::MARK_READ => &mut self.mark_read,
+            client_events::MARK_DELIVERED => &mut self.mark_delivered,
+            client_events::REACT => &mut self.react,
             client_events::JOIN_SESSION | client_events::LEAVE_SESSION => &mut self.membership,
             client_events::REFRESH_TOKEN => &mut self.refresh,
             _ => &mut self.other,
@@ -127,6 +138,33 @@ mod tests {
         assert!(budgets.try_take(client_events::JOIN_SESSION, now));
         let mut off = EventBudgets::new(0, 1);
         assert!((0..1000).all(|_| off.try_take(client_events::TYPING, now)));
+    }
+
+    #[test]
+    fn reactions_and_deliveries_have_buckets_of_their_own() {
+        let now = Instant::now();
+        let mut budgets = EventBudgets::new(20, 40);
+        let taken = |budgets: &mut EventBudgets, event: &str| {
+            (0..100).filter(|_| budgets.try_take(event, now)).count()
+        };
+        assert_eq!(
+            taken(&mut budgets, client_events::MARK_DELIVERED),
+            MARK_DELIVERED_BUDGET.1 as usize
+        );
+        assert_eq!(
+            taken(&mut budgets, client_events::REACT),
+            REACT_BUDGET.1 as usize
+        );
+        // Neither spent the other's, nor mark-read's.
+        assert_eq!(
+            taken(&mut budgets, client_events::MARK_READ),
+            MARK_READ_BUDGET.1 as usize
+        );
+        assert!(!budgets.try_take(client_events::REACT, now));
+        assert!(budgets.try_take(
+            client_events::REACT,
+            now + std::time::Duration::from_millis(100)
+        ));
     }
 
     #[test]

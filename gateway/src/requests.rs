@@ -31,6 +31,9 @@ use crate::outbound::{Outbound, SocketHandle};
 pub enum AckKind {
     SendMessage,
     MarkRead,
+    /// Reactions and delivery positions.
+    MarkDelivered,
+    React,
 }
 
 /// Who waits for a reply.
@@ -312,5 +315,11 @@ fn success_payload(kind: AckKind, session_id: &str, body: ReplyBody) -> Value {
         }),
         (_, ReplyBody::Session(session)) => json!({ "ok": true, "session": session }),
         (_, ReplyBody::Done) => json!({ "ok": true }),
+        (_, ReplyBody::Reactions { seq, reactions }) => json!({
+            "ok": true,
+            "sessionId": session_id,
+            "seq": seq,
+            "reactions": reactions,
+        }),
     }
 }

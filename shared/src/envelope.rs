@@ -6,7 +6,7 @@ use bytes::Bytes;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::auth::Identity;
-use crate::protocol::{Message, ReadPosition, Session};
+use crate::protocol::{Message, Reaction, ReadPosition, Session};
 use crate::{ChatError, Timestamp};
 
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +104,19 @@ pub enum Command {
         session_id: String,
         agent_id: String,
     },
+    /// Reactions and delivery positions: the caller's reaction `emoji` to
+    /// message `seq`, added (`on`) or taken back.
+    React {
+        session_id: String,
+        seq: i64,
+        emoji: String,
+        on: bool,
+    },
+    /// How far the session's messages reached the caller's client.
+    MarkDelivered {
+        session_id: String,
+        up_to_seq: i64,
+    },
 }
 
 impl Command {
@@ -118,7 +131,9 @@ impl Command {
             | Command::Close { session_id, .. }
             | Command::MarkRead { session_id, .. }
             | Command::AutoAssign { session_id, .. }
-            | Command::ReturnToQueue { session_id, .. } => session_id,
+            | Command::ReturnToQueue { session_id, .. }
+            | Command::React { session_id, .. }
+            | Command::MarkDelivered { session_id, .. } => session_id,
             Command::RefreshStats { pool } | Command::Dispatch { pool } => pool,
         }
     }
@@ -145,6 +160,8 @@ impl Command {
             Command::Dispatch { .. } => "dispatch",
             Command::AutoAssign { .. } => "auto_assign",
             Command::ReturnToQueue { .. } => "return_to_queue",
+            Command::React { .. } => "react",
+            Command::MarkDelivered { .. } => "mark_delivered",
         }
     }
 }
@@ -165,8 +182,15 @@ pub enum ReplyBody {
         message: Message,
         duplicate: bool,
     },
+    /// A read position, or (for `MarkDelivered`) a delivery position: the
+    /// same shape.
     ReadPosition(ReadPosition),
     Done,
+    /// A message's whole list of reactions, after `React`.
+    Reactions {
+        seq: i64,
+        reactions: Vec<Reaction>,
+    },
 }
 
 /// One event fanned out to sockets. `frame` is the finished Socket.IO text

@@ -102,6 +102,67 @@ pub fn seq(value: i64, field: &str) -> Result<(), ChatError> {
     Ok(())
 }
 
+/// The most bytes one reaction's emoji may take (UTF-8).
+pub const MAX_EMOJI_BYTES: usize = 32;
+
+/// One emoji, as a reaction carries it: a single extended grapheme cluster
+/// of at most 32 bytes that is an emoji. That is a character shown as an
+/// emoji by default (Emoji_Presentation), or any emoji character asked to be
+/// one (VS16, U+FE0F) or given a skin tone, each possibly continued by
+/// modifiers, joiners and tags (ZWJ sequences, subdivision flags); a pair of
+/// regional indicators (a flag); or a keycap. Symbols shown as text by
+/// default ("©", "#", "1") are refused unless so asked, so that a reaction
+/// never reads as plain text.
+pub fn emoji(text: &str) -> Result<(), ChatError> {
+    use unicode_segmentation::UnicodeSegmentation;
+    let refuse = || ChatError::invalid("emoji must be one emoji");
+    if text.is_empty() || text.len() > MAX_EMOJI_BYTES {
+        return Err(ChatError::invalid(format!(
+            "emoji must be one emoji of at most {MAX_EMOJI_BYTES} bytes"
+        )));
+    }
+    if text.graphemes(true).nth(1).is_some() {
+        return Err(refuse());
+    }
+    if is_emoji_grapheme(text) {
+        Ok(())
+    } else {
+        Err(refuse())
+    }
+}
+
+fn is_emoji_grapheme(cluster: &str) -> bool {
+    use unicode_properties::emoji::{EmojiStatus, UnicodeEmoji};
+    let chars: Vec<char> = cluster.chars().collect();
+    let is_regional = |c: char| ('\u{1F1E6}'..='\u{1F1FF}').contains(&c);
+    let is_skin_tone = |c: char| ('\u{1F3FB}'..='\u{1F3FF}').contains(&c);
+    match chars.as_slice() {
+        [a, b] if is_regional(*a) && is_regional(*b) => return true,
+        [base, '\u{20E3}'] | [base, '\u{FE0F}', '\u{20E3}']
+            if base.is_ascii_digit() || matches!(base, '#' | '*') =>
+        {
+            return true
+        }
+        _ => {}
+    }
+    let Some((&first, rest)) = chars.split_first() else {
+        return false;
+    };
+    // Everything after the first character continues the emoji: joiners,
+    // selectors, modifiers, tags and the emoji a ZWJ sequence joins.
+    if !rest.iter().all(|c| c.is_emoji_char_or_emoji_component()) {
+        return false;
+    }
+    let shown_as_emoji = match first.emoji_status() {
+        EmojiStatus::EmojiPresentation | EmojiStatus::EmojiPresentationAndModifierBase => true,
+        EmojiStatus::EmojiModifierBase | EmojiStatus::EmojiOther => {
+            matches!(rest.first(), Some(&c) if c == '\u{FE0F}' || is_skin_tone(c))
+        }
+        _ => false,
+    };
+    shown_as_emoji && !is_regional(first)
+}
+
 /// Trims an optional free-text field; blank becomes absent.
 pub fn optional_text(
     raw: Option<String>,
@@ -151,5 +212,53 @@ mod tests {
         assert!(pool("a b").is_err());
         assert!(pool("chat:*").is_err());
         assert!(pool(&"a".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn an_emoji_is_one_emoji_grapheme() {
+        for good in [
+            "👍",
+            "❤️",
+            "😂",
+            "🎉",
+            "✅",
+            "👀",
+            "🙏",
+            "👍🏽",
+            "☝🏻",
+            "🇫🇷",
+            "1️⃣",
+            "#⃣",
+            "👩‍💻",
+            "👨‍👩‍👧‍👦",
+            "🏴\u{E0067}\u{E0062}\u{E0073}\u{E0063}\u{E0074}\u{E007F}",
+            "©️",
+        ] {
+            assert!(emoji(good).is_ok(), "{good:?} is an emoji");
+        }
+        for bad in [
+            "",
+            "a",
+            "👍👍",
+            "👍 ",
+            " 👍",
+            "©",
+            "#",
+            "1",
+            "🇫",
+            "🏻",
+            "\u{FE0F}",
+            "\u{200D}",
+            "❤\u{FE0E}",
+            "👍\u{301}",
+            ":+1:",
+            "\0",
+        ] {
+            assert!(emoji(bad).is_err(), "{bad:?} is no emoji");
+        }
+        // A ZWJ sequence longer than 32 bytes is refused even as one grapheme.
+        let long = "👨‍👩‍👧‍👦‍👨‍👩‍👧";
+        assert!(long.len() > MAX_EMOJI_BYTES);
+        assert!(emoji(long).is_err());
     }
 }

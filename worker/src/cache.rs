@@ -76,7 +76,9 @@ impl Written {
                 Mutation::InsertMessage(_)
                 | Mutation::SetReadPosition { .. }
                 | Mutation::AdjustAgentLoad { .. }
-                | Mutation::RecordSessionEvent(_) => {}
+                | Mutation::RecordSessionEvent(_)
+                | Mutation::SetReaction { .. }
+                | Mutation::SetDeliveryPosition { .. } => {}
             }
         }
         written
@@ -106,6 +108,11 @@ impl StateCache {
         let mut to_load = BatchKeys {
             read_positions: keys.read_positions.clone(),
             agent_ids: keys.agent_ids.clone(),
+            // Reactions and delivery positions are not remembered: a
+            // message's reactions and a position are read each time, so
+            // a commit that failed half-way can never leave them stale.
+            reactions: keys.reactions.clone(),
+            delivery_positions: keys.delivery_positions.clone(),
             ..BatchKeys::default()
         };
         for id in &keys.session_ids {
@@ -239,6 +246,9 @@ mod tests {
             read_positions: vec![("s1".into(), "c".into())],
             user_ids: vec!["c".into(), "a".into()],
             agent_ids: vec!["a".into()],
+            reactions: vec![("s1".into(), 1)],
+            delivery_positions: vec![("s1".into(), "c".into())],
+            ..BatchKeys::default()
         }
     }
 
@@ -262,6 +272,8 @@ mod tests {
             vec![("s2".to_owned(), "c".to_owned(), "m2".to_owned())]
         );
         assert_eq!(lookup.to_load.read_positions, keys().read_positions);
+        assert_eq!(lookup.to_load.reactions, keys().reactions);
+        assert_eq!(lookup.to_load.delivery_positions, keys().delivery_positions);
         assert_eq!(lookup.to_load.user_ids, vec!["a".to_owned()]);
     }
 

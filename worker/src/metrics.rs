@@ -41,11 +41,14 @@ pub enum CommandKind {
     Dispatch,
     AutoAssign,
     ReturnToQueue,
+    // Reactions and delivery positions.
+    React,
+    MarkDelivered,
     Unknown,
 }
 
 impl CommandKind {
-    const ALL: [CommandKind; 11] = [
+    const ALL: [CommandKind; 13] = [
         CommandKind::CreateSession,
         CommandKind::SendMessage,
         CommandKind::Assign,
@@ -56,6 +59,8 @@ impl CommandKind {
         CommandKind::Dispatch,
         CommandKind::AutoAssign,
         CommandKind::ReturnToQueue,
+        CommandKind::React,
+        CommandKind::MarkDelivered,
         CommandKind::Unknown,
     ];
 
@@ -71,6 +76,8 @@ impl CommandKind {
             Command::Dispatch { .. } => CommandKind::Dispatch,
             Command::AutoAssign { .. } => CommandKind::AutoAssign,
             Command::ReturnToQueue { .. } => CommandKind::ReturnToQueue,
+            Command::React { .. } => CommandKind::React,
+            Command::MarkDelivered { .. } => CommandKind::MarkDelivered,
         }
     }
 
@@ -92,6 +99,8 @@ impl CommandKind {
             CommandKind::Dispatch => "dispatch",
             CommandKind::AutoAssign => "auto_assign",
             CommandKind::ReturnToQueue => "return_to_queue",
+            CommandKind::React => "react",
+            CommandKind::MarkDelivered => "mark_delivered",
         }
     }
 }

@@ -5,8 +5,8 @@
 use chat_shared::envelope::Command;
 use chat_shared::permissions::may_read;
 use chat_shared::protocol::{
-    frames, server_events, AgentEnvelope, JoinSession, LeaveSession, MarkRead, SendMessage,
-    Session, SessionJoined, SetStatus,
+    frames, server_events, AgentEnvelope, JoinSession, LeaveSession, MarkDelivered, MarkRead,
+    React, SendMessage, Session, SessionJoined, SetStatus,
 };
 use chat_shared::ChatError;
 use serde_json::{json, Value};
@@ -102,6 +102,10 @@ impl SocketSession {
             .read_positions(session_id)
             .await
             .map_err(store_unavailable)?;
+        let delivery_positions = store
+            .delivery_positions(session_id)
+            .await
+            .map_err(store_unavailable)?;
         let events = store
             .session_events(session_id, JOIN_EVENTS)
             .await
@@ -113,6 +117,7 @@ impl SocketSession {
             messages: page.items,
             has_more: page.has_more,
             read_positions,
+            delivery_positions,
             events,
         })
     }
@@ -212,6 +217,54 @@ impl SocketSession {
         let command = Command::MarkRead {
             session_id: request.session_id.into(),
             up_to_seq: request.up_to_seq,
+        };
+        self.state
+            .requests
+            .submit(&self.handle.identity(), command, waiter)
+            .await;
+        Ok(None)
+    }
+
+    /// Reactions and delivery positions: both go to the worker like
+    /// `mark-read`, acked when it answers.
+    pub(super) async fn mark_delivered(
+        &mut self,
+        payload: Value,
+        ack_id: Option<u64>,
+    ) -> EventResult {
+        let request = MarkDelivered::parse(payload)?;
+        let waiter = Waiter::Socket {
+            socket: self.handle.clone(),
+            ack_id,
+            kind: AckKind::MarkDelivered,
+            session_id: request.session_id.to_string(),
+            started: Instant::now(),
+        };
+        let command = Command::MarkDelivered {
+            session_id: request.session_id.into(),
+            up_to_seq: request.up_to_seq,
+        };
+        self.state
+            .requests
+            .submit(&self.handle.identity(), command, waiter)
+            .await;
+        Ok(None)
+    }
+
+    pub(super) async fn react(&mut self, payload: Value, ack_id: Option<u64>) -> EventResult {
+        let request = React::parse(payload)?;
+        let waiter = Waiter::Socket {
+            socket: self.handle.clone(),
+            ack_id,
+            kind: AckKind::React,
+            session_id: request.session_id.to_string(),
+            started: Instant::now(),
+        };
+        let command = Command::React {
+            session_id: request.session_id.into(),
+            seq: request.seq,
+            emoji: request.emoji,
+            on: request.on,
         };
         self.state
             .requests

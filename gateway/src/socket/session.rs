@@ -113,6 +113,9 @@ impl SocketSession {
             client_events::MARK_READ => self.mark_read(payload, ack_id).await,
             client_events::REFRESH_TOKEN => self.refresh_token(payload).await,
             client_events::SET_STATUS => self.set_status(payload).await,
+            // Reactions and delivery positions.
+            client_events::MARK_DELIVERED => self.mark_delivered(payload, ack_id).await,
+            client_events::REACT => self.react(payload, ack_id).await,
             other => {
                 let shown: String = other.chars().take(64).collect();
                 Err(ChatError::invalid(format!("unknown event {shown:?}")))

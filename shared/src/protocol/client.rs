@@ -96,6 +96,42 @@ impl MarkRead {
     }
 }
 
+/// `mark-delivered`: how far messages reached the caller's client.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MarkDelivered {
+    pub session_id: SessionId,
+    pub up_to_seq: i64,
+}
+
+impl MarkDelivered {
+    pub fn parse(value: Value) -> Result<Self, ChatError> {
+        let mark: MarkDelivered = from_json(value)?;
+        validate::seq(mark.up_to_seq, "upToSeq")?;
+        Ok(mark)
+    }
+}
+
+/// `react`: adds (`on`) or takes back the caller's reaction `emoji` to
+/// message `seq`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct React {
+    pub session_id: SessionId,
+    pub seq: i64,
+    pub emoji: String,
+    pub on: bool,
+}
+
+impl React {
+    pub fn parse(value: Value) -> Result<Self, ChatError> {
+        let react: React = from_json(value)?;
+        validate::seq(react.seq, "seq")?;
+        validate::emoji(&react.emoji)?;
+        Ok(react)
+    }
+}
+
 /// `POST /sessions` body.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -414,3 +450,43 @@ mod routing_payload_tests {
         }
     }
 }
+
+#[cfg(test)]
+mod reaction_payload_tests {
+    use super::*;
+    use crate::ErrorCode;
+    use serde_json::json;
+
+    #[test]
+    fn react_needs_a_message_one_emoji_and_a_flag() {
+        let react =
+            React::parse(json!({"sessionId": "s", "seq": 2, "emoji": "👍", "on": true})).unwrap();
+        assert_eq!((react.seq, react.emoji.as_str(), react.on), (2, "👍", true));
+        for bad in [
+            json!({"sessionId": "s", "seq": 2, "emoji": "👍"}),
+            json!({"sessionId": "s", "seq": 2, "emoji": "x", "on": true}),
+            json!({"sessionId": "s", "seq": 2, "emoji": "👍👍", "on": true}),
+            json!({"sessionId": "s", "seq": 2, "emoji": 1, "on": true}),
+            json!({"sessionId": "s", "seq": -1, "emoji": "👍", "on": true}),
+            json!({"sessionId": "s", "seq": "2", "emoji": "👍", "on": true}),
+            json!({"sessionId": "s", "seq": 2, "emoji": "👍", "on": "yes"}),
+            json!({"seq": 2, "emoji": "👍", "on": true}),
+        ] {
+            let err = React::parse(bad.clone()).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidPayload, "{bad}");
+        }
+    }
+
+    #[test]
+    fn mark_delivered_is_shaped_like_mark_read() {
+        assert_eq!(
+            MarkDelivered::parse(json!({"sessionId": "s", "upToSeq": 4}))
+                .unwrap()
+                .up_to_seq,
+            4
+        );
+        assert!(MarkDelivered::parse(json!({"sessionId": "s", "upToSeq": -1})).is_err());
+        assert!(MarkDelivered::parse(json!({"sessionId": "s"})).is_err());
+    }
+}
+

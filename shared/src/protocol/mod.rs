@@ -25,6 +25,9 @@ pub mod client_events {
     pub const MARK_READ: &str = "mark-read";
     pub const REFRESH_TOKEN: &str = "refresh-token";
     pub const SET_STATUS: &str = "set-status";
+    /// Reactions and delivery positions.
+    pub const MARK_DELIVERED: &str = "mark-delivered";
+    pub const REACT: &str = "react";
 }
 
 /// Event names, server to client.
@@ -43,4 +46,7 @@ pub mod server_events {
     pub const AGENT_UPDATED: &str = "agent-updated";
     pub const QUEUE_POSITION: &str = "queue-position";
     pub const SESSION_EVENT: &str = "session-event";
+    /// Reactions and delivery positions.
+    pub const MESSAGES_DELIVERED: &str = "messages-delivered";
+    pub const MESSAGE_REACTIONS: &str = "message-reactions";
 }

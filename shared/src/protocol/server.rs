@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Message, ReadPosition, Role, Session};
+use super::{Message, Reaction, ReadPosition, Role, Session};
 use crate::{ChatError, Timestamp};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,6 +23,7 @@ pub struct SessionJoined {
     pub messages: Vec<Message>,
     pub has_more: bool,
     pub read_positions: Vec<ReadPosition>,
+    pub delivery_positions: Vec<ReadPosition>,
     /// The session's latest timeline entries, oldest first.
     pub events: Vec<SessionEvent>,
 }
@@ -156,6 +157,26 @@ pub struct MessagesRead {
     pub read_at: Timestamp,
 }
 
+/// `messages-delivered`: a participant's delivery position moved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessagesDelivered {
+    pub session_id: String,
+    pub user_id: String,
+    pub role: Role,
+    pub up_to_seq: i64,
+    pub delivered_at: Timestamp,
+}
+
+/// `message-reactions`: a message's whole list of reactions, after a change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageReactions {
+    pub session_id: String,
+    pub seq: i64,
+    pub reactions: Vec<Reaction>,
+}
+
 /// `{ session }`: the payload of `session-updated` and `new-pending-session`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionEnvelope {
@@ -264,6 +285,36 @@ mod tests {
             serde_json::to_value(read).unwrap(),
             json!({"sessionId": "s", "userId": "u", "role": "agent", "upToSeq": 2,
                    "readAt": "1970-01-01T00:00:00.000Z"})
+        );
+    }
+
+    #[test]
+    fn reaction_and_delivery_payloads_match_protocol() {
+        let reactions = MessageReactions {
+            session_id: "s".into(),
+            seq: 3,
+            reactions: vec![Reaction {
+                emoji: "👍".into(),
+                count: 2,
+                user_ids: vec!["u1".into(), "u2".into()],
+            }],
+        };
+        assert_eq!(
+            serde_json::to_value(reactions).unwrap(),
+            json!({"sessionId": "s", "seq": 3,
+                   "reactions": [{"emoji": "👍", "count": 2, "userIds": ["u1", "u2"]}]})
+        );
+        let delivered = MessagesDelivered {
+            session_id: "s".into(),
+            user_id: "u".into(),
+            role: Role::Customer,
+            up_to_seq: 4,
+            delivered_at: Timestamp(0),
+        };
+        assert_eq!(
+            serde_json::to_value(delivered).unwrap(),
+            json!({"sessionId": "s", "userId": "u", "role": "customer", "upToSeq": 4,
+                   "deliveredAt": "1970-01-01T00:00:00.000Z"})
         );
     }
 

@@ -22,6 +22,10 @@ use crate::store::{
 };
 use crate::Timestamp;
 
+pub use super::reaction_conformance::{
+    delivery_positions_set_and_update, message_reactions_are_stored_and_read,
+};
+
 /// Runs every check in turn.
 pub async fn run_all(store: &dyn Store) {
     ping_answers(store).await;
@@ -51,6 +55,9 @@ pub async fn run_all(store: &dyn Store) {
     racing_load_adjustments_respect_the_bound(store).await;
     queue_orders_waiting_sessions(store).await;
     chats_of_agents_seen_before_a_cutoff(store).await;
+    // Reactions and delivery positions.
+    message_reactions_are_stored_and_read(store).await;
+    delivery_positions_set_and_update(store).await;
 }
 
 /// Declares, in the calling module, one test per check, each on a fresh
@@ -92,6 +99,8 @@ macro_rules! tests_per_check {
             racing_load_adjustments_respect_the_bound,
             queue_orders_waiting_sessions,
             chats_of_agents_seen_before_a_cutoff,
+            message_reactions_are_stored_and_read,
+            delivery_positions_set_and_update,
         );
     };
     ($open:path; $($check:ident),* $(,)?) => {
@@ -368,6 +377,7 @@ pub async fn failed_batch_writes_nothing(store: &dyn Store) {
         read_positions: vec![(id.clone(), customer.clone())],
         user_ids: vec![user],
         agent_ids: Vec::new(),
+        ..BatchKeys::default()
     };
     let snapshot = ok(store.load_batch(&keys).await, "load_batch");
     assert_eq!(
@@ -575,6 +585,7 @@ pub async fn load_batch_returns_known_keys(store: &dyn Store) {
         read_positions: vec![(id.clone(), customer.clone()), (id.clone(), unique("user"))],
         user_ids: vec![user.clone(), unique("user")],
         agent_ids: vec![unique("agent")],
+        ..BatchKeys::default()
     };
     let snapshot = ok(store.load_batch(&keys).await, "load_batch");
     let expected = BatchSnapshot {
@@ -586,6 +597,7 @@ pub async fn load_batch_returns_known_keys(store: &dyn Store) {
         read_positions: HashMap::from([((id, customer), 1)]),
         user_names: HashMap::from([(user, "Ann Agent".into())]),
         agents: HashMap::new(),
+        ..BatchSnapshot::default()
     };
     assert_eq!(
         snapshot, expected,

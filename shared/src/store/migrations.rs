@@ -59,6 +59,8 @@ pub(crate) const SQLITE: &[Migration] = embedded!("sqlite":
     4 => "0004_routing.sql",
     5 => "0005_session_events.sql",
     6 => "0006_attachments.sql",
+    7 => "0007_message_reactions.sql",
+    8 => "0008_delivery_positions.sql",
 );
 
 /// The cluster's schema: the tables of SQLite's, identifiers in the "C"
@@ -84,6 +86,11 @@ pub(crate) const SQLITE: &[Migration] = embedded!("sqlite":
 /// 6 (both): attachments' metadata; PostgreSQL also keeps the blob
 /// store's chunks (`blob::postgres`), standalone keeps files on disk.
 ///
+/// 7 (both): reactions to messages (`message_reactions`), one row per
+/// message, emoji and user. 8 (both): delivery positions, shaped like the
+/// read positions. PostgreSQL leaves out their foreign keys, as for
+/// messages.
+///
 /// Every step runs inside one transaction, so none may use
 /// `CREATE INDEX CONCURRENTLY`.
 #[cfg(feature = "postgres")]
@@ -94,6 +101,8 @@ pub(crate) const POSTGRES: &[Migration] = embedded!("postgres":
     4 => "0004_routing.sql",
     5 => "0005_session_events.sql",
     6 => "0006_attachments.sql",
+    7 => "0007_message_reactions.sql",
+    8 => "0008_delivery_positions.sql",
 );
 
 /// A database's record of applied migrations, and how it applies one.
@@ -178,15 +187,16 @@ mod tests {
     fn only_missing_migrations_are_applied_in_order() {
         let mut ledger = Recorded::default();
         run(&mut ledger).expect("fresh");
-        assert_eq!(ledger.applied_now, [1, 2, 3, 4, 5, 6]);
+        let all: Vec<i64> = SQLITE.iter().map(|m| m.version).collect();
+        assert_eq!(ledger.applied_now, all);
         let mut ledger = Recorded {
             versions: vec![1],
             ..Recorded::default()
         };
         run(&mut ledger).expect("behind");
-        assert_eq!(ledger.applied_now, [2, 3, 4, 5, 6]);
+        assert_eq!(ledger.applied_now, all[1..]);
         run(&mut ledger).expect("up to date");
-        assert_eq!(ledger.applied_now, [2, 3, 4, 5, 6], "nothing applied twice");
+        assert_eq!(ledger.applied_now, all[1..], "nothing applied twice");
     }
 
     #[test]

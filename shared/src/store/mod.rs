@@ -24,6 +24,7 @@ use crate::Timestamp;
 
 mod attachments_sql;
 mod migrations;
+mod reactions_sql;
 mod routing_sql;
 mod rows;
 mod sql;
@@ -36,8 +37,12 @@ pub mod postgres;
 
 pub use attachments_sql::AttachmentRecord;
 
+pub use reactions_sql::{reaction_list, ReactionRow};
+
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+#[cfg(any(test, feature = "conformance"))]
+pub mod reaction_conformance;
 #[cfg(any(test, feature = "conformance"))]
 pub mod attachment_conformance;
 
@@ -118,6 +123,11 @@ pub struct BatchKeys {
     /// Agents whose directory entry is needed (targets of assign and
     /// transfer).
     pub agent_ids: Vec<String>,
+    /// Reactions and delivery positions: (session id, seq) of messages
+    /// whose reactions may change, and (session id, user id) of delivery
+    /// positions to move.
+    pub reactions: Vec<(String, i64)>,
+    pub delivery_positions: Vec<(String, String)>,
 }
 
 impl BatchKeys {
@@ -128,6 +138,8 @@ impl BatchKeys {
             && self.read_positions.is_empty()
             && self.user_ids.is_empty()
             && self.agent_ids.is_empty()
+            && self.reactions.is_empty()
+            && self.delivery_positions.is_empty()
     }
 }
 
@@ -140,6 +152,11 @@ pub struct BatchSnapshot {
     pub read_positions: HashMap<(String, String), i64>,
     pub user_names: HashMap<String, String>,
     pub agents: HashMap<String, AgentRecord>,
+    /// Reactions and delivery positions: the reaction rows of each message
+    /// named (absent when it has none), in no particular order, and the
+    /// delivery positions found.
+    pub reactions: HashMap<(String, i64), Vec<ReactionRow>>,
+    pub delivery_positions: HashMap<(String, String), i64>,
 }
 
 /// An entry of the agent directory: an agent who has connected at least
@@ -272,6 +289,23 @@ pub enum Mutation {
     },
     /// Adds a system entry to a session's timeline.
     RecordSessionEvent(crate::protocol::SessionEvent),
+    /// Reactions and delivery positions: adds (`on`) or takes back one
+    /// user's reaction to a message. Adding one already there keeps its
+    /// time; taking back one never made changes nothing.
+    SetReaction {
+        session_id: String,
+        seq: i64,
+        emoji: String,
+        user_id: String,
+        on: bool,
+        at: Timestamp,
+    },
+    /// Sets a delivery position (insert or update).
+    SetDeliveryPosition {
+        session_id: String,
+        position: ReadPosition,
+        delivered_at: Timestamp,
+    },
 }
 
 /// Which sessions a `list_sessions` caller may see.
@@ -446,6 +480,12 @@ pub trait Store: Send + Sync + 'static {
         seen_before: Timestamp,
         limit: usize,
     ) -> Result<Vec<HeldChat>, StoreError>;
+
+    /// Reactions and delivery positions: the delivery positions of a
+    /// session, ordered by user id. (Reactions come with the messages
+    /// `messages` reads.)
+    async fn delivery_positions(&self, session_id: &str)
+        -> Result<Vec<ReadPosition>, StoreError>;
 
     /// Cheap liveness probe for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -14,7 +14,9 @@ mod assign;
 mod auto_assign;
 mod close;
 mod create_session;
+mod mark_delivered;
 mod mark_read;
+mod react;
 mod reassignment;
 mod refresh_stats;
 mod routing;
@@ -88,6 +90,8 @@ pub fn keys_for(commands: &[&CommandEnvelope]) -> BatchKeys {
     let mut read_positions = BTreeSet::new();
     let mut users = BTreeSet::new();
     let mut agents = BTreeSet::new();
+    let mut reactions = BTreeSet::new();
+    let mut delivery_positions = BTreeSet::new();
     for envelope in commands {
         let actor = &envelope.actor;
         users.insert(actor.user_id.clone());
@@ -128,6 +132,17 @@ pub fn keys_for(commands: &[&CommandEnvelope]) -> BatchKeys {
                 read_positions.insert((session_id.clone(), actor.user_id.clone()));
             }
             Command::RefreshStats { .. } | Command::Dispatch { .. } => {}
+            // Reactions and delivery positions.
+            Command::React {
+                session_id, seq, ..
+            } => {
+                sessions.insert(session_id.clone());
+                reactions.insert((session_id.clone(), *seq));
+            }
+            Command::MarkDelivered { session_id, .. } => {
+                sessions.insert(session_id.clone());
+                delivery_positions.insert((session_id.clone(), actor.user_id.clone()));
+            }
         }
     }
     BatchKeys {
@@ -136,6 +151,8 @@ pub fn keys_for(commands: &[&CommandEnvelope]) -> BatchKeys {
         read_positions: read_positions.into_iter().collect(),
         user_ids: users.into_iter().collect(),
         agent_ids: agents.into_iter().collect(),
+        reactions: reactions.into_iter().collect(),
+        delivery_positions: delivery_positions.into_iter().collect(),
     }
 }
 
@@ -160,6 +177,9 @@ pub struct BatchState {
     timeline: Vec<Mutation>,
     /// When the command being decided is applied.
     now: Option<Timestamp>,
+    /// Reactions and delivery positions changed, written after the
+    /// messages (a reaction may be to a message of the same batch).
+    reaction_changes: Vec<Mutation>,
     /// Per pool, the queue places this batch has moved so far (a session
     /// by its place, -1 given out, +1 created or sent back), correcting
     /// the places read before the batch.
@@ -186,6 +206,7 @@ impl BatchState {
             load_changes: Vec::new(),
             timeline: Vec::new(),
             now: None,
+            reaction_changes: Vec::new(),
             queue_moves: HashMap::new(),
             dispatch_pools: Vec::new(),
             agents_changed: Vec::new(),
@@ -230,6 +251,7 @@ impl BatchState {
             });
         }
         mutations.extend(self.timeline);
+        mutations.extend(self.reaction_changes);
         mutations.extend(self.load_changes);
         mutations
     }
@@ -303,6 +325,17 @@ impl BatchState {
                 session_id,
                 agent_id,
             } => self.return_to_queue(session_id, agent_id),
+            // Reactions and delivery positions.
+            Command::React {
+                session_id,
+                seq,
+                emoji,
+                on,
+            } => self.react(actor, session_id, *seq, emoji, *on, now),
+            Command::MarkDelivered {
+                session_id,
+                up_to_seq,
+            } => self.mark_delivered(actor, session_id, *up_to_seq, now),
         }
     }
 
@@ -402,6 +435,8 @@ impl BatchState {
     }
 }
 
+#[cfg(test)]
+mod reactions_tests;
 #[cfg(test)]
 mod routing_tests;
 #[cfg(test)]

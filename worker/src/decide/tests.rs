@@ -1550,6 +1550,13 @@ fn mutations_come_in_a_deterministic_order() {
             Mutation::RecordSessionEvent(event) => {
                 format!("event {} {}", event.session_id, event.kind.as_str())
             }
+            // Reactions and delivery positions.
+            Mutation::SetReaction {
+                session_id, seq, ..
+            } => {
+                format!("reaction {session_id} {seq}")
+            }
+            Mutation::SetDeliveryPosition { session_id, .. } => format!("delivered {session_id}"),
         })
         .collect();
     // Users first, then sessions in the order the batch first touched

@@ -63,6 +63,10 @@ pub(super) async fn commit(client: &mut Object, mutations: &[Mutation]) -> Resul
     let tx = client.transaction().await?;
     tx.execute(&statement, &columns.params()).await?;
     super::routing::record_events(&tx, mutations).await?;
+    // Reactions and delivery positions.
+    if super::reactions::writes_any(mutations) {
+        super::reactions::write(&tx, mutations).await?;
+    }
     super::routing::adjust_loads(&tx, mutations).await?;
     tx.commit().await?;
     Ok(())
@@ -115,6 +119,10 @@ impl<'a> Plan<'a> {
                     plan.users.set(user_id.as_str(), name.as_str())
                 }
                 Mutation::AdjustAgentLoad { .. } | Mutation::RecordSessionEvent(_) => {
+                    plan.needs_transaction = true
+                }
+                // Reactions and delivery positions: likewise.
+                Mutation::SetReaction { .. } | Mutation::SetDeliveryPosition { .. } => {
                     plan.needs_transaction = true
                 }
             }

@@ -62,6 +62,7 @@ use crate::Timestamp;
 mod attachments;
 mod commit;
 mod queries;
+mod reactions;
 mod replica;
 mod routing;
 mod schema;
@@ -436,6 +437,14 @@ impl Store for PostgresStore {
         limit: usize,
     ) -> Result<Vec<HeldChat>, StoreError> {
         routing::chats_of_agents_seen_before(&self.client().await?, seen_before, limit).await
+    }
+
+    async fn delivery_positions(
+        &self,
+        session_id: &str,
+    ) -> Result<Vec<ReadPosition>, StoreError> {
+        self.read(|client| async move { reactions::delivery_positions(&client, session_id).await })
+            .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

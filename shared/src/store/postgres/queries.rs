@@ -171,6 +171,8 @@ pub(super) async fn load_batch(
         let agent = rows::agent(row)?;
         snapshot.agents.insert(agent.id.clone(), agent);
     }
+    // Reactions and delivery positions: likewise.
+    super::reactions::load(db, keys, &mut snapshot).await?;
     Ok(snapshot)
 }
 
@@ -239,7 +241,9 @@ pub(super) async fn message_page(
         .iter()
         .map(rows::message)
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(window.page(items))
+    let mut page = window.page(items);
+    super::reactions::fill_page(client, session_id, &mut page).await?;
+    Ok(page)
 }
 
 /// The agent's row and their display name, in one statement (so one

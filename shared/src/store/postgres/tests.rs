@@ -206,6 +206,8 @@ async fn tables_live_in_the_configured_schema() {
             "attachments",
             "blob_chunks",
             "blobs",
+            "delivery_positions",
+            "message_reactions",
             "messages",
             "pool_message_counts",
             "read_positions",

@@ -65,6 +65,20 @@ fn apply(tx: &Transaction<'_>, mutation: &Mutation) -> Result<(), StoreError> {
         // Summed per agent and applied after every session write.
         Mutation::AdjustAgentLoad { .. } => Ok(()),
         Mutation::RecordSessionEvent(event) => super::routing::record_event(tx, event),
+        // Reactions and delivery positions.
+        Mutation::SetReaction {
+            session_id,
+            seq,
+            emoji,
+            user_id,
+            on,
+            at,
+        } => super::reactions::set_reaction(tx, (session_id, *seq, emoji, user_id), *on, *at),
+        Mutation::SetDeliveryPosition {
+            session_id,
+            position,
+            delivered_at,
+        } => super::reactions::set_delivery_position(tx, session_id, position, *delivered_at),
     }
 }
 

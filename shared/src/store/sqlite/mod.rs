@@ -36,6 +36,7 @@ mod attachments;
 mod checkpoint;
 mod commit;
 mod queries;
+mod reactions;
 mod routing;
 mod schema;
 
@@ -262,6 +263,15 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<HeldChat>, StoreError> {
         self.read(move |conn| routing::chats_of_agents_seen_before(conn, seen_before, limit))
+            .await
+    }
+
+    async fn delivery_positions(
+        &self,
+        session_id: &str,
+    ) -> Result<Vec<ReadPosition>, StoreError> {
+        let session_id = session_id.to_owned();
+        self.read(move |conn| reactions::delivery_positions(conn, &session_id))
             .await
     }
 

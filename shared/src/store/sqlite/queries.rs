@@ -64,6 +64,7 @@ pub(super) fn load_batch(conn: &Connection, keys: &BatchKeys) -> Result<BatchSna
     fill(&mut snapshot.agents, &keys.agent_ids, |id| {
         find_agent(&tx, id)
     })?;
+    super::reactions::load(&tx, keys, &mut snapshot)?;
     tx.finish()?;
     Ok(snapshot)
 }
@@ -167,7 +168,9 @@ pub(super) fn message_page(
         params![session_id, window.lower, window.upper, window.fetch()],
         |row| rows::message(row),
     )?;
-    Ok(window.page(rows.collect::<Result<Vec<_>, _>>()?))
+    let mut page = window.page(rows.collect::<Result<Vec<_>, _>>()?);
+    super::reactions::fill_page(conn, session_id, &mut page)?;
+    Ok(page)
 }
 
 pub(super) fn read_positions(
