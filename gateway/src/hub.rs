@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use chat_shared::permissions::may_read;
-use chat_shared::protocol::{server_events, Session};
+use chat_shared::protocol::{server_events, Role, Session};
 
 use crate::channel_locks::ChannelLocks;
 use crate::metrics::{BackplaneOp, Metrics};
@@ -298,6 +298,7 @@ impl Hub {
 
     fn dispatch(&self, channel: &str, delivery: Delivery) {
         let revoked_session = self.revoked_session(channel, &delivery);
+        let staff_only = delivery.event == server_events::NEW_NOTE;
         let frame = Utf8Bytes::from(delivery.frame);
         let earlier: &[String] = match delivery.audience.iter().position(|c| c == channel) {
             Some(index) => &delivery.audience[..index],
@@ -326,6 +327,11 @@ impl Hub {
             if rooms.revoked.contains(&(channel_key.clone(), socket.key)) {
                 continue;
             }
+            // Internal notes go to staff only. Customers' sockets never
+            // join a staff channel; this holds even if one ever did.
+            if staff_only && socket.identity().role == Role::Customer {
+                continue;
+            }
             let loses_access = revoked_session
                 .as_ref()
                 .is_some_and(|session| !may_read(&socket.identity(), session));
@@ -341,8 +347,13 @@ impl Hub {
         // Nothing more of the session reaches them after the update that
         // ended their access.
         if let Some(session) = &revoked_session {
+            // Internal notes: the session's staff channel stops with it.
+            let staff_channel = self.names.session_staff_channel(&session.id);
             for socket in &revoked {
                 rooms.revoked.insert((channel_key.clone(), socket.key));
+                if rooms.is_member(&staff_channel, socket.key) {
+                    rooms.revoked.insert((staff_channel.clone(), socket.key));
+                }
                 socket.push(
                     Outbound::Revoked(Arc::new(session.id.clone())),
                     &self.metrics,

@@ -25,6 +25,7 @@ pub mod queue_view;
 pub mod rate_limit;
 pub mod requests;
 pub mod rest;
+pub mod rest_notes;
 pub mod routing;
 pub mod sio;
 pub mod socket;

@@ -42,6 +42,16 @@ pub fn routes() -> Router<Arc<GatewayState>> {
             get(list_messages).post(post_message),
         )
         .route("/sessions/{id}/events", get(list_events))
+        // Internal notes and invited colleagues.
+        .route("/sessions/{id}/notes", get(crate::rest_notes::list_notes))
+        .route(
+            "/sessions/{id}/participants",
+            post(crate::rest_notes::add_participant),
+        )
+        .route(
+            "/sessions/{id}/participants/{agent_id}",
+            axum::routing::delete(crate::rest_notes::remove_participant),
+        )
         .route("/sessions/{id}/assign", post(assign))
         .route("/sessions/{id}/transfer", post(transfer))
         .route("/sessions/{id}/close", post(close))
@@ -211,16 +221,7 @@ async fn list_messages(
     Path(id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<MessagePage>> {
-    let limit = limit_param(&query)?;
-    let range = match (
-        seq_param(&query, "afterSeq")?,
-        seq_param(&query, "beforeSeq")?,
-    ) {
-        (Some(after), Some(before)) => MessageRange::Between { after, before },
-        (Some(after), None) => MessageRange::After(after),
-        (None, Some(before)) => MessageRange::Before(before),
-        (None, None) => MessageRange::Latest,
-    };
+    let (range, limit) = page_params(&query)?;
     let id = SessionId::parse(id)?;
     readable_session(&state, &caller, &id).await?;
     let page = state
@@ -231,6 +232,24 @@ async fn list_messages(
     Ok(Json(page))
 }
 
+/// The window and size of a page of messages (or of notes, paged alike):
+/// `afterSeq`, `beforeSeq` and `limit`.
+pub(crate) fn page_params(
+    query: &HashMap<String, String>,
+) -> Result<(MessageRange, usize), ChatError> {
+    let limit = limit_param(query)?;
+    let range = match (
+        seq_param(query, "afterSeq")?,
+        seq_param(query, "beforeSeq")?,
+    ) {
+        (Some(after), Some(before)) => MessageRange::Between { after, before },
+        (Some(after), None) => MessageRange::After(after),
+        (None, Some(before)) => MessageRange::Before(before),
+        (None, None) => MessageRange::Latest,
+    };
+    Ok((range, limit))
+}
+
 async fn post_message(
     State(state): AppState,
     Writer(caller): Writer,
@@ -239,10 +258,19 @@ async fn post_message(
 ) -> ApiResult<Response> {
     let id = SessionId::parse(id)?;
     let body = PostMessageBody::parse(json_body(body)?)?;
-    let command = Command::SendMessage {
-        session_id: id.into(),
-        content: body.content,
-        client_msg_id: Some(body.client_msg_id.into()),
+    let command = if body.internal {
+        // Internal notes: the worker decides who may write one.
+        Command::SendNote {
+            session_id: id.into(),
+            content: body.content,
+            client_msg_id: Some(body.client_msg_id.into()),
+        }
+    } else {
+        Command::SendMessage {
+            session_id: id.into(),
+            content: body.content,
+            client_msg_id: Some(body.client_msg_id.into()),
+        }
     };
     match state.requests.request(&caller, command).await? {
         ReplyBody::Message { message, duplicate } => {

@@ -117,6 +117,24 @@ pub enum Command {
         session_id: String,
         up_to_seq: i64,
     },
+    /// Internal notes and invited colleagues: a note for the session's
+    /// staff (`send-message` with `internal: true`), numbered apart from
+    /// messages.
+    SendNote {
+        session_id: String,
+        content: String,
+        client_msg_id: Option<String>,
+    },
+    /// The assigned agent (or an admin) invites a colleague.
+    InviteParticipant {
+        session_id: String,
+        agent_id: String,
+    },
+    /// A colleague leaves, or is removed by the assigned agent or an admin.
+    RemoveParticipant {
+        session_id: String,
+        agent_id: String,
+    },
 }
 
 impl Command {
@@ -133,7 +151,10 @@ impl Command {
             | Command::AutoAssign { session_id, .. }
             | Command::ReturnToQueue { session_id, .. }
             | Command::React { session_id, .. }
-            | Command::MarkDelivered { session_id, .. } => session_id,
+            | Command::MarkDelivered { session_id, .. }
+            | Command::SendNote { session_id, .. }
+            | Command::InviteParticipant { session_id, .. }
+            | Command::RemoveParticipant { session_id, .. } => session_id,
             Command::RefreshStats { pool } | Command::Dispatch { pool } => pool,
         }
     }
@@ -162,6 +183,9 @@ impl Command {
             Command::ReturnToQueue { .. } => "return_to_queue",
             Command::React { .. } => "react",
             Command::MarkDelivered { .. } => "mark_delivered",
+            Command::SendNote { .. } => "send_note",
+            Command::InviteParticipant { .. } => "invite_participant",
+            Command::RemoveParticipant { .. } => "remove_participant",
         }
     }
 }

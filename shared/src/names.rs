@@ -60,6 +60,13 @@ impl Names {
         format!("{}:session:{session_id}", self.prefix)
     }
 
+    /// `chat:session-staff:{id}`: a session's internal notes. Only the
+    /// sockets of agents and admins joined to the session subscribe to it,
+    /// so a customer's socket, on any gateway, is never where one goes.
+    pub fn session_staff_channel(&self, session_id: &str) -> String {
+        format!("{}:session-staff:{session_id}", self.prefix)
+    }
+
     /// `chat:pool:{pool}`: events for the agents of one pool.
     pub fn pool_channel(&self, pool: &str) -> String {
         format!("{}:pool:{pool}", self.prefix)

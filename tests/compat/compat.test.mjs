@@ -650,3 +650,267 @@ describe("REST", () => {
     assertSession(transferred.body, { id: session.id, status: "pending", agentId: null });
   });
 });
+
+// ------------------------------------------- internal notes and colleagues
+
+describe("internal notes and invited colleagues", () => {
+  const SECRET = "COMPAT-STAFF-NOTE";
+
+  async function sendNote(socket, sessionId, content, clientMsgId = uid("note")) {
+    const ack = await emitAck(socket, "send-message", { sessionId, content, clientMsgId, internal: true }, EVENT_MS);
+    assertOkAck(ack, "internal send-message ack");
+    assertMessage(ack.message, { sessionId, clientMsgId, internal: true });
+    return ack.message;
+  }
+
+  function assertNoNote(value, label) {
+    const text = JSON.stringify(value);
+    assert.ok(!text.includes(SECRET), `${label} holds a note: ${text}`);
+    assert.ok(!text.includes('"internal":true'), `${label} holds an internal message: ${text}`);
+  }
+
+  test("new-note reaches staff only; messages, joins and REST never carry notes", { timeout: TEST_MS }, async () => {
+    const { c, a, sessionId, customerSocket, agentSocket } = await activeSession();
+    const reader = agent("Rita Reader");
+    const readerSocket = await connect(baseUrl, reader.token);
+    await join(readerSocket, sessionId);
+
+    await send(agentSocket, sessionId, "message 2");
+    const note = await sendNote(agentSocket, sessionId, `${SECRET} one`);
+    assert.equal(note.seq, 1, "notes are numbered apart");
+    assert.equal(note.afterSeq, 2, "placed after message 2");
+    const third = await send(customerSocket, sessionId, "message 3");
+    assert.equal(third.seq, 3, "message numbers run on without gaps");
+
+    for (const socket of [agentSocket, readerSocket]) {
+      const got = await nextEvent(socket, "new-note", (n) => n?.id === note.id, EVENT_MS);
+      assertMessage(got, { internal: true, seq: 1, afterSeq: 2 });
+    }
+    await nextEvent(customerSocket, "new-message", (m) => m?.seq === 3, EVENT_MS);
+    assert.deepEqual(eventsOf(customerSocket, "new-note"), []);
+    assertNoNote(customerSocket.log, "the customer's events");
+
+    const customerJoin = await join(customerSocket, sessionId);
+    assert.ok(!("notes" in customerJoin), "a customer's join has no notes key");
+    assert.deepEqual(customerJoin.messages.map((m) => m.seq), [1, 2, 3]);
+    assertNoNote(customerJoin, "the customer's join");
+    const caughtUp = await join(customerSocket, sessionId, 1);
+    assert.deepEqual(caughtUp.messages.map((m) => m.seq), [2, 3]);
+    assertNoNote(caughtUp, "the customer's catch-up");
+
+    const staffJoin = await join(agentSocket, sessionId);
+    assert.deepEqual(staffJoin.notes.map((n) => [n.seq, n.afterSeq, n.internal]), [[1, 2, true]]);
+    assert.ok(staffJoin.messages.every((m) => m.internal === false));
+
+    for (const query of ["", "?afterSeq=0", "?beforeSeq=9", "?afterSeq=1&beforeSeq=3", "?limit=1"]) {
+      const page = await rest(baseUrl, c.token, "GET", `/sessions/${sessionId}/messages${query}`);
+      assert.equal(page.status, 200);
+      assertNoNote(page.body, `GET messages${query}`);
+    }
+    assertRestError(await rest(baseUrl, c.token, "GET", `/sessions/${sessionId}/notes`), 403, "forbidden");
+    const notes = await rest(baseUrl, reader.token, "GET", `/sessions/${sessionId}/notes`);
+    assert.equal(notes.status, 200);
+    assert.deepEqual(notes.body.items.map((n) => n.id), [note.id]);
+    assert.equal(notes.body.hasMore, false);
+
+    const again = await sendNote(agentSocket, sessionId, `${SECRET} one`, note.clientMsgId);
+    assert.equal(again.id, note.id, "a resent note is the original");
+    assertFailedAck(
+      await emitAck(customerSocket, "send-message", { sessionId, content: "x", clientMsgId: uid("c"), internal: true }, EVENT_MS),
+      "forbidden",
+    );
+    assertFailedAck(
+      await emitAck(readerSocket, "send-message", { sessionId, content: "x", clientMsgId: uid("r"), internal: true }, EVENT_MS),
+      "forbidden",
+    );
+    const posted = await rest(baseUrl, a.token, "POST", `/sessions/${sessionId}/messages`, {
+      content: `${SECRET} two`, clientMsgId: uid("rn"), internal: true,
+    });
+    assert.equal(posted.status, 201);
+    assertMessage(posted.body, { internal: true, seq: 2, afterSeq: 3 });
+    await nextEvent(agentSocket, "new-note", (n) => n?.id === posted.body.id, EVENT_MS);
+    const later = await send(agentSocket, sessionId, "message 4");
+    assert.equal(later.seq, 4);
+    await nextEvent(customerSocket, "new-message", (m) => m?.seq === 4, EVENT_MS);
+    assertNoNote(customerSocket.log, "the customer's events at the end");
+  });
+
+  test("an invited colleague joins, writes, and leaves", { timeout: TEST_MS }, async () => {
+    const { c, a, sessionId, customerSocket, agentSocket } = await activeSession();
+    const guest = agent("Gus Guest", ["elsewhere"]);
+    const guestSocket = await connect(baseUrl, guest.token);
+    assertFailedAck(await emitAck(guestSocket, "join-session", { sessionId }, EVENT_MS), "forbidden");
+
+    assertRestError(await rest(baseUrl, c.token, "POST", `/sessions/${sessionId}/participants`, { agentId: guest.id }), 403, "forbidden");
+    assertRestError(await rest(baseUrl, a.token, "POST", `/sessions/${sessionId}/participants`, { agentId: uid("ghost") }), 404, "not_found");
+    const invited = await rest(baseUrl, a.token, "POST", `/sessions/${sessionId}/participants`, { agentId: guest.id });
+    assert.equal(invited.status, 200, JSON.stringify(invited.body));
+    assertSession(invited.body, { id: sessionId });
+    assert.equal(invited.body.participants.length, 1);
+    assertFields(invited.body.participants[0], { userId: guest.id, name: "Gus Guest", role: "agent" });
+    assertTimestamp(invited.body.participants[0].joinedAt, "Participant.joinedAt");
+    assertRestError(await rest(baseUrl, a.token, "POST", `/sessions/${sessionId}/participants`, { agentId: guest.id }), 409, "conflict");
+
+    const updated = await nextEvent(guestSocket, "session-updated", (p) => p?.session?.id === sessionId, EVENT_MS);
+    assert.equal(updated.session.participants[0].userId, guest.id);
+    const entry = await nextEvent(agentSocket, "session-event", (e) => e?.kind === "invited", EVENT_MS);
+    assertFields(entry, { sessionId, kind: "invited", agentId: guest.id, agentName: "Gus Guest" });
+
+    const joined = await join(guestSocket, sessionId);
+    assert.ok(Array.isArray(joined.notes), "a colleague's join carries notes");
+    const written = await send(guestSocket, sessionId, "a colleague writes");
+    await nextEvent(customerSocket, "new-message", (m) => m?.id === written.id, EVENT_MS);
+    const note = await sendNote(guestSocket, sessionId, `${SECRET} from the guest`);
+    await nextEvent(agentSocket, "new-note", (n) => n?.id === note.id, EVENT_MS);
+
+    const left = await rest(baseUrl, guest.token, "DELETE", `/sessions/${sessionId}/participants/${guest.id}`);
+    assert.equal(left.status, 200, JSON.stringify(left.body));
+    assert.deepEqual(left.body.participants, []);
+    await nextEvent(agentSocket, "session-event", (e) => e?.kind === "left" && e?.agentId === guest.id, EVENT_MS);
+    assertFailedAck(
+      await emitAck(guestSocket, "send-message", { sessionId, content: "still here?", clientMsgId: uid("g") }, EVENT_MS),
+      "forbidden",
+    );
+    assertRestError(await rest(baseUrl, a.token, "DELETE", `/sessions/${sessionId}/participants/${guest.id}`), 404, "not_found");
+    assertNoNote(customerSocket.log, "the customer's events");
+  });
+});
+
+// ------------------------------------------- reactions and delivery positions
+
+describe("reactions and delivery positions", () => {
+  const face = (n) => String.fromCodePoint(0x1f600 + n);
+
+  test("react: acked with the whole list, seen by the other side, idempotent, in join and REST history", { timeout: TEST_MS }, async () => {
+    const { c, a, sessionId, customerSocket, agentSocket } = await activeSession();
+    let agentSince = mark(agentSocket);
+    const ack = await emitAck(customerSocket, "react", { sessionId, seq: 1, emoji: "👍", on: true }, EVENT_MS);
+    assertOkAck(ack, "react ack");
+    const thumbs = [{ emoji: "👍", count: 1, userIds: [c.id] }];
+    assertFields(ack, { sessionId, seq: 1, reactions: thumbs }, "react ack");
+    const live = await nextEvent(agentSocket, "message-reactions", (p) => p?.sessionId === sessionId, EVENT_MS, { since: agentSince });
+    assert.deepEqual(live, { sessionId, seq: 1, reactions: thumbs });
+
+    // The agent adds ❤️ and joins 👍: emoji in the order first used, users in the order they reacted.
+    assertOkAck(await emitAck(agentSocket, "react", { sessionId, seq: 1, emoji: "❤️", on: true }, EVENT_MS));
+    const both = await emitAck(agentSocket, "react", { sessionId, seq: 1, emoji: "👍", on: true }, EVENT_MS);
+    const expected = [
+      { emoji: "👍", count: 2, userIds: [c.id, a.id] },
+      { emoji: "❤️", count: 1, userIds: [a.id] },
+    ];
+    assert.deepEqual(both.reactions, expected);
+    await nextEvent(customerSocket, "message-reactions", (p) => p?.reactions?.[0]?.count === 2, EVENT_MS);
+
+    // Reacting twice and taking back what was never given: same list, no event.
+    const customerSince = mark(customerSocket);
+    agentSince = mark(agentSocket);
+    const again = await emitAck(customerSocket, "react", { sessionId, seq: 1, emoji: "👍", on: true }, EVENT_MS);
+    assertOkAck(again, "repeated react ack");
+    assert.deepEqual(again.reactions, expected);
+    const never = await emitAck(customerSocket, "react", { sessionId, seq: 1, emoji: "🎉", on: false }, EVENT_MS);
+    assertOkAck(never, "take-back of nothing");
+    assert.deepEqual(never.reactions, expected);
+    // A probe event that does change something comes after anything the repeats could have caused.
+    const off = await emitAck(customerSocket, "react", { sessionId, seq: 1, emoji: "👍", on: false }, EVENT_MS);
+    const afterOff = [
+      { emoji: "👍", count: 1, userIds: [a.id] },
+      { emoji: "❤️", count: 1, userIds: [a.id] },
+    ];
+    assert.deepEqual(off.reactions, afterOff);
+    await nextEvent(agentSocket, "message-reactions", (p) => p?.sessionId === sessionId, EVENT_MS, { since: agentSince });
+    await nextEvent(customerSocket, "message-reactions", (p) => p?.sessionId === sessionId, EVENT_MS, { since: customerSince });
+    assert.deepEqual(eventsOf(agentSocket, "message-reactions", agentSince), [{ sessionId, seq: 1, reactions: afterOff }]);
+    assert.deepEqual(eventsOf(customerSocket, "message-reactions", customerSince), [{ sessionId, seq: 1, reactions: afterOff }]);
+
+    // A later join and REST history carry them; messages without any carry [].
+    await send(customerSocket, sessionId, "no reactions here");
+    const rejoin = await connect(baseUrl, c.token);
+    const joined = await join(rejoin, sessionId);
+    assert.deepEqual(joined.messages.map((m) => [m.seq, m.reactions]), [[1, afterOff], [2, []]]);
+    const history = await rest(baseUrl, c.token, "GET", `/sessions/${sessionId}/messages`);
+    assert.equal(history.status, 200, JSON.stringify(history.body));
+    assert.deepEqual(history.body.items.map((m) => [m.seq, m.reactions]), [[1, afterOff], [2, []]]);
+  });
+
+  test("react refuses a bad emoji, a missing message, outsiders, past the caps and on a closed session", { timeout: TEST_MS }, async () => {
+    const { a, sessionId, customerSocket, agentSocket } = await activeSession();
+    for (const emoji of ["", "a", "👍👍", ":+1:", "©", "x".repeat(40), 7]) {
+      assertFailedAck(await emitAck(customerSocket, "react", { sessionId, seq: 1, emoji, on: true }, EVENT_MS), "invalid_payload");
+    }
+    assertFailedAck(await emitAck(customerSocket, "react", { sessionId, seq: 1, emoji: "👍" }, EVENT_MS), "invalid_payload");
+    assertFailedAck(await emitAck(customerSocket, "react", { sessionId, seq: 1, emoji: "👍", on: "yes" }, EVENT_MS), "invalid_payload");
+    // Flags, skin tones, keycaps and ZWJ sequences are one emoji each.
+    for (const emoji of ["🇫🇷", "👍🏽", "1️⃣", "👩‍💻"]) {
+      assertOkAck(await emitAck(customerSocket, "react", { sessionId, seq: 1, emoji, on: true }, EVENT_MS), emoji);
+      assertOkAck(await emitAck(customerSocket, "react", { sessionId, seq: 1, emoji, on: false }, EVENT_MS), emoji);
+    }
+    assertFailedAck(await emitAck(customerSocket, "react", { sessionId, seq: 2, emoji: "👍", on: true }, EVENT_MS), "not_found");
+    assertFailedAck(await emitAck(customerSocket, "react", { sessionId: randomUUID(), seq: 1, emoji: "👍", on: true }, EVENT_MS), "not_found");
+    const colleague = agent("Pool Colleague");
+    const colleagueSocket = await connect(baseUrl, colleague.token);
+    await join(colleagueSocket, sessionId);
+    assertFailedAck(await emitAck(colleagueSocket, "react", { sessionId, seq: 1, emoji: "👍", on: true }, EVENT_MS), "forbidden");
+
+    // Ten of one user, then conflict; twenty different emoji, then conflict.
+    for (let n = 0; n < 10; n += 1) {
+      assertOkAck(await emitAck(customerSocket, "react", { sessionId, seq: 1, emoji: face(n), on: true }, EVENT_MS), `customer ${n}`);
+    }
+    assertFailedAck(await emitAck(customerSocket, "react", { sessionId, seq: 1, emoji: face(10), on: true }, EVENT_MS), "conflict");
+    for (let n = 10; n < 20; n += 1) {
+      assertOkAck(await emitAck(agentSocket, "react", { sessionId, seq: 1, emoji: face(n), on: true }, EVENT_MS), `agent ${n}`);
+    }
+    const admin = { id: uid("admin") };
+    admin.token = token({ sub: admin.id, name: "Ada Admin", role: "admin" });
+    const adminSocket = await connect(baseUrl, admin.token);
+    assertFailedAck(await emitAck(adminSocket, "react", { sessionId, seq: 1, emoji: face(20), on: true }, EVENT_MS), "conflict");
+    const joinedOne = await emitAck(adminSocket, "react", { sessionId, seq: 1, emoji: face(0), on: true }, EVENT_MS);
+    assertOkAck(joinedOne, "an emoji already there");
+    assert.equal(joinedOne.reactions.length, 20);
+    assert.deepEqual(joinedOne.reactions[0], { emoji: face(0), count: 2, userIds: [customerSocket.hello.userId, admin.id] });
+
+    const closed = await rest(baseUrl, a.token, "POST", `/sessions/${sessionId}/close`, {});
+    assert.equal(closed.status, 200, JSON.stringify(closed.body));
+    assertFailedAck(await emitAck(customerSocket, "react", { sessionId, seq: 1, emoji: face(0), on: false }, EVENT_MS), "session_closed");
+  });
+
+  test("mark-delivered moves forward only, is clamped, is seen by the other side and shows on join", { timeout: TEST_MS }, async () => {
+    const { c, a, sessionId, customerSocket, agentSocket } = await activeSession();
+    await send(agentSocket, sessionId, "second");
+    await send(agentSocket, sessionId, "third");
+
+    const agentSince = mark(agentSocket);
+    const ack = await emitAck(customerSocket, "mark-delivered", { sessionId, upToSeq: 2 }, EVENT_MS);
+    assertOkAck(ack, "mark-delivered ack");
+    assertFields(ack, { sessionId, userId: c.id, role: "customer", upToSeq: 2 }, "mark-delivered ack");
+    const delivered = await nextEvent(agentSocket, "messages-delivered", (p) => p?.sessionId === sessionId, EVENT_MS, { since: agentSince });
+    assertFields(delivered, { sessionId, userId: c.id, role: "customer", upToSeq: 2 }, "messages-delivered");
+    assertTimestamp(delivered.deliveredAt, "deliveredAt");
+
+    // Backwards: the stored position, no event; past the last message: clamped.
+    const back = await emitAck(customerSocket, "mark-delivered", { sessionId, upToSeq: 1 }, EVENT_MS);
+    assertFields(back, { ok: true, upToSeq: 2 }, "backwards ack");
+    const clamped = await emitAck(customerSocket, "mark-delivered", { sessionId, upToSeq: 99 }, EVENT_MS);
+    assertFields(clamped, { ok: true, upToSeq: 3 }, "clamped ack");
+    await nextEvent(agentSocket, "messages-delivered", (p) => p?.upToSeq === 3, EVENT_MS, { since: agentSince });
+    assert.deepEqual(eventsOf(agentSocket, "messages-delivered", agentSince).map((p) => p.upToSeq), [2, 3]);
+
+    // A pool agent who only reads the session may confirm too; outsiders may not.
+    const colleague = agent("Pool Colleague");
+    const colleagueSocket = await connect(baseUrl, colleague.token);
+    await join(colleagueSocket, sessionId);
+    assertFields(await emitAck(colleagueSocket, "mark-delivered", { sessionId, upToSeq: 3 }, EVENT_MS), { ok: true, role: "agent", upToSeq: 3 });
+    const stranger = customer("Someone Else");
+    const strangerSocket = await connect(baseUrl, stranger.token);
+    assertFailedAck(await emitAck(strangerSocket, "mark-delivered", { sessionId, upToSeq: 1 }, EVENT_MS), "forbidden");
+    assertFailedAck(await emitAck(customerSocket, "mark-delivered", { sessionId, upToSeq: -1 }, EVENT_MS), "invalid_payload");
+    assertFailedAck(await emitAck(customerSocket, "mark-delivered", { sessionId }, EVENT_MS), "invalid_payload");
+
+    const rejoin = await connect(baseUrl, a.token);
+    const joined = await join(rejoin, sessionId);
+    assert.deepEqual(
+      joined.deliveryPositions.map((p) => [p.userId, p.role, p.upToSeq]).sort(),
+      [[c.id, "customer", 3], [colleague.id, "agent", 3]].sort(),
+    );
+    assert.deepEqual(joined.readPositions, [], "delivery moves no read position");
+  });
+});

@@ -79,6 +79,9 @@ impl Written {
                 | Mutation::RecordSessionEvent(_)
                 | Mutation::SetReaction { .. }
                 | Mutation::SetDeliveryPosition { .. } => {}
+                // The note is not session state, and the colleagues are in
+                // the session's own record, written above.
+                Mutation::InsertNote(_) | Mutation::SetParticipants { .. } => {}
             }
         }
         written
@@ -113,6 +116,10 @@ impl StateCache {
             // a commit that failed half-way can never leave them stale.
             reactions: keys.reactions.clone(),
             delivery_positions: keys.delivery_positions.clone(),
+            // Internal notes are not remembered either: their numbers and
+            // client ids are read for every batch that sends one.
+            note_sessions: keys.note_sessions.clone(),
+            client_notes: keys.client_notes.clone(),
             ..BatchKeys::default()
         };
         for id in &keys.session_ids {

@@ -44,11 +44,15 @@ pub enum CommandKind {
     // Reactions and delivery positions.
     React,
     MarkDelivered,
+    // Internal notes and invited colleagues.
+    SendNote,
+    InviteParticipant,
+    RemoveParticipant,
     Unknown,
 }
 
 impl CommandKind {
-    const ALL: [CommandKind; 13] = [
+    const ALL: [CommandKind; 16] = [
         CommandKind::CreateSession,
         CommandKind::SendMessage,
         CommandKind::Assign,
@@ -61,6 +65,9 @@ impl CommandKind {
         CommandKind::ReturnToQueue,
         CommandKind::React,
         CommandKind::MarkDelivered,
+        CommandKind::SendNote,
+        CommandKind::InviteParticipant,
+        CommandKind::RemoveParticipant,
         CommandKind::Unknown,
     ];
 
@@ -78,6 +85,9 @@ impl CommandKind {
             Command::ReturnToQueue { .. } => CommandKind::ReturnToQueue,
             Command::React { .. } => CommandKind::React,
             Command::MarkDelivered { .. } => CommandKind::MarkDelivered,
+            Command::SendNote { .. } => CommandKind::SendNote,
+            Command::InviteParticipant { .. } => CommandKind::InviteParticipant,
+            Command::RemoveParticipant { .. } => CommandKind::RemoveParticipant,
         }
     }
 
@@ -101,6 +111,9 @@ impl CommandKind {
             CommandKind::ReturnToQueue => "return_to_queue",
             CommandKind::React => "react",
             CommandKind::MarkDelivered => "mark_delivered",
+            CommandKind::SendNote => "send_note",
+            CommandKind::InviteParticipant => "invite_participant",
+            CommandKind::RemoveParticipant => "remove_participant",
         }
     }
 }

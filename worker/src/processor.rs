@@ -286,6 +286,11 @@ impl Processor {
             snapshot.read_positions.extend(loaded.read_positions);
             snapshot.user_names.extend(loaded.user_names);
             snapshot.agents.extend(loaded.agents);
+            // Internal notes.
+            snapshot.last_note_seqs.extend(loaded.last_note_seqs);
+            snapshot
+                .notes_by_client_id
+                .extend(loaded.notes_by_client_id);
         }
         Ok((snapshot, remembered))
     }

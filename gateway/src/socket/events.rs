@@ -39,6 +39,17 @@ impl SocketSession {
                 tracing::warn!(%error, "join subscription failed");
                 ChatError::unavailable("the chat backplane is unavailable; try again")
             })?;
+        // Internal notes: staff also hear the session's notes, subscribed
+        // before the read like the session's own channel.
+        let staff = match self.join_staff_room(&session.id).await {
+            Ok(staff) => staff,
+            Err(error) => {
+                if !self.joined.contains_key(&session.id) {
+                    self.state.hub.leave(&channel, &self.handle).await;
+                }
+                return Err(error);
+            }
+        };
         // Held while the reply is read and encoded, the costly part.
         let _permit = self.state.history_reads.acquire().await;
         let joined = match self.read_join_state(&session.id, request.last_seq).await {
@@ -46,6 +57,7 @@ impl SocketSession {
             Err(error) => {
                 if !self.joined.contains_key(&session.id) {
                     self.state.hub.leave(&channel, &self.handle).await;
+                    self.leave_staff_room(&session.id).await;
                 }
                 return Err(error);
             }
@@ -62,6 +74,7 @@ impl SocketSession {
                 // Only a catch-up leaves older messages to page over REST
                 // before live ones; the latest page ends at the newest.
                 paging: request.last_seq.is_some() && joined.has_more,
+                staff,
             },
         );
         let value =
@@ -112,6 +125,9 @@ impl SocketSession {
             .map_err(store_unavailable)?;
         // Read after the messages so that its lastSeq covers them.
         let session = self.load_session(session_id).await?;
+        // Internal notes, for staff only (read after the session, so
+        // that the rights they are read under are current).
+        let notes = self.join_notes(&session).await?;
         Ok(SessionJoined {
             session,
             messages: page.items,
@@ -119,6 +135,7 @@ impl SocketSession {
             read_positions,
             delivery_positions,
             events,
+            notes,
         })
     }
 
@@ -156,9 +173,14 @@ impl SocketSession {
     /// when the socket had joined it.
     pub(super) async fn drop_session(&mut self, session_id: &str) -> Option<String> {
         self.stop_typing(session_id).await;
-        self.joined
-            .remove(session_id)
-            .map(|_| self.state.hub.names().session_channel(session_id))
+        let joined = self.joined.remove(session_id)?;
+        if joined.staff {
+            // Internal notes: the staff channel goes with the session. A
+            // socket whose rights were revoked leaves it at once too; the
+            // hub has already stopped delivering it there.
+            self.leave_staff_room(session_id).await;
+        }
+        Some(self.state.hub.names().session_channel(session_id))
     }
 
     pub(super) async fn send(&mut self, payload: Value, ack_id: Option<u64>) -> EventResult {
@@ -166,6 +188,18 @@ impl SocketSession {
         let request = SendMessage::parse(payload)?;
         self.stop_typing(&request.session_id).await;
         let session_id: String = request.session_id.into();
+        if request.internal {
+            // Internal notes: never a `new-message`, never to customers.
+            return self
+                .send_note(
+                    session_id,
+                    request.content,
+                    request.client_msg_id.into(),
+                    ack_id,
+                    started,
+                )
+                .await;
+        }
         // A joined socket keeps this gateway subscribed to the session, so
         // the ack can come with the message's own delivery.
         let events_channel = self

@@ -7,6 +7,7 @@
 pub mod connection;
 mod delivery;
 mod events;
+mod notes;
 mod refresh;
 mod session;
 mod typing;

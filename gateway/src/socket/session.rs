@@ -25,6 +25,8 @@ pub(super) struct JoinedSession {
     /// The join left more history than it returned: the client pages it
     /// over REST, so live messages go out without gap repair.
     pub(super) paging: bool,
+    /// The socket is also in the session's staff channel (internal notes).
+    pub(super) staff: bool,
 }
 
 /// The answer to one event: an immediate ack payload, or nothing yet (the

@@ -57,6 +57,9 @@ pub struct SendMessage {
     pub session_id: SessionId,
     pub content: String,
     pub client_msg_id: ClientMsgId,
+    /// An internal note, for staff only.
+    #[serde(default)]
+    pub internal: bool,
 }
 
 impl SendMessage {
@@ -163,6 +166,9 @@ impl CreateSessionBody {
 pub struct PostMessageBody {
     pub content: String,
     pub client_msg_id: ClientMsgId,
+    /// An internal note, for staff only.
+    #[serde(default)]
+    pub internal: bool,
 }
 
 impl PostMessageBody {
@@ -490,3 +496,17 @@ mod reaction_payload_tests {
     }
 }
 
+/// `POST /sessions/{id}/participants` body: the colleague to invite.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AddParticipantBody {
+    pub agent_id: String,
+}
+
+impl AddParticipantBody {
+    pub fn parse(value: Value) -> Result<Self, ChatError> {
+        let body: AddParticipantBody = from_json(value)?;
+        validate::user_id(&body.agent_id, "agentId")?;
+        Ok(body)
+    }
+}

@@ -49,4 +49,6 @@ pub mod server_events {
     /// Reactions and delivery positions.
     pub const MESSAGES_DELIVERED: &str = "messages-delivered";
     pub const MESSAGE_REACTIONS: &str = "message-reactions";
+    /// An internal note, to staff sockets joined to the session only.
+    pub const NEW_NOTE: &str = "new-note";
 }

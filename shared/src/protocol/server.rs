@@ -23,9 +23,15 @@ pub struct SessionJoined {
     pub messages: Vec<Message>,
     pub has_more: bool,
     pub read_positions: Vec<ReadPosition>,
+    /// How far messages reached each participant's client, as
+    /// `read_positions`.
     pub delivery_positions: Vec<ReadPosition>,
     /// The session's latest timeline entries, oldest first.
     pub events: Vec<SessionEvent>,
+    /// The session's latest internal notes, oldest first: present for
+    /// agents and admins only, absent (not even the key) for customers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notes: Option<Vec<Message>>,
 }
 
 /// What happened to a session's hands, in its timeline.
@@ -40,6 +46,10 @@ pub enum SessionEventKind {
     /// An active session went back to the queue.
     Returned,
     Closed,
+    /// A colleague was invited into the session (`agentId` names them).
+    Invited,
+    /// An invited colleague left the session or was removed from it.
+    Left,
 }
 
 impl SessionEventKind {
@@ -49,6 +59,8 @@ impl SessionEventKind {
             SessionEventKind::Transferred => "transferred",
             SessionEventKind::Returned => "returned",
             SessionEventKind::Closed => "closed",
+            SessionEventKind::Invited => "invited",
+            SessionEventKind::Left => "left",
         }
     }
 
@@ -58,6 +70,8 @@ impl SessionEventKind {
             "transferred" => Some(SessionEventKind::Transferred),
             "returned" => Some(SessionEventKind::Returned),
             "closed" => Some(SessionEventKind::Closed),
+            "invited" => Some(SessionEventKind::Invited),
+            "left" => Some(SessionEventKind::Left),
             _ => None,
         }
     }

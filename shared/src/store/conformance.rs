@@ -22,6 +22,9 @@ use crate::store::{
 };
 use crate::Timestamp;
 
+pub use super::notes_conformance::{
+    notes_are_stored_apart_from_messages, notes_load_and_conflict, participants_round_trip,
+};
 pub use super::reaction_conformance::{
     delivery_positions_set_and_update, message_reactions_are_stored_and_read,
 };
@@ -58,6 +61,10 @@ pub async fn run_all(store: &dyn Store) {
     // Reactions and delivery positions.
     message_reactions_are_stored_and_read(store).await;
     delivery_positions_set_and_update(store).await;
+    // Internal notes and invited colleagues.
+    notes_are_stored_apart_from_messages(store).await;
+    notes_load_and_conflict(store).await;
+    participants_round_trip(store).await;
 }
 
 /// Declares, in the calling module, one test per check, each on a fresh
@@ -101,6 +108,9 @@ macro_rules! tests_per_check {
             chats_of_agents_seen_before_a_cutoff,
             message_reactions_are_stored_and_read,
             delivery_positions_set_and_update,
+            notes_are_stored_apart_from_messages,
+            notes_load_and_conflict,
+            participants_round_trip,
         );
     };
     ($open:path; $($check:ident),* $(,)?) => {

@@ -61,6 +61,7 @@ pub(crate) const SQLITE: &[Migration] = embedded!("sqlite":
     6 => "0006_attachments.sql",
     7 => "0007_message_reactions.sql",
     8 => "0008_delivery_positions.sql",
+    9 => "0009_notes_participants.sql",
 );
 
 /// The cluster's schema: the tables of SQLite's, identifiers in the "C"
@@ -91,6 +92,10 @@ pub(crate) const SQLITE: &[Migration] = embedded!("sqlite":
 /// read positions. PostgreSQL leaves out their foreign keys, as for
 /// messages.
 ///
+/// 9 (both): internal notes (`session_notes`, numbered apart from
+/// messages), the invited colleagues of a session as a JSON column of its
+/// row, and the timeline kinds `invited` and `left`.
+///
 /// Every step runs inside one transaction, so none may use
 /// `CREATE INDEX CONCURRENTLY`.
 #[cfg(feature = "postgres")]
@@ -103,6 +108,7 @@ pub(crate) const POSTGRES: &[Migration] = embedded!("postgres":
     6 => "0006_attachments.sql",
     7 => "0007_message_reactions.sql",
     8 => "0008_delivery_positions.sql",
+    9 => "0009_notes_participants.sql",
 );
 
 /// A database's record of applied migrations, and how it applies one.

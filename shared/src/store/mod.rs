@@ -24,6 +24,7 @@ use crate::Timestamp;
 
 mod attachments_sql;
 mod migrations;
+mod notes_sql;
 mod reactions_sql;
 mod routing_sql;
 mod rows;
@@ -45,6 +46,8 @@ pub mod conformance;
 pub mod reaction_conformance;
 #[cfg(any(test, feature = "conformance"))]
 pub mod attachment_conformance;
+#[cfg(any(test, feature = "conformance"))]
+pub mod notes_conformance;
 
 #[cfg(test)]
 mod test_records;
@@ -123,6 +126,10 @@ pub struct BatchKeys {
     /// Agents whose directory entry is needed (targets of assign and
     /// transfer).
     pub agent_ids: Vec<String>,
+    /// Internal notes: sessions whose latest note number is needed, and
+    /// (session id, sender id, client message id) of notes to send.
+    pub note_sessions: Vec<String>,
+    pub client_notes: Vec<(String, String, String)>,
     /// Reactions and delivery positions: (session id, seq) of messages
     /// whose reactions may change, and (session id, user id) of delivery
     /// positions to move.
@@ -138,6 +145,8 @@ impl BatchKeys {
             && self.read_positions.is_empty()
             && self.user_ids.is_empty()
             && self.agent_ids.is_empty()
+            && self.note_sessions.is_empty()
+            && self.client_notes.is_empty()
             && self.reactions.is_empty()
             && self.delivery_positions.is_empty()
     }
@@ -152,6 +161,10 @@ pub struct BatchSnapshot {
     pub read_positions: HashMap<(String, String), i64>,
     pub user_names: HashMap<String, String>,
     pub agents: HashMap<String, AgentRecord>,
+    /// Internal notes: the latest note number of each session named (0,
+    /// or absent, when it has none), and the notes found by client id.
+    pub last_note_seqs: HashMap<String, i64>,
+    pub notes_by_client_id: HashMap<(String, String, String), Message>,
     /// Reactions and delivery positions: the reaction rows of each message
     /// named (absent when it has none), in no particular order, and the
     /// delivery positions found.
@@ -289,6 +302,20 @@ pub enum Mutation {
     },
     /// Adds a system entry to a session's timeline.
     RecordSessionEvent(crate::protocol::SessionEvent),
+    /// Internal notes and invited colleagues.
+    ///
+    /// Stores an internal note (`internal`, numbered in the notes' own
+    /// sequence, placed by `after_seq`); fails the batch with `Conflict` if
+    /// (session, seq) or (session, sender, client message id) of a note
+    /// already exists. Messages and `last_seq` are left alone.
+    InsertNote(Message),
+    /// Writes a session's invited colleagues. The worker sends it with the
+    /// version-checked `UpdateSession` of the same row, which decides
+    /// whether the batch may write it.
+    SetParticipants {
+        session_id: String,
+        participants: Vec<crate::protocol::Participant>,
+    },
     /// Reactions and delivery positions: adds (`on`) or takes back one
     /// user's reaction to a message. Adding one already there keeps its
     /// time; taking back one never made changes nothing.
@@ -429,6 +456,16 @@ pub trait Store: Send + Sync + 'static {
         session_id: &str,
         limit: usize,
     ) -> Result<Vec<crate::protocol::SessionEvent>, StoreError>;
+
+    /// Up to `limit` internal notes of the range (by the notes' own
+    /// `seq`), ascending, with whether more exist in the direction read;
+    /// the same windows as `messages`.
+    async fn notes(
+        &self,
+        session_id: &str,
+        range: MessageRange,
+        limit: usize,
+    ) -> Result<MessagePage, StoreError>;
 
     /// Up to `limit` open chats (waiting and active, or only waiting) of
     /// `pool`, or of all pools, oldest first.

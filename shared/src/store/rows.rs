@@ -39,7 +39,7 @@ pub(crate) fn session_record<R: Columns>(row: &R) -> Result<SessionRecord, R::Er
             closed_at: optional_timestamp(row, "closed_at")?,
             last_seq: row.int("last_seq")?,
             last_message_at: optional_timestamp(row, "last_message_at")?,
-            participants: Vec::new(),
+            participants: participants(row)?,
         },
         version: row.int("version")?,
         first_assigned_at: optional_timestamp(row, "first_assigned_at")?,
@@ -99,6 +99,18 @@ pub(crate) fn pool_figures<R: Columns>(row: &R) -> Result<PoolFigures, R::Error>
         avg_first_response_seconds: seconds(row.optional_float("avg_first_response_ms")?),
         messages_today: row.int("messages_today")?,
     })
+}
+
+/// The `participants` column: a JSON array of Participant.
+fn participants<R: Columns>(row: &R) -> Result<Vec<crate::protocol::Participant>, R::Error> {
+    let text = row.text("participants")?;
+    serde_json::from_str(&text).map_err(|_| row.unknown("participants", &text))
+}
+
+/// The `participants` column's text for a session's colleagues.
+pub(crate) fn participants_json(participants: &[crate::protocol::Participant]) -> String {
+    // A list of plain strings and numbers always serialises.
+    serde_json::to_string(participants).unwrap_or_else(|_| "[]".to_owned())
 }
 
 fn optional_timestamp<R: Columns>(row: &R, column: &str) -> Result<Option<Timestamp>, R::Error> {

@@ -104,6 +104,7 @@ pub(crate) const SESSION_COLUMNS: ColumnList = ColumnList(&[
     "first_assigned_at",
     "first_response_at",
     "first_response_ms",
+    "participants",
 ]);
 
 /// Columns of `messages`, in the order rows are written.
@@ -564,7 +565,7 @@ mod tests {
              agent_name = ?5, pool = ?6, status = ?7, subject = ?8, created_at = ?9, \
              assigned_at = ?10, closed_at = ?11, last_seq = ?12, last_message_at = ?13, \
              version = ?14, first_assigned_at = ?15, first_response_at = ?16, \
-             first_response_ms = ?17 WHERE id = ?1 AND version = ?18"
+             first_response_ms = ?17, participants = ?18 WHERE id = ?1 AND version = ?19"
         );
     }
 
@@ -575,9 +576,9 @@ mod tests {
             "UPDATE sessions SET customer_name = ?3, agent_id = ?4, agent_name = ?5, \
              subject = ?8, assigned_at = ?10, closed_at = ?11, last_seq = ?12, \
              last_message_at = ?13, version = ?14, first_assigned_at = ?15, \
-             first_response_at = ?16, first_response_ms = ?17 WHERE id = ?1 AND \
-             customer_id = ?2 AND pool = ?6 AND status = ?7 AND created_at = ?9 \
-             AND version = ?18"
+             first_response_at = ?16, first_response_ms = ?17, participants = ?18 \
+             WHERE id = ?1 AND customer_id = ?2 AND pool = ?6 AND status = ?7 AND \
+             created_at = ?9 AND version = ?19"
         );
     }
 

@@ -5,6 +5,7 @@
 mod auto_assignment;
 mod config;
 mod gateway_crash;
+mod notes;
 mod postgres_restart;
 mod read_replica;
 mod redis_cluster_failover;

@@ -15,6 +15,7 @@ mod event_budgets;
 mod http_edges;
 mod join_limits;
 mod limits;
+mod notes;
 mod ordering;
 mod persistence;
 mod rate_limit;

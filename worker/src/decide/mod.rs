@@ -17,6 +17,8 @@ mod create_session;
 mod mark_delivered;
 mod mark_read;
 mod react;
+mod notes;
+mod participants;
 mod reassignment;
 mod refresh_stats;
 mod routing;
@@ -92,6 +94,8 @@ pub fn keys_for(commands: &[&CommandEnvelope]) -> BatchKeys {
     let mut agents = BTreeSet::new();
     let mut reactions = BTreeSet::new();
     let mut delivery_positions = BTreeSet::new();
+    let mut note_sessions = BTreeSet::new();
+    let mut client_notes = BTreeSet::new();
     for envelope in commands {
         let actor = &envelope.actor;
         users.insert(actor.user_id.clone());
@@ -143,6 +147,29 @@ pub fn keys_for(commands: &[&CommandEnvelope]) -> BatchKeys {
                 sessions.insert(session_id.clone());
                 delivery_positions.insert((session_id.clone(), actor.user_id.clone()));
             }
+            // Internal notes and invited colleagues.
+            Command::SendNote {
+                session_id,
+                client_msg_id,
+                ..
+            } => {
+                sessions.insert(session_id.clone());
+                note_sessions.insert(session_id.clone());
+                if let Some(id) = client_msg_id {
+                    client_notes.insert((session_id.clone(), actor.user_id.clone(), id.clone()));
+                }
+            }
+            Command::InviteParticipant {
+                session_id,
+                agent_id,
+            }
+            | Command::RemoveParticipant {
+                session_id,
+                agent_id,
+            } => {
+                sessions.insert(session_id.clone());
+                agents.insert(agent_id.clone());
+            }
         }
     }
     BatchKeys {
@@ -153,6 +180,8 @@ pub fn keys_for(commands: &[&CommandEnvelope]) -> BatchKeys {
         agent_ids: agents.into_iter().collect(),
         reactions: reactions.into_iter().collect(),
         delivery_positions: delivery_positions.into_iter().collect(),
+        note_sessions: note_sessions.into_iter().collect(),
+        client_notes: client_notes.into_iter().collect(),
     }
 }
 
@@ -189,6 +218,12 @@ pub struct BatchState {
     dispatch_pools: Vec<String>,
     agents_changed: Vec<String>,
     queue_pools: Vec<String>,
+    /// Internal notes and invited colleagues: the batch's notes, the
+    /// latest note number per session so far, and each touched session's
+    /// colleagues as loaded (a change is written with the session).
+    notes: Vec<Message>,
+    note_seqs: HashMap<String, i64>,
+    loaded_participants: HashMap<String, Vec<chat_shared::protocol::Participant>>,
 }
 
 impl BatchState {
@@ -211,6 +246,9 @@ impl BatchState {
             dispatch_pools: Vec::new(),
             agents_changed: Vec::new(),
             queue_pools: Vec::new(),
+            notes: Vec::new(),
+            note_seqs: HashMap::new(),
+            loaded_participants: HashMap::new(),
         }
     }
 
@@ -239,9 +277,21 @@ impl BatchState {
                     expected_version,
                 }),
             }
+            // Invited colleagues: written with the row, under its version.
+            let loaded = self.loaded_participants.get(id);
+            if loaded.is_some_and(|before| *before != record.session.participants) {
+                mutations.push(Mutation::SetParticipants {
+                    session_id: id.clone(),
+                    participants: record.session.participants.clone(),
+                });
+            }
         }
         for message in self.messages {
             mutations.push(Mutation::InsertMessage(message));
+        }
+        // Internal notes.
+        for note in self.notes {
+            mutations.push(Mutation::InsertNote(note));
         }
         for (session_id, position, read_at) in self.read_positions {
             mutations.push(Mutation::SetReadPosition {
@@ -336,6 +386,27 @@ impl BatchState {
                 session_id,
                 up_to_seq,
             } => self.mark_delivered(actor, session_id, *up_to_seq, now),
+            // Internal notes and invited colleagues.
+            Command::SendNote {
+                session_id,
+                content,
+                client_msg_id,
+            } => self.send_note(
+                actor,
+                session_id,
+                content,
+                client_msg_id.as_deref(),
+                now,
+                new_id,
+            ),
+            Command::InviteParticipant {
+                session_id,
+                agent_id,
+            } => self.invite_participant(actor, session_id, agent_id, now),
+            Command::RemoveParticipant {
+                session_id,
+                agent_id,
+            } => self.remove_participant(actor, session_id, agent_id),
         }
     }
 
@@ -381,6 +452,13 @@ impl BatchState {
         if !self.loaded_versions.contains_key(&id) {
             let loaded = self.snapshot.sessions.get(&id).map(|r| r.version);
             self.loaded_versions.insert(id.clone(), loaded);
+            let participants = self
+                .snapshot
+                .sessions
+                .get(&id)
+                .map(|r| r.session.participants.clone())
+                .unwrap_or_default();
+            self.loaded_participants.insert(id.clone(), participants);
             self.touched_order.push(id.clone());
             record.version = loaded.map_or(1, |v| v + 1);
         }
@@ -439,5 +517,7 @@ impl BatchState {
 mod reactions_tests;
 #[cfg(test)]
 mod routing_tests;
+#[cfg(test)]
+mod notes_tests;
 #[cfg(test)]
 mod tests;

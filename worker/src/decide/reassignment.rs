@@ -25,6 +25,11 @@ impl BatchState {
         old_pool: &str,
         by: Option<&Identity>,
     ) -> Decision {
+        let mut record = record;
+        // A colleague who now holds the session is no longer a guest in it.
+        if let Some(agent) = record.session.agent_id.clone() {
+            record.session.participants.retain(|p| p.user_id != agent);
+        }
         let session = record.session.clone();
         let was_active = self
             .snapshot

@@ -1557,6 +1557,9 @@ fn mutations_come_in_a_deterministic_order() {
                 format!("reaction {session_id} {seq}")
             }
             Mutation::SetDeliveryPosition { session_id, .. } => format!("delivered {session_id}"),
+            // Internal notes and invited colleagues.
+            Mutation::InsertNote(n) => format!("note {} {}", n.session_id, n.seq),
+            Mutation::SetParticipants { session_id, .. } => format!("colleagues {session_id}"),
         })
         .collect();
     // Users first, then sessions in the order the batch first touched

@@ -63,6 +63,9 @@ pub(super) async fn commit(client: &mut Object, mutations: &[Mutation]) -> Resul
     let tx = client.transaction().await?;
     tx.execute(&statement, &columns.params()).await?;
     super::routing::record_events(&tx, mutations).await?;
+    if super::notes::writes_any(mutations) {
+        super::notes::write(&tx, mutations).await?;
+    }
     // Reactions and delivery positions.
     if super::reactions::writes_any(mutations) {
         super::reactions::write(&tx, mutations).await?;
@@ -119,6 +122,11 @@ impl<'a> Plan<'a> {
                     plan.users.set(user_id.as_str(), name.as_str())
                 }
                 Mutation::AdjustAgentLoad { .. } | Mutation::RecordSessionEvent(_) => {
+                    plan.needs_transaction = true
+                }
+                // Internal notes and invited colleagues: statements of
+                // their own in the batch's transaction.
+                Mutation::InsertNote(_) | Mutation::SetParticipants { .. } => {
                     plan.needs_transaction = true
                 }
                 // Reactions and delivery positions: likewise.

@@ -61,6 +61,7 @@ use crate::Timestamp;
 
 mod attachments;
 mod commit;
+mod notes;
 mod queries;
 mod reactions;
 mod replica;
@@ -347,6 +348,18 @@ impl Store for PostgresStore {
         limit: usize,
     ) -> Result<MessagePage, StoreError> {
         self.read_history(session_id, range, limit).await
+    }
+
+    async fn notes(
+        &self,
+        session_id: &str,
+        range: MessageRange,
+        limit: usize,
+    ) -> Result<MessagePage, StoreError> {
+        self.read(|client| async move {
+            notes::note_page(&client, session_id, range, limit).await
+        })
+        .await
     }
 
     async fn read_positions(&self, session_id: &str) -> Result<Vec<ReadPosition>, StoreError> {

@@ -171,6 +171,8 @@ pub(super) async fn load_batch(
         let agent = rows::agent(row)?;
         snapshot.agents.insert(agent.id.clone(), agent);
     }
+    // Internal notes: only batches that send one name any.
+    super::notes::load(db, keys, &mut snapshot).await?;
     // Reactions and delivery positions: likewise.
     super::reactions::load(db, keys, &mut snapshot).await?;
     Ok(snapshot)

@@ -213,6 +213,7 @@ async fn tables_live_in_the_configured_schema() {
             "read_positions",
             "schema_migrations",
             "session_events",
+            "session_notes",
             "sessions",
             "users"
         ]

@@ -79,6 +79,12 @@ fn apply(tx: &Transaction<'_>, mutation: &Mutation) -> Result<(), StoreError> {
             position,
             delivered_at,
         } => super::reactions::set_delivery_position(tx, session_id, position, *delivered_at),
+        // Internal notes and invited colleagues.
+        Mutation::InsertNote(note) => super::notes::insert_note(tx, note),
+        Mutation::SetParticipants {
+            session_id,
+            participants,
+        } => super::notes::set_participants(tx, session_id, participants),
     }
 }
 
@@ -237,7 +243,7 @@ fn pools_json(pools: &[String]) -> Result<String, StoreError> {
 
 /// A unique-key collision means another writer got there first: the caller
 /// reloads and decides again. Any other failure is not a race.
-fn collision_is_conflict(err: rusqlite::Error, what: impl FnOnce() -> String) -> StoreError {
+pub(super) fn collision_is_conflict(err: rusqlite::Error, what: impl FnOnce() -> String) -> StoreError {
     let collided = err.sqlite_error().is_some_and(|e| {
         e.code == ErrorCode::ConstraintViolation
             && matches!(
@@ -253,7 +259,7 @@ fn collision_is_conflict(err: rusqlite::Error, what: impl FnOnce() -> String) ->
     }
 }
 
-/// Parameters ?1..?17 in `SESSION_COLUMNS` order.
+/// Parameters ?1..?18 in `SESSION_COLUMNS` order.
 fn session_params(record: &SessionRecord) -> Vec<Value> {
     let s = &record.session;
     vec![
@@ -274,6 +280,7 @@ fn session_params(record: &SessionRecord) -> Vec<Value> {
         optional_time(record.first_assigned_at),
         optional_time(record.first_response_at),
         record.first_response_ms.map_or(Value::Null, Value::Integer),
+        Value::Text(crate::store::rows::participants_json(&s.participants)),
     ]
 }
 

@@ -35,6 +35,7 @@ use crate::Timestamp;
 mod attachments;
 mod checkpoint;
 mod commit;
+mod notes;
 mod queries;
 mod reactions;
 mod routing;
@@ -146,6 +147,17 @@ impl Store for SqliteStore {
     ) -> Result<MessagePage, StoreError> {
         let session_id = session_id.to_owned();
         self.read(move |conn| queries::message_page(conn, &session_id, range, limit))
+            .await
+    }
+
+    async fn notes(
+        &self,
+        session_id: &str,
+        range: MessageRange,
+        limit: usize,
+    ) -> Result<MessagePage, StoreError> {
+        let session_id = session_id.to_owned();
+        self.read(move |conn| notes::note_page(conn, &session_id, range, limit))
             .await
     }
 

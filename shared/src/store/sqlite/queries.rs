@@ -64,6 +64,13 @@ pub(super) fn load_batch(conn: &Connection, keys: &BatchKeys) -> Result<BatchSna
     fill(&mut snapshot.agents, &keys.agent_ids, |id| {
         find_agent(&tx, id)
     })?;
+    // Internal notes.
+    fill(&mut snapshot.last_note_seqs, &keys.note_sessions, |id| {
+        super::notes::last_note_seq(&tx, id).map(Some)
+    })?;
+    fill(&mut snapshot.notes_by_client_id, &keys.client_notes, |key| {
+        super::notes::note_by_client_id(&tx, key)
+    })?;
     super::reactions::load(&tx, keys, &mut snapshot)?;
     tx.finish()?;
     Ok(snapshot)
