@@ -812,9 +812,10 @@ describe("reactions and delivery positions", () => {
     assert.deepEqual(never.reactions, expected);
     // A probe event that does change something comes after anything the repeats could have caused.
     const off = await emitAck(customerSocket, "react", { sessionId, seq: 1, emoji: "👍", on: false }, EVENT_MS);
+    // 👍 now counts from the agent's use, after ❤️.
     const afterOff = [
-      { emoji: "👍", count: 1, userIds: [a.id] },
       { emoji: "❤️", count: 1, userIds: [a.id] },
+      { emoji: "👍", count: 1, userIds: [a.id] },
     ];
     assert.deepEqual(off.reactions, afterOff);
     await nextEvent(agentSocket, "message-reactions", (p) => p?.sessionId === sessionId, EVENT_MS, { since: agentSince });
@@ -833,19 +834,21 @@ describe("reactions and delivery positions", () => {
   });
 
   test("react refuses a bad emoji, a missing message, outsiders, past the caps and on a closed session", { timeout: TEST_MS }, async () => {
-    const { a, sessionId, customerSocket, agentSocket } = await activeSession();
+    const { c, a, sessionId, customerSocket, agentSocket } = await activeSession();
+    // Each socket has its own budget of 20: the shape checks use one of their own.
+    const probe = await connect(baseUrl, c.token);
     for (const emoji of ["", "a", "👍👍", ":+1:", "©", "x".repeat(40), 7]) {
-      assertFailedAck(await emitAck(customerSocket, "react", { sessionId, seq: 1, emoji, on: true }, EVENT_MS), "invalid_payload");
+      assertFailedAck(await emitAck(probe, "react", { sessionId, seq: 1, emoji, on: true }, EVENT_MS), "invalid_payload");
     }
-    assertFailedAck(await emitAck(customerSocket, "react", { sessionId, seq: 1, emoji: "👍" }, EVENT_MS), "invalid_payload");
-    assertFailedAck(await emitAck(customerSocket, "react", { sessionId, seq: 1, emoji: "👍", on: "yes" }, EVENT_MS), "invalid_payload");
+    assertFailedAck(await emitAck(probe, "react", { sessionId, seq: 1, emoji: "👍" }, EVENT_MS), "invalid_payload");
+    assertFailedAck(await emitAck(probe, "react", { sessionId, seq: 1, emoji: "👍", on: "yes" }, EVENT_MS), "invalid_payload");
     // Flags, skin tones, keycaps and ZWJ sequences are one emoji each.
     for (const emoji of ["🇫🇷", "👍🏽", "1️⃣", "👩‍💻"]) {
-      assertOkAck(await emitAck(customerSocket, "react", { sessionId, seq: 1, emoji, on: true }, EVENT_MS), emoji);
-      assertOkAck(await emitAck(customerSocket, "react", { sessionId, seq: 1, emoji, on: false }, EVENT_MS), emoji);
+      assertOkAck(await emitAck(probe, "react", { sessionId, seq: 1, emoji, on: true }, EVENT_MS), emoji);
+      assertOkAck(await emitAck(probe, "react", { sessionId, seq: 1, emoji, on: false }, EVENT_MS), emoji);
     }
-    assertFailedAck(await emitAck(customerSocket, "react", { sessionId, seq: 2, emoji: "👍", on: true }, EVENT_MS), "not_found");
-    assertFailedAck(await emitAck(customerSocket, "react", { sessionId: randomUUID(), seq: 1, emoji: "👍", on: true }, EVENT_MS), "not_found");
+    assertFailedAck(await emitAck(probe, "react", { sessionId, seq: 2, emoji: "👍", on: true }, EVENT_MS), "not_found");
+    assertFailedAck(await emitAck(probe, "react", { sessionId: randomUUID(), seq: 1, emoji: "👍", on: true }, EVENT_MS), "not_found");
     const colleague = agent("Pool Colleague");
     const colleagueSocket = await connect(baseUrl, colleague.token);
     await join(colleagueSocket, sessionId);

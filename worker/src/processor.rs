@@ -286,6 +286,11 @@ impl Processor {
             snapshot.read_positions.extend(loaded.read_positions);
             snapshot.user_names.extend(loaded.user_names);
             snapshot.agents.extend(loaded.agents);
+            // Reactions and delivery positions.
+            snapshot.reactions.extend(loaded.reactions);
+            snapshot
+                .delivery_positions
+                .extend(loaded.delivery_positions);
             // Internal notes.
             snapshot.last_note_seqs.extend(loaded.last_note_seqs);
             snapshot

@@ -7,6 +7,7 @@ mod config;
 mod gateway_crash;
 mod notes;
 mod postgres_restart;
+mod reactions;
 mod read_replica;
 mod redis_cluster_failover;
 mod redis_restart;
