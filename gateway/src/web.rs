@@ -41,10 +41,11 @@ pub async fn serve_web(State(state): State<Arc<GatewayState>>, uri: Uri) -> Resp
 
 /// The UI's policy: its own scripts, styles (React sets style attributes),
 /// images and sounds; connections to this origin (REST and WebSocket).
+/// Attached images are fetched with the token and shown from `blob:` URLs.
 fn content_security_policy(frame_ancestors: &str) -> String {
     format!(
         "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
-         img-src 'self' data:; media-src 'self' data: blob:; connect-src 'self'; \
+         img-src 'self' data: blob:; media-src 'self' data: blob:; connect-src 'self'; \
          object-src 'none'; base-uri 'none'; form-action 'self'; \
          frame-ancestors {frame_ancestors}"
     )
