@@ -30,7 +30,6 @@ use chat_shared::store::{AttachmentRecord, StoreError};
 use chat_shared::{ChatError, ErrorCode, Timestamp};
 use futures_util::StreamExt;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use serde::Serialize;
 
 use crate::http_caller::{Caller, Writer};
 use crate::http_error::{ApiError, ApiResult};
@@ -61,35 +60,6 @@ const FILENAME_ESCAPES: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'`')
     .remove(b'|')
     .remove(b'~');
-
-/// The Attachment object of docs/protocol.md.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Attachment {
-    pub id: String,
-    pub session_id: String,
-    pub name: String,
-    pub size: i64,
-    pub content_type: String,
-    pub width: Option<i64>,
-    pub height: Option<i64>,
-    pub created_at: Timestamp,
-}
-
-impl From<&AttachmentRecord> for Attachment {
-    fn from(row: &AttachmentRecord) -> Self {
-        Attachment {
-            id: row.id.clone(),
-            session_id: row.session_id.clone(),
-            name: row.name.clone(),
-            size: row.size,
-            content_type: row.content_type.clone(),
-            width: row.width,
-            height: row.height,
-            created_at: row.created_at,
-        }
-    }
-}
 
 /// The upload route: outside the body limit and the request deadline.
 pub fn upload_routes() -> Router<Arc<GatewayState>> {
@@ -183,7 +153,7 @@ async fn upload(
             return Err(ChatError::unavailable("the upload could not be recorded").into());
         }
     }
-    Ok((StatusCode::CREATED, Json(Attachment::from(&row))).into_response())
+    Ok((StatusCode::CREATED, Json(row.public())).into_response())
 }
 
 async fn download(

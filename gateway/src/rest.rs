@@ -270,6 +270,7 @@ async fn post_message(
             session_id: id.into(),
             content: body.content,
             client_msg_id: Some(body.client_msg_id.into()),
+            attachment_ids: body.attachment_ids,
         }
     };
     match state.requests.request(&caller, command).await? {

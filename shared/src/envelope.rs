@@ -62,6 +62,9 @@ pub enum Command {
         session_id: String,
         content: String,
         client_msg_id: Option<String>,
+        /// Uploaded files the message carries.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        attachment_ids: Vec<String>,
     },
     Assign {
         session_id: String,
@@ -283,6 +286,7 @@ mod tests {
                 session_id: "s".into(),
                 content: "hi".into(),
                 client_msg_id: Some("c".into()),
+                attachment_ids: Vec::new(),
             },
         };
         let bytes = encode(&envelope).unwrap();

@@ -38,6 +38,44 @@ pub fn content(raw: &str) -> Result<String, ChatError> {
     Ok(trimmed.to_owned())
 }
 
+/// Most files one message may carry.
+pub const MAX_ATTACHMENTS_PER_MESSAGE: usize = 10;
+
+/// A message's text and the files it carries: with files, the text may be
+/// empty; an internal note carries none. Returns the trimmed text.
+pub fn message_body(
+    raw: &str,
+    attachment_ids: &[String],
+    internal: bool,
+) -> Result<String, ChatError> {
+    if attachment_ids.is_empty() {
+        return content(raw);
+    }
+    if internal {
+        return Err(ChatError::invalid("an internal note carries no files"));
+    }
+    if attachment_ids.len() > MAX_ATTACHMENTS_PER_MESSAGE {
+        return Err(ChatError::invalid(format!(
+            "a message carries at most {MAX_ATTACHMENTS_PER_MESSAGE} files"
+        )));
+    }
+    for (i, id) in attachment_ids.iter().enumerate() {
+        refuse_nul(id, "attachmentIds")?;
+        if id.is_empty() || id.len() > MAX_CLIENT_MSG_ID_CHARS {
+            return Err(ChatError::invalid(format!(
+                "attachment ids must be 1 to {MAX_CLIENT_MSG_ID_CHARS} characters"
+            )));
+        }
+        if attachment_ids[..i].contains(id) {
+            return Err(ChatError::invalid("an attachment id is named twice"));
+        }
+    }
+    if raw.trim().is_empty() {
+        return Ok(String::new());
+    }
+    content(raw)
+}
+
 pub fn client_msg_id(id: &str) -> Result<(), ChatError> {
     refuse_nul(id, "clientMsgId")?;
     let chars = id.chars().count();

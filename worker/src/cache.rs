@@ -82,6 +82,7 @@ impl Written {
                 // The note is not session state, and the colleagues are in
                 // the session's own record, written above.
                 Mutation::InsertNote(_) | Mutation::SetParticipants { .. } => {}
+                Mutation::ReferenceAttachment { .. } => {}
             }
         }
         written
@@ -120,6 +121,8 @@ impl StateCache {
             // client ids are read for every batch that sends one.
             note_sessions: keys.note_sessions.clone(),
             client_notes: keys.client_notes.clone(),
+            // Uploads are written by gateways: always loaded.
+            attachment_ids: keys.attachment_ids.clone(),
             ..BatchKeys::default()
         };
         for id in &keys.session_ids {

@@ -296,6 +296,7 @@ impl Processor {
             snapshot
                 .notes_by_client_id
                 .extend(loaded.notes_by_client_id);
+            snapshot.attachments.extend(loaded.attachments);
         }
         Ok((snapshot, remembered))
     }
@@ -452,6 +453,7 @@ mod tests {
             session_id: session_id.to_owned(),
             content: "hi".to_owned(),
             client_msg_id: Some("c1".to_owned()),
+            attachment_ids: Vec::new(),
         }
     }
 

@@ -217,6 +217,7 @@ impl SocketSession {
             session_id,
             content: request.content,
             client_msg_id: Some(request.client_msg_id.into()),
+            attachment_ids: request.attachment_ids,
         };
         self.state
             .requests

@@ -60,12 +60,15 @@ pub struct SendMessage {
     /// An internal note, for staff only.
     #[serde(default)]
     pub internal: bool,
+    /// Files uploaded to the session that the message carries.
+    #[serde(default)]
+    pub attachment_ids: Vec<String>,
 }
 
 impl SendMessage {
     pub fn parse(value: Value) -> Result<Self, ChatError> {
         let mut send: SendMessage = from_json(value)?;
-        send.content = validate::content(&send.content)?;
+        send.content = validate::message_body(&send.content, &send.attachment_ids, send.internal)?;
         Ok(send)
     }
 }
@@ -169,12 +172,15 @@ pub struct PostMessageBody {
     /// An internal note, for staff only.
     #[serde(default)]
     pub internal: bool,
+    /// Files uploaded to the session that the message carries.
+    #[serde(default)]
+    pub attachment_ids: Vec<String>,
 }
 
 impl PostMessageBody {
     pub fn parse(value: Value) -> Result<Self, ChatError> {
         let mut body: PostMessageBody = from_json(value)?;
-        body.content = validate::content(&body.content)?;
+        body.content = validate::message_body(&body.content, &body.attachment_ids, body.internal)?;
         Ok(body)
     }
 }

@@ -1,18 +1,23 @@
 //! Conformance checks of the attachments' rows, which every store must
 //! pass as it passes `conformance`: rows come back as written, only files
 //! no message refers to are listed for removal, oldest first, and removal
-//! spares a file a message has come to refer to. Each check makes its own
+//! spares a file a message has come to refer to; messages carry the files
+//! they reference, and a file is carried by one message only. Each check makes its own
 //! sessions and ids, so checks may share a database.
 
 use uuid::Uuid;
 
-use crate::store::{AttachmentRecord, Mutation, SessionRecord, Store};
+use crate::protocol::{Message, Role};
+use crate::store::{
+    AttachmentRecord, BatchKeys, MessageRange, Mutation, SessionRecord, Store, StoreError,
+};
 use crate::Timestamp;
 
 pub async fn run_all(store: &dyn Store) {
     attachment_round_trip(store).await;
     unreferenced_attachments_oldest_first(store).await;
     deleting_spares_referenced_attachments(store).await;
+    messages_carry_the_files_they_reference(store).await;
 }
 
 /// Declares, in the calling module, one test per check on a fresh store.
@@ -27,6 +32,7 @@ macro_rules! attachment_tests_per_check {
                 attachment_round_trip,
                 unreferenced_attachments_oldest_first,
                 deleting_spares_referenced_attachments,
+                messages_carry_the_files_they_reference,
             );
 
             #[tokio::test]
@@ -139,6 +145,127 @@ pub async fn deleting_spares_referenced_attachments(store: &dyn Store) {
         ok(store.attachment(&used.id).await, "attachment"),
         Some(used)
     );
+}
+
+/// A message stored with `ReferenceAttachment`s carries its files in every
+/// read (history pages, a batch's lookup by client id), a batch's snapshot
+/// finds files by id, and a file of another session or one already carried
+/// fails the whole batch.
+pub async fn messages_carry_the_files_they_reference(store: &dyn Store) {
+    let session = new_session(store).await;
+    let other = new_session(store).await;
+    let first = attachment(&session, 1_000);
+    let second = attachment(&session, 2_000);
+    let spare = attachment(&session, 3_000);
+    let elsewhere = attachment(&other, 3_000);
+    for row in [&first, &second, &spare, &elsewhere] {
+        ok(store.insert_attachment(row).await, "insert_attachment");
+    }
+    let mut message = sent(&session, 1);
+    message.attachments = vec![first.public(), second.public()];
+    let mut batch = vec![
+        advanced(&session, 1),
+        Mutation::InsertMessage(message.clone()),
+    ];
+    for file in [&first, &second] {
+        batch.push(Mutation::ReferenceAttachment {
+            attachment_id: file.id.clone(),
+            session_id: session.session.id.clone(),
+            seq: 1,
+        });
+    }
+    ok(store.commit(batch).await, "commit a message with files");
+
+    let page = ok(
+        store
+            .messages(&session.session.id, MessageRange::Latest, 50)
+            .await,
+        "messages",
+    );
+    assert_eq!(page.items, vec![message.clone()], "files in upload order");
+    let stored = ok(store.attachment(&first.id).await, "attachment");
+    assert_eq!(stored.and_then(|row| row.referenced_by_seq), Some(1));
+
+    let keys = BatchKeys {
+        attachment_ids: vec![first.id.clone(), spare.id.clone(), unique("missing")],
+        client_messages: vec![(
+            session.session.id.clone(),
+            message.sender_id.clone(),
+            "with-files".into(),
+        )],
+        ..BatchKeys::default()
+    };
+    let snapshot = ok(store.load_batch(&keys).await, "load_batch");
+    assert_eq!(snapshot.attachments.len(), 2, "unknown ids are absent");
+    assert_eq!(
+        snapshot
+            .attachments
+            .get(&first.id)
+            .and_then(|row| row.referenced_by_seq),
+        Some(1)
+    );
+    assert_eq!(snapshot.attachments.get(&spare.id), Some(&spare));
+    let found = snapshot.messages_by_client_id.values().next();
+    assert_eq!(found, Some(&message), "a retried send finds the files too");
+
+    // Carried already, or of another session: nothing of the batch stays.
+    for taken in [&first, &elsewhere] {
+        let mut again = sent(&session, 2);
+        again.client_msg_id = Some(unique("again"));
+        let result = store
+            .commit(vec![
+                advanced(&session, 2),
+                Mutation::InsertMessage(again),
+                Mutation::ReferenceAttachment {
+                    attachment_id: taken.id.clone(),
+                    session_id: session.session.id.clone(),
+                    seq: 2,
+                },
+            ])
+            .await;
+        assert!(matches!(result, Err(StoreError::Conflict(_))), "{result:?}");
+        let page = ok(
+            store
+                .messages(&session.session.id, MessageRange::Latest, 50)
+                .await,
+            "messages",
+        );
+        assert_eq!(page.items.len(), 1, "the refused batch stored nothing");
+    }
+    let untouched = ok(store.attachment(&elsewhere.id).await, "attachment");
+    assert_eq!(untouched.and_then(|row| row.referenced_by_seq), None);
+}
+
+/// Message `seq` of the session's customer, with client id `with-files`.
+fn sent(session: &SessionRecord, seq: i64) -> Message {
+    Message {
+        id: unique("message"),
+        session_id: session.session.id.clone(),
+        seq,
+        sender_id: session.session.customer_id.clone(),
+        sender_name: "Carla".into(),
+        sender_role: Role::Customer,
+        content: String::new(),
+        client_msg_id: Some("with-files".into()),
+        created_at: Timestamp(10_000 + seq),
+        attachments: Vec::new(),
+        reactions: Vec::new(),
+        internal: false,
+        after_seq: None,
+    }
+}
+
+/// The session's row moved from its first version to holding `last_seq`
+/// messages.
+fn advanced(session: &SessionRecord, last_seq: i64) -> Mutation {
+    let mut record = session.clone();
+    record.session.last_seq = last_seq;
+    record.session.last_message_at = Some(Timestamp(10_000 + last_seq));
+    record.version = session.version + 1;
+    Mutation::UpdateSession {
+        record,
+        expected_version: session.version,
+    }
 }
 
 fn attachment(session: &SessionRecord, created_at: i64) -> AttachmentRecord {

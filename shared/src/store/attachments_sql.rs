@@ -3,6 +3,7 @@
 //! reads and removes it, and the decoding of its rows. The bytes are in the
 //! blob store under the same id; a row is written once they are there.
 
+use crate::protocol::{Attachment, Message};
 use crate::store::rows::Columns;
 use crate::store::sql::Dialect;
 use crate::Timestamp;
@@ -68,6 +69,14 @@ pub(crate) fn by_id(dialect: Dialect) -> String {
     )
 }
 
+/// Parameter: an array of ids (PostgreSQL only: one read for a batch).
+pub(crate) fn by_ids_postgres() -> String {
+    format!(
+        "SELECT {} FROM attachments WHERE id = ANY($1::text[])",
+        select_columns(Dialect::Postgres)
+    )
+}
+
 /// Parameters: created before, limit. Oldest first (the partial index
 /// `attachments_unreferenced` serves it).
 pub(crate) fn unreferenced_before(dialect: Dialect) -> String {
@@ -87,6 +96,60 @@ pub(crate) fn delete_unreferenced(dialect: Dialect) -> String {
         "DELETE FROM attachments WHERE id = {} AND referenced_by_seq IS NULL",
         dialect.param(1)
     )
+}
+
+/// Parameters: id, session id, seq. Only a file of that session that no
+/// message carries yet: zero rows changed means the reference is refused.
+pub(crate) fn reference(dialect: Dialect) -> String {
+    format!(
+        "UPDATE attachments SET referenced_by_seq = {} WHERE id = {} AND session_id = {} \
+         AND referenced_by_seq IS NULL",
+        dialect.param(3),
+        dialect.param(1),
+        dialect.param(2)
+    )
+}
+
+/// Parameters: session id, first seq, last seq. The files carried by the
+/// session's messages in that span, in upload order.
+pub(crate) fn of_messages(dialect: Dialect) -> String {
+    format!(
+        "SELECT {} FROM attachments WHERE session_id = {} AND referenced_by_seq >= {} \
+         AND referenced_by_seq <= {} ORDER BY created_at, id",
+        select_columns(dialect),
+        dialect.param(1),
+        dialect.param(2),
+        dialect.param(3)
+    )
+}
+
+impl AttachmentRecord {
+    /// The file as clients see it (Attachment).
+    pub fn public(&self) -> Attachment {
+        Attachment {
+            id: self.id.clone(),
+            session_id: self.session_id.clone(),
+            name: self.name.clone(),
+            size: self.size,
+            content_type: self.content_type.clone(),
+            width: self.width,
+            height: self.height,
+            created_at: self.created_at,
+        }
+    }
+}
+
+/// Fills the `attachments` of `messages` (one session's messages) from the
+/// files read for them, in the order read.
+pub(crate) fn fill_attachments(messages: &mut [Message], rows: Vec<AttachmentRecord>) {
+    for row in rows {
+        let Some(seq) = row.referenced_by_seq else {
+            continue;
+        };
+        if let Some(message) = messages.iter_mut().find(|m| m.seq == seq) {
+            message.attachments.push(row.public());
+        }
+    }
 }
 
 /// The LIMIT parameter: a larger request is as good as unlimited.

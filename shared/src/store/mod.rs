@@ -41,13 +41,13 @@ pub use attachments_sql::AttachmentRecord;
 pub use reactions_sql::{reaction_list, ReactionRow};
 
 #[cfg(any(test, feature = "conformance"))]
-pub mod conformance;
-#[cfg(any(test, feature = "conformance"))]
-pub mod reaction_conformance;
-#[cfg(any(test, feature = "conformance"))]
 pub mod attachment_conformance;
 #[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+#[cfg(any(test, feature = "conformance"))]
 pub mod notes_conformance;
+#[cfg(any(test, feature = "conformance"))]
+pub mod reaction_conformance;
 
 #[cfg(test)]
 mod test_records;
@@ -135,6 +135,8 @@ pub struct BatchKeys {
     /// positions to move.
     pub reactions: Vec<(String, i64)>,
     pub delivery_positions: Vec<(String, String)>,
+    /// Attachments: uploaded files a message of the batch would carry.
+    pub attachment_ids: Vec<String>,
 }
 
 impl BatchKeys {
@@ -148,6 +150,7 @@ impl BatchKeys {
             && self.note_sessions.is_empty()
             && self.client_notes.is_empty()
             && self.reactions.is_empty()
+            && self.attachment_ids.is_empty()
             && self.delivery_positions.is_empty()
     }
 }
@@ -170,6 +173,8 @@ pub struct BatchSnapshot {
     /// delivery positions found.
     pub reactions: HashMap<(String, i64), Vec<ReactionRow>>,
     pub delivery_positions: HashMap<(String, String), i64>,
+    /// Attachments: the uploaded files named, by id (absent when unknown).
+    pub attachments: HashMap<String, AttachmentRecord>,
 }
 
 /// An entry of the agent directory: an agent who has connected at least
@@ -332,6 +337,14 @@ pub enum Mutation {
         session_id: String,
         position: ReadPosition,
         delivered_at: Timestamp,
+    },
+    /// Attachments: marks an uploaded file as carried by message `seq` of
+    /// its session. Fails the batch with `Conflict` when the file is not of
+    /// that session or a message already carries it.
+    ReferenceAttachment {
+        attachment_id: String,
+        session_id: String,
+        seq: i64,
     },
 }
 
@@ -521,8 +534,7 @@ pub trait Store: Send + Sync + 'static {
     /// Reactions and delivery positions: the delivery positions of a
     /// session, ordered by user id. (Reactions come with the messages
     /// `messages` reads.)
-    async fn delivery_positions(&self, session_id: &str)
-        -> Result<Vec<ReadPosition>, StoreError>;
+    async fn delivery_positions(&self, session_id: &str) -> Result<Vec<ReadPosition>, StoreError>;
 
     /// Cheap liveness probe for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -16,9 +16,9 @@ mod close;
 mod create_session;
 mod mark_delivered;
 mod mark_read;
-mod react;
 mod notes;
 mod participants;
+mod react;
 mod reassignment;
 mod refresh_stats;
 mod routing;
@@ -96,6 +96,7 @@ pub fn keys_for(commands: &[&CommandEnvelope]) -> BatchKeys {
     let mut delivery_positions = BTreeSet::new();
     let mut note_sessions = BTreeSet::new();
     let mut client_notes = BTreeSet::new();
+    let mut attachments = BTreeSet::new();
     for envelope in commands {
         let actor = &envelope.actor;
         users.insert(actor.user_id.clone());
@@ -109,12 +110,14 @@ pub fn keys_for(commands: &[&CommandEnvelope]) -> BatchKeys {
             Command::SendMessage {
                 session_id,
                 client_msg_id,
+                attachment_ids,
                 ..
             } => {
                 sessions.insert(session_id.clone());
                 if let Some(id) = client_msg_id {
                     client_messages.insert((session_id.clone(), actor.user_id.clone(), id.clone()));
                 }
+                attachments.extend(attachment_ids.iter().cloned());
             }
             Command::Assign {
                 session_id,
@@ -182,6 +185,7 @@ pub fn keys_for(commands: &[&CommandEnvelope]) -> BatchKeys {
         delivery_positions: delivery_positions.into_iter().collect(),
         note_sessions: note_sessions.into_iter().collect(),
         client_notes: client_notes.into_iter().collect(),
+        attachment_ids: attachments.into_iter().collect(),
     }
 }
 
@@ -286,9 +290,20 @@ impl BatchState {
                 });
             }
         }
+        let mut references = Vec::new();
         for message in self.messages {
+            // Attachments: each file is marked as the message's in the
+            // same transaction that stores it.
+            references.extend(message.attachments.iter().map(|file| {
+                Mutation::ReferenceAttachment {
+                    attachment_id: file.id.clone(),
+                    session_id: message.session_id.clone(),
+                    seq: message.seq,
+                }
+            }));
             mutations.push(Mutation::InsertMessage(message));
         }
+        mutations.extend(references);
         // Internal notes.
         for note in self.notes {
             mutations.push(Mutation::InsertNote(note));
@@ -343,11 +358,13 @@ impl BatchState {
                 session_id,
                 content,
                 client_msg_id,
+                attachment_ids,
             } => self.send_message(
                 actor,
                 session_id,
                 content,
                 client_msg_id.as_deref(),
+                attachment_ids,
                 now,
                 new_id,
             ),
@@ -514,10 +531,10 @@ impl BatchState {
 }
 
 #[cfg(test)]
+mod notes_tests;
+#[cfg(test)]
 mod reactions_tests;
 #[cfg(test)]
 mod routing_tests;
-#[cfg(test)]
-mod notes_tests;
 #[cfg(test)]
 mod tests;

@@ -126,6 +126,7 @@ fn message(client_id: &str) -> Command {
         session_id: "s1".to_owned(),
         content: "hello".to_owned(),
         client_msg_id: Some(client_id.to_owned()),
+        attachment_ids: Vec::new(),
     }
 }
 

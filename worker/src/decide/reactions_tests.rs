@@ -385,6 +385,7 @@ fn a_reaction_to_a_message_sent_in_the_same_batch_follows_it() {
             session_id: "s1".into(),
             content: "hello".into(),
             client_msg_id: Some("k1".into()),
+            attachment_ids: Vec::new(),
         },
     );
     assert!(sent.reply.is_ok());

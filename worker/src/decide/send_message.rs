@@ -1,12 +1,13 @@
 //! `SendMessage`: a participant adds a message to a session. Owns who may
 //! send and when, how a retried `client_msg_id` finds its original instead
 //! of storing a second copy, the first-response time of the assigned agent,
-//! and the shape of a new message (shared with a session's first message).
+//! the files a message may carry, and the shape of a new message (shared
+//! with a session's first message).
 
 use chat_shared::auth::Identity;
 use chat_shared::envelope::ReplyBody;
 use chat_shared::permissions::may_write;
-use chat_shared::protocol::{server_events, Message, Role, Session, SessionStatus};
+use chat_shared::protocol::{server_events, Attachment, Message, Role, Session, SessionStatus};
 use chat_shared::{ChatError, Timestamp};
 
 use super::{BatchState, Decision};
@@ -18,6 +19,7 @@ impl BatchState {
         session_id: &str,
         content: &str,
         client_msg_id: Option<&str>,
+        attachment_ids: &[String],
         now: Timestamp,
         new_id: &mut dyn FnMut() -> String,
     ) -> Decision {
@@ -45,7 +47,11 @@ impl BatchState {
             }
             _ => {}
         }
-        let message = new_message(
+        let attachments = match self.attachments_to_carry(actor, session_id, attachment_ids) {
+            Ok(attachments) => attachments,
+            Err(e) => return Decision::fail(e),
+        };
+        let mut message = new_message(
             &record.session,
             actor,
             content,
@@ -53,6 +59,7 @@ impl BatchState {
             now,
             new_id(),
         );
+        message.attachments = attachments;
         let mut updated = record;
         updated.session.last_seq = message.seq;
         updated.session.last_message_at = Some(now);
@@ -83,6 +90,36 @@ impl BatchState {
         let mut decision = Decision::reply(ReplyBody::Message { message, duplicate });
         decision.deliveries.push(delivery);
         decision
+    }
+
+    /// The files a new message of `actor` may carry: their own uploads to
+    /// this session that no message carries yet, this batch's included.
+    fn attachments_to_carry(
+        &self,
+        actor: &Identity,
+        session_id: &str,
+        attachment_ids: &[String],
+    ) -> Result<Vec<Attachment>, ChatError> {
+        attachment_ids
+            .iter()
+            .map(|id| {
+                let free = self.snapshot.attachments.get(id).filter(|file| {
+                    file.session_id == session_id
+                        && file.uploader_id == actor.user_id
+                        && file.referenced_by_seq.is_none()
+                        && !self
+                            .messages
+                            .iter()
+                            .any(|m| m.attachments.iter().any(|taken| taken.id == *id))
+                });
+                free.map(|file| file.public()).ok_or_else(|| {
+                    ChatError::invalid(format!(
+                        "attachment {id} is not a file you uploaded to this session that \
+                         no message carries yet"
+                    ))
+                })
+            })
+            .collect()
     }
 
     fn find_by_client_id(

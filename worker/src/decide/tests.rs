@@ -195,6 +195,7 @@ fn send(session_id: &str, content: &str, client_msg_id: Option<&str>) -> Command
         session_id: session_id.to_owned(),
         content: content.to_owned(),
         client_msg_id: client_msg_id.map(str::to_owned),
+        attachment_ids: Vec::new(),
     }
 }
 
@@ -1560,6 +1561,9 @@ fn mutations_come_in_a_deterministic_order() {
             // Internal notes and invited colleagues.
             Mutation::InsertNote(n) => format!("note {} {}", n.session_id, n.seq),
             Mutation::SetParticipants { session_id, .. } => format!("colleagues {session_id}"),
+            Mutation::ReferenceAttachment {
+                attachment_id, seq, ..
+            } => format!("file {attachment_id} {seq}"),
         })
         .collect();
     // Users first, then sessions in the order the batch first touched

@@ -181,6 +181,7 @@ pub fn send(session_id: &str, content: &str, client_msg_id: &str) -> Command {
         session_id: session_id.to_owned(),
         content: content.to_owned(),
         client_msg_id: Some(client_msg_id.to_owned()),
+        attachment_ids: Vec::new(),
     }
 }
 

@@ -70,6 +70,9 @@ pub(super) async fn commit(client: &mut Object, mutations: &[Mutation]) -> Resul
     if super::reactions::writes_any(mutations) {
         super::reactions::write(&tx, mutations).await?;
     }
+    if super::attachments::references_any(mutations) {
+        super::attachments::reference(&tx, mutations).await?;
+    }
     super::routing::adjust_loads(&tx, mutations).await?;
     tx.commit().await?;
     Ok(())
@@ -133,6 +136,8 @@ impl<'a> Plan<'a> {
                 Mutation::SetReaction { .. } | Mutation::SetDeliveryPosition { .. } => {
                     plan.needs_transaction = true
                 }
+                // Attachments: likewise.
+                Mutation::ReferenceAttachment { .. } => plan.needs_transaction = true,
             }
         }
         Ok(plan)

@@ -175,6 +175,7 @@ pub(super) async fn load_batch(
     super::notes::load(db, keys, &mut snapshot).await?;
     // Reactions and delivery positions: likewise.
     super::reactions::load(db, keys, &mut snapshot).await?;
+    super::attachments::load(db, keys, &mut snapshot).await?;
     Ok(snapshot)
 }
 
@@ -245,6 +246,7 @@ pub(super) async fn message_page(
         .collect::<Result<Vec<_>, _>>()?;
     let mut page = window.page(items);
     super::reactions::fill_page(client, session_id, &mut page).await?;
+    super::attachments::fill_page(client, session_id, &mut page).await?;
     Ok(page)
 }
 

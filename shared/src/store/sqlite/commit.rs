@@ -85,6 +85,11 @@ fn apply(tx: &Transaction<'_>, mutation: &Mutation) -> Result<(), StoreError> {
             session_id,
             participants,
         } => super::notes::set_participants(tx, session_id, participants),
+        Mutation::ReferenceAttachment {
+            attachment_id,
+            session_id,
+            seq,
+        } => super::attachments::reference(tx, attachment_id, session_id, *seq),
     }
 }
 
@@ -243,7 +248,10 @@ fn pools_json(pools: &[String]) -> Result<String, StoreError> {
 
 /// A unique-key collision means another writer got there first: the caller
 /// reloads and decides again. Any other failure is not a race.
-pub(super) fn collision_is_conflict(err: rusqlite::Error, what: impl FnOnce() -> String) -> StoreError {
+pub(super) fn collision_is_conflict(
+    err: rusqlite::Error,
+    what: impl FnOnce() -> String,
+) -> StoreError {
     let collided = err.sqlite_error().is_some_and(|e| {
         e.code == ErrorCode::ConstraintViolation
             && matches!(

@@ -68,10 +68,13 @@ pub(super) fn load_batch(conn: &Connection, keys: &BatchKeys) -> Result<BatchSna
     fill(&mut snapshot.last_note_seqs, &keys.note_sessions, |id| {
         super::notes::last_note_seq(&tx, id).map(Some)
     })?;
-    fill(&mut snapshot.notes_by_client_id, &keys.client_notes, |key| {
-        super::notes::note_by_client_id(&tx, key)
-    })?;
+    fill(
+        &mut snapshot.notes_by_client_id,
+        &keys.client_notes,
+        |key| super::notes::note_by_client_id(&tx, key),
+    )?;
     super::reactions::load(&tx, keys, &mut snapshot)?;
+    super::attachments::load(&tx, keys, &mut snapshot)?;
     tx.finish()?;
     Ok(snapshot)
 }
@@ -177,6 +180,7 @@ pub(super) fn message_page(
     )?;
     let mut page = window.page(rows.collect::<Result<Vec<_>, _>>()?);
     super::reactions::fill_page(conn, session_id, &mut page)?;
+    super::attachments::fill_page(conn, session_id, &mut page)?;
     Ok(page)
 }
 
