@@ -48,17 +48,18 @@ pub fn reaction_list(rows: &[ReactionRow]) -> Vec<Reaction> {
         .collect()
 }
 
-/// Fills the `reactions` of `messages` (one session's page) from the rows
-/// read for it, (seq, row) in any order.
+/// Sets the `reactions` of `messages` (one session's page) from the rows
+/// read for it, (seq, row) in any order; a message without rows has none.
 pub(crate) fn fill_reactions(messages: &mut [Message], rows: Vec<(i64, ReactionRow)>) {
     let mut by_seq: BTreeMap<i64, Vec<ReactionRow>> = BTreeMap::new();
     for (seq, row) in rows {
         by_seq.entry(seq).or_default().push(row);
     }
     for message in messages {
-        if let Some(rows) = by_seq.get(&message.seq) {
-            message.reactions = reaction_list(rows);
-        }
+        message.reactions = by_seq
+            .get(&message.seq)
+            .map(|rows| reaction_list(rows))
+            .unwrap_or_default();
     }
 }
 

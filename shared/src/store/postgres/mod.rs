@@ -225,29 +225,40 @@ impl PostgresStore {
         let Some(replica) = &self.replica else {
             return page(self.client().await?).await;
         };
-        let client = match replica.check_out().await? {
-            Freshness::Fresh(client) => client,
+        // `rescued_by`: the primary, when the replica serves the page by
+        // the session rescue.
+        let (client, rescued_by) = match replica.check_out().await? {
+            Freshness::Fresh(client) => (client, None),
             Freshness::Behind(client) => {
                 // Asked of the primary now, after the read began, so it
                 // covers every message acknowledged before.
-                let primary = replica::last_seq(&self.client().await?, session_id).await?;
+                let primary_client = self.client().await?;
+                let primary = replica::last_seq(&primary_client, session_id).await?;
                 match (primary, replica::last_seq(&client, session_id).await) {
-                    (Some(primary), Ok(Some(held))) if held >= primary => client,
+                    (Some(primary), Ok(Some(held))) if held >= primary => {
+                        (client, Some(primary_client))
+                    }
                     (_, Err(error)) => {
                         replica.failed(&error);
-                        return page(self.client().await?).await;
+                        return page(primary_client).await;
                     }
                     _ => {
                         replica.count(ReadOutcome::PrimaryFallback);
-                        return page(self.client().await?).await;
+                        return page(primary_client).await;
                     }
                 }
             }
             Freshness::Unusable => return page(self.client().await?).await,
         };
         match page(client).await {
-            Ok(value) => {
+            Ok(mut value) => {
                 replica.count(ReadOutcome::Replica);
+                // The session rescue vouches for the messages only, not for
+                // reactions changed since the replica fell behind: those
+                // come from the primary.
+                if let Some(primary) = rescued_by {
+                    reactions::fill_page(&primary, session_id, &mut value).await?;
+                }
                 Ok(value)
             }
             Err(error) => {
@@ -356,10 +367,8 @@ impl Store for PostgresStore {
         range: MessageRange,
         limit: usize,
     ) -> Result<MessagePage, StoreError> {
-        self.read(|client| async move {
-            notes::note_page(&client, session_id, range, limit).await
-        })
-        .await
+        self.read(|client| async move { notes::note_page(&client, session_id, range, limit).await })
+            .await
     }
 
     async fn read_positions(&self, session_id: &str) -> Result<Vec<ReadPosition>, StoreError> {
@@ -452,10 +461,7 @@ impl Store for PostgresStore {
         routing::chats_of_agents_seen_before(&self.client().await?, seen_before, limit).await
     }
 
-    async fn delivery_positions(
-        &self,
-        session_id: &str,
-    ) -> Result<Vec<ReadPosition>, StoreError> {
+    async fn delivery_positions(&self, session_id: &str) -> Result<Vec<ReadPosition>, StoreError> {
         self.read(|client| async move { reactions::delivery_positions(&client, session_id).await })
             .await
     }
