@@ -551,3 +551,133 @@ async fn an_upload_whose_body_stops_coming_is_given_up() {
     assert!(text.contains("invalid_payload"), "{text}");
     assert_eq!(kept(&server).await, (0, 0, 0), "nothing kept");
 }
+
+/// The ids of a message's files.
+fn file_ids(message: &Value) -> Vec<String> {
+    message["attachments"]
+        .as_array()
+        .map(|files| {
+            files
+                .iter()
+                .filter_map(|file| file["id"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_carries_its_files_wherever_it_is_read() {
+    let server = TestServer::start(&[("ATTACHMENT_UNREFERENCED_SECS", "1")]).await;
+    let customer = token("att-sender", "customer", &[]);
+    let agent = token("att-reader", "agent", &["default"]);
+    let session_id = customer_session(&server, &customer).await;
+    let mut uploaded = Vec::new();
+    for (name, content_type, body) in [
+        ("shot.png", "image/png", png(64, 48)),
+        ("terms.pdf", "application/pdf", pattern(3_000)),
+        ("unused.txt", "text/plain", b"never sent".to_vec()),
+    ] {
+        let answer = upload(&server, &customer, &session_id, name, content_type, &body).await;
+        assert_eq!(answer.status, 201, "{}", answer.text());
+        uploaded.push(answer.json()["id"].as_str().expect("id").to_owned());
+    }
+    let (image, pdf, unused) = (&uploaded[0], &uploaded[1], &uploaded[2]);
+
+    let mut reader = server.connect(&agent).await;
+    reader.join_session(&session_id, None).await;
+    let mut sender = server.connect(&customer).await;
+    let ack = sender
+        .emit_with_ack(
+            "send-message",
+            json!({ "sessionId": session_id, "content": "  ", "clientMsgId": "files-1",
+                    "attachmentIds": [image, pdf] }),
+        )
+        .await;
+    assert_eq!(ack["ok"], json!(true), "{ack}");
+    let message = ack["message"].clone();
+    assert_eq!(message["content"], json!(""), "files alone need no text");
+    assert_eq!(file_ids(&message), vec![image.clone(), pdf.clone()]);
+    let first = &message["attachments"][0];
+    assert_eq!(first["name"], json!("shot.png"));
+    assert_eq!(
+        (first["width"].clone(), first["height"].clone()),
+        (json!(64), json!(48))
+    );
+    assert_eq!(message["attachments"][1]["size"], json!(3_000));
+
+    let live = reader
+        .next_event("new-message", |m| m["seq"] == message["seq"], WAIT)
+        .await;
+    assert_eq!(live, message, "the live event carries the files");
+    let history = server.history(&agent, &session_id).await;
+    assert_eq!(history, vec![message.clone()], "REST history carries them");
+    let mut late = server.connect(&agent).await;
+    let joined = late.join_session(&session_id, Some(0)).await;
+    assert_eq!(joined["messages"], json!([message.clone()]), "{joined}");
+
+    // A retry answers with the original, files included.
+    let retry = sender
+        .emit_with_ack(
+            "send-message",
+            json!({ "sessionId": session_id, "content": "", "clientMsgId": "files-1",
+                    "attachmentIds": [image, pdf] }),
+        )
+        .await;
+    assert_eq!(retry["message"], message, "{retry}");
+
+    // A file already carried, an unknown id, or a file of someone else's
+    // upload is refused, and nothing is stored.
+    let other = token("att-other", "customer", &[]);
+    let other_session = customer_session(&server, &other).await;
+    let foreign = upload(&server, &other, &other_session, "x.txt", "text/plain", b"x").await;
+    let foreign = foreign.json()["id"].as_str().expect("id").to_owned();
+    for (n, ids) in [
+        vec![image.clone()],
+        vec!["0123456789abcdef0123456789abcdef".to_owned()],
+        vec![foreign],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let refused = sender
+            .emit_with_ack(
+                "send-message",
+                json!({ "sessionId": session_id, "content": "again",
+                        "clientMsgId": format!("refused-{n}"), "attachmentIds": ids }),
+            )
+            .await;
+        assert_eq!(refused["ok"], json!(false), "{refused}");
+        assert_eq!(
+            refused["error"]["code"],
+            json!("invalid_payload"),
+            "{refused}"
+        );
+    }
+    let too_many: Vec<String> = (0..11).map(|i| format!("id-{i}")).collect();
+    let refused = sender
+        .emit_with_ack(
+            "send-message",
+            json!({ "sessionId": session_id, "content": "many", "clientMsgId": "many",
+                    "attachmentIds": too_many }),
+        )
+        .await;
+    assert_eq!(
+        refused["error"]["code"],
+        json!("invalid_payload"),
+        "{refused}"
+    );
+    assert_eq!(server.history(&agent, &session_id).await.len(), 1);
+
+    // The sweep takes the unused upload and spares the carried ones.
+    eventually(WAIT, "the unused upload swept", || async {
+        download(&server, &customer, &session_id, unused, None)
+            .await
+            .status
+            == 404
+    })
+    .await;
+    for id in [image, pdf] {
+        let got = download(&server, &agent, &session_id, id, None).await;
+        assert_eq!(got.status, 200, "a carried file stays: {}", got.text());
+    }
+}
