@@ -278,10 +278,7 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn delivery_positions(
-        &self,
-        session_id: &str,
-    ) -> Result<Vec<ReadPosition>, StoreError> {
+    async fn delivery_positions(&self, session_id: &str) -> Result<Vec<ReadPosition>, StoreError> {
         let session_id = session_id.to_owned();
         self.read(move |conn| reactions::delivery_positions(conn, &session_id))
             .await
