@@ -362,9 +362,11 @@ impl BatchState {
             } => self.send_message(
                 actor,
                 session_id,
-                content,
-                client_msg_id.as_deref(),
-                attachment_ids,
+                send_message::Outgoing {
+                    content,
+                    client_msg_id: client_msg_id.as_deref(),
+                    attachment_ids,
+                },
                 now,
                 new_id,
             ),

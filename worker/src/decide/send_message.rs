@@ -12,17 +12,28 @@ use chat_shared::{ChatError, Timestamp};
 
 use super::{BatchState, Decision};
 
+/// What a sender asks to add: the text, the client's id for it, and the
+/// files it carries.
+pub(super) struct Outgoing<'a> {
+    pub content: &'a str,
+    pub client_msg_id: Option<&'a str>,
+    pub attachment_ids: &'a [String],
+}
+
 impl BatchState {
     pub(super) fn send_message(
         &mut self,
         actor: &Identity,
         session_id: &str,
-        content: &str,
-        client_msg_id: Option<&str>,
-        attachment_ids: &[String],
+        outgoing: Outgoing<'_>,
         now: Timestamp,
         new_id: &mut dyn FnMut() -> String,
     ) -> Decision {
+        let Outgoing {
+            content,
+            client_msg_id,
+            attachment_ids,
+        } = outgoing;
         let record = match self.session(session_id) {
             Ok(record) => record.clone(),
             Err(e) => return Decision::fail(e),
