@@ -19,6 +19,7 @@ import {
   mark,
   nextEvent,
   rest,
+  routeUrl,
   startServer,
   token,
 } from "./server.mjs";
@@ -915,5 +916,59 @@ describe("reactions and delivery positions", () => {
       [[c.id, "customer", 3], [colleague.id, "agent", 3]].sort(),
     );
     assert.deepEqual(joined.readPositions, [], "delivery moves no read position");
+  });
+});
+
+describe("files", () => {
+  async function uploadFile(who, sessionId, name, contentType, bytes) {
+    const url = `${routeUrl(baseUrl, who.token)}/api/chat/sessions/${sessionId}/attachments?name=${encodeURIComponent(name)}`;
+    const response = await fetch(url, {
+      method: "POST",
+      headers: { authorization: `Bearer ${who.token}`, "content-type": contentType },
+      body: bytes,
+      signal: AbortSignal.timeout(5000),
+    });
+    const body = await response.json();
+    assert.equal(response.status, 201, `upload: ${JSON.stringify(body)}`);
+    assertKeys(body, ["id", "sessionId", "name", "size", "contentType", "width", "height", "createdAt"], "Attachment");
+    return body;
+  }
+
+  test("a message carries uploaded files to the other side, in joins and REST, and downloads whole", { timeout: TEST_MS }, async () => {
+    const { c, a, sessionId, customerSocket, agentSocket } = await activeSession();
+    const bytes = new TextEncoder().encode("Order 1234: the parcel never came.\n".repeat(40));
+    const file = await uploadFile(c, sessionId, "Bestellung März.txt", "text/plain", bytes);
+    assert.equal(file.name, "Bestellung März.txt");
+    assert.equal(file.size, bytes.length);
+
+    const clientMsgId = uid("files");
+    const ack = await emitAck(customerSocket, "send-message", { sessionId, content: "", clientMsgId, attachmentIds: [file.id] }, EVENT_MS);
+    assertOkAck(ack, "send-message with a file");
+    assert.equal(ack.message.content, "");
+    assert.deepEqual(ack.message.attachments, [file]);
+
+    const live = await nextEvent(agentSocket, "new-message", (m) => m?.clientMsgId === clientMsgId, EVENT_MS);
+    assert.deepEqual(live.attachments, [file]);
+    const joined = await join(agentSocket, sessionId, ack.message.seq - 1);
+    assert.deepEqual(joined.messages.map((m) => m.attachments), [[file]]);
+    const page = await rest(baseUrl, a.token, "GET", `/sessions/${sessionId}/messages?afterSeq=${ack.message.seq - 1}`);
+    assert.equal(page.status, 200);
+    assert.deepEqual(page.body.items[0].attachments, [file]);
+
+    const download = await fetch(`${routeUrl(baseUrl, a.token)}/api/chat/sessions/${sessionId}/attachments/${file.id}`, {
+      headers: { authorization: `Bearer ${a.token}` },
+      signal: AbortSignal.timeout(5000),
+    });
+    assert.equal(download.status, 200);
+    assert.equal(download.headers.get("x-content-type-options"), "nosniff");
+    assert.match(download.headers.get("content-disposition") ?? "", /^attachment; filename\*=UTF-8''/);
+    assert.deepEqual(new Uint8Array(await download.arrayBuffer()), bytes);
+
+    // The same file again, in another message: refused, nothing stored.
+    const again = await emitAck(customerSocket, "send-message", { sessionId, content: "once more", clientMsgId: uid("again"), attachmentIds: [file.id] }, EVENT_MS);
+    assert.equal(again.ok, false);
+    assert.equal(again.error.code, "invalid_payload");
+    const after = await rest(baseUrl, a.token, "GET", `/sessions/${sessionId}/messages?afterSeq=${ack.message.seq}`);
+    assert.deepEqual(after.body.items, []);
   });
 });
