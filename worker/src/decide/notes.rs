@@ -13,9 +13,10 @@
 use chat_shared::auth::Identity;
 use chat_shared::envelope::ReplyBody;
 use chat_shared::permissions::may_write_notes;
-use chat_shared::protocol::{server_events, Message, Role, SessionStatus};
+use chat_shared::protocol::{server_events, Message, Role};
 use chat_shared::{ChatError, Timestamp};
 
+use super::send_message::{new_message, open_to_write};
 use super::{BatchState, Decision};
 
 impl BatchState {
@@ -51,30 +52,24 @@ impl BatchState {
                 "only the session's agents and admins who may write to it may add notes",
             ));
         }
-        match record.session.status {
-            SessionStatus::Closed => return Decision::fail(ChatError::session_closed()),
-            SessionStatus::Pending if actor.role == Role::Agent => {
-                return Decision::fail(ChatError::forbidden("the session is not assigned to you"))
-            }
-            _ => {}
+        if let Err(e) = open_to_write(actor, &record.session) {
+            return Decision::fail(e);
         }
         let seq = self.last_note_seq(session_id) + 1;
         let note = Message {
-            id: new_id(),
-            session_id: session_id.to_owned(),
             seq,
-            sender_id: actor.user_id.clone(),
-            sender_name: actor.name.clone(),
-            sender_role: actor.role,
-            content: content.to_owned(),
-            client_msg_id: client_msg_id.map(str::to_owned),
-            created_at: now,
-            attachments: Vec::new(),
-            reactions: Vec::new(),
             internal: true,
             // Placed after the conversation's latest message, as it is now
             // in this batch.
             after_seq: Some(record.session.last_seq),
+            ..new_message(
+                &record.session,
+                actor,
+                content,
+                client_msg_id,
+                now,
+                new_id(),
+            )
         };
         self.note_seqs.insert(session_id.to_owned(), seq);
         self.notes.push(note.clone());

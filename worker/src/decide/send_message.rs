@@ -51,12 +51,8 @@ impl BatchState {
                 "only the session's participants may send",
             ));
         }
-        match record.session.status {
-            SessionStatus::Closed => return Decision::fail(ChatError::session_closed()),
-            SessionStatus::Pending if actor.role == Role::Agent => {
-                return Decision::fail(ChatError::forbidden("the session is not assigned to you"))
-            }
-            _ => {}
+        if let Err(e) = open_to_write(actor, &record.session) {
+            return Decision::fail(e);
         }
         let attachments = match self.attachments_to_carry(actor, session_id, attachment_ids) {
             Ok(attachments) => attachments,
@@ -154,6 +150,19 @@ impl BatchState {
                 ))
                 .cloned()
         })
+    }
+}
+
+/// Whether the session's state lets a writer add to it now: a closed one
+/// takes nothing, a pending one only its customer's words (and admins').
+/// The same for messages and notes.
+pub(super) fn open_to_write(actor: &Identity, session: &Session) -> Result<(), ChatError> {
+    match session.status {
+        SessionStatus::Closed => Err(ChatError::session_closed()),
+        SessionStatus::Pending if actor.role == Role::Agent => {
+            Err(ChatError::forbidden("the session is not assigned to you"))
+        }
+        _ => Ok(()),
     }
 }
 
