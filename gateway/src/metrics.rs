@@ -72,12 +72,14 @@ impl Rejection {
 }
 
 /// Client events by name; anything else counts as `other`.
-const RECEIVED_EVENTS: [&str; 6] = [
+const RECEIVED_EVENTS: [&str; 8] = [
     client_events::JOIN_SESSION,
     client_events::LEAVE_SESSION,
     client_events::SEND_MESSAGE,
     client_events::TYPING,
     client_events::MARK_READ,
+    client_events::MARK_DELIVERED,
+    client_events::REACT,
     "other",
 ];
 
@@ -88,12 +90,14 @@ fn received_index(name: &str) -> usize {
         client_events::SEND_MESSAGE => 2,
         client_events::TYPING => 3,
         client_events::MARK_READ => 4,
-        _ => 5,
+        client_events::MARK_DELIVERED => 5,
+        client_events::REACT => 6,
+        _ => 7,
     }
 }
 
 /// Fanned-out server events by name; anything else counts as `other`.
-const EMITTED_EVENTS: [&str; 8] = [
+const EMITTED_EVENTS: [&str; 11] = [
     server_events::NEW_MESSAGE,
     server_events::USER_TYPING,
     server_events::MESSAGES_READ,
@@ -101,6 +105,9 @@ const EMITTED_EVENTS: [&str; 8] = [
     server_events::SESSION_CLOSED,
     server_events::NEW_PENDING_SESSION,
     server_events::STATS_UPDATE,
+    server_events::MESSAGES_DELIVERED,
+    server_events::MESSAGE_REACTIONS,
+    server_events::NEW_NOTE,
     "other",
 ];
 
@@ -113,7 +120,10 @@ fn emitted_index(name: &str) -> usize {
         server_events::SESSION_CLOSED => 4,
         server_events::NEW_PENDING_SESSION => 5,
         server_events::STATS_UPDATE => 6,
-        _ => 7,
+        server_events::MESSAGES_DELIVERED => 7,
+        server_events::MESSAGE_REACTIONS => 8,
+        server_events::NEW_NOTE => 9,
+        _ => 10,
     }
 }
 
@@ -303,6 +313,18 @@ impl Metrics {
 mod tests {
     use super::*;
 
+    #[test]
+    fn every_named_event_is_counted_under_its_own_label() {
+        for (i, name) in RECEIVED_EVENTS.iter().enumerate() {
+            assert_eq!(received_index(name), i, "{name}");
+        }
+        for (i, name) in EMITTED_EVENTS.iter().enumerate() {
+            assert_eq!(emitted_index(name), i, "{name}");
+        }
+        assert_eq!(received_index("no-such-event"), RECEIVED_EVENTS.len() - 1);
+        assert_eq!(emitted_index("no-such-event"), EMITTED_EVENTS.len() - 1);
+    }
+
     fn rendered(metrics: &Metrics) -> String {
         let mut out = String::new();
         metrics.render(&mut out);
@@ -390,10 +412,13 @@ mod tests {
             .lines()
             .filter(|l| !l.is_empty() && !l.starts_with('#'))
             .count();
-        // 3 roles, 1 accepted, 7 reasons, 6 + 8 events, 2 single counters,
+        // 3 roles, 1 accepted, 7 reasons, 8 + 11 events, 2 single counters,
         // 4 operations, 2 more single counters, and two histograms of 14
         // and 13 bounds (each with +Inf, _sum and _count).
-        assert_eq!(samples, 3 + 1 + 7 + 6 + 8 + 2 + 4 + 2 + (14 + 3) + (13 + 3));
+        assert_eq!(
+            samples,
+            3 + 1 + 7 + 8 + 11 + 2 + 4 + 2 + (14 + 3) + (13 + 3)
+        );
         for le in ["0.0005", "0.001", "0.0025", "1", "2.5", "10", "+Inf"] {
             let series = format!("chat_gateway_send_message_ack_seconds_bucket{{le=\"{le}\"}} 0");
             assert!(text.contains(&series), "{series}");
