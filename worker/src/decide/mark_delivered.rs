@@ -7,11 +7,12 @@
 
 use chat_shared::auth::Identity;
 use chat_shared::envelope::ReplyBody;
-use chat_shared::permissions::{may_read, may_write};
-use chat_shared::protocol::{server_events, MessagesDelivered, ReadPosition};
+use chat_shared::permissions::may_read;
+use chat_shared::protocol::{server_events, MessagesDelivered};
 use chat_shared::store::Mutation;
 use chat_shared::{ChatError, Timestamp};
 
+use super::mark_read::advanced;
 use super::{BatchState, Decision};
 
 impl BatchState {
@@ -26,8 +27,8 @@ impl BatchState {
             Ok(record) => record.clone(),
             Err(e) => return Decision::fail(e),
         };
-        // Invited colleagues may write; they may confirm delivery too.
-        if !may_read(actor, &record.session) && !may_write(actor, &record.session) {
+        // Invited colleagues are readers while the session is open.
+        if !may_read(actor, &record.session) {
             return Decision::fail(ChatError::forbidden(
                 "only the session's participants and its pool's agents may mark it delivered",
             ));
@@ -39,14 +40,9 @@ impl BatchState {
             .get(&key)
             .copied()
             .unwrap_or(0);
-        let wanted = up_to_seq.min(record.session.last_seq);
-        let position = ReadPosition {
-            user_id: actor.user_id.clone(),
-            role: actor.role,
-            up_to_seq: current.max(wanted),
-        };
+        let (position, moved) = advanced(actor, current, up_to_seq, record.session.last_seq);
         let mut decision = Decision::reply(ReplyBody::ReadPosition(position.clone()));
-        if wanted > current {
+        if let Some(wanted) = moved {
             self.snapshot.delivery_positions.insert(key, wanted);
             self.reaction_changes.push(Mutation::SetDeliveryPosition {
                 session_id: session_id.to_owned(),

@@ -28,14 +28,9 @@ impl BatchState {
         };
         let key = (session_id.to_owned(), actor.user_id.clone());
         let current = self.snapshot.read_positions.get(&key).copied().unwrap_or(0);
-        let wanted = up_to_seq.min(record.session.last_seq);
-        let position = ReadPosition {
-            user_id: actor.user_id.clone(),
-            role: actor.role,
-            up_to_seq: current.max(wanted),
-        };
+        let (position, moved) = advanced(actor, current, up_to_seq, record.session.last_seq);
         let mut decision = Decision::reply(ReplyBody::ReadPosition(position.clone()));
-        if wanted > current {
+        if let Some(wanted) = moved {
             self.snapshot.read_positions.insert(key, wanted);
             self.read_positions
                 .push((session_id.to_owned(), position.clone(), now));
@@ -56,4 +51,22 @@ impl BatchState {
         }
         decision
     }
+}
+
+/// A position that moves forward only and never past the session's last
+/// message (read and delivery positions alike): the position held once
+/// `up_to_seq` is asked for, and its new value when it moves.
+pub(super) fn advanced(
+    actor: &Identity,
+    current: i64,
+    up_to_seq: i64,
+    last_seq: i64,
+) -> (ReadPosition, Option<i64>) {
+    let wanted = up_to_seq.min(last_seq);
+    let position = ReadPosition {
+        user_id: actor.user_id.clone(),
+        role: actor.role,
+        up_to_seq: current.max(wanted),
+    };
+    (position, (wanted > current).then_some(wanted))
 }
