@@ -24,7 +24,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chat_shared::blob::{BlobError, BlobStore, ByteStream};
 use chat_shared::ids::SessionId;
-use chat_shared::permissions::{may_read, may_write};
+use chat_shared::permissions::may_write;
 use chat_shared::protocol::{Session, SessionStatus};
 use chat_shared::store::{AttachmentRecord, StoreError};
 use chat_shared::{ChatError, ErrorCode, Timestamp};
@@ -138,9 +138,7 @@ async fn upload(
         tokio::spawn(async move {
             let inserted = state.store.insert_attachment(&row).await;
             if inserted.is_err() {
-                if let Err(error) = state.blobs.delete(&row.id).await {
-                    tracing::warn!(%error, blob = %row.id, "upload's bytes left for the cleanup");
-                }
+                remove_blob(state.blobs.as_ref(), &row.id).await;
             }
             inserted
         })
@@ -163,10 +161,7 @@ async fn download(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let session_id = SessionId::parse(session_id)?;
-    let session = session_of(&state, &session_id).await?;
-    if !may_read(&caller, &session) {
-        return Err(ChatError::forbidden("you may not read this session").into());
-    }
+    let session = crate::rest::readable_session(&state, &caller, &session_id).await?;
     let row = state
         .store
         .attachment(&attachment_id)

@@ -62,7 +62,7 @@ pub fn routes() -> Router<Arc<GatewayState>> {
         .route("/queue", get(crate::queue_view::list))
 }
 
-fn store_error(error: StoreError) -> ApiError {
+pub(crate) fn store_error(error: StoreError) -> ApiError {
     tracing::warn!(%error, "store read failed");
     ApiError(ChatError::unavailable(
         "the chat store is unavailable; try again",
@@ -93,7 +93,7 @@ fn seq_param(query: &HashMap<String, String>, name: &str) -> Result<Option<i64>,
     }
 }
 
-async fn readable_session(
+pub(crate) async fn readable_session(
     state: &GatewayState,
     caller: &Identity,
     id: &SessionId,
@@ -110,7 +110,10 @@ async fn readable_session(
     Ok(session)
 }
 
-fn session_reply(outcome: Result<ReplyBody, ChatError>, status: StatusCode) -> ApiResult<Response> {
+pub(crate) fn session_reply(
+    outcome: Result<ReplyBody, ChatError>,
+    status: StatusCode,
+) -> ApiResult<Response> {
     match outcome? {
         ReplyBody::Session(session) => Ok((status, Json(session)).into_response()),
         _ => Err(ChatError::unavailable("unexpected answer from the worker").into()),

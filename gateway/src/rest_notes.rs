@@ -13,27 +13,20 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Json;
-use chat_shared::envelope::{Command, ReplyBody};
+use chat_shared::envelope::Command;
 use chat_shared::ids::SessionId;
 use chat_shared::permissions::may_read_notes;
 use chat_shared::protocol::{AddParticipantBody, MessagePage, Role};
-use chat_shared::store::StoreError;
 use chat_shared::{validate, ChatError};
 
 use crate::http_caller::{json_body, Caller, Writer};
-use crate::http_error::{ApiError, ApiResult};
+use crate::http_error::ApiResult;
+use crate::rest::{session_reply, store_error};
 use crate::state::GatewayState;
 
 type AppState = State<Arc<GatewayState>>;
-
-fn store_error(error: StoreError) -> ApiError {
-    tracing::warn!(%error, "store read failed");
-    ApiError(ChatError::unavailable(
-        "the chat store is unavailable; try again",
-    ))
-}
 
 /// `GET /sessions/{id}/notes?afterSeq=&beforeSeq=&limit=`.
 pub async fn list_notes(
@@ -77,7 +70,10 @@ pub async fn add_participant(
         session_id: id.into(),
         agent_id: body.agent_id,
     };
-    session_reply(state.requests.request(&caller, command).await)
+    session_reply(
+        state.requests.request(&caller, command).await,
+        StatusCode::OK,
+    )
 }
 
 /// `DELETE /sessions/{id}/participants/{agentId}`.
@@ -92,12 +88,8 @@ pub async fn remove_participant(
         session_id: id.into(),
         agent_id,
     };
-    session_reply(state.requests.request(&caller, command).await)
-}
-
-fn session_reply(outcome: Result<ReplyBody, ChatError>) -> ApiResult<Response> {
-    match outcome? {
-        ReplyBody::Session(session) => Ok((StatusCode::OK, Json(session)).into_response()),
-        _ => Err(ChatError::unavailable("unexpected answer from the worker").into()),
-    }
+    session_reply(
+        state.requests.request(&caller, command).await,
+        StatusCode::OK,
+    )
 }
