@@ -138,10 +138,7 @@ pub(super) async fn fill_page(
     session_id: &str,
     page: &mut MessagePage,
 ) -> Result<(), StoreError> {
-    let (Some(first), Some(last)) = (
-        page.items.iter().map(|m| m.seq).min(),
-        page.items.iter().map(|m| m.seq).max(),
-    ) else {
+    let Some((first, last)) = crate::store::reactions_sql::page_span(&page.items) else {
         return Ok(());
     };
     let rows = of_messages(client, session_id, first, last).await?;

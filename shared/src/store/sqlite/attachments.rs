@@ -98,10 +98,7 @@ pub(super) fn fill_page(
     session_id: &str,
     page: &mut MessagePage,
 ) -> Result<(), StoreError> {
-    let (Some(first), Some(last)) = (
-        page.items.iter().map(|m| m.seq).min(),
-        page.items.iter().map(|m| m.seq).max(),
-    ) else {
+    let Some((first, last)) = crate::store::reactions_sql::page_span(&page.items) else {
         return Ok(());
     };
     let rows = of_messages(conn, session_id, first, last)?;
