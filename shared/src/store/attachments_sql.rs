@@ -152,10 +152,8 @@ pub(crate) fn fill_attachments(messages: &mut [Message], rows: Vec<AttachmentRec
     }
 }
 
-/// The LIMIT parameter: a larger request is as good as unlimited.
-pub(crate) fn limit(limit: usize) -> i64 {
-    i64::try_from(limit).unwrap_or(i64::MAX)
-}
+/// The LIMIT parameter, under the name the PostgreSQL attachment reads use.
+pub(crate) use crate::store::sql::sql_limit as limit;
 
 /// A row of `by_id` or `unreferenced_before`.
 pub(crate) fn attachment_row<R: Columns>(row: &R) -> Result<AttachmentRecord, R::Error> {

@@ -133,7 +133,7 @@ const PAGE_LOOKAHEAD: usize = 1;
 
 /// The LIMIT of a statement, which both databases take as a 64-bit
 /// integer; a larger request is as good as unlimited.
-fn sql_limit(limit: usize) -> i64 {
+pub(crate) fn sql_limit(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }
 

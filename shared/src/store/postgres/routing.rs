@@ -7,7 +7,7 @@ use tokio_postgres::types::ToSql;
 
 use crate::protocol::SessionEvent;
 use crate::store::routing_sql::{self, ChangeValue};
-use crate::store::sql::Dialect;
+use crate::store::sql::{sql_limit, Dialect};
 use crate::store::timeline_sql::{self, EventRow};
 use crate::store::{
     rows::Columns, HeldChat, Mutation, QueueView, RoutedAgent, RoutingChange, StoreError,
@@ -16,10 +16,6 @@ use crate::store::{supervisor_sql, AgentDay, OpenChats, SupervisedChat};
 use crate::Timestamp;
 
 const POSTGRES: Dialect = Dialect::Postgres;
-
-fn limit(limit: usize) -> i64 {
-    i64::try_from(limit).unwrap_or(i64::MAX)
-}
 
 pub(super) async fn routed_agents(
     client: &Object,
@@ -95,7 +91,7 @@ pub(super) async fn queue(
         .prepare_cached(&routing_sql::queue_head(POSTGRES))
         .await?;
     let waiting = client
-        .query(&head, &[&pool, &limit(max)])
+        .query(&head, &[&pool, &sql_limit(max)])
         .await?
         .iter()
         .map(routing_sql::queued_row)
@@ -146,7 +142,7 @@ pub(super) async fn chats_of_agents_seen_before(
         .prepare_cached(&routing_sql::chats_of_agents_seen_before(POSTGRES))
         .await?;
     client
-        .query(&statement, &[&seen_before.0, &limit(max)])
+        .query(&statement, &[&seen_before.0, &sql_limit(max)])
         .await?
         .iter()
         .map(routing_sql::held_row)
@@ -189,7 +185,7 @@ pub(super) async fn session_events(
         .prepare_cached(&timeline_sql::latest_events(POSTGRES))
         .await?;
     let mut events = client
-        .query(&statement, &[&session_id, &limit(max)])
+        .query(&statement, &[&session_id, &sql_limit(max)])
         .await?
         .iter()
         .map(timeline_sql::event_row)
@@ -208,7 +204,7 @@ pub(super) async fn open_chats(
         .prepare_cached(&supervisor_sql::open_chats(POSTGRES, which))
         .await?;
     client
-        .query(&statement, &[&pool, &limit(max)])
+        .query(&statement, &[&pool, &sql_limit(max)])
         .await?
         .iter()
         .map(supervisor_sql::open_chat_row)

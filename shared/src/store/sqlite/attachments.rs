@@ -6,7 +6,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::protocol::MessagePage;
 use crate::store::attachments_sql::{self, AttachmentRecord};
-use crate::store::sql::Dialect;
+use crate::store::sql::{self, Dialect};
 use crate::store::{BatchKeys, BatchSnapshot, StoreError};
 use crate::Timestamp;
 
@@ -44,7 +44,7 @@ pub(super) fn unreferenced_before(
 ) -> Result<Vec<AttachmentRecord>, StoreError> {
     let mut statement = conn.prepare_cached(&attachments_sql::unreferenced_before(SQLITE))?;
     let rows = statement
-        .query_map(params![before.0, attachments_sql::limit(limit)], |row| {
+        .query_map(params![before.0, sql::sql_limit(limit)], |row| {
             attachments_sql::attachment_row(row)
         })?
         .collect::<Result<Vec<_>, _>>()?;

@@ -7,17 +7,13 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use crate::protocol::SessionEvent;
 use crate::store::routing_sql::{self, ChangeValue};
-use crate::store::sql::Dialect;
+use crate::store::sql::{sql_limit, Dialect};
 use crate::store::timeline_sql::{self, EventRow};
 use crate::store::{supervisor_sql, AgentDay, OpenChats, SupervisedChat};
 use crate::store::{HeldChat, Mutation, QueueView, RoutedAgent, RoutingChange, StoreError};
 use crate::Timestamp;
 
 const SQLITE: Dialect = Dialect::Sqlite;
-
-fn limit(limit: usize) -> i64 {
-    i64::try_from(limit).unwrap_or(i64::MAX)
-}
 
 pub(super) fn routed_agents(
     conn: &Connection,
@@ -89,7 +85,7 @@ pub(super) fn queue(
 ) -> Result<QueueView, StoreError> {
     let mut head = conn.prepare_cached(&routing_sql::queue_head(SQLITE))?;
     let waiting = head
-        .query_map(params![pool, limit(max)], |row| {
+        .query_map(params![pool, sql_limit(max)], |row| {
             routing_sql::queued_row(row)
         })?
         .collect::<Result<Vec<_>, _>>()?;
@@ -127,7 +123,7 @@ pub(super) fn chats_of_agents_seen_before(
 ) -> Result<Vec<HeldChat>, StoreError> {
     let mut statement = conn.prepare_cached(&routing_sql::chats_of_agents_seen_before(SQLITE))?;
     let chats = statement
-        .query_map(params![seen_before.0, limit(max)], |row| {
+        .query_map(params![seen_before.0, sql_limit(max)], |row| {
             routing_sql::held_row(row)
         })?
         .collect::<Result<Vec<_>, _>>()?;
@@ -159,7 +155,7 @@ pub(super) fn session_events(
 ) -> Result<Vec<SessionEvent>, StoreError> {
     let mut statement = conn.prepare_cached(&timeline_sql::latest_events(SQLITE))?;
     let mut events = statement
-        .query_map(params![session_id, limit(max)], |row| {
+        .query_map(params![session_id, sql_limit(max)], |row| {
             timeline_sql::event_row(row)
         })?
         .collect::<Result<Vec<_>, _>>()?;
@@ -175,7 +171,7 @@ pub(super) fn open_chats(
 ) -> Result<Vec<SupervisedChat>, StoreError> {
     let mut statement = conn.prepare_cached(&supervisor_sql::open_chats(SQLITE, which))?;
     let chats = statement
-        .query_map(params![pool, limit(max)], |row| {
+        .query_map(params![pool, sql_limit(max)], |row| {
             supervisor_sql::open_chat_row(row)
         })?
         .collect::<Result<Vec<_>, _>>()?;
