@@ -72,13 +72,6 @@ pub(super) async fn delete_unreferenced(client: &Object, id: &str) -> Result<boo
     Ok(client.execute(&statement, &[&id]).await? > 0)
 }
 
-/// Whether the batch makes a message carry a file.
-pub(super) fn references_any(mutations: &[Mutation]) -> bool {
-    mutations
-        .iter()
-        .any(|mutation| matches!(mutation, Mutation::ReferenceAttachment { .. }))
-}
-
 /// Marks the batch's files as carried by their messages, in its
 /// transaction; a file of another session, or one a message already
 /// carries, fails the batch. Messages carry a handful of files, and few

@@ -52,7 +52,7 @@ pub(super) async fn commit(client: &mut Object, mutations: &[Mutation]) -> Resul
     let plan = Plan::new(mutations)?;
     let statement = client.prepare_cached(COMMIT_BATCH).await?;
     let columns = Columns::of(&plan);
-    if !plan.needs_transaction {
+    if !plan.carries.any() {
         client.execute(&statement, &columns.params()).await?;
         return Ok(());
     }
@@ -63,14 +63,13 @@ pub(super) async fn commit(client: &mut Object, mutations: &[Mutation]) -> Resul
     let tx = client.transaction().await?;
     tx.execute(&statement, &columns.params()).await?;
     super::routing::record_events(&tx, mutations).await?;
-    if super::notes::writes_any(mutations) {
+    if plan.carries.notes {
         super::notes::write(&tx, mutations).await?;
     }
-    // Reactions and delivery positions.
-    if super::reactions::writes_any(mutations) {
+    if plan.carries.reactions {
         super::reactions::write(&tx, mutations).await?;
     }
-    if super::attachments::references_any(mutations) {
+    if plan.carries.attachments {
         super::attachments::reference(&tx, mutations).await?;
     }
     super::routing::adjust_loads(&tx, mutations).await?;
@@ -88,9 +87,30 @@ struct Plan<'a> {
     messages: Vec<&'a Message>,
     read_positions: LastWins<(&'a str, &'a str), (&'a ReadPosition, Timestamp)>,
     users: LastWins<&'a str, &'a str>,
-    /// Whether the batch also moves agents' loads or records timeline
-    /// entries, which run as statements of their own after the batch's.
-    needs_transaction: bool,
+    /// What else the batch writes, found in the same pass.
+    carries: Carries,
+}
+
+/// What a batch writes besides the function's rows: each kind runs as
+/// statements of its own after the batch's, in one transaction with it,
+/// and only for the batches that carry it.
+#[derive(Debug, Default, Clone, Copy)]
+struct Carries {
+    /// Agents' loads or timeline entries.
+    routing: bool,
+    /// Internal notes or invited colleagues.
+    notes: bool,
+    /// Reactions or delivery positions.
+    reactions: bool,
+    /// Files that messages come to carry.
+    attachments: bool,
+}
+
+impl Carries {
+    /// Whether the batch needs a transaction around its statements.
+    fn any(self) -> bool {
+        self.routing || self.notes || self.reactions || self.attachments
+    }
 }
 
 /// The net effect of a batch on one session row.
@@ -125,19 +145,15 @@ impl<'a> Plan<'a> {
                     plan.users.set(user_id.as_str(), name.as_str())
                 }
                 Mutation::AdjustAgentLoad { .. } | Mutation::RecordSessionEvent(_) => {
-                    plan.needs_transaction = true
+                    plan.carries.routing = true
                 }
-                // Internal notes and invited colleagues: statements of
-                // their own in the batch's transaction.
                 Mutation::InsertNote(_) | Mutation::SetParticipants { .. } => {
-                    plan.needs_transaction = true
+                    plan.carries.notes = true
                 }
-                // Reactions and delivery positions: likewise.
                 Mutation::SetReaction { .. } | Mutation::SetDeliveryPosition { .. } => {
-                    plan.needs_transaction = true
+                    plan.carries.reactions = true
                 }
-                // Attachments: likewise.
-                Mutation::ReferenceAttachment { .. } => plan.needs_transaction = true,
+                Mutation::ReferenceAttachment { .. } => plan.carries.attachments = true,
             }
         }
         Ok(plan)
@@ -540,5 +556,44 @@ mod tests {
             .map(|((_, user), (position, _))| (*user, position.up_to_seq))
             .collect();
         assert_eq!(seqs, vec![("u1", 3), ("u2", 5)]);
+    }
+
+    #[test]
+    fn one_pass_finds_what_else_a_batch_writes() {
+        let carries = |batch: &[Mutation]| {
+            let c = Plan::new(batch).expect("plan").carries;
+            (c.routing, c.notes, c.reactions, c.attachments)
+        };
+        let file = Mutation::ReferenceAttachment {
+            attachment_id: "f".into(),
+            session_id: "s".into(),
+            seq: 1,
+        };
+        let reaction = Mutation::SetReaction {
+            session_id: "s".into(),
+            seq: 1,
+            emoji: "👍".into(),
+            user_id: "u".into(),
+            on: true,
+            at: Timestamp(1),
+        };
+        let colleagues = Mutation::SetParticipants {
+            session_id: "s".into(),
+            participants: Vec::new(),
+        };
+        let load = Mutation::AdjustAgentLoad {
+            agent_id: "a".into(),
+            delta: 1,
+            at_most: None,
+            assigned_at: None,
+        };
+        assert_eq!(carries(&[insert("a")]), (false, false, false, false));
+        assert!(!Plan::new(&[insert("a")]).expect("plan").carries.any());
+        assert_eq!(
+            carries(&[insert("a"), file.clone(), reaction.clone()]),
+            (false, false, true, true)
+        );
+        assert_eq!(carries(&[colleagues, load]), (true, true, false, false));
+        assert!(Plan::new(&[file]).expect("plan").carries.any());
     }
 }

@@ -15,16 +15,6 @@ use crate::store::{rows, BatchKeys, BatchSnapshot, MessageRange, Mutation, Store
 
 const POSTGRES: Dialect = Dialect::Postgres;
 
-/// Whether the batch writes notes or colleagues.
-pub(super) fn writes_any(mutations: &[Mutation]) -> bool {
-    mutations.iter().any(|mutation| {
-        matches!(
-            mutation,
-            Mutation::InsertNote(_) | Mutation::SetParticipants { .. }
-        )
-    })
-}
-
 /// The batch's notes and colleagues, in its order. A note colliding with
 /// a stored one is a unique violation: the whole batch rolls back as a
 /// conflict, as for messages.

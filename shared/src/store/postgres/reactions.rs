@@ -25,17 +25,6 @@ use crate::Timestamp;
 
 const POSTGRES: Dialect = Dialect::Postgres;
 
-/// Whether the batch changes reactions or delivery positions, which run as
-/// statements of their own after the batch's.
-pub(super) fn writes_any(mutations: &[Mutation]) -> bool {
-    mutations.iter().any(|mutation| {
-        matches!(
-            mutation,
-            Mutation::SetReaction { .. } | Mutation::SetDeliveryPosition { .. }
-        )
-    })
-}
-
 /// Applies the batch's reaction and delivery position changes.
 pub(super) async fn write(tx: &Transaction<'_>, mutations: &[Mutation]) -> Result<(), StoreError> {
     type Key<'a> = (&'a str, i64, &'a str, &'a str);
