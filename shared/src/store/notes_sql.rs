@@ -65,18 +65,9 @@ pub(crate) fn note_page(
     range: MessageRange,
     limit: usize,
 ) -> (String, NoteWindow) {
-    let (_, _, newest_first) = range.bounds();
-    let order = if newest_first { "DESC" } else { "ASC" };
-    let sql = format!(
-        "SELECT {NOTE_COLUMNS} FROM session_notes \
-         WHERE session_id = {} AND seq > {} AND seq < {} \
-         ORDER BY seq {order} LIMIT {}",
-        dialect.param(1),
-        dialect.param(2),
-        dialect.param(3),
-        dialect.param(4)
-    );
-    (sql, NoteWindow(MessageWindow::new(range, limit)))
+    let window = MessageWindow::new(range, limit);
+    let sql = window.sql_over(dialect, "session_notes", NOTE_COLUMNS);
+    (sql, NoteWindow(window))
 }
 
 /// The window of a notes page: the same bounds, lookahead and order as a
@@ -150,4 +141,25 @@ pub(crate) fn note<R: Columns>(row: &R) -> Result<Message, R::Error> {
         internal: true,
         after_seq: Some(row.int("after_seq")?),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_notes_page_reads_session_notes_through_the_message_window() {
+        let (sql, window) = note_page(Dialect::Sqlite, MessageRange::Latest, 3);
+        assert_eq!(
+            sql,
+            format!(
+                "SELECT {NOTE_COLUMNS} FROM session_notes \
+                 WHERE session_id = ?1 AND seq > ?2 AND seq < ?3 \
+                 ORDER BY seq DESC LIMIT ?4"
+            )
+        );
+        assert_eq!(window.fetch(), 4);
+        let (sql, _) = note_page(Dialect::Postgres, MessageRange::After(5), 3);
+        assert!(sql.ends_with("seq > $2 AND seq < $3 ORDER BY seq ASC LIMIT $4"));
+    }
 }

@@ -431,9 +431,20 @@ impl MessageWindow {
 
     /// Parameters: session id, `lower`, `upper`, `fetch()`.
     pub(crate) fn sql(&self, dialect: Dialect) -> String {
+        self.sql_over(dialect, "messages", MESSAGE_COLUMNS)
+    }
+
+    /// The same read of `columns` from another table numbered by `seq`
+    /// within each session (the notes), with the same parameters.
+    pub(crate) fn sql_over(
+        &self,
+        dialect: Dialect,
+        table: &str,
+        columns: impl fmt::Display,
+    ) -> String {
         let order = if self.newest_first { "DESC" } else { "ASC" };
         format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages \
+            "SELECT {columns} FROM {table} \
              WHERE session_id = {} AND seq > {} AND seq < {} \
              ORDER BY seq {order} LIMIT {}",
             dialect.param(1),
