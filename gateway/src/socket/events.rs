@@ -1,6 +1,7 @@
 //! The client events that read or change sessions: join and leave (served
-//! by the gateway itself from the store), send-message and mark-read
-//! (forwarded to the worker, acked when it answers).
+//! by the gateway itself from the store), send-message, mark-read,
+//! mark-delivered and react (forwarded to the worker, acked when it
+//! answers).
 
 use chat_shared::envelope::Command;
 use chat_shared::permissions::may_read;
@@ -241,69 +242,79 @@ impl SocketSession {
     }
 
     pub(super) async fn mark_read(&mut self, payload: Value, ack_id: Option<u64>) -> EventResult {
-        let request = MarkRead::parse(payload)?;
-        let waiter = Waiter::Socket {
-            socket: self.handle.clone(),
-            ack_id,
-            kind: AckKind::MarkRead,
-            session_id: request.session_id.to_string(),
-            started: Instant::now(),
-        };
-        let command = Command::MarkRead {
-            session_id: request.session_id.into(),
-            up_to_seq: request.up_to_seq,
-        };
-        self.state
-            .requests
-            .submit(&self.handle.identity(), command, waiter)
-            .await;
-        Ok(None)
+        let MarkRead {
+            session_id,
+            up_to_seq,
+        } = MarkRead::parse(payload)?;
+        self.forward(session_id.into(), AckKind::MarkRead, ack_id, |session_id| {
+            Command::MarkRead {
+                session_id,
+                up_to_seq,
+            }
+        })
+        .await
     }
 
-    /// Reactions and delivery positions: both go to the worker like
-    /// `mark-read`, acked when it answers.
     pub(super) async fn mark_delivered(
         &mut self,
         payload: Value,
         ack_id: Option<u64>,
     ) -> EventResult {
-        let request = MarkDelivered::parse(payload)?;
-        let waiter = Waiter::Socket {
-            socket: self.handle.clone(),
+        let MarkDelivered {
+            session_id,
+            up_to_seq,
+        } = MarkDelivered::parse(payload)?;
+        self.forward(
+            session_id.into(),
+            AckKind::MarkDelivered,
             ack_id,
-            kind: AckKind::MarkDelivered,
-            session_id: request.session_id.to_string(),
-            started: Instant::now(),
-        };
-        let command = Command::MarkDelivered {
-            session_id: request.session_id.into(),
-            up_to_seq: request.up_to_seq,
-        };
-        self.state
-            .requests
-            .submit(&self.handle.identity(), command, waiter)
-            .await;
-        Ok(None)
+            |session_id| Command::MarkDelivered {
+                session_id,
+                up_to_seq,
+            },
+        )
+        .await
     }
 
     pub(super) async fn react(&mut self, payload: Value, ack_id: Option<u64>) -> EventResult {
-        let request = React::parse(payload)?;
+        let React {
+            session_id,
+            seq,
+            emoji,
+            on,
+        } = React::parse(payload)?;
+        self.forward(session_id.into(), AckKind::React, ack_id, |session_id| {
+            Command::React {
+                session_id,
+                seq,
+                emoji,
+                on,
+            }
+        })
+        .await
+    }
+
+    /// Sends the worker the command `command` builds for the session; the
+    /// ack (or `error` event) is written when it answers. For these events
+    /// `kind` decides nothing: the ack's shape follows the reply, metrics
+    /// count the event under its name, and only send-message's ack is timed.
+    async fn forward(
+        &self,
+        session_id: String,
+        kind: AckKind,
+        ack_id: Option<u64>,
+        command: impl FnOnce(String) -> Command,
+    ) -> EventResult {
         let waiter = Waiter::Socket {
             socket: self.handle.clone(),
             ack_id,
-            kind: AckKind::React,
-            session_id: request.session_id.to_string(),
+            kind,
+            session_id: session_id.clone(),
             started: Instant::now(),
-        };
-        let command = Command::React {
-            session_id: request.session_id.into(),
-            seq: request.seq,
-            emoji: request.emoji,
-            on: request.on,
         };
         self.state
             .requests
-            .submit(&self.handle.identity(), command, waiter)
+            .submit(&self.handle.identity(), command(session_id), waiter)
             .await;
         Ok(None)
     }
