@@ -56,13 +56,17 @@ pub(super) async fn commit(client: &mut Object, mutations: &[Mutation]) -> Resul
         client.execute(&statement, &columns.params()).await?;
         return Ok(());
     }
-    // A batch that gives or takes away sessions moves agents' loads and
-    // writes timeline entries too: the same transaction, one round trip
-    // per agent and entry after the batch's statement, only for the
-    // batches that need it (assignments are rare next to messages).
+    // The rest of a batch runs in the same transaction, after the batch's
+    // statement, and only the kinds it carries: a batch that gives or
+    // takes away sessions moves agents' loads and writes timeline entries
+    // (one round trip per agent and entry; assignments are rare next to
+    // messages), and notes, reactions and files have statements of their
+    // own.
     let tx = client.transaction().await?;
     tx.execute(&statement, &columns.params()).await?;
-    super::routing::record_events(&tx, mutations).await?;
+    if plan.carries.routing {
+        super::routing::record_events(&tx, mutations).await?;
+    }
     if plan.carries.notes {
         super::notes::write(&tx, mutations).await?;
     }
@@ -72,7 +76,9 @@ pub(super) async fn commit(client: &mut Object, mutations: &[Mutation]) -> Resul
     if plan.carries.attachments {
         super::attachments::reference(&tx, mutations).await?;
     }
-    super::routing::adjust_loads(&tx, mutations).await?;
+    if plan.carries.routing {
+        super::routing::adjust_loads(&tx, mutations).await?;
+    }
     tx.commit().await?;
     Ok(())
 }
