@@ -4,6 +4,8 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::queries::fill;
+
 use crate::protocol::MessagePage;
 use crate::store::attachments_sql::{self, AttachmentRecord};
 use crate::store::sql::{self, Dialect};
@@ -80,11 +82,9 @@ pub(super) fn load(
     keys: &BatchKeys,
     snapshot: &mut BatchSnapshot,
 ) -> Result<(), StoreError> {
-    for id in &keys.attachment_ids {
-        if let Some(row) = by_id(conn, id)? {
-            snapshot.attachments.insert(id.clone(), row);
-        }
-    }
+    fill(&mut snapshot.attachments, &keys.attachment_ids, |id| {
+        by_id(conn, id)
+    })?;
     for message in snapshot.messages_by_client_id.values_mut() {
         let rows = of_messages(conn, &message.session_id, message.seq, message.seq)?;
         attachments_sql::fill_attachments(std::slice::from_mut(message), rows);

@@ -80,7 +80,7 @@ pub(super) fn load_batch(conn: &Connection, keys: &BatchKeys) -> Result<BatchSna
 }
 
 /// Looks up each key, keeping those found.
-fn fill<K: Clone + Eq + Hash, V>(
+pub(super) fn fill<K: Clone + Eq + Hash, V>(
     found: &mut HashMap<K, V>,
     keys: &[K],
     find: impl Fn(&K) -> Result<Option<V>, StoreError>,

@@ -5,7 +5,9 @@
 
 use std::sync::LazyLock;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use super::queries::fill;
 
 use crate::protocol::{MessagePage, ReadPosition};
 use crate::store::reactions_sql::{self, ReactionRow};
@@ -65,39 +67,34 @@ pub(super) fn set_delivery_position(
 }
 
 /// Adds what `keys` names of reactions and delivery positions to
-/// `snapshot`, inside the batch read's transaction.
+/// `snapshot`, inside the batch read's transaction. A message without
+/// reactions gets no entry, as a position never set does.
 pub(super) fn load(
     conn: &Connection,
     keys: &BatchKeys,
     snapshot: &mut BatchSnapshot,
 ) -> Result<(), StoreError> {
-    for (session_id, seq) in &keys.reactions {
-        let mut statement = conn.prepare_cached(&OF_MESSAGE)?;
-        let found = statement
-            .query_map(params![session_id, seq], |row| {
-                Ok(ReactionRow {
-                    emoji: row.get("emoji")?,
-                    user_id: row.get("user_id")?,
-                    created_at: Timestamp(row.get("created_at")?),
-                })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        if !found.is_empty() {
-            snapshot.reactions.insert((session_id.clone(), *seq), found);
-        }
-    }
-    for (session_id, user_id) in &keys.delivery_positions {
-        let up_to_seq: Option<i64> = conn
-            .prepare_cached(&DELIVERY_OF)?
-            .query_row([session_id, user_id], |row| row.get(0))
-            .optional()?;
-        if let Some(up_to_seq) = up_to_seq {
-            snapshot
-                .delivery_positions
-                .insert((session_id.clone(), user_id.clone()), up_to_seq);
-        }
-    }
-    Ok(())
+    fill(
+        &mut snapshot.reactions,
+        &keys.reactions,
+        |(session_id, seq)| {
+            let found = conn
+                .prepare_cached(&OF_MESSAGE)?
+                .query_map(params![session_id, seq], reaction_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((!found.is_empty()).then_some(found))
+        },
+    )?;
+    fill(
+        &mut snapshot.delivery_positions,
+        &keys.delivery_positions,
+        |(session_id, user_id)| {
+            Ok(conn
+                .prepare_cached(&DELIVERY_OF)?
+                .query_row([session_id, user_id], |row| row.get(0))
+                .optional()?)
+        },
+    )
 }
 
 /// Fills the reactions of a page of `session_id`'s history.
@@ -112,18 +109,20 @@ pub(super) fn fill_page(
     let mut statement = conn.prepare_cached(&BETWEEN)?;
     let found = statement
         .query_map(params![session_id, first, last], |row| {
-            Ok((
-                row.get::<_, i64>("seq")?,
-                ReactionRow {
-                    emoji: row.get("emoji")?,
-                    user_id: row.get("user_id")?,
-                    created_at: Timestamp(row.get("created_at")?),
-                },
-            ))
+            Ok((row.get::<_, i64>("seq")?, reaction_row(row)?))
         })?
         .collect::<Result<Vec<_>, _>>()?;
     reactions_sql::fill_reactions(&mut page.items, found);
     Ok(())
+}
+
+/// A row of `reactions_of_message` or `reactions_between`.
+fn reaction_row(row: &Row<'_>) -> rusqlite::Result<ReactionRow> {
+    Ok(ReactionRow {
+        emoji: row.get("emoji")?,
+        user_id: row.get("user_id")?,
+        created_at: Timestamp(row.get("created_at")?),
+    })
 }
 
 pub(super) fn delivery_positions(
