@@ -214,9 +214,7 @@ impl Gateway {
             .merge(crate::attachments::download_routes())
             .layer(axum::middleware::from_fn(move |request, next| {
                 crate::http_edges::bound_request_time(deadline, request, next)
-            }))
-            // Uploads: their own bounds (`attachments`), not the deadline.
-            .merge(crate::attachments::upload_routes());
+            }));
         let mut router = Router::new()
             .route("/socket.io", any(socket_io))
             .route("/socket.io/", any(socket_io))
@@ -227,12 +225,16 @@ impl Gateway {
                 .merge(ops_routes())
                 .route("/api/dev/token", post(ops::dev_token));
         }
+        // Uploads: their own bounds (`attachments`), neither the body limit
+        // nor the deadline, so they join after both are laid on the rest.
+        let uploads = Router::new().nest("/api/chat", crate::attachments::upload_routes());
         router
             .fallback(crate::web::serve_web)
             .layer(DefaultBodyLimit::max(MAX_PAYLOAD_BYTES))
             .layer(axum::middleware::from_fn(
                 crate::http_edges::refuse_oversized_bodies,
             ))
+            .merge(uploads)
             .layer(axum::middleware::from_fn(crate::http_edges::no_sniffing))
             .layer(axum::Extension(self.connections.clone()))
             .layer(axum::Extension(self.sockets.clone()))

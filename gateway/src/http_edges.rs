@@ -4,14 +4,14 @@
 //! answer says `nosniff`. Pages of the web UI get their CSP in `web`.
 //!
 //! File uploads (`POST /api/chat/sessions/{id}/attachments`) are the one
-//! exception to the body limit and the deadline: their bound is
-//! `ATTACHMENT_MAX_BYTES`, and `attachments` gives up on a body that stops
-//! coming rather than on one that takes long.
+//! exception to the body limit and the deadline: `app` lays neither on
+//! their route. Their bound is `ATTACHMENT_MAX_BYTES`, and `attachments`
+//! gives up on a body that stops coming rather than on one that takes long.
 
 use std::time::Duration;
 
 use axum::extract::Request;
-use axum::http::{header, HeaderValue, Method};
+use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chat_shared::{ChatError, ErrorCode};
@@ -21,11 +21,8 @@ use crate::http_error::ApiError;
 
 /// Refuses a request whose `Content-Length` exceeds the body limit before
 /// reading any of it; bodies without a length are still cut at the limit
-/// by the body extractor. Uploads have a bound of their own.
+/// by the body extractor.
 pub async fn refuse_oversized_bodies(request: Request, next: Next) -> Response {
-    if is_upload(request.method(), request.uri().path()) {
-        return next.run(request).await;
-    }
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -66,41 +63,4 @@ pub async fn no_sniffing(request: Request, next: Next) -> Response {
         HeaderValue::from_static("nosniff"),
     );
     response
-}
-
-/// Whether a request is a file upload: `POST` to
-/// `/api/chat/sessions/{id}/attachments`, the id one path segment.
-pub fn is_upload(method: &Method, path: &str) -> bool {
-    *method == Method::POST
-        && path
-            .strip_prefix("/api/chat/sessions/")
-            .and_then(|rest| rest.strip_suffix("/attachments"))
-            .is_some_and(|id| !id.is_empty() && !id.contains('/'))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_the_upload_route_is_an_upload() {
-        assert!(is_upload(
-            &Method::POST,
-            "/api/chat/sessions/s-1/attachments"
-        ));
-        assert!(!is_upload(
-            &Method::GET,
-            "/api/chat/sessions/s-1/attachments"
-        ));
-        assert!(!is_upload(&Method::POST, "/api/chat/sessions/s-1/messages"));
-        assert!(!is_upload(&Method::POST, "/api/chat/sessions//attachments"));
-        assert!(!is_upload(
-            &Method::POST,
-            "/api/chat/sessions/a/b/attachments"
-        ));
-        assert!(!is_upload(
-            &Method::POST,
-            "/api/chat/sessions/s-1/attachments/x"
-        ));
-    }
 }
