@@ -31,6 +31,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use deadpool_postgres::Object;
 use tokio_postgres::types::ToSql;
 
+use super::reactions::{Delivery, DeliveryKey, ReactionChange, ReactionKey};
 use crate::protocol::{Message, ReadPosition};
 use crate::store::{Mutation, SessionRecord, StoreError};
 use crate::Timestamp;
@@ -71,7 +72,12 @@ pub(super) async fn commit(client: &mut Object, mutations: &[Mutation]) -> Resul
         super::notes::write(&tx, mutations).await?;
     }
     if plan.carries.reactions {
-        super::reactions::write(&tx, mutations).await?;
+        super::reactions::write(
+            &tx,
+            &plan.reactions.entries,
+            &plan.delivery_positions.entries,
+        )
+        .await?;
     }
     if plan.carries.attachments {
         super::attachments::reference(&tx, mutations).await?;
@@ -93,6 +99,8 @@ struct Plan<'a> {
     messages: Vec<&'a Message>,
     read_positions: LastWins<(&'a str, &'a str), (&'a ReadPosition, Timestamp)>,
     users: LastWins<&'a str, &'a str>,
+    reactions: LastWins<ReactionKey<'a>, ReactionChange>,
+    delivery_positions: LastWins<DeliveryKey<'a>, Delivery<'a>>,
     /// What else the batch writes, found in the same pass.
     carries: Carries,
 }
@@ -156,13 +164,41 @@ impl<'a> Plan<'a> {
                 Mutation::InsertNote(_) | Mutation::SetParticipants { .. } => {
                     plan.carries.notes = true
                 }
-                Mutation::SetReaction { .. } | Mutation::SetDeliveryPosition { .. } => {
-                    plan.carries.reactions = true
+                Mutation::SetReaction {
+                    session_id,
+                    seq,
+                    emoji,
+                    user_id,
+                    on,
+                    at,
+                } => {
+                    let key = (session_id.as_str(), *seq, emoji.as_str(), user_id.as_str());
+                    plan.add_reaction(key, ReactionChange::new(*on, *at));
+                    plan.carries.reactions = true;
+                }
+                Mutation::SetDeliveryPosition {
+                    session_id,
+                    position,
+                    delivered_at,
+                } => {
+                    plan.delivery_positions.set(
+                        (session_id.as_str(), position.user_id.as_str()),
+                        (position, *delivered_at),
+                    );
+                    plan.carries.reactions = true;
                 }
                 Mutation::ReferenceAttachment { .. } => plan.carries.attachments = true,
             }
         }
         Ok(plan)
+    }
+
+    /// Folds a reaction change into the batch's earlier changes of its key.
+    fn add_reaction(&mut self, key: ReactionKey<'a>, change: ReactionChange) {
+        match self.reactions.get_mut(&key) {
+            Some(earlier) => earlier.then(change),
+            None => self.reactions.set(key, change),
+        }
     }
 
     /// Folds a session mutation into what the batch already does to that
@@ -601,5 +637,55 @@ mod tests {
         );
         assert_eq!(carries(&[colleagues, load]), (true, true, false, false));
         assert!(Plan::new(&[file]).expect("plan").carries.any());
+    }
+
+    #[test]
+    fn reactions_and_delivery_positions_fold_per_key_in_first_seen_order() {
+        let reaction = |user: &str, on: bool, at: i64| Mutation::SetReaction {
+            session_id: "s".into(),
+            seq: 1,
+            emoji: "👍".into(),
+            user_id: user.into(),
+            on,
+            at: Timestamp(at),
+        };
+        let delivered = |user: &str, seq: i64| Mutation::SetDeliveryPosition {
+            session_id: "s".into(),
+            position: ReadPosition {
+                user_id: user.into(),
+                role: Role::Customer,
+                up_to_seq: seq,
+            },
+            delivered_at: Timestamp(seq),
+        };
+        let batch = [
+            reaction("u1", true, 1),
+            delivered("u1", 1),
+            reaction("u2", true, 2),
+            delivered("u2", 4),
+            reaction("u1", false, 3),
+            delivered("u1", 2),
+        ];
+        let plan = Plan::new(&batch).expect("plan");
+        let mut u1 = ReactionChange::new(true, Timestamp(1));
+        u1.then(ReactionChange::new(false, Timestamp(3)));
+        assert_eq!(
+            plan.reactions.entries,
+            vec![
+                (("s", 1, "👍", "u1"), u1),
+                (
+                    ("s", 1, "👍", "u2"),
+                    ReactionChange::new(true, Timestamp(2))
+                ),
+            ]
+        );
+        let positions: Vec<(&str, i64, i64)> = plan
+            .delivery_positions
+            .entries
+            .iter()
+            .map(|((_, user), (position, at))| (*user, position.up_to_seq, at.millis()))
+            .collect();
+        assert_eq!(positions, vec![("u1", 2, 2), ("u2", 4, 4)]);
+        assert!(plan.carries.reactions);
     }
 }

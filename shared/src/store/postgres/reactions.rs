@@ -4,13 +4,12 @@
 //! (one range read per page) and a session's delivery positions. The SQL
 //! of single rows is `store::reactions_sql`'s, shared with SQLite.
 //!
-//! A batch's reaction changes are folded per (session, seq, emoji, user):
+//! A batch's reaction changes are folded per (session, seq, emoji, user),
+//! as `ReactionChange`s in the commit's sorting pass:
 //! a key taken back anywhere in the batch is deleted first, and a key whose
 //! last change adds it is then inserted with that change's time. That is
 //! what applying them in turn does (a reaction taken back and given again
 //! carries its new time), in two statements instead of one per change.
-
-use std::collections::HashMap;
 
 use deadpool_postgres::Object;
 use tokio_postgres::types::ToSql;
@@ -20,63 +19,59 @@ use crate::protocol::{MessagePage, ReadPosition};
 use crate::store::reactions_sql::{self, ReactionRow};
 use crate::store::rows;
 use crate::store::sql::Dialect;
-use crate::store::{BatchKeys, BatchSnapshot, Mutation, StoreError};
+use crate::store::{BatchKeys, BatchSnapshot, StoreError};
 use crate::Timestamp;
 
 const POSTGRES: Dialect = Dialect::Postgres;
 
-/// Applies the batch's reaction and delivery position changes.
-pub(super) async fn write(tx: &Transaction<'_>, mutations: &[Mutation]) -> Result<(), StoreError> {
-    type Key<'a> = (&'a str, i64, &'a str, &'a str);
-    // Per key: whether it was taken back in the batch, and its last change.
-    let mut reactions: Vec<(Key<'_>, bool, bool, i64)> = Vec::new();
-    let mut reaction_at: HashMap<Key<'_>, usize> = HashMap::new();
-    let mut positions: Vec<(&str, &ReadPosition, i64)> = Vec::new();
-    let mut position_at: HashMap<(&str, &str), usize> = HashMap::new();
-    for mutation in mutations {
-        match mutation {
-            Mutation::SetReaction {
-                session_id,
-                seq,
-                emoji,
-                user_id,
-                on,
-                at,
-            } => {
-                let key = (session_id.as_str(), *seq, emoji.as_str(), user_id.as_str());
-                match reaction_at.get(&key).and_then(|&i| reactions.get_mut(i)) {
-                    Some(entry) => {
-                        entry.1 |= !on;
-                        entry.2 = *on;
-                        entry.3 = at.millis();
-                    }
-                    None => {
-                        reaction_at.insert(key, reactions.len());
-                        reactions.push((key, !on, *on, at.millis()));
-                    }
-                }
-            }
-            Mutation::SetDeliveryPosition {
-                session_id,
-                position,
-                delivered_at,
-            } => {
-                let key = (session_id.as_str(), position.user_id.as_str());
-                let value = (session_id.as_str(), position, delivered_at.millis());
-                match position_at.get(&key).and_then(|&i| positions.get_mut(i)) {
-                    Some(entry) => *entry = value,
-                    None => {
-                        position_at.insert(key, positions.len());
-                        positions.push(value);
-                    }
-                }
-            }
-            _ => {}
+/// A reaction in a batch: (session, seq, emoji, user).
+pub(super) type ReactionKey<'a> = (&'a str, i64, &'a str, &'a str);
+
+/// A delivery position in a batch: (session, user).
+pub(super) type DeliveryKey<'a> = (&'a str, &'a str);
+
+/// A delivery position's last change in a batch, and its time.
+pub(super) type Delivery<'a> = (&'a ReadPosition, Timestamp);
+
+/// What a batch's changes of one reaction key do, folded in their order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct ReactionChange {
+    /// Whether any change takes the reaction back: its row goes first.
+    taken_back: bool,
+    /// Whether the last change gives it: its row is then inserted.
+    given: bool,
+    /// The last change's time, in milliseconds.
+    at: i64,
+}
+
+impl ReactionChange {
+    pub(super) fn new(on: bool, at: Timestamp) -> Self {
+        ReactionChange {
+            taken_back: !on,
+            given: on,
+            at: at.millis(),
         }
     }
 
-    let taken_back: Vec<&(Key<'_>, bool, bool, i64)> =
-        reactions.iter().filter(|entry| entry.1).collect();
+    /// Folds a later change of the same key into this one.
+    pub(super) fn then(&mut self, later: ReactionChange) {
+        self.taken_back |= later.taken_back;
+        self.given = later.given;
+        self.at = later.at;
+    }
+}
+
+/// Applies the batch's reaction and delivery position changes, each
+/// folded per key in first-seen order.
+pub(super) async fn write(
+    tx: &Transaction<'_>,
+    reactions: &[(ReactionKey<'_>, ReactionChange)],
+    positions: &[(DeliveryKey<'_>, Delivery<'_>)],
+) -> Result<(), StoreError> {
+    let taken_back: Vec<&(ReactionKey<'_>, ReactionChange)> = reactions
+        .iter()
+        .filter(|(_, change)| change.taken_back)
+        .collect();
     if !taken_back.is_empty() {
         let (sessions, seqs, emoji, users) = columns(taken_back.iter().map(|entry| entry.0));
         tx.execute(
@@ -89,11 +84,13 @@ pub(super) async fn write(tx: &Transaction<'_>, mutations: &[Mutation]) -> Resul
         )
         .await?;
     }
-    let given: Vec<&(Key<'_>, bool, bool, i64)> =
-        reactions.iter().filter(|entry| entry.2).collect();
+    let given: Vec<&(ReactionKey<'_>, ReactionChange)> = reactions
+        .iter()
+        .filter(|(_, change)| change.given)
+        .collect();
     if !given.is_empty() {
         let (sessions, seqs, emoji, users) = columns(given.iter().map(|entry| entry.0));
-        let times: Vec<i64> = given.iter().map(|entry| entry.3).collect();
+        let times: Vec<i64> = given.iter().map(|(_, change)| change.at).collect();
         tx.execute(
             "INSERT INTO message_reactions (session_id, seq, emoji, user_id, created_at) \
              SELECT * FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], $5::int8[]) \
@@ -103,11 +100,14 @@ pub(super) async fn write(tx: &Transaction<'_>, mutations: &[Mutation]) -> Resul
         .await?;
     }
     if !positions.is_empty() {
-        let sessions: Vec<&str> = positions.iter().map(|p| p.0).collect();
-        let users: Vec<&str> = positions.iter().map(|p| p.1.user_id.as_str()).collect();
-        let roles: Vec<&str> = positions.iter().map(|p| p.1.role.as_str()).collect();
-        let seqs: Vec<i64> = positions.iter().map(|p| p.1.up_to_seq).collect();
-        let times: Vec<i64> = positions.iter().map(|p| p.2).collect();
+        let sessions: Vec<&str> = positions.iter().map(|((session, _), _)| *session).collect();
+        let users: Vec<&str> = positions.iter().map(|((_, user), _)| *user).collect();
+        let roles: Vec<&str> = positions
+            .iter()
+            .map(|(_, (p, _))| p.role.as_str())
+            .collect();
+        let seqs: Vec<i64> = positions.iter().map(|(_, (p, _))| p.up_to_seq).collect();
+        let times: Vec<i64> = positions.iter().map(|(_, (_, at))| at.millis()).collect();
         let params: [&(dyn ToSql + Sync); 5] = [&sessions, &users, &roles, &seqs, &times];
         tx.execute(
             "INSERT INTO delivery_positions (session_id, user_id, role, up_to_seq, delivered_at) \
@@ -123,7 +123,7 @@ pub(super) async fn write(tx: &Transaction<'_>, mutations: &[Mutation]) -> Resul
 
 type KeyColumns<'a> = (Vec<&'a str>, Vec<i64>, Vec<&'a str>, Vec<&'a str>);
 
-fn columns<'a>(keys: impl Iterator<Item = (&'a str, i64, &'a str, &'a str)>) -> KeyColumns<'a> {
+fn columns<'a>(keys: impl Iterator<Item = ReactionKey<'a>>) -> KeyColumns<'a> {
     let mut out: KeyColumns<'a> = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (session, seq, emoji, user) in keys {
         out.0.push(session);
@@ -233,4 +233,29 @@ pub(super) async fn delivery_positions(
         .iter()
         .map(rows::read_position)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn folded(changes: &[(bool, i64)]) -> (bool, bool, i64) {
+        let mut changes = changes
+            .iter()
+            .map(|&(on, at)| ReactionChange::new(on, Timestamp(at)));
+        let mut folded = changes.next().expect("a change");
+        for later in changes {
+            folded.then(later);
+        }
+        (folded.taken_back, folded.given, folded.at)
+    }
+
+    #[test]
+    fn a_key_taken_back_anywhere_is_deleted_and_its_last_change_decides_the_insert() {
+        assert_eq!(folded(&[(true, 1)]), (false, true, 1));
+        assert_eq!(folded(&[(false, 1)]), (true, false, 1));
+        assert_eq!(folded(&[(true, 1), (false, 2)]), (true, false, 2));
+        assert_eq!(folded(&[(true, 1), (false, 2), (true, 3)]), (true, true, 3));
+        assert_eq!(folded(&[(true, 1), (true, 4)]), (false, true, 4));
+    }
 }
