@@ -85,8 +85,20 @@ impl fmt::Display for ColumnList {
     }
 }
 
-/// Columns of `sessions`, in the order rows are written (`id` first).
-pub(crate) const SESSION_COLUMNS: ColumnList = ColumnList(&[
+/// Columns of `sessions` as read: those a session write sets, in the
+/// order rows are written (`id` first), then `participants`.
+pub(crate) const SESSION_COLUMNS: ColumnList = ColumnList(&SESSION_COLUMN_NAMES);
+
+/// Columns of `sessions` that `InsertSession` and `UpdateSession` write:
+/// all but `participants`, which `SetParticipants` writes in both stores
+/// (PostgreSQL's batch function, released before the column, cannot).
+pub(crate) const SESSION_WRITTEN_COLUMNS: ColumnList = ColumnList(
+    SESSION_COLUMN_NAMES
+        .split_at(SESSION_COLUMN_NAMES.len() - 1)
+        .0,
+);
+
+const SESSION_COLUMN_NAMES: [&str; 18] = [
     "id",
     "customer_id",
     "customer_name",
@@ -105,7 +117,7 @@ pub(crate) const SESSION_COLUMNS: ColumnList = ColumnList(&[
     "first_response_at",
     "first_response_ms",
     "participants",
-]);
+];
 
 /// Columns of `messages`, in the order rows are written.
 pub(crate) const MESSAGE_COLUMNS: ColumnList = ColumnList(&[
@@ -146,11 +158,11 @@ pub(crate) fn insert(dialect: Dialect, table: &str, columns: ColumnList) -> Stri
     )
 }
 
-/// A session row replaced whole if its version is still the expected one:
-/// the parameters are the row in `SESSION_COLUMNS` order (`id` first, the
-/// key), then the expected version.
+/// A session row replaced if its version is still the expected one: the
+/// parameters are the row in `SESSION_WRITTEN_COLUMNS` order (`id` first,
+/// the key), then the expected version.
 pub(crate) fn update_session(dialect: Dialect) -> String {
-    let set: Vec<String> = SESSION_COLUMNS
+    let set: Vec<String> = SESSION_WRITTEN_COLUMNS
         .0
         .iter()
         .enumerate()
@@ -161,7 +173,7 @@ pub(crate) fn update_session(dialect: Dialect) -> String {
         "UPDATE sessions SET {} WHERE id = {} AND version = {}",
         set.join(", "),
         dialect.param(1),
-        dialect.param(SESSION_COLUMNS.0.len() + 1)
+        dialect.param(SESSION_WRITTEN_COLUMNS.0.len() + 1)
     )
 }
 
@@ -178,7 +190,7 @@ const SESSION_INDEXED_COLUMNS: [&str; 5] = ["id", "customer_id", "pool", "status
 pub(crate) fn update_session_in_place(dialect: Dialect) -> String {
     let assign = |at: usize, column: &str| format!("{column} = {}", dialect.param(at + 1));
     let (mut set, mut kept) = (Vec::new(), Vec::new());
-    for (at, column) in SESSION_COLUMNS.0.iter().enumerate() {
+    for (at, column) in SESSION_WRITTEN_COLUMNS.0.iter().enumerate() {
         if SESSION_INDEXED_COLUMNS.contains(column) {
             kept.push(assign(at, column));
         } else {
@@ -189,7 +201,7 @@ pub(crate) fn update_session_in_place(dialect: Dialect) -> String {
         "UPDATE sessions SET {} WHERE {} AND version = {}",
         set.join(", "),
         kept.join(" AND "),
-        dialect.param(SESSION_COLUMNS.0.len() + 1)
+        dialect.param(SESSION_WRITTEN_COLUMNS.0.len() + 1)
     )
 }
 
@@ -576,8 +588,18 @@ mod tests {
              agent_name = ?5, pool = ?6, status = ?7, subject = ?8, created_at = ?9, \
              assigned_at = ?10, closed_at = ?11, last_seq = ?12, last_message_at = ?13, \
              version = ?14, first_assigned_at = ?15, first_response_at = ?16, \
-             first_response_ms = ?17, participants = ?18 WHERE id = ?1 AND version = ?19"
+             first_response_ms = ?17 WHERE id = ?1 AND version = ?18"
         );
+    }
+
+    #[test]
+    fn session_writes_leave_the_participants_to_their_own_statement() {
+        assert_eq!(SESSION_COLUMNS.0.last(), Some(&"participants"));
+        assert_eq!(SESSION_WRITTEN_COLUMNS.0, &SESSION_COLUMNS.0[..17]);
+        assert!(
+            !insert(Dialect::Sqlite, "sessions", SESSION_WRITTEN_COLUMNS).contains("participants")
+        );
+        assert!(!update_session_in_place(Dialect::Sqlite).contains("participants"));
     }
 
     #[test]
@@ -587,9 +609,9 @@ mod tests {
             "UPDATE sessions SET customer_name = ?3, agent_id = ?4, agent_name = ?5, \
              subject = ?8, assigned_at = ?10, closed_at = ?11, last_seq = ?12, \
              last_message_at = ?13, version = ?14, first_assigned_at = ?15, \
-             first_response_at = ?16, first_response_ms = ?17, participants = ?18 \
+             first_response_at = ?16, first_response_ms = ?17 \
              WHERE id = ?1 AND customer_id = ?2 AND pool = ?6 AND status = ?7 AND \
-             created_at = ?9 AND version = ?19"
+             created_at = ?9 AND version = ?18"
         );
     }
 

@@ -15,7 +15,7 @@ use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, ErrorCode, Transaction, TransactionBehavior};
 
 use crate::protocol::{Message, ReadPosition};
-use crate::store::sql::{self, Dialect, MESSAGE_COLUMNS, SESSION_COLUMNS};
+use crate::store::sql::{self, Dialect, MESSAGE_COLUMNS, SESSION_WRITTEN_COLUMNS};
 use crate::store::{AgentRecord, Mutation, SessionRecord, StoreError};
 use crate::Timestamp;
 
@@ -25,7 +25,7 @@ const SQLITE: Dialect = Dialect::Sqlite;
 // each call, which a batch of hundreds of rows would otherwise repeat for
 // every row just to find its cached statement.
 static INSERT_SESSION: LazyLock<String> =
-    LazyLock::new(|| sql::insert(SQLITE, "sessions", SESSION_COLUMNS));
+    LazyLock::new(|| sql::insert(SQLITE, "sessions", SESSION_WRITTEN_COLUMNS));
 static UPDATE_SESSION: LazyLock<String> = LazyLock::new(|| sql::update_session(SQLITE));
 static UPDATE_SESSION_IN_PLACE: LazyLock<String> =
     LazyLock::new(|| sql::update_session_in_place(SQLITE));
@@ -267,7 +267,8 @@ pub(super) fn collision_is_conflict(
     }
 }
 
-/// Parameters ?1..?18 in `SESSION_COLUMNS` order.
+/// Parameters ?1..?17 in `SESSION_WRITTEN_COLUMNS` order: the row but its
+/// colleagues, which `SetParticipants` writes.
 fn session_params(record: &SessionRecord) -> Vec<Value> {
     let s = &record.session;
     vec![
@@ -288,7 +289,6 @@ fn session_params(record: &SessionRecord) -> Vec<Value> {
         optional_time(record.first_assigned_at),
         optional_time(record.first_response_at),
         record.first_response_ms.map_or(Value::Null, Value::Integer),
-        Value::Text(crate::store::rows::participants_json(&s.participants)),
     ]
 }
 
