@@ -2,8 +2,7 @@
 //! `attachments_sql`: uploads' rows, the messages that come to carry them
 //! (in the batch's transaction), and the files of a page of history.
 
-use deadpool_postgres::Object;
-use tokio_postgres::Transaction;
+use deadpool_postgres::{Object, Transaction};
 
 use crate::protocol::MessagePage;
 use crate::store::attachments_sql::{self, AttachmentRecord};
@@ -80,7 +79,9 @@ pub(super) async fn reference(
     tx: &Transaction<'_>,
     mutations: &[Mutation],
 ) -> Result<(), StoreError> {
-    let statement = tx.prepare(&attachments_sql::reference(POSTGRES)).await?;
+    let statement = tx
+        .prepare_cached(&attachments_sql::reference(POSTGRES))
+        .await?;
     for mutation in mutations {
         if let Mutation::ReferenceAttachment {
             attachment_id,

@@ -11,9 +11,8 @@
 //! what applying them in turn does (a reaction taken back and given again
 //! carries its new time), in two statements instead of one per change.
 
-use deadpool_postgres::Object;
+use deadpool_postgres::{Object, Transaction};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::Transaction;
 
 use crate::protocol::{MessagePage, ReadPosition};
 use crate::store::reactions_sql::{self, ReactionRow};
@@ -23,6 +22,28 @@ use crate::store::{BatchKeys, BatchSnapshot, StoreError};
 use crate::Timestamp;
 
 const POSTGRES: Dialect = Dialect::Postgres;
+
+/// Takes back a batch's reactions, one array per key column.
+const DELETE_REACTIONS: &str = "DELETE FROM message_reactions AS r \
+     USING UNNEST($1::text[], $2::int8[], $3::text[], $4::text[]) \
+       AS k (session_id, seq, emoji, user_id) \
+     WHERE r.session_id = k.session_id AND r.seq = k.seq \
+       AND r.emoji = k.emoji AND r.user_id = k.user_id";
+
+/// Adds a batch's reactions (key columns and times); one already there
+/// keeps its time.
+const INSERT_REACTIONS: &str =
+    "INSERT INTO message_reactions (session_id, seq, emoji, user_id, created_at) \
+     SELECT * FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], $5::int8[]) \
+     ON CONFLICT (session_id, seq, emoji, user_id) DO NOTHING";
+
+/// Sets a batch's delivery positions (session, user, role, up to seq,
+/// time).
+const UPSERT_DELIVERY_POSITIONS: &str =
+    "INSERT INTO delivery_positions (session_id, user_id, role, up_to_seq, delivered_at) \
+     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[]) \
+     ON CONFLICT (session_id, user_id) DO UPDATE SET role = excluded.role, \
+     up_to_seq = excluded.up_to_seq, delivered_at = excluded.delivered_at";
 
 /// A reaction in a batch: (session, seq, emoji, user).
 pub(super) type ReactionKey<'a> = (&'a str, i64, &'a str, &'a str);
@@ -74,15 +95,9 @@ pub(super) async fn write(
         .collect();
     if !taken_back.is_empty() {
         let (sessions, seqs, emoji, users) = columns(taken_back.iter().map(|entry| entry.0));
-        tx.execute(
-            "DELETE FROM message_reactions AS r \
-             USING UNNEST($1::text[], $2::int8[], $3::text[], $4::text[]) \
-               AS k (session_id, seq, emoji, user_id) \
-             WHERE r.session_id = k.session_id AND r.seq = k.seq \
-               AND r.emoji = k.emoji AND r.user_id = k.user_id",
-            &[&sessions, &seqs, &emoji, &users],
-        )
-        .await?;
+        let statement = tx.prepare_cached(DELETE_REACTIONS).await?;
+        tx.execute(&statement, &[&sessions, &seqs, &emoji, &users])
+            .await?;
     }
     let given: Vec<&(ReactionKey<'_>, ReactionChange)> = reactions
         .iter()
@@ -91,13 +106,9 @@ pub(super) async fn write(
     if !given.is_empty() {
         let (sessions, seqs, emoji, users) = columns(given.iter().map(|entry| entry.0));
         let times: Vec<i64> = given.iter().map(|(_, change)| change.at).collect();
-        tx.execute(
-            "INSERT INTO message_reactions (session_id, seq, emoji, user_id, created_at) \
-             SELECT * FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], $5::int8[]) \
-             ON CONFLICT (session_id, seq, emoji, user_id) DO NOTHING",
-            &[&sessions, &seqs, &emoji, &users, &times],
-        )
-        .await?;
+        let statement = tx.prepare_cached(INSERT_REACTIONS).await?;
+        tx.execute(&statement, &[&sessions, &seqs, &emoji, &users, &times])
+            .await?;
     }
     if !positions.is_empty() {
         let sessions: Vec<&str> = positions.iter().map(|((session, _), _)| *session).collect();
@@ -109,14 +120,8 @@ pub(super) async fn write(
         let seqs: Vec<i64> = positions.iter().map(|(_, (p, _))| p.up_to_seq).collect();
         let times: Vec<i64> = positions.iter().map(|(_, (_, at))| at.millis()).collect();
         let params: [&(dyn ToSql + Sync); 5] = [&sessions, &users, &roles, &seqs, &times];
-        tx.execute(
-            "INSERT INTO delivery_positions (session_id, user_id, role, up_to_seq, delivered_at) \
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[]) \
-             ON CONFLICT (session_id, user_id) DO UPDATE SET role = excluded.role, \
-             up_to_seq = excluded.up_to_seq, delivered_at = excluded.delivered_at",
-            &params,
-        )
-        .await?;
+        let statement = tx.prepare_cached(UPSERT_DELIVERY_POSITIONS).await?;
+        tx.execute(&statement, &params).await?;
     }
     Ok(())
 }
