@@ -11,12 +11,12 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use axum::extract::ws::Utf8Bytes;
 use chat_shared::auth::Identity;
 use chat_shared::backplane::{Backplane, BackplaneError, Subscriber, SubscriptionEvent};
 use chat_shared::envelope::{self, Delivery, Reply, RidingReply};
 use chat_shared::names::Names;
 use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 
 use chat_shared::permissions::may_read;
@@ -299,6 +299,8 @@ impl Hub {
     fn dispatch(&self, channel: &str, delivery: Delivery) {
         let revoked_session = self.revoked_session(channel, &delivery);
         let staff_only = delivery.event == server_events::NEW_NOTE;
+        // The envelope's decoder checked the frame as UTF-8 once; the
+        // String becomes the room's shared frame without another check.
         let frame = Utf8Bytes::from(delivery.frame);
         let earlier: &[String] = match delivery.audience.iter().position(|c| c == channel) {
             Some(index) => &delivery.audience[..index],

@@ -4,8 +4,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use axum::extract::ws::Utf8Bytes;
 use chat_shared::auth::Identity;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::sio::queue::{OutboundQueue, QueueItem};
 

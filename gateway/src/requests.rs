@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::ws::Utf8Bytes;
 use chat_shared::auth::Identity;
 use chat_shared::backplane::Backplane;
 use chat_shared::envelope::{self, Command, CommandEnvelope, Reply, ReplyBody, ReplyTo};
@@ -22,6 +21,7 @@ use chat_shared::{ChatError, Timestamp};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::metrics::{BackplaneOp, Metrics};
 use crate::outbound::{Outbound, SocketHandle};

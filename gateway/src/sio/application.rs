@@ -5,10 +5,10 @@
 
 use std::future::Future;
 
-use axum::extract::ws::Utf8Bytes;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::queue::{OutboundQueue, QueueItem};
 
@@ -94,7 +94,8 @@ pub trait Connection: Send {
     ) -> impl Future<Output = Vec<String>> + Send;
 
     /// What a queued item becomes on the wire (possibly nothing, possibly
-    /// several frames).
+    /// several frames). Frames are the socket's own text type: built from
+    /// a String, one is written without being checked as UTF-8 again.
     fn render(&mut self, item: Self::Item) -> impl Future<Output = Vec<Utf8Bytes>> + Send;
 
     /// Whether an event was refused for its budget since the last call:

@@ -446,10 +446,6 @@ async fn write_queued<C: Connection>(
         // is being written is bounded by the write deadline instead.
         connection.queue().release(item.bytes());
         for frame in connection.render(item).await {
-            // The application's frames are axum's text type; the same
-            // bytes, checked once more as UTF-8, become tungstenite's.
-            let frame =
-                Utf8Bytes::try_from(bytes::Bytes::from(frame)).map_err(|e| e.to_string())?;
             socket
                 .feed(Message::Text(frame))
                 .await

@@ -6,13 +6,13 @@
 
 use std::sync::Arc;
 
-use axum::extract::ws::Utf8Bytes;
 use chat_shared::auth::{AuthError, VerifiedToken};
 use chat_shared::protocol::{frames, server_events, Connected};
 use chat_shared::Timestamp;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::session::SocketSession;
 use crate::metrics::Rejection;

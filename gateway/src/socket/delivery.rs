@@ -3,8 +3,8 @@
 //! message is repaired from the store; after a lost subscription, every
 //! joined session catches up from its cursor.
 
-use axum::extract::ws::Utf8Bytes;
 use chat_shared::protocol::{frames, server_events, Message};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::session::SocketSession;
 use crate::config::JOIN_REPLY_MAX_BYTES;
