@@ -60,11 +60,12 @@ pub fn message_body(
         )));
     }
     for (i, id) in attachment_ids.iter().enumerate() {
-        refuse_nul(id, "attachmentIds")?;
-        if id.is_empty() || id.len() > MAX_CLIENT_MSG_ID_CHARS {
-            return Err(ChatError::invalid(format!(
-                "attachment ids must be 1 to {MAX_CLIENT_MSG_ID_CHARS} characters"
-            )));
+        // An id the blob store could never have given names no file, so it
+        // is refused here rather than looked up.
+        if !crate::blob::is_valid_id(id) {
+            return Err(ChatError::invalid(
+                "attachment ids are the 32 lowercase hex digits an upload returns",
+            ));
         }
         if attachment_ids[..i].contains(id) {
             return Err(ChatError::invalid("an attachment id is named twice"));
@@ -242,6 +243,24 @@ mod tests {
         assert!(optional_text(Some("x\0".into()), "subject", 10).is_err());
         assert!(display_name(&"n".repeat(200)).is_ok());
         assert!(display_name(&"n".repeat(201)).is_err());
+    }
+
+    #[test]
+    fn attachment_ids_have_the_blob_stores_form() {
+        let ids = |list: &[&str]| list.iter().map(|id| id.to_string()).collect::<Vec<_>>();
+        let good = crate::blob::new_id();
+        assert_eq!(
+            message_body("", &ids(&[&good]), false).expect("a stored id"),
+            ""
+        );
+        let right_length_but_malformed = "0123456789ABCDEF0123456789abcdeg";
+        assert_eq!(right_length_but_malformed.len(), good.len());
+        let too_long = "a".repeat(MAX_CLIENT_MSG_ID_CHARS + 1);
+        for bad in [right_length_but_malformed, &too_long, "", "f1"] {
+            let error = message_body("x", &ids(&[bad]), false).expect_err(bad);
+            assert_eq!(error.code, crate::ErrorCode::InvalidPayload, "{bad:?}");
+        }
+        assert!(message_body("x", &ids(&[&good, &good]), false).is_err());
     }
 
     #[test]
