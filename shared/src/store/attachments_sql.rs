@@ -152,9 +152,6 @@ pub(crate) fn fill_attachments(messages: &mut [Message], rows: Vec<AttachmentRec
     }
 }
 
-/// The LIMIT parameter, under the name the PostgreSQL attachment reads use.
-pub(crate) use crate::store::sql::sql_limit as limit;
-
 /// A row of `by_id` or `unreferenced_before`.
 pub(crate) fn attachment_row<R: Columns>(row: &R) -> Result<AttachmentRecord, R::Error> {
     Ok(AttachmentRecord {

@@ -6,7 +6,7 @@ use deadpool_postgres::{Object, Transaction};
 
 use crate::protocol::MessagePage;
 use crate::store::attachments_sql::{self, AttachmentRecord};
-use crate::store::sql::Dialect;
+use crate::store::sql::{self, Dialect};
 use crate::store::{BatchKeys, BatchSnapshot, Mutation, StoreError};
 use crate::Timestamp;
 
@@ -59,7 +59,7 @@ pub(super) async fn unreferenced_before(
         .prepare_cached(&attachments_sql::unreferenced_before(POSTGRES))
         .await?;
     let rows = client
-        .query(&statement, &[&before.0, &attachments_sql::limit(limit)])
+        .query(&statement, &[&before.0, &sql::sql_limit(limit)])
         .await?;
     rows.iter().map(attachments_sql::attachment_row).collect()
 }
