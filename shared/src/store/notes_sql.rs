@@ -9,7 +9,7 @@
 //! makes two writers that overlap on a partition fail rather than number
 //! two notes alike.
 
-use crate::protocol::{Message, MessagePage, Role};
+use crate::protocol::{Message, Role};
 use crate::store::rows::Columns;
 use crate::store::sql::{Dialect, MessageWindow};
 use crate::store::MessageRange;
@@ -57,39 +57,17 @@ pub(crate) fn set_participants(dialect: Dialect) -> String {
     )
 }
 
-/// One page of a session's notes, windowed like messages: the statement
-/// (parameters: session id, lower, upper, fetch) and the window that turns
-/// its rows into the page.
+/// One page of a session's notes, windowed like messages (same bounds,
+/// lookahead and order): the statement (parameters: session id, lower,
+/// upper, fetch) and the window that turns its rows into the page.
 pub(crate) fn note_page(
     dialect: Dialect,
     range: MessageRange,
     limit: usize,
-) -> (String, NoteWindow) {
+) -> (String, MessageWindow) {
     let window = MessageWindow::new(range, limit);
     let sql = window.sql_over(dialect, "session_notes", NOTE_COLUMNS);
-    (sql, NoteWindow(window))
-}
-
-/// The window of a notes page: the same bounds, lookahead and order as a
-/// page of messages.
-pub(crate) struct NoteWindow(MessageWindow);
-
-impl NoteWindow {
-    pub(crate) fn lower(&self) -> i64 {
-        self.0.lower
-    }
-
-    pub(crate) fn upper(&self) -> i64 {
-        self.0.upper
-    }
-
-    pub(crate) fn fetch(&self) -> i64 {
-        self.0.fetch()
-    }
-
-    pub(crate) fn page(&self, items: Vec<Message>) -> MessagePage {
-        self.0.page(items)
-    }
+    (sql, window)
 }
 
 /// The values a note is written with, in `NOTE_COLUMNS` order.

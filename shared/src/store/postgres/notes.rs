@@ -112,12 +112,7 @@ pub(super) async fn note_page(
     let rows = client
         .query(
             &statement,
-            &[
-                &session_id,
-                &window.lower(),
-                &window.upper(),
-                &window.fetch(),
-            ],
+            &[&session_id, &window.lower, &window.upper, &window.fetch()],
         )
         .await?;
     let items = rows

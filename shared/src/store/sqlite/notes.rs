@@ -78,7 +78,7 @@ pub(super) fn note_page(
     let (sql, window) = notes_sql::note_page(SQLITE, range, limit);
     let mut statement = conn.prepare_cached(&sql)?;
     let rows = statement.query_map(
-        params![session_id, window.lower(), window.upper(), window.fetch()],
+        params![session_id, window.lower, window.upper, window.fetch()],
         |row| notes_sql::note(row),
     )?;
     Ok(window.page(rows.collect::<Result<Vec<_>, _>>()?))
