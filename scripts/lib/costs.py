@@ -23,11 +23,16 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def process_counters(pid):
-    """CPU seconds and context switches summed over the process's threads."""
+    """CPU seconds and context switches summed over the process's threads,
+    or None when the process is gone."""
     cpu = 0.0
     switches = 0
     task_dir = f"/proc/{pid}/task"
-    for tid in os.listdir(task_dir):
+    try:
+        tids = os.listdir(task_dir)
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    for tid in tids:
         try:
             with open(f"{task_dir}/{tid}/stat") as stat:
                 fields = stat.read().rsplit(")", 1)[1].split()
@@ -126,17 +131,17 @@ def loopback_bytes():
 
 def snapshot(args):
     processes = {}
+    # Per process, so that the report counts only processes alive in both
+    # snapshots (a PostgreSQL backend may exit during the run).
     for spec in args.pids:
         name, pids = spec.split("=", 1)
-        cpu = switches = 0
-        io = dict.fromkeys(IO_FIELDS, 0)
+        counted = {}
         for pid in filter(None, pids.split(",")):
-            c, s = process_counters(pid)
-            cpu += c
-            switches += s
-            for key, value in process_io(pid).items():
-                io[key] += value
-        processes[name] = {"cpu": cpu, "switches": switches, "io": io, "count": len(pids.split(","))}
+            counters = process_counters(pid)
+            if counters is not None:
+                cpu, switches = counters
+                counted[pid] = {"cpu": cpu, "switches": switches, "io": process_io(pid)}
+        processes[name] = counted
     result = {"processes": processes, "loopback": loopback_bytes()}
     if args.redis:
         result["redis"] = redis_info(args.redis)
@@ -155,17 +160,24 @@ def report(args):
         b = json.load(f)
     n = args.messages
     print(f"per message ({n} messages):")
-    for name, after in b["processes"].items():
-        before = a["processes"][name]
-        cpu = (after["cpu"] - before["cpu"]) / n * 1e6
-        switches = (after["switches"] - before["switches"]) / n
-        print(f"  {name:<10} CPU {cpu:7.1f} us   context switches {switches:5.2f}   ({after['count']} process(es))")
-        if "io" in after and "io" in before:
-            io = {k: (after["io"][k] - before["io"].get(k, 0)) / n for k in after["io"]}
-            print(
-                f"  {'':<10} read calls {io['syscr']:5.2f}   write calls {io['syscw']:5.2f}"
-                f"   bytes to storage {io['write_bytes']:7.0f}"
-            )
+    for name, after_by_pid in b["processes"].items():
+        before_by_pid = a["processes"].get(name, {})
+        alive = [pid for pid in after_by_pid if pid in before_by_pid]
+
+        def change(key):
+            return sum(after_by_pid[p][key] - before_by_pid[p][key] for p in alive)
+
+        cpu = change("cpu") / n * 1e6
+        switches = change("switches") / n
+        print(f"  {name:<10} CPU {cpu:7.1f} us   context switches {switches:5.2f}   ({len(alive)} process(es))")
+        io = {
+            k: sum(after_by_pid[p]["io"][k] - before_by_pid[p]["io"].get(k, 0) for p in alive) / n
+            for k in IO_FIELDS
+        }
+        print(
+            f"  {'':<10} read calls {io['syscr']:5.2f}   write calls {io['syscw']:5.2f}"
+            f"   bytes to storage {io['write_bytes']:7.0f}"
+        )
     if "redis" in b:
         ra, rb = a["redis"], b["redis"]
         cpu = sum(rb["stats"].get(k, 0) - ra["stats"].get(k, 0) for k in ("used_cpu_sys", "used_cpu_user"))
