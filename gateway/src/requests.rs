@@ -26,22 +26,14 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use crate::metrics::{BackplaneOp, Metrics};
 use crate::outbound::{Outbound, SocketHandle};
 
-/// How a socket event's reply becomes its ack payload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AckKind {
-    SendMessage,
-    MarkRead,
-    /// Reactions and delivery positions.
-    MarkDelivered,
-    React,
-}
-
 /// Who waits for a reply.
 pub enum Waiter {
     Socket {
         socket: Arc<SocketHandle>,
         ack_id: Option<u64>,
-        kind: AckKind,
+        /// Whether the ack's latency is recorded: a sent message's (or
+        /// note's) is the figure operators watch; the others are not.
+        timed: bool,
         session_id: String,
         started: Instant,
     },
@@ -283,17 +275,15 @@ fn answer(waiter: Waiter, outcome: Result<ReplyBody, ChatError>, metrics: &Metri
         Waiter::Socket {
             socket,
             ack_id,
-            kind,
+            timed,
             session_id,
             started,
         } => {
-            if kind == AckKind::SendMessage {
+            if timed {
                 metrics.record_ack_latency(started.elapsed());
             }
             let frame = match outcome {
-                Ok(body) => {
-                    ack_id.map(|id| frames::ack(id, &success_payload(kind, &session_id, body)))
-                }
+                Ok(body) => ack_id.map(|id| frames::ack(id, &success_payload(&session_id, body))),
                 Err(error) => Some(frames::failure(ack_id, &error)),
             };
             if let Some(frame) = frame {
@@ -303,19 +293,19 @@ fn answer(waiter: Waiter, outcome: Result<ReplyBody, ChatError>, metrics: &Metri
     }
 }
 
-fn success_payload(kind: AckKind, session_id: &str, body: ReplyBody) -> Value {
-    match (kind, body) {
-        (_, ReplyBody::Message { message, .. }) => json!({ "ok": true, "message": message }),
-        (_, ReplyBody::ReadPosition(position)) => json!({
+fn success_payload(session_id: &str, body: ReplyBody) -> Value {
+    match body {
+        ReplyBody::Message { message, .. } => json!({ "ok": true, "message": message }),
+        ReplyBody::ReadPosition(position) => json!({
             "ok": true,
             "sessionId": session_id,
             "userId": position.user_id,
             "role": position.role,
             "upToSeq": position.up_to_seq,
         }),
-        (_, ReplyBody::Session(session)) => json!({ "ok": true, "session": session }),
-        (_, ReplyBody::Done) => json!({ "ok": true }),
-        (_, ReplyBody::Reactions { seq, reactions }) => json!({
+        ReplyBody::Session(session) => json!({ "ok": true, "session": session }),
+        ReplyBody::Done => json!({ "ok": true }),
+        ReplyBody::Reactions { seq, reactions } => json!({
             "ok": true,
             "sessionId": session_id,
             "seq": seq,

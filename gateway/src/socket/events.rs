@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use super::delivery::{CATCH_UP, LATEST};
 use super::session::{store_unavailable, EventResult, JoinedSession, SocketSession};
 use crate::history;
-use crate::requests::{AckKind, Waiter};
+use crate::requests::Waiter;
 
 /// Timeline entries a join reply carries, the latest; older ones are
 /// read over REST.
@@ -210,7 +210,7 @@ impl SocketSession {
         let waiter = Waiter::Socket {
             socket: self.handle.clone(),
             ack_id,
-            kind: AckKind::SendMessage,
+            timed: true,
             session_id: session_id.clone(),
             started,
         };
@@ -246,11 +246,9 @@ impl SocketSession {
             session_id,
             up_to_seq,
         } = MarkRead::parse(payload)?;
-        self.forward(session_id.into(), AckKind::MarkRead, ack_id, |session_id| {
-            Command::MarkRead {
-                session_id,
-                up_to_seq,
-            }
+        self.forward(session_id.into(), ack_id, |session_id| Command::MarkRead {
+            session_id,
+            up_to_seq,
         })
         .await
     }
@@ -264,15 +262,12 @@ impl SocketSession {
             session_id,
             up_to_seq,
         } = MarkDelivered::parse(payload)?;
-        self.forward(
-            session_id.into(),
-            AckKind::MarkDelivered,
-            ack_id,
-            |session_id| Command::MarkDelivered {
+        self.forward(session_id.into(), ack_id, |session_id| {
+            Command::MarkDelivered {
                 session_id,
                 up_to_seq,
-            },
-        )
+            }
+        })
         .await
     }
 
@@ -283,32 +278,28 @@ impl SocketSession {
             emoji,
             on,
         } = React::parse(payload)?;
-        self.forward(session_id.into(), AckKind::React, ack_id, |session_id| {
-            Command::React {
-                session_id,
-                seq,
-                emoji,
-                on,
-            }
+        self.forward(session_id.into(), ack_id, |session_id| Command::React {
+            session_id,
+            seq,
+            emoji,
+            on,
         })
         .await
     }
 
     /// Sends the worker the command `command` builds for the session; the
-    /// ack (or `error` event) is written when it answers. For these events
-    /// `kind` decides nothing: the ack's shape follows the reply, metrics
-    /// count the event under its name, and only send-message's ack is timed.
+    /// ack (or `error` event) is written when it answers; its shape follows
+    /// the reply. Only a sent message's ack is timed.
     async fn forward(
         &self,
         session_id: String,
-        kind: AckKind,
         ack_id: Option<u64>,
         command: impl FnOnce(String) -> Command,
     ) -> EventResult {
         let waiter = Waiter::Socket {
             socket: self.handle.clone(),
             ack_id,
-            kind,
+            timed: false,
             session_id: session_id.clone(),
             started: Instant::now(),
         };

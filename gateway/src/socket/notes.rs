@@ -14,7 +14,7 @@ use chat_shared::ChatError;
 use tokio::time::Instant;
 
 use super::session::{store_unavailable, EventResult, SocketSession};
-use crate::requests::{AckKind, Waiter};
+use crate::requests::Waiter;
 
 /// Notes a join reply carries, the latest; older ones are read over REST.
 pub const JOIN_NOTES: usize = 50;
@@ -81,7 +81,7 @@ impl SocketSession {
         let waiter = Waiter::Socket {
             socket: self.handle.clone(),
             ack_id,
-            kind: AckKind::SendMessage,
+            timed: true,
             session_id: session_id.clone(),
             started,
         };
