@@ -140,6 +140,15 @@ function assertFailedAck(ack, code) {
   assertError(ack.error, code, "ack.error");
 }
 
+/** Resolves once the clock has moved past the millisecond of the call: a
+ * change made after it is stamped later than any made before (the server
+ * runs on this machine's clock), for orders decided by time with ties
+ * broken otherwise. */
+async function nextMillisecond() {
+  const now = Date.now();
+  while (Date.now() <= now) await new Promise((resolve) => setImmediate(resolve));
+}
+
 async function createSession(user, body) {
   const response = await rest(baseUrl, user.token, "POST", "/sessions", body);
   assert.equal(response.status, 201, `POST /sessions: ${JSON.stringify(response.body)}`);
@@ -792,8 +801,11 @@ describe("reactions and delivery positions", () => {
     const live = await nextEvent(agentSocket, "message-reactions", (p) => p?.sessionId === sessionId, EVENT_MS, { since: agentSince });
     assert.deepEqual(live, { sessionId, seq: 1, reactions: thumbs });
 
-    // The agent adds ❤️ and joins 👍: emoji in the order first used, users in the order they reacted.
+    // The agent adds ❤️ and joins 👍: emoji in the order first used, users in the order they reacted
+    // (each change in a later millisecond than the one before, so that time alone orders them).
+    await nextMillisecond();
     assertOkAck(await emitAck(agentSocket, "react", { sessionId, seq: 1, emoji: "❤️", on: true }, EVENT_MS));
+    await nextMillisecond();
     const both = await emitAck(agentSocket, "react", { sessionId, seq: 1, emoji: "👍", on: true }, EVENT_MS);
     const expected = [
       { emoji: "👍", count: 2, userIds: [c.id, a.id] },
