@@ -43,14 +43,11 @@ fi
 bin="$root/target/release"
 
 workdir=$(mktemp -d "${TMPDIR:-/tmp}/chat-bench-assign.XXXXXX")
-database="chat_assign_$(date +%s)_$$"
-prefix="assign$(date +%s)$$"
-database_url="${admin_url%/*}/$database"
+name_run_data assign "$admin_url"
 pids=()
 cleanup() {
   stop_processes "${pids[@]}"
-  psql "$admin_url" -qc "DROP DATABASE IF EXISTS $database WITH (FORCE)" >/dev/null 2>&1 || true
-  redis-cli -u "$redis_url" --scan --pattern "$prefix:*" 2>/dev/null | xargs -r redis-cli -u "$redis_url" del >/dev/null 2>&1 || true
+  drop_run_data "$admin_url" "$database" "$redis_url" "$prefix"
   rm -rf "$workdir"
 }
 trap cleanup EXIT
@@ -83,15 +80,9 @@ echo "==> ASSIGNMENT=$ASSIGNMENT POOL_CAPACITY=$POOL_CAPACITY; watching $procs"
 status=0
 echo
 echo "==> assign: $agents agents, $sessions sessions at $rate/s over $nodes gateways"
-"$bin/chat-bench" assign --url "$url_list" --agents "$agents" --sessions "$sessions" --rate "$rate" \
+as_client "$bin/chat-bench" assign --url "$url_list" --agents "$agents" --sessions "$sessions" --rate "$rate" \
   --capacity "$capacity" --timeout "$timeout" --procs "$procs" || status=1
-for pid in "${pids[@]}"; do
-  if ! kill -0 "$pid" 2>/dev/null; then
-    echo "a process died during the run; see its log:" >&2
-    tail -5 "$workdir"/*.err >&2
-    status=1
-  fi
-done
+processes_survived "$workdir" "${pids[@]}" || status=1
 # What the servers logged at warn and above (RUST_LOG), for a run that
 # went wrong; the logs go with the work directory.
 for log in "$workdir"/*.err; do

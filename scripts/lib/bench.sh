@@ -1,5 +1,7 @@
-# What the benchmark scripts share: starting the standalone server and
-# stopping servers, finding the URL a server announced, and running the idle
+# What the benchmark scripts share: starting the standalone server or a
+# cluster's processes and stopping them, finding the URL a server announced,
+# naming and removing a cluster run's database and keys, checking that its
+# processes survived, and running the idle
 # and load measurements or the sweep. Sourced, not run; reads the caller's
 # `connections`, `pairs`, `duration`, `warmup` and `rates`, and for the
 # sweep the environment (see `run_sweep`).
@@ -28,6 +30,43 @@ announced_url() {
     sleep 0.1
   done
   echo "$url"
+}
+
+# Names what a cluster run of KIND creates on the shared servers, unique
+# to this run so that runs side by side or left over never meet: sets
+# `database` (on ADMIN_URL's server), `database_url` (that database there)
+# and `prefix` (for the Redis keys).
+name_run_data() {
+  local kind=$1 admin_url=$2
+  database="chat_${kind}_$(date +%s)_$$"
+  prefix="$kind$(date +%s)$$"
+  # shellcheck disable=SC2034 # read by the caller
+  database_url="${admin_url%/*}/$database"
+}
+
+# Removes what a cluster run created on the shared servers, as far as it
+# can (a server that went away leaves nothing to do): the database DATABASE
+# on ADMIN_URL's server and every key under PREFIX on REDIS_URL.
+drop_run_data() {
+  local admin_url=$1 database=$2 redis_url=$3 prefix=$4
+  psql "$admin_url" -qc "DROP DATABASE IF EXISTS $database WITH (FORCE)" >/dev/null 2>&1 || true
+  redis-cli -u "$redis_url" --scan --pattern "$prefix:*" 2>/dev/null | xargs -r redis-cli -u "$redis_url" del >/dev/null 2>&1 || true
+}
+
+# Whether every one of the PIDs still runs; when one died, says so with the
+# end of the logs in WORKDIR and returns 1, since a run that lost a process
+# measured something else than the cluster it started.
+processes_survived() {
+  local workdir=$1 pid status=0
+  shift
+  for pid in "$@"; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "a process died during the run; see its log:" >&2
+      tail -5 "$workdir"/*.err >&2
+      status=1
+    fi
+  done
+  return "$status"
 }
 
 # Runs a command as the load generator: at a higher CPU priority than the
