@@ -53,18 +53,17 @@ fi
 bin="$root/target/release"
 
 workdir=$(mktemp -d "${TMPDIR:-/tmp}/chat-bench-cluster.XXXXXX")
-database="chat_bench_$(date +%s)_$$"
-prefix="bench$(date +%s)$$"
-database_url="${admin_url%/*}/$database"
+name_run_data bench "$admin_url"
 pids=()
 cleanup() {
   stop_processes "${pids[@]}"
+  # The own PostgreSQL goes away with the database on it.
+  local shared_database=$database
   if [ "$own_postgres" = 1 ]; then
     stop_throwaway_postgres
-  else
-    psql "$admin_url" -qc "DROP DATABASE IF EXISTS $database WITH (FORCE)" >/dev/null 2>&1 || true
+    shared_database=""
   fi
-  redis-cli -u "$redis_url" --scan --pattern "$prefix:*" 2>/dev/null | xargs -r redis-cli -u "$redis_url" del >/dev/null 2>&1 || true
+  drop_run_data "$admin_url" "$shared_database" "$redis_url" "$prefix"
   rm -rf "$workdir"
 }
 trap cleanup EXIT
@@ -77,7 +76,7 @@ if [ "$own_postgres" = 1 ]; then
   start_throwaway_postgres "$workdir/postgres" fsync=on synchronous_commit=on full_page_writes=on \
     wal_sync_method=fdatasync shared_preload_libraries=pg_stat_statements pg_stat_statements.track=all
   admin_url=$THROWAWAY_PG_URL
-  database_url="${admin_url%/*}/$database"
+  database_url=$(database_on "$admin_url" "$database")
 fi
 psql "$admin_url" -qc "CREATE DATABASE $database" >/dev/null
 if [ "$own_postgres" = 1 ]; then
@@ -115,11 +114,5 @@ else
   run_bench "$bin/chat-bench" "$url_list" "$pid_list" " over both gateways" \
     ", customers and agents on different gateways" "" || status=1
 fi
-for pid in "${pids[@]}"; do
-  if ! kill -0 "$pid" 2>/dev/null; then
-    echo "a process died during the run; see its log:" >&2
-    tail -5 "$workdir"/*.err >&2
-    status=1
-  fi
-done
+processes_survived "$workdir" "${pids[@]}" || status=1
 exit "$status"

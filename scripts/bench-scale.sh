@@ -68,24 +68,24 @@ bin="$root/target/release"
 
 workdir=$(mktemp -d "${TMPDIR:-/tmp}/chat-bench-scale.XXXXXX")
 chmod 755 "$workdir"
-database="chat_scale_$(date +%s)_$$"
-prefix="scale$(date +%s)$$"
 pids=()
 redis_url=${REDIS_URL:-redis://127.0.0.1:6379}
 admin_url=${DATABASE_URL:-}
+name_run_data scale "$admin_url"
 cleanup() {
   stop_processes "${pids[@]}"
+  # A throwaway Redis Cluster or PostgreSQL goes away with the keys or the
+  # database on it.
+  local shared_prefix=$prefix shared_database=$database
   if [ "$redis_cluster" = 1 ]; then
     stop_throwaway_redis_cluster
-  else
-    redis-cli -u "$redis_url" --scan --pattern "$prefix:*" 2>/dev/null |
-      xargs -r redis-cli -u "$redis_url" del >/dev/null 2>&1 || true
+    shared_prefix=""
   fi
   if [ "$own_postgres" = 1 ]; then
     stop_throwaway_postgres
-  else
-    psql "$admin_url" -qc "DROP DATABASE IF EXISTS $database WITH (FORCE)" >/dev/null 2>&1 || true
+    shared_database=""
   fi
+  drop_run_data "$admin_url" "$shared_database" "$redis_url" "$shared_prefix"
   rm -rf "$workdir"
 }
 trap cleanup EXIT
@@ -96,8 +96,8 @@ if [ "$own_postgres" = 1 ]; then
   require_server_tools postgres
   start_throwaway_postgres "$workdir/postgres"
   admin_url=$THROWAWAY_PG_URL
+  database_url=$(database_on "$admin_url" "$database")
 fi
-database_url="${admin_url%/*}/$database"
 psql "$admin_url" -qc "CREATE DATABASE $database" >/dev/null
 
 unset REDIS_URL REDIS_CLUSTER_NODES
@@ -137,11 +137,5 @@ status=0
   --concurrency "${CONCURRENCY:-200}" --broadcast-rate "${BROADCAST_RATE:-2}" \
   --chat-pairs "${CHAT_PAIRS:-100}" --chat-rate "${CHAT_RATE:-200}" \
   --duration "${DURATION:-20}" --warmup "${WARMUP:-3}" || status=1
-for pid in "${pids[@]}"; do
-  if ! kill -0 "$pid" 2>/dev/null; then
-    echo "a process died during the run; see its log:" >&2
-    tail -5 "$workdir"/*.err >&2
-    status=1
-  fi
-done
+processes_survived "$workdir" "${pids[@]}" || status=1
 exit "$status"

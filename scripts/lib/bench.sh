@@ -41,16 +41,30 @@ name_run_data() {
   database="chat_${kind}_$(date +%s)_$$"
   prefix="$kind$(date +%s)$$"
   # shellcheck disable=SC2034 # read by the caller
-  database_url="${admin_url%/*}/$database"
+  database_url=$(database_on "$admin_url" "$database")
+}
+
+# Prints the URL of the database DATABASE on ADMIN_URL's server. A run that
+# moves to a server of its own after naming its data keeps the name and
+# takes the URL from here.
+database_on() {
+  local admin_url=$1 database=$2
+  echo "${admin_url%/*}/$database"
 }
 
 # Removes what a cluster run created on the shared servers, as far as it
 # can (a server that went away leaves nothing to do): the database DATABASE
-# on ADMIN_URL's server and every key under PREFIX on REDIS_URL.
+# on ADMIN_URL's server and every key under PREFIX on REDIS_URL. An empty
+# DATABASE or PREFIX skips that server, for a run whose database or keys
+# live on a throwaway server that goes away with them.
 drop_run_data() {
   local admin_url=$1 database=$2 redis_url=$3 prefix=$4
-  psql "$admin_url" -qc "DROP DATABASE IF EXISTS $database WITH (FORCE)" >/dev/null 2>&1 || true
-  redis-cli -u "$redis_url" --scan --pattern "$prefix:*" 2>/dev/null | xargs -r redis-cli -u "$redis_url" del >/dev/null 2>&1 || true
+  if [ -n "$database" ]; then
+    psql "$admin_url" -qc "DROP DATABASE IF EXISTS $database WITH (FORCE)" >/dev/null 2>&1 || true
+  fi
+  if [ -n "$prefix" ]; then
+    redis-cli -u "$redis_url" --scan --pattern "$prefix:*" 2>/dev/null | xargs -r redis-cli -u "$redis_url" del >/dev/null 2>&1 || true
+  fi
 }
 
 # Whether every one of the PIDs still runs; when one died, says so with the
@@ -153,8 +167,6 @@ start_standalone() {
   echo "==> server pid $server_pid at $url"
 }
 
-# Whether the standalone server of `start_standalone` still runs; when it
-# died, says so with the end of its log and returns 1.
 # Starts WORKERS workers, then GATEWAYS gateways, of BIN with the exported
 # settings, each on ports of its own and logging into WORKDIR. Fills the
 # caller's arrays worker_pids, gateway_pids and urls (each gateway's
@@ -185,6 +197,8 @@ start_cluster_processes() {
   done
 }
 
+# Whether the standalone server of `start_standalone` still runs; when it
+# died, says so with the end of its log and returns 1.
 server_survived() {
   local workdir=$1
   if kill -0 "$server_pid" 2>/dev/null; then
