@@ -463,6 +463,28 @@ describe('ChatClient: delivery, reactions, notes and attachments', () => {
     client.stop();
   });
 
+  it('sends mark-delivered again after the server refused it for its budget, not after other refusals', async () => {
+    const { client } = makeClient();
+    socket.accept();
+    client.watch('s1');
+    answerJoin([agent(1)]);
+    await vi.advanceTimersByTimeAsync(0);
+    const first = socket.take('mark-delivered');
+    expect(first.map((s) => s.payload)).toEqual([{ sessionId: 's1', upToSeq: 1 }]);
+    first[0]!.ack!(null, { ok: false, error: { code: 'rate_limited', message: 'too many' } });
+    await vi.advanceTimersByTimeAsync(500);
+    const again = socket.take('mark-delivered');
+    expect(again.map((s) => s.payload)).toEqual([{ sessionId: 's1', upToSeq: 1 }]);
+    socket.fire('new-message', agent(2));
+    await vi.advanceTimersByTimeAsync(500);
+    const next = socket.take('mark-delivered');
+    expect(next.map((s) => s.payload)).toEqual([{ sessionId: 's1', upToSeq: 2 }]);
+    next[0]!.ack!(null, { ok: false, error: { code: 'forbidden', message: 'no' } });
+    await vi.advanceTimersByTimeAsync(5_000);
+    expect(socket.take('mark-delivered')).toEqual([]);
+    client.stop();
+  });
+
   it('sends react with on true/false, shows it at once and keeps what the server answers; live lists replace it', async () => {
     const { client } = makeClient();
     socket.accept();

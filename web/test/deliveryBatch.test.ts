@@ -1,6 +1,7 @@
 // Batched mark-delivered: the first arrival goes at once, later ones within
 // the interval are folded into one event with the highest seq, nothing at
-// or below what the server holds is sent, and a reset forgets what was sent.
+// or below what the server holds is sent, a reset forgets what was sent, and
+// a failed send goes again an interval after it left.
 
 import { describe, expect, it } from 'vitest';
 import { DeliveryBatcher } from '../src/lib/deliveryBatch';
@@ -98,5 +99,57 @@ describe('DeliveryBatcher', () => {
       ['s1', 2],
       ['s1', 2],
     ]);
+  });
+  it('sends a failed batch again one interval after it left, with what arrived since', () => {
+    const { batcher, sent, advance } = harness();
+    batcher.arrived('s1', 3);
+    expect(sent).toEqual([['s1', 3]]);
+    advance(100);
+    batcher.failed('s1', 3);
+    advance(399);
+    expect(sent).toEqual([['s1', 3]]);
+    batcher.arrived('s1', 5);
+    advance(1);
+    expect(sent).toEqual([
+      ['s1', 3],
+      ['s1', 5],
+    ]);
+    advance(2000);
+    expect(sent.length).toBe(2);
+  });
+
+  it('repeats the failed seq itself when nothing arrived since, and ignores a failure a later send replaced', () => {
+    const { batcher, sent, advance, pending } = harness();
+    batcher.arrived('s1', 3);
+    advance(500);
+    batcher.arrived('s1', 4);
+    expect(sent).toEqual([
+      ['s1', 3],
+      ['s1', 4],
+    ]);
+    // The answer to the first send comes late: the second already covers it.
+    batcher.failed('s1', 3);
+    expect(pending()).toBe(0);
+    batcher.failed('s1', 4);
+    advance(500);
+    expect(sent).toEqual([
+      ['s1', 3],
+      ['s1', 4],
+      ['s1', 4],
+    ]);
+    // Once it went through, an arrival at or below it sends nothing.
+    batcher.arrived('s1', 4);
+    advance(2000);
+    expect(sent.length).toBe(3);
+  });
+
+  it('forgets a failure after a reset', () => {
+    const { batcher, sent, advance, pending } = harness();
+    batcher.arrived('s1', 3);
+    batcher.reset('s1');
+    batcher.failed('s1', 3);
+    expect(pending()).toBe(0);
+    advance(2000);
+    expect(sent).toEqual([['s1', 3]]);
   });
 });

@@ -637,7 +637,12 @@ export class ChatClient {
       return;
     }
     socket.timeout(this.config.timeouts.connection).emit('mark-delivered', { sessionId, upToSeq }, (err: Error | null, ack?: Ack<{ upToSeq: number }>) => {
-      if (!err && ack?.ok) this.dispatch(sessionId, { type: 'delivered', userId: this.user.userId, role: this.user.role, upToSeq: ack.upToSeq ?? upToSeq });
+      if (!err && ack?.ok) {
+        this.dispatch(sessionId, { type: 'delivered', userId: this.user.userId, role: this.user.role, upToSeq: ack.upToSeq ?? upToSeq });
+      } else if (err || (ack && !ack.ok && ack.error?.code === 'rate_limited')) {
+        // Spent budget or no answer: the batcher sends it again shortly. Other refusals are final.
+        this.delivery.failed(sessionId, upToSeq);
+      }
     });
   }
 
