@@ -57,16 +57,20 @@ enum Kind {
     SendMessage,
     Typing,
     MarkRead,
+    MarkDelivered,
+    React,
     JoinSession,
     LeaveSession,
     RefreshToken,
     Unknown,
 }
 
-const KINDS: [Kind; 7] = [
+const KINDS: [Kind; 9] = [
     Kind::SendMessage,
     Kind::Typing,
     Kind::MarkRead,
+    Kind::MarkDelivered,
+    Kind::React,
     Kind::JoinSession,
     Kind::LeaveSession,
     Kind::RefreshToken,
@@ -79,6 +83,8 @@ impl Kind {
             Kind::SendMessage => "send-message",
             Kind::Typing => "typing",
             Kind::MarkRead => "mark-read",
+            Kind::MarkDelivered => "mark-delivered",
+            Kind::React => "react",
             Kind::JoinSession => "join-session",
             Kind::LeaveSession => "leave-session",
             Kind::RefreshToken => "refresh-token",
@@ -94,7 +100,17 @@ impl Kind {
                 "clientMsgId": format!("flood-{n}"),
             }),
             Kind::Typing => json!({ "sessionId": session_id, "isTyping": n.is_multiple_of(2) }),
-            Kind::MarkRead => json!({ "sessionId": session_id, "upToSeq": n }),
+            Kind::MarkRead | Kind::MarkDelivered => {
+                json!({ "sessionId": session_id, "upToSeq": n })
+            }
+            // Every stored change of message 1's reactions is fanned out:
+            // the flood toggles one emoji on and off, the dearest pattern.
+            Kind::React => json!({
+                "sessionId": session_id,
+                "seq": 1,
+                "emoji": "👍",
+                "on": !n.is_multiple_of(2),
+            }),
             Kind::JoinSession | Kind::LeaveSession => json!({ "sessionId": session_id }),
             Kind::RefreshToken => json!({ "token": token }),
             Kind::Unknown => json!({ "n": n }),
@@ -129,8 +145,12 @@ impl Ctx {
 
     /// A new session of `customer_token`'s customer; its id.
     async fn create_session(&self, customer_token: &str, subject: &str) -> anyhow::Result<String> {
-        let body =
-            json!({ "subject": format!("hostile {} {subject}", self.run_id), "pool": self.pool });
+        // Message 1 gives the react flooder something to react to.
+        let body = json!({
+            "subject": format!("hostile {} {subject}", self.run_id),
+            "pool": self.pool,
+            "message": "hello",
+        });
         let session = retry_rest(|| {
             rest::post_json(&self.endpoint, "/api/chat/sessions", customer_token, &body)
         })
