@@ -63,14 +63,6 @@ pub(crate) fn fill_reactions(messages: &mut [Message], rows: Vec<(i64, ReactionR
     }
 }
 
-/// The seqs a page spans, for one range read of its reactions; `None` for
-/// an empty page.
-pub(crate) fn page_span(messages: &[Message]) -> Option<(i64, i64)> {
-    let first = messages.iter().map(|m| m.seq).min()?;
-    let last = messages.iter().map(|m| m.seq).max()?;
-    Some((first, last))
-}
-
 /// The reaction rows of a session's messages between two seqs (parameters:
 /// session, first seq, last seq): one read per page, not per message.
 pub(crate) fn reactions_between(dialect: Dialect) -> String {

@@ -143,6 +143,14 @@ const READ_POSITION_COLUMNS: ColumnList = ColumnList(&["user_id", "role", "up_to
 /// exist, without counting them.
 const PAGE_LOOKAHEAD: usize = 1;
 
+/// The seqs a page of messages spans, for one range read of what its
+/// messages carry (reactions, files); `None` for an empty page.
+pub(crate) fn page_span(messages: &[Message]) -> Option<(i64, i64)> {
+    let first = messages.iter().map(|m| m.seq).min()?;
+    let last = messages.iter().map(|m| m.seq).max()?;
+    Some((first, last))
+}
+
 /// The LIMIT of a statement, which both databases take as a 64-bit
 /// integer; a larger request is as good as unlimited.
 pub(crate) fn sql_limit(limit: usize) -> i64 {

@@ -98,7 +98,7 @@ pub(super) fn fill_page(
     session_id: &str,
     page: &mut MessagePage,
 ) -> Result<(), StoreError> {
-    let Some((first, last)) = crate::store::reactions_sql::page_span(&page.items) else {
+    let Some((first, last)) = sql::page_span(&page.items) else {
         return Ok(());
     };
     let rows = of_messages(conn, session_id, first, last)?;

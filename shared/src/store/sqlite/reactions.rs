@@ -12,7 +12,7 @@ use super::queries::fill;
 use crate::protocol::{MessagePage, ReadPosition};
 use crate::store::reactions_sql::{self, ReactionRow};
 use crate::store::rows;
-use crate::store::sql::Dialect;
+use crate::store::sql::{self, Dialect};
 use crate::store::{BatchKeys, BatchSnapshot, StoreError};
 use crate::Timestamp;
 
@@ -103,7 +103,7 @@ pub(super) fn fill_page(
     session_id: &str,
     page: &mut MessagePage,
 ) -> Result<(), StoreError> {
-    let Some((first, last)) = reactions_sql::page_span(&page.items) else {
+    let Some((first, last)) = sql::page_span(&page.items) else {
         return Ok(());
     };
     let mut statement = conn.prepare_cached(&BETWEEN)?;
